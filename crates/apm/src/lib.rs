@@ -1,0 +1,1 @@
+//! The APM web pages: search, trace waterfall, service map, services, trace integrity.

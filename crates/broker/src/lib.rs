@@ -1,0 +1,1 @@
+//! A durable local broker that speaks the AWS SQS JSON protocol and EventBridge PutEvents.

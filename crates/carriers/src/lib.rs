@@ -1,0 +1,1 @@
+//! Trace-context carriers: HTTP headers, SQS message attributes, Lambda SQS records, EventBridge detail.

@@ -1,0 +1,1 @@
+//! OTLP receivers (gRPC and HTTP), the Jaeger-compatible query API and Prometheus metrics.

@@ -1,0 +1,1 @@
+//! A host for the AWS Lambda Runtime API with an SQS event source mapping.

@@ -1,0 +1,276 @@
+//! The store's API boundary: what the collector writes, and what the query API, the APM pages and
+//! `throughline verify` read.
+//!
+//! Spans travel in OpenTelemetry's own protobuf model (`opentelemetry-proto`) so that nothing is
+//! lost between the wire and the store; the read side adds the few summaries that queries need.
+//! Times are Unix nanoseconds (`*_unix_nanos`), as in OTLP.
+
+use std::fmt;
+use std::str::FromStr;
+
+pub use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+pub use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+pub use opentelemetry_proto::tonic::resource::v1::Resource;
+pub use opentelemetry_proto::tonic::trace::v1::Span;
+pub use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
+use crate::StoreError;
+
+/// A 16-byte W3C trace id. Displays and parses as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TraceId(pub [u8; 16]);
+
+/// An 8-byte span id. Displays and parses as 16 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpanId(pub [u8; 8]);
+
+/// An id that did not parse: wrong length or a character that is not hex.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not {expected_hex_digits} hex digits")]
+pub struct IdParseError {
+    pub input: String,
+    pub expected_hex_digits: usize,
+}
+
+macro_rules! hex_id {
+    ($ty:ident, $len:literal) => {
+        impl $ty {
+            /// The id from raw OTLP bytes; `None` unless exactly the right length.
+            pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+                Some(Self(bytes.try_into().ok()?))
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                for b in self.0 {
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+        }
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", stringify!($ty))
+            }
+        }
+        impl FromStr for $ty {
+            type Err = IdParseError;
+            /// Accepts upper or lower case hex; Jaeger clients also send shorter ids, which are
+            /// left-padded with zeros, as Jaeger does.
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let err = || IdParseError { input: s.to_owned(), expected_hex_digits: $len * 2 };
+                if s.is_empty() || s.len() > $len * 2 {
+                    return Err(err());
+                }
+                let padded = format!("{s:0>width$}", width = $len * 2);
+                let mut out = [0u8; $len];
+                for (i, byte) in out.iter_mut().enumerate() {
+                    *byte = u8::from_str_radix(&padded[i * 2..i * 2 + 2], 16).map_err(|_| err())?;
+                }
+                Ok(Self(out))
+            }
+        }
+    };
+}
+hex_id!(TraceId, 16);
+hex_id!(SpanId, 8);
+
+/// One span as stored, with the resource and scope it was sent under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSpan {
+    /// `service.name` of the resource (`unknown_service` when absent, as the SDKs do).
+    pub service_name: String,
+    pub resource: Resource,
+    pub scope: Option<InstrumentationScope>,
+    pub span: Span,
+}
+
+/// What a write did: how many spans were kept and, for a partial success, why the rest were not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    pub accepted_spans: u64,
+    pub rejected_spans: u64,
+    /// Why spans were rejected (OTLP `partial_success.error_message`); empty when none were.
+    pub rejection_reason: String,
+}
+
+/// The write side. A call that returns `Ok` has made the data durable: it survives `kill -9`.
+pub trait SpanSink: Send + Sync {
+    fn write_traces(&self, request: ExportTraceServiceRequest) -> Result<WriteReport, StoreError>;
+    fn write_logs(&self, request: ExportLogsServiceRequest) -> Result<u64, StoreError>;
+    fn write_metrics(&self, request: ExportMetricsServiceRequest) -> Result<u64, StoreError>;
+}
+
+/// A search for traces. Every `Some`/non-empty field narrows the result.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceQuery {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    /// Attribute `key=value` pairs that one span of the trace must all carry (span or resource
+    /// attributes), as Jaeger's `tags` parameter.
+    pub tags: Vec<(String, String)>,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    pub min_duration_nanos: Option<u64>,
+    pub max_duration_nanos: Option<u64>,
+    pub errors_only: bool,
+    /// Only traces whose integrity is not whole.
+    pub incomplete_only: bool,
+    /// Most recent first, at most this many.
+    pub limit: usize,
+}
+
+/// A trace as a search result lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSummary {
+    pub trace_id: TraceId,
+    pub root_service: Option<String>,
+    pub root_name: Option<String>,
+    /// Every service the trace crossed, in order of first appearance.
+    pub services: Vec<String>,
+    pub span_count: u64,
+    pub start_unix_nanos: u64,
+    pub duration_nanos: u64,
+    pub has_error: bool,
+    pub integrity: TraceIntegrity,
+}
+
+/// Whether a trace arrived whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceIntegrity {
+    /// A root span is present and every span's parent arrived.
+    Whole,
+    /// The trace is younger than the settle time; spans may still arrive.
+    Settling,
+    /// Something is missing, with every reason found.
+    Incomplete(Vec<IntegrityProblem>),
+}
+
+/// Why a trace is not whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntegrityProblem {
+    /// No span without a parent.
+    MissingRoot,
+    /// Spans whose parent never arrived; the parents that are missing.
+    OrphanSpans { count: u64, missing_parents: Vec<SpanId> },
+}
+
+/// An operation (span name) of a service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Operation {
+    pub name: String,
+    pub span_kind: SpanKind,
+}
+
+/// Fixed latency buckets shared by span metrics and the service graph, in milliseconds (the
+/// OpenTelemetry Collector `spanmetrics` connector's defaults).
+pub const LATENCY_BUCKETS_MS: &[f64] = &[
+    2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0, 1400.0, 2000.0, 5000.0,
+    10_000.0, 15_000.0,
+];
+
+/// A latency histogram over [`LATENCY_BUCKETS_MS`]: `bucket_counts` has one more entry than the
+/// bounds (the overflow bucket); counts are per bucket, not cumulative.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyHistogram {
+    pub bucket_counts: Vec<u64>,
+    pub count: u64,
+    pub sum_ms: f64,
+}
+
+/// Span metrics for one series (RED: rate, errors, duration), cumulative over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanMetricsSeries {
+    pub service: String,
+    pub span_name: String,
+    pub span_kind: SpanKind,
+    /// `STATUS_CODE_UNSET`, `STATUS_CODE_OK` or `STATUS_CODE_ERROR`, as the spanmetrics connector.
+    pub status_code: &'static str,
+    pub calls: u64,
+    pub latency: LatencyHistogram,
+}
+
+/// One time bucket of RED figures for a service (or one of its operations).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedPoint {
+    pub bucket_start_unix_nanos: u64,
+    pub calls: u64,
+    pub errors: u64,
+    pub latency: LatencyHistogram,
+}
+
+/// What kind of neighbour a service-graph node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeKind {
+    Service,
+    /// A queue or topic, named from `messaging.system` / `messaging.destination.name`.
+    MessagingSystem,
+    /// A database, named from `db.system` / `db.namespace`.
+    Database,
+    /// A peer known only by `server.address` or `peer.service`.
+    External,
+}
+
+/// An edge of the service graph: calls from `client` to `server` in a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceGraphEdge {
+    pub client: String,
+    pub client_kind: NodeKind,
+    pub server: String,
+    pub server_kind: NodeKind,
+    pub calls: u64,
+    pub failed_calls: u64,
+    /// Latency seen by the server side (or the client side for virtual servers).
+    pub latency: LatencyHistogram,
+}
+
+/// Trace integrity counted per time bucket, for the integrity page's chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrityPoint {
+    pub bucket_start_unix_nanos: u64,
+    pub whole: u64,
+    pub incomplete: u64,
+    pub settling: u64,
+}
+
+/// Figures about the store itself, for `/metrics` and start-up logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub spans: u64,
+    pub traces: u64,
+    pub disk_bytes: u64,
+}
+
+/// The read side, shared by the Jaeger query API, the APM pages and `throughline verify`.
+pub trait TraceReader: Send + Sync {
+    /// Every span of a trace; empty when the store holds none.
+    fn trace(&self, trace_id: TraceId) -> Result<Vec<StoredSpan>, StoreError>;
+    fn services(&self) -> Result<Vec<String>, StoreError>;
+    fn operations(&self, service: &str) -> Result<Vec<Operation>, StoreError>;
+    fn find_traces(&self, query: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError>;
+    fn dependencies(
+        &self,
+        start_unix_nanos: u64,
+        end_unix_nanos: u64,
+    ) -> Result<Vec<ServiceGraphEdge>, StoreError>;
+    /// Span metrics since the store was created (counters only grow, as Prometheus expects).
+    fn span_metrics(&self) -> Result<Vec<SpanMetricsSeries>, StoreError>;
+    /// RED figures of a service, or of one operation of it, in buckets of `step_nanos`.
+    fn red_series(
+        &self,
+        service: &str,
+        operation: Option<&str>,
+        start_unix_nanos: u64,
+        end_unix_nanos: u64,
+        step_nanos: u64,
+    ) -> Result<Vec<RedPoint>, StoreError>;
+    fn integrity_series(
+        &self,
+        start_unix_nanos: u64,
+        end_unix_nanos: u64,
+        step_nanos: u64,
+    ) -> Result<Vec<IntegrityPoint>, StoreError>;
+    fn stats(&self) -> Result<StoreStats, StoreError>;
+}

@@ -1,0 +1,1 @@
+//! OpenTelemetry SDK set-up from OTEL_* variables, JSON logs, safe Lambda flush, test support.

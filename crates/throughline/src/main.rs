@@ -1,0 +1,21 @@
+//! The `throughline` binary: the front door to every part, as clap subcommands.
+//!
+//! Each part adds one variant to [`Command`] and one module that turns its arguments into the
+//! part's validated configuration and runs it. Nothing else lives here.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {}
+}

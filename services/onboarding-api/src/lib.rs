@@ -1,0 +1,1 @@
+//! The onboarding API of the reference system: POST /onboard to SQS.

@@ -1,0 +1,1 @@
+//! The onboarding Lambda worker of the reference system.
