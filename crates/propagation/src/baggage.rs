@@ -7,10 +7,10 @@
 
 use std::sync::OnceLock;
 
+use opentelemetry::Context;
 use opentelemetry::baggage::{Baggage, BaggageExt, KeyValueMetadata};
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::Context;
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
 /// The `baggage` header name.
@@ -73,7 +73,10 @@ impl BaggageError {
             .char_indices()
             .nth(128)
             .map_or(member.len(), |(index, _)| index);
-        Self { member: member[..end].to_owned(), kind }
+        Self {
+            member: member[..end].to_owned(),
+            kind,
+        }
     }
 }
 
@@ -81,7 +84,20 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
         )
 }
 
@@ -116,6 +132,7 @@ fn check_property(property: &str) -> bool {
 pub fn parse_baggage(value: &str) -> Result<Baggage, BaggageError> {
     use BaggageErrorKind as Kind;
     let mut entries: Vec<KeyValueMetadata> = Vec::new();
+    let mut kept_bytes = 0usize;
     for raw in value.split(',') {
         let member = ows(raw);
         if member.is_empty() {
@@ -148,11 +165,18 @@ pub fn parse_baggage(value: &str) -> Result<Baggage, BaggageError> {
             }
             metadata.push_str(property);
         }
-        if entries.len() < MAX_BAGGAGE_MEMBERS {
-            entries.push(KeyValueMetadata::new(key.to_owned(), decoded.into_owned(), metadata));
+        let separator = usize::from(kept_bytes > 0);
+        if entries.len() < MAX_BAGGAGE_MEMBERS
+            && kept_bytes + separator + member.len() <= MAX_BAGGAGE_BYTES
+        {
+            kept_bytes += separator + member.len();
+            entries.push(KeyValueMetadata::new(
+                key.to_owned(),
+                decoded.into_owned(),
+                metadata,
+            ));
         }
     }
-    // Baggage's own insert drops whole members past 64 entries or 8192 bytes.
     Ok(entries.into_iter().collect())
 }
 

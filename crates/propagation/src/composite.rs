@@ -1,10 +1,10 @@
 //! `OTEL_PROPAGATORS`: the named propagators combined in the order given.
 
+use opentelemetry::Context;
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
-use opentelemetry::Context;
 
 use crate::{BaggagePropagator, TraceContextPropagator, XRayPropagator};
 
@@ -106,7 +106,9 @@ impl Propagators {
             return Ok(Self::default());
         }
         if names.contains(&PropagatorName::None) && names.len() > 1 {
-            return Err(PropagatorsError::NoneCombined { value: value.to_owned() });
+            return Err(PropagatorsError::NoneCombined {
+                value: value.to_owned(),
+            });
         }
         Ok(Self::from_names(&names))
     }
@@ -124,7 +126,10 @@ impl Propagators {
                 }
             })
             .collect();
-        Self { names: names.to_vec(), composite: TextMapCompositePropagator::new(propagators) }
+        Self {
+            names: names.to_vec(),
+            composite: TextMapCompositePropagator::new(propagators),
+        }
     }
 
     /// The names in effect, in order.

@@ -20,7 +20,9 @@ pub mod traceparent;
 pub mod tracestate;
 pub mod xray;
 
-pub use baggage::{BaggageError, BaggageErrorKind, BaggagePropagator, format_baggage, parse_baggage};
+pub use baggage::{
+    BaggageError, BaggageErrorKind, BaggagePropagator, format_baggage, parse_baggage,
+};
 pub use composite::{PropagatorName, Propagators, PropagatorsError};
 pub use trace_context::{ExtractedTracestate, TraceContextPropagator};
 pub use traceparent::{

@@ -108,7 +108,10 @@ fn extract_tracestate(
                 header.push('=');
                 header.push_str(val);
             }
-            (TraceState::NONE, Some(ExtractedTracestate { trace_id, header }))
+            (
+                TraceState::NONE,
+                Some(ExtractedTracestate { trace_id, header }),
+            )
         }
     }
 }
@@ -145,9 +148,9 @@ impl TextMapPropagator for TraceContextPropagator {
         match self.extract_span_context(extractor) {
             None => cx.clone(),
             Some((span_context, None)) => cx.with_remote_span_context(span_context),
-            Some((span_context, Some(extra))) => cx
-                .with_remote_span_context(span_context)
-                .with_value(extra),
+            Some((span_context, Some(extra))) => {
+                cx.with_remote_span_context(span_context).with_value(extra)
+            }
         }
     }
 

@@ -88,7 +88,10 @@ impl TraceparentError {
             .char_indices()
             .nth(128)
             .map_or(input.len(), |(index, _)| index);
-        Self { input: input[..end].to_owned(), kind }
+        Self {
+            input: input[..end].to_owned(),
+            kind,
+        }
     }
 }
 

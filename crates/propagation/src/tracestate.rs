@@ -49,7 +49,10 @@ impl TracestateError {
             .char_indices()
             .nth(128)
             .map_or(member.len(), |(index, _)| index);
-        Self { member: member[..end].to_owned(), kind }
+        Self {
+            member: member[..end].to_owned(),
+            kind,
+        }
     }
 }
 
@@ -102,10 +105,16 @@ pub fn parse_tracestate(value: &str) -> Result<Vec<(&str, &str)>, TracestateErro
         }
         count += 1;
         if count > MAX_TRACESTATE_MEMBERS {
-            return Err(TracestateError::new(value, TracestateErrorKind::TooManyMembers));
+            return Err(TracestateError::new(
+                value,
+                TracestateErrorKind::TooManyMembers,
+            ));
         }
         let Some((key, val)) = member.split_once('=') else {
-            return Err(TracestateError::new(member, TracestateErrorKind::MissingEquals));
+            return Err(TracestateError::new(
+                member,
+                TracestateErrorKind::MissingEquals,
+            ));
         };
         if !is_valid_tracestate_key(key) {
             return Err(TracestateError::new(member, TracestateErrorKind::Key));

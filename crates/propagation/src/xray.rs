@@ -78,7 +78,10 @@ impl XRayError {
             .char_indices()
             .nth(128)
             .map_or(input.len(), |(index, _)| index);
-        Self { input: input[..end].to_owned(), kind }
+        Self {
+            input: input[..end].to_owned(),
+            kind,
+        }
     }
 }
 
@@ -140,7 +143,11 @@ pub fn parse_xray_header(value: &str) -> Result<XRayTraceHeader, XRayError> {
     }
     let trace_id = root.ok_or_else(|| XRayError::new(value, Kind::MissingRoot))?;
     let parent_id = parent.ok_or_else(|| XRayError::new(value, Kind::MissingParent))?;
-    Ok(XRayTraceHeader { trace_id, parent_id, sampled: sampled.unwrap_or(false) })
+    Ok(XRayTraceHeader {
+        trace_id,
+        parent_id,
+        sampled: sampled.unwrap_or(false),
+    })
 }
 
 /// The X-Ray trace header of `span_context`, or `None` if the context is not valid.
@@ -184,8 +191,18 @@ impl XRayPropagator {
     /// The remote span context an X-Ray trace header value describes.
     pub fn span_context_from_header(value: &str) -> Result<SpanContext, XRayError> {
         let header = parse_xray_header(value)?;
-        let flags = if header.sampled { TraceFlags::SAMPLED } else { TraceFlags::NOT_SAMPLED };
-        Ok(SpanContext::new(header.trace_id, header.parent_id, flags, true, TraceState::NONE))
+        let flags = if header.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::NOT_SAMPLED
+        };
+        Ok(SpanContext::new(
+            header.trace_id,
+            header.parent_id,
+            flags,
+            true,
+            TraceState::NONE,
+        ))
     }
 }
 
