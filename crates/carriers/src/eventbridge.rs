@@ -121,13 +121,13 @@ impl EventBridgeTraceField {
                 found: json_type(detail),
             });
         };
-        if let Some(existing) = object.get(&self.name) {
-            if !existing.is_object() {
-                return Err(EventBridgeDetailError::FieldTaken {
-                    field: self.name.clone(),
-                    found: json_type(existing),
-                });
-            }
+        if let Some(existing) = object.get(&self.name)
+            && !existing.is_object()
+        {
+            return Err(EventBridgeDetailError::FieldTaken {
+                field: self.name.clone(),
+                found: json_type(existing),
+            });
         }
         let mut trace = Map::new();
         propagator.inject_context(cx, &mut JsonObjectInjector(&mut trace));

@@ -33,10 +33,10 @@ impl Extractor for LambdaSqsRecordExtractor<'_> {
                 .find(|(name, _)| name.eq_ignore_ascii_case(key))
                 .map(|(_, value)| value)
         });
-        if let Some(value) = attribute.and_then(|a| a.string_value.as_deref()) {
-            if !value.is_empty() {
-                return Some(value);
-            }
+        if let Some(value) = attribute.and_then(|a| a.string_value.as_deref())
+            && !value.is_empty()
+        {
+            return Some(value);
         }
         if key.eq_ignore_ascii_case(XRAY_HEADER) {
             return self.0.attributes.get(AWS_TRACE_HEADER).map(String::as_str);
