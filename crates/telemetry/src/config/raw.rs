@@ -53,6 +53,7 @@ fn is_relevant(name: &str) -> bool {
         || name.starts_with("AWS_")
         || name.starts_with("ECS_")
         || name == "HOSTNAME"
+        || name == "RUST_LOG"
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for RawEnv {

@@ -1,0 +1,184 @@
+//! Structured JSON log lines through `tracing`, each carrying `trace_id` and `span_id` when the
+//! event happens inside a span, plus optional OTLP log export through the tracing bridge.
+
+use std::fmt;
+
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::setup::{InitError, Telemetry};
+
+/// Formats each event as one JSON object per line:
+/// `{"timestamp","level","target","message","span","trace_id","span_id","fields":{..}}`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut line = Map::new();
+        let mut timestamp = String::new();
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        line.insert("timestamp".into(), timestamp.into());
+        let meta = event.metadata();
+        line.insert("level".into(), meta.level().as_str().into());
+        line.insert("target".into(), meta.target().into());
+
+        let mut fields = FieldVisitor::default();
+        event.record(&mut fields);
+        if let Some(message) = fields.message {
+            line.insert("message".into(), message.into());
+        }
+
+        let span = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        if let Some(span) = span {
+            line.insert("span".into(), span.name().into());
+            let context = tracing::dispatcher::get_default(|dispatch| {
+                tracing_opentelemetry::get_otel_context(&span.id(), dispatch)
+            });
+            if let Some(cx) = context {
+                let otel_span = cx.span();
+                let sc = otel_span.span_context();
+                if sc.is_valid() {
+                    line.insert("trace_id".into(), sc.trace_id().to_string().into());
+                    line.insert("span_id".into(), sc.span_id().to_string().into());
+                }
+            }
+        }
+        if !fields.fields.is_empty() {
+            line.insert("fields".into(), Value::Object(fields.fields));
+        }
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+#[derive(Default)]
+struct FieldVisitor {
+    message: Option<String>,
+    fields: Map<String, Value>,
+}
+
+impl FieldVisitor {
+    fn put(&mut self, field: &Field, value: Value) {
+        if field.name() == "message" {
+            self.message = Some(match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            });
+        } else {
+            self.fields.insert(field.name().to_owned(), value);
+        }
+    }
+}
+
+impl Visit for FieldVisitor {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put(field, value.to_string().into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format!("{value:?}").into());
+    }
+}
+
+/// Targets whose events never go to OTLP log export: the exporter's own transport would
+/// otherwise log about exporting its logs, forever.
+fn is_export_machinery(target: &str) -> bool {
+    ["h2", "hyper", "hyper_util", "tonic", "tower", "reqwest", "opentelemetry"]
+        .iter()
+        .any(|t| target == *t || target.starts_with(&format!("{t}::")))
+}
+
+impl Telemetry {
+    /// The log filter: `RUST_LOG` from the configuration's environment, else `info`.
+    pub fn log_filter(&self) -> Result<EnvFilter, InitError> {
+        let value = self.config.env.get("RUST_LOG").unwrap_or("info");
+        EnvFilter::try_new(value).map_err(|source| InitError::LogFilter {
+            value: value.to_owned(),
+            source,
+        })
+    }
+
+    /// A subscriber writing JSON lines to `writer`, with spans going to the tracer provider and,
+    /// when `OTEL_LOGS_EXPORTER=otlp`, events going to OTLP. Use it with
+    /// `tracing::subscriber::with_default` (tests) or install it with
+    /// [`Telemetry::install_subscriber`].
+    pub fn subscriber<W>(&self, filter: EnvFilter, writer: W) -> impl Subscriber + Send + Sync + use<W>
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
+        let otel_layer = self
+            .tracer("throughline")
+            .map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
+        let log_export = self.logger_provider.as_ref().map(|provider| {
+            OpenTelemetryTracingBridge::new(provider)
+                .with_filter(filter_fn(|meta| !is_export_machinery(meta.target())))
+        });
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .event_format(JsonLines)
+                    .with_writer(writer),
+            )
+            .with(otel_layer)
+            .with(log_export)
+    }
+
+    /// Installs [`Telemetry::subscriber`] as the global default, writing to stdout with
+    /// [`Telemetry::log_filter`].
+    pub fn install_subscriber(&self) -> Result<(), InitError> {
+        let subscriber = self.subscriber(self.log_filter()?, std::io::stdout);
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|_| InitError::SubscriberAlreadySet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_machinery_targets_are_recognised() {
+        assert!(is_export_machinery("h2::codec"));
+        assert!(is_export_machinery("tonic"));
+        assert!(is_export_machinery("opentelemetry_sdk"));
+        assert!(!is_export_machinery("hyperion"));
+        assert!(!is_export_machinery("onboarding_api::routes"));
+    }
+}
