@@ -119,9 +119,9 @@ impl Visit for FieldVisitor {
 /// Targets whose events never go to OTLP log export: the exporter's own transport would
 /// otherwise log about exporting its logs, forever.
 fn is_export_machinery(target: &str) -> bool {
-    ["h2", "hyper", "hyper_util", "tonic", "tower", "reqwest", "opentelemetry"]
-        .iter()
-        .any(|t| target == *t || target.starts_with(&format!("{t}::")))
+    let krate = target.split("::").next().unwrap_or(target);
+    krate.starts_with("opentelemetry")
+        || ["h2", "hyper", "hyper_util", "tonic", "tower", "reqwest"].contains(&krate)
 }
 
 impl Telemetry {

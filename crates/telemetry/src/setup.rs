@@ -2,17 +2,19 @@
 //! [`TelemetryConfig`], and the guard that flushes and shuts them down.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+use opentelemetry_sdk::logs::{BatchLogProcessor, LogProcessor as _, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanExporter,
+    SpanProcessor as _,
 };
+use opentelemetry_sdk::Resource;
 use tokio::runtime::Handle;
 
 use crate::config::{
@@ -20,6 +22,7 @@ use crate::config::{
     TelemetryConfig,
 };
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
+use crate::processors::{SharedLogProcessor, SharedSpanProcessor};
 use crate::propagators::{PropagatorError, build_propagator};
 use crate::resource::{ProcessFacts, ServiceDefaults, detect};
 
@@ -85,7 +88,8 @@ impl FlushOutcome {
     }
 }
 
-type ProcessorFactory = Box<dyn FnOnce(&Handle, &BatchConfig) -> BatchSpanProcessor + Send>;
+type ProcessorFactory =
+    Box<dyn FnOnce(&Handle, &BatchConfig, &Resource) -> BatchSpanProcessor + Send>;
 
 /// Builds a [`Telemetry`] from a validated configuration.
 pub struct TelemetryBuilder {
@@ -138,8 +142,8 @@ impl TelemetryBuilder {
     /// Replaces the exporter `OTEL_TRACES_EXPORTER` chose (tests, benchmarks). It still runs
     /// behind the batch processor configured by `OTEL_BSP_*`, on the export runtime.
     pub fn span_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
-        self.span_exporter = Some(Box::new(move |handle, batch| {
-            batch_processor(exporter, handle, batch)
+        self.span_exporter = Some(Box::new(move |handle, batch, resource| {
+            batch_processor(exporter, handle, batch, resource)
         }));
         self
     }
@@ -155,6 +159,8 @@ impl TelemetryBuilder {
             .unwrap_or_else(|| ProcessFacts::current(&config.env));
         let resource = detect(&config, &self.defaults, &facts);
 
+        let mut span_processor = None;
+        let mut log_processor = None;
         let (tracer_provider, logger_provider) = if config.sdk_disabled {
             (None, None)
         } else {
@@ -162,32 +168,38 @@ impl TelemetryBuilder {
                 .with_resource(resource.clone())
                 .with_sampler(sampler(config.sampler));
             let processor = match self.span_exporter {
-                Some(factory) => Some(factory(&handle, &config.batch)),
+                Some(factory) => Some(factory(&handle, &config.batch, &resource)),
                 None => match &config.traces_exporter {
                     ExporterKind::Otlp(otlp) => {
                         let exporter = otlp_span_exporter(otlp, &handle)?;
-                        Some(batch_processor(exporter, &handle, &config.batch))
+                        Some(batch_processor(exporter, &handle, &config.batch, &resource))
                     }
                     ExporterKind::Console => Some(batch_processor(
                         opentelemetry_stdout::SpanExporter::default(),
                         &handle,
                         &config.batch,
+                        &resource,
                     )),
                     ExporterKind::None => None,
                 },
             };
             if let Some(processor) = processor {
-                builder = builder.with_span_processor(processor);
+                let processor = Arc::new(processor);
+                builder = builder.with_span_processor(SharedSpanProcessor(Arc::clone(&processor)));
+                span_processor = Some(processor);
             }
             let logger_provider = match &config.logs_exporter {
                 ExporterKind::Otlp(otlp) => {
-                    let exporter = otlp_log_exporter(otlp, &handle)?;
+                    let mut exporter = otlp_log_exporter(otlp, &handle)?;
+                    opentelemetry_sdk::logs::LogExporter::set_resource(&mut exporter, &resource);
                     let exporter =
                         OnExportRuntime::new(exporter, handle.clone(), config.batch.export_timeout);
+                    let processor = Arc::new(BatchLogProcessor::builder(exporter).build());
+                    log_processor = Some(Arc::clone(&processor));
                     Some(
                         SdkLoggerProvider::builder()
                             .with_resource(resource)
-                            .with_log_processor(BatchLogProcessor::builder(exporter).build())
+                            .with_log_processor(SharedLogProcessor(processor))
                             .build(),
                     )
                 }
@@ -201,6 +213,8 @@ impl TelemetryBuilder {
             config,
             tracer_provider,
             logger_provider,
+            span_processor,
+            log_processor,
             propagator,
             runtime: Some(runtime),
             shut_down: false,
@@ -209,10 +223,12 @@ impl TelemetryBuilder {
 }
 
 fn batch_processor<E: SpanExporter + 'static>(
-    exporter: E,
+    mut exporter: E,
     handle: &Handle,
     batch: &BatchConfig,
+    resource: &Resource,
 ) -> BatchSpanProcessor {
+    exporter.set_resource(resource);
     let exporter = OnExportRuntime::new(exporter, handle.clone(), batch.export_timeout);
     // `BatchConfigBuilder::default` reads OTEL_BSP_* from the process environment; each is
     // overwritten here with the validated value. The export timeout is enforced by
@@ -317,6 +333,8 @@ pub struct Telemetry {
     pub(crate) config: TelemetryConfig,
     tracer_provider: Option<SdkTracerProvider>,
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
+    span_processor: Option<Arc<BatchSpanProcessor>>,
+    log_processor: Option<Arc<BatchLogProcessor>>,
     propagator: TextMapCompositePropagator,
     runtime: Option<ExportRuntime>,
     shut_down: bool,
@@ -376,7 +394,8 @@ impl Telemetry {
         }
     }
 
-    /// Exports every finished span (and log record), waiting at most `timeout`. Safe to call from
+    /// Exports every finished span (and log record), waiting at most `timeout`.
+    /// With no exporter (`none`, or the SDK disabled) there is nothing to export: `Exported`. Safe to call from
     /// any thread, including a `current_thread` runtime's or one inside `block_on`: exports run
     /// on the guard's own runtime, and this thread only waits. The SDK's batch processor gives up
     /// on its own after five seconds, so a longer `timeout` ends at about five seconds.
@@ -416,11 +435,11 @@ impl Telemetry {
 
     /// Starts a flush on a thread of its own; `None` when there is nothing to flush.
     fn start_flush(&self) -> Option<mpsc::Receiver<FlushOutcome>> {
-        if self.tracer_provider.is_none() && self.logger_provider.is_none() {
+        if self.span_processor.is_none() && self.log_processor.is_none() {
             return None;
         }
-        let tracer = self.tracer_provider.clone();
-        let logger = self.logger_provider.clone();
+        let tracer = self.span_processor.clone();
+        let logger = self.log_processor.clone();
         let (tx, rx) = mpsc::sync_channel(1);
         let spawned = std::thread::Builder::new()
             .name("throughline-otel-flush".into())
@@ -451,29 +470,45 @@ impl Telemetry {
             return FlushOutcome::Exported;
         }
         self.shut_down = true;
-        let tracer = self.tracer_provider.clone();
-        let logger = self.logger_provider.clone();
-        let outcome = if tracer.is_none() && logger.is_none() {
-            FlushOutcome::Exported
-        } else {
-            let (tx, rx) = mpsc::sync_channel(1);
-            let spawned = std::thread::Builder::new()
-                .name("throughline-otel-shutdown".into())
-                .spawn(move || {
-                    let traces = tracer.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
-                    let logs = logger.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
-                    let _ = tx.send(FlushOutcome::from_results([traces, logs]));
-                });
-            match spawned {
-                Ok(_) => rx.recv_timeout(timeout).unwrap_or(FlushOutcome::TimedOut),
-                Err(err) => FlushOutcome::Failed(OTelSdkError::InternalFailure(format!(
-                    "could not start the shutdown thread: {err}"
-                ))),
-            }
-        };
-        // Stops the export runtime without waiting for it, so a stuck export cannot hold us.
-        self.runtime.take();
-        outcome
+        let tracer = self.span_processor.clone();
+        let logger = self.log_processor.clone();
+        let providers = (self.tracer_provider.clone(), self.logger_provider.clone());
+        let runtime = self.runtime.take();
+        if tracer.is_none() && logger.is_none() {
+            return FlushOutcome::Exported;
+        }
+        // An export still running when the bound passes keeps polling futures that belong to
+        // the export runtime; stopping the runtime under it would make tokio panic on that
+        // thread. So the runtime lives on this helper thread until that export has had its own
+        // bound (OTEL_BSP_EXPORT_TIMEOUT) to finish.
+        let linger = self.config.batch.export_timeout;
+        let (tx, rx) = mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("throughline-otel-shutdown".into())
+            .spawn(move || {
+                let traces = tracer.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
+                let logs = logger.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
+                let outcome = FlushOutcome::from_results([traces, logs]);
+                // Marks the providers shut down; their processors already are.
+                if let Some(p) = providers.0 {
+                    let _ = p.shutdown_with_timeout(Duration::ZERO);
+                }
+                if let Some(p) = providers.1 {
+                    let _ = p.shutdown_with_timeout(Duration::ZERO);
+                }
+                let timed_out = matches!(outcome, FlushOutcome::TimedOut);
+                let _ = tx.send(outcome);
+                if timed_out {
+                    std::thread::sleep(linger);
+                }
+                drop(runtime);
+            });
+        match spawned {
+            Ok(_) => rx.recv_timeout(timeout).unwrap_or(FlushOutcome::TimedOut),
+            Err(err) => FlushOutcome::Failed(OTelSdkError::InternalFailure(format!(
+                "could not start the shutdown thread: {err}"
+            ))),
+        }
     }
 }
 
