@@ -15,10 +15,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use opentelemetry::logs::Severity;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use opentelemetry_sdk::Resource;
 use tokio::runtime::{Handle, Runtime};
 
 /// A one-worker tokio runtime for exporters; shut down in the background when dropped, so the

@@ -6,38 +6,64 @@ use std::fmt;
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use serde_json::{Map, Value};
+use std::io::Write as _;
+use std::sync::OnceLock;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::Layer;
+
+use tracing::dispatcher::WeakDispatch;
+use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{self, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::setup::{InitError, Telemetry};
 
-/// Formats each event as one JSON object per line:
+/// A layer writing each event as one JSON object per line:
 /// `{"timestamp","level","target","message","span","trace_id","span_id","fields":{..}}`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonLines;
+///
+/// The ids come from the OpenTelemetry layer of the same subscriber. They are looked up through
+/// the subscriber's own `Dispatch` (given at registration), because inside an event callback
+/// `tracing`'s current-dispatcher lookup returns the no-op dispatcher to prevent re-entrance.
+#[derive(Debug)]
+pub struct JsonLogLayer<W> {
+    writer: W,
+    dispatch: OnceLock<WeakDispatch>,
+}
 
-impl<S, N> FormatEvent<S, N> for JsonLines
+impl<W> JsonLogLayer<W>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    /// Writes lines to `writer` (`std::io::stdout` in services).
+    pub fn new(writer: W) -> Self {
+        Self {
+            writer,
+            dispatch: OnceLock::new(),
+        }
+    }
+}
+
+impl<S, W> Layer<S> for JsonLogLayer<W>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: layer::Context<'_, S>) {
         let mut line = Map::new();
         let mut timestamp = String::new();
-        tracing_subscriber::fmt::time::SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        line.insert("timestamp".into(), timestamp.into());
+        if tracing_subscriber::fmt::time::SystemTime
+            .format_time(&mut Writer::new(&mut timestamp))
+            .is_ok()
+        {
+            line.insert("timestamp".into(), timestamp.into());
+        }
         let meta = event.metadata();
         line.insert("level".into(), meta.level().as_str().into());
         line.insert("target".into(), meta.target().into());
@@ -48,15 +74,15 @@ where
             line.insert("message".into(), message.into());
         }
 
-        let span = event
-            .parent()
-            .and_then(|id| ctx.span(id))
-            .or_else(|| ctx.lookup_current());
-        if let Some(span) = span {
+        if let Some(span) = ctx.event_span(event) {
             line.insert("span".into(), span.name().into());
-            let context = tracing::dispatcher::get_default(|dispatch| {
-                tracing_opentelemetry::get_otel_context(&span.id(), dispatch)
-            });
+            let context = self
+                .dispatch
+                .get()
+                .and_then(WeakDispatch::upgrade)
+                .and_then(|dispatch| {
+                    tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)
+                });
             if let Some(cx) = context {
                 let otel_span = cx.span();
                 let sc = otel_span.span_context();
@@ -69,7 +95,10 @@ where
         if !fields.fields.is_empty() {
             line.insert("fields".into(), Value::Object(fields.fields));
         }
-        writeln!(writer, "{}", Value::Object(line))
+        let mut text = Value::Object(line).to_string();
+        text.push('\n');
+        // A log line that cannot be written has nowhere to be reported.
+        let _ = self.writer.make_writer_for(meta).write_all(text.as_bytes());
     }
 }
 
@@ -138,7 +167,11 @@ impl Telemetry {
     /// when `OTEL_LOGS_EXPORTER=otlp`, events going to OTLP. Use it with
     /// `tracing::subscriber::with_default` (tests) or install it with
     /// [`Telemetry::install_subscriber`].
-    pub fn subscriber<W>(&self, filter: EnvFilter, writer: W) -> impl Subscriber + Send + Sync + use<W>
+    pub fn subscriber<W>(
+        &self,
+        filter: EnvFilter,
+        writer: W,
+    ) -> impl Subscriber + Send + Sync + use<W>
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
@@ -151,11 +184,7 @@ impl Telemetry {
         });
         tracing_subscriber::registry()
             .with(filter)
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .event_format(JsonLines)
-                    .with_writer(writer),
-            )
+            .with(JsonLogLayer::new(writer))
             .with(otel_layer)
             .with(log_export)
     }

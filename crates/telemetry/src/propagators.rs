@@ -16,7 +16,9 @@ pub struct PropagatorError {
 }
 
 /// Builds the composite propagator (empty for `none`).
-pub fn build_propagator(config: &TelemetryConfig) -> Result<TextMapCompositePropagator, PropagatorError> {
+pub fn build_propagator(
+    config: &TelemetryConfig,
+) -> Result<TextMapCompositePropagator, PropagatorError> {
     let mut parts: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
     for name in &config.propagators {
         match name {

@@ -54,7 +54,11 @@ pub struct ServiceDefaults {
 /// Builds the resource. Precedence, lowest first: detected attributes (host, process, cloud),
 /// the service defaults, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`. Without any service name
 /// the spec's `unknown_service:<executable>` is used (on Lambda, the function name).
-pub fn detect(config: &TelemetryConfig, defaults: &ServiceDefaults, facts: &ProcessFacts) -> Resource {
+pub fn detect(
+    config: &TelemetryConfig,
+    defaults: &ServiceDefaults,
+    facts: &ProcessFacts,
+) -> Resource {
     let env = &config.env;
     let mut attrs: Vec<KeyValue> = Vec::new();
     let mut put = |key: &'static str, value: opentelemetry::Value| {
@@ -99,7 +103,9 @@ pub fn detect(config: &TelemetryConfig, defaults: &ServiceDefaults, facts: &Proc
         if let Some(v) = env.get("AWS_LAMBDA_LOG_GROUP_NAME") {
             put(
                 semconv::AWS_LOG_GROUP_NAMES,
-                opentelemetry::Value::Array(vec![opentelemetry::StringValue::from(v.to_owned())].into()),
+                opentelemetry::Value::Array(
+                    vec![opentelemetry::StringValue::from(v.to_owned())].into(),
+                ),
             );
         }
     } else if ecs {
@@ -108,7 +114,10 @@ pub fn detect(config: &TelemetryConfig, defaults: &ServiceDefaults, facts: &Proc
         put(semconv::CLOUD_PLATFORM, "aws_ecs".into());
     }
     if lambda_function.is_some() || ecs {
-        if let Some(region) = env.get("AWS_REGION").or_else(|| env.get("AWS_DEFAULT_REGION")) {
+        if let Some(region) = env
+            .get("AWS_REGION")
+            .or_else(|| env.get("AWS_DEFAULT_REGION"))
+        {
             put(semconv::CLOUD_REGION, region.to_owned().into());
         }
     }
@@ -193,7 +202,10 @@ mod tests {
         assert_eq!(get(&r, semconv::SERVICE_NAME), s("default-name"));
         assert_eq!(get(&r, semconv::SERVICE_NAMESPACE), s("shop"));
         let r = resource(
-            &[("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs,service.version=2.0")],
+            &[(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=from-attrs,service.version=2.0",
+            )],
             defaults.clone(),
         );
         assert_eq!(get(&r, semconv::SERVICE_NAME), s("from-attrs"));
@@ -222,8 +234,14 @@ mod tests {
         );
         assert_eq!(get(&r, semconv::FAAS_NAME), s("onboarding-worker"));
         assert_eq!(get(&r, semconv::FAAS_VERSION), s("$LATEST"));
-        assert_eq!(get(&r, semconv::FAAS_INSTANCE), s("2026/11/24/[$LATEST]abc"));
-        assert_eq!(get(&r, semconv::FAAS_MAX_MEMORY), Some(Value::I64(128 * 1024 * 1024)));
+        assert_eq!(
+            get(&r, semconv::FAAS_INSTANCE),
+            s("2026/11/24/[$LATEST]abc")
+        );
+        assert_eq!(
+            get(&r, semconv::FAAS_MAX_MEMORY),
+            Some(Value::I64(128 * 1024 * 1024))
+        );
         assert_eq!(get(&r, semconv::CLOUD_PROVIDER), s("aws"));
         assert_eq!(get(&r, semconv::CLOUD_PLATFORM), s("aws_lambda"));
         assert_eq!(get(&r, semconv::CLOUD_REGION), s("eu-west-1"));
@@ -234,7 +252,10 @@ mod tests {
     fn ecs_environment_gives_the_ecs_platform() {
         let r = resource(
             &[
-                ("ECS_CONTAINER_METADATA_URI_V4", "http://169.254.170.2/v4/abc"),
+                (
+                    "ECS_CONTAINER_METADATA_URI_V4",
+                    "http://169.254.170.2/v4/abc",
+                ),
                 ("AWS_REGION", "us-east-1"),
             ],
             ServiceDefaults::default(),

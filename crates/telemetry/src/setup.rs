@@ -8,13 +8,13 @@ use std::time::Duration;
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{BatchLogProcessor, LogProcessor as _, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanExporter,
     SpanProcessor as _,
 };
-use opentelemetry_sdk::Resource;
 use tokio::runtime::Handle;
 
 use crate::config::{
@@ -317,14 +317,24 @@ fn otlp_span_exporter(
     otlp: &OtlpConfig,
     handle: &Handle,
 ) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-    otlp_exporter!(opentelemetry_otlp::SpanExporter::builder(), otlp, handle, "traces")
+    otlp_exporter!(
+        opentelemetry_otlp::SpanExporter::builder(),
+        otlp,
+        handle,
+        "traces"
+    )
 }
 
 fn otlp_log_exporter(
     otlp: &OtlpConfig,
     handle: &Handle,
 ) -> Result<opentelemetry_otlp::LogExporter, InitError> {
-    otlp_exporter!(opentelemetry_otlp::LogExporter::builder(), otlp, handle, "logs")
+    otlp_exporter!(
+        opentelemetry_otlp::LogExporter::builder(),
+        otlp,
+        handle,
+        "logs"
+    )
 }
 
 /// The running telemetry set-up. Dropping it flushes and shuts the providers down (bounded by
@@ -425,11 +435,9 @@ impl Telemetry {
         match tokio::time::timeout(timeout, done).await {
             Ok(Ok(Ok(outcome))) => outcome,
             Ok(Ok(Err(mpsc::RecvTimeoutError::Timeout))) | Err(_) => FlushOutcome::TimedOut,
-            Ok(Ok(Err(mpsc::RecvTimeoutError::Disconnected))) | Ok(Err(_)) => {
-                FlushOutcome::Failed(OTelSdkError::InternalFailure(
-                    "the flush thread ended without an outcome".into(),
-                ))
-            }
+            Ok(Ok(Err(mpsc::RecvTimeoutError::Disconnected))) | Ok(Err(_)) => FlushOutcome::Failed(
+                OTelSdkError::InternalFailure("the flush thread ended without an outcome".into()),
+            ),
         }
     }
 
@@ -452,9 +460,9 @@ impl Telemetry {
             Ok(_) => Some(rx),
             Err(err) => {
                 let (tx, rx) = mpsc::sync_channel(1);
-                let _ = tx.send(FlushOutcome::Failed(OTelSdkError::InternalFailure(format!(
-                    "could not start the flush thread: {err}"
-                ))));
+                let _ = tx.send(FlushOutcome::Failed(OTelSdkError::InternalFailure(
+                    format!("could not start the flush thread: {err}"),
+                )));
                 Some(rx)
             }
         }

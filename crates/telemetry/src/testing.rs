@@ -213,8 +213,7 @@ impl SpanTree {
     pub fn assert_remote_parent(&self, name: &str, parent: &SpanContext) -> &Self {
         let s = self.find(name);
         assert!(
-            s.span_context.trace_id() == parent.trace_id()
-                && s.parent_span_id == parent.span_id(),
+            s.span_context.trace_id() == parent.trace_id() && s.parent_span_id == parent.span_id(),
             "span {name:?} does not continue trace {} / span {} in:\n{}",
             parent.trace_id(),
             parent.span_id(),
@@ -239,7 +238,12 @@ impl SpanTree {
     /// Asserts the span kind of the span `name`.
     pub fn assert_kind(&self, name: &str, kind: SpanKind) -> &Self {
         let s = self.find(name);
-        assert_eq!(s.span_kind, kind, "kind of span {name:?} in:\n{}", self.render());
+        assert_eq!(
+            s.span_kind,
+            kind,
+            "kind of span {name:?} in:\n{}",
+            self.render()
+        );
         self
     }
 
@@ -288,7 +292,11 @@ impl SpanTree {
     /// The spans as an indented tree (name, kind, ids), for failure messages.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let ids: Vec<SpanId> = self.spans.iter().map(|s| s.span_context.span_id()).collect();
+        let ids: Vec<SpanId> = self
+            .spans
+            .iter()
+            .map(|s| s.span_context.span_id())
+            .collect();
         let tops = self
             .spans
             .iter()

@@ -119,7 +119,9 @@ fn flush_from_a_current_thread_runtime_reaches_the_grpc_receiver() {
         .expect("current_thread runtime");
     let outcome = rt.block_on(async {
         // Built and flushed on the current_thread runtime's only thread, inside block_on.
-        let telemetry = Telemetry::builder(config).build().expect("telemetry builds");
+        let telemetry = Telemetry::builder(config)
+            .build()
+            .expect("telemetry builds");
         emit_spans(&telemetry);
         telemetry.flush(Duration::from_secs(5))
     });
@@ -146,7 +148,9 @@ fn flush_async_on_a_current_thread_runtime_reaches_the_grpc_receiver() {
         .build()
         .expect("current_thread runtime");
     let outcome = rt.block_on(async {
-        let telemetry = Telemetry::builder(config).build().expect("telemetry builds");
+        let telemetry = Telemetry::builder(config)
+            .build()
+            .expect("telemetry builds");
         emit_spans(&telemetry);
         telemetry.flush_async(Duration::from_secs(5)).await
     });
@@ -184,13 +188,18 @@ fn flush_against_an_endpoint_that_never_answers_times_out() {
         .build()
         .expect("current_thread runtime");
     let (flush, shutdown) = rt.block_on(async {
-        let telemetry = Telemetry::builder(config).build().expect("telemetry builds");
+        let telemetry = Telemetry::builder(config)
+            .build()
+            .expect("telemetry builds");
         emit_spans(&telemetry);
         let flush = telemetry.flush(Duration::from_millis(300));
         let shutdown = telemetry.shutdown(Duration::from_millis(300));
         (flush, shutdown)
     });
-    assert!(matches!(flush, FlushOutcome::TimedOut), "flush outcome: {flush:?}");
+    assert!(
+        matches!(flush, FlushOutcome::TimedOut),
+        "flush outcome: {flush:?}"
+    );
     assert!(
         matches!(shutdown, FlushOutcome::TimedOut),
         "shutdown outcome: {shutdown:?}"
@@ -201,16 +210,23 @@ fn flush_against_an_endpoint_that_never_answers_times_out() {
 fn flush_against_a_closed_port_reports_the_failure() {
     let addr = free_loopback_addr();
     let config = grpc_config(&format!("http://{addr}"), &[]);
-    let telemetry = Telemetry::builder(config).build().expect("telemetry builds");
+    let telemetry = Telemetry::builder(config)
+        .build()
+        .expect("telemetry builds");
     emit_spans(&telemetry);
     let outcome = telemetry.flush(Duration::from_secs(5));
-    assert!(matches!(outcome, FlushOutcome::Failed(_)), "flush outcome: {outcome:?}");
+    assert!(
+        matches!(outcome, FlushOutcome::Failed(_)),
+        "flush outcome: {outcome:?}"
+    );
 }
 
 #[test]
 fn a_disabled_sdk_has_no_tracer_and_nothing_to_flush() {
     let config = TelemetryConfig::from_env([("OTEL_SDK_DISABLED", "true")]).expect("valid");
-    let telemetry = Telemetry::builder(config).build().expect("telemetry builds");
+    let telemetry = Telemetry::builder(config)
+        .build()
+        .expect("telemetry builds");
     assert!(telemetry.tracer("x").is_none());
     assert!(telemetry.flush(Duration::from_millis(10)).is_exported());
 }
