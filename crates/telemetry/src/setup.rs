@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
@@ -15,6 +14,7 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanExporter,
     SpanProcessor as _,
 };
+use throughline_propagation::Propagators;
 use tokio::runtime::Handle;
 
 use crate::config::{
@@ -23,7 +23,7 @@ use crate::config::{
 };
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
 use crate::processors::{SharedLogProcessor, SharedSpanProcessor};
-use crate::propagators::{PropagatorError, build_propagator};
+use crate::propagators::build_propagator;
 use crate::resource::{ProcessFacts, ServiceDefaults, detect};
 
 /// Why telemetry could not be set up.
@@ -32,9 +32,6 @@ pub enum InitError {
     /// The export runtime's thread could not be started.
     #[error("could not start the telemetry export runtime: {0}")]
     Runtime(#[source] std::io::Error),
-    /// `OTEL_PROPAGATORS` names a propagator this build lacks.
-    #[error(transparent)]
-    Propagator(#[from] PropagatorError),
     /// The OTLP exporter rejected its settings.
     #[error("the OTLP {signal} exporter for {endpoint} could not be built: {source}")]
     Exporter {
@@ -153,7 +150,7 @@ impl TelemetryBuilder {
         let runtime = ExportRuntime::new().map_err(InitError::Runtime)?;
         let handle = runtime.handle();
         let config = self.config;
-        let propagator = build_propagator(&config)?;
+        let propagator = build_propagator(&config);
         let facts = self
             .facts
             .unwrap_or_else(|| ProcessFacts::current(&config.env));
@@ -345,7 +342,7 @@ pub struct Telemetry {
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
     span_processor: Option<Arc<BatchSpanProcessor>>,
     log_processor: Option<Arc<BatchLogProcessor>>,
-    propagator: TextMapCompositePropagator,
+    propagator: Propagators,
     runtime: Option<ExportRuntime>,
     shut_down: bool,
 }
@@ -388,8 +385,8 @@ impl Telemetry {
         self.logger_provider.as_ref()
     }
 
-    /// The composite propagator `OTEL_PROPAGATORS` asked for, to pass to carriers.
-    pub fn propagator(&self) -> &TextMapCompositePropagator {
+    /// The propagators `OTEL_PROPAGATORS` asked for, to pass to carriers.
+    pub fn propagator(&self) -> &Propagators {
         &self.propagator
     }
 
@@ -398,10 +395,7 @@ impl Telemetry {
         if let Some(provider) = &self.tracer_provider {
             opentelemetry::global::set_tracer_provider(provider.clone());
         }
-        // The configuration was validated when `self.propagator` was built from it.
-        if let Ok(propagator) = build_propagator(&self.config) {
-            opentelemetry::global::set_text_map_propagator(propagator);
-        }
+        opentelemetry::global::set_text_map_propagator(build_propagator(&self.config));
     }
 
     /// Exports every finished span (and log record), waiting at most `timeout`.

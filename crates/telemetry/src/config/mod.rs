@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub use pairs::PairsProblem;
 pub use raw::RawEnv;
+pub use throughline_propagation::PropagatorName;
 
 /// A configuration value that was wrong: the variable, the value, and what is wrong with it.
 /// Displays as `OTEL_TRACES_SAMPLER_ARG: "abc" is not a number between 0 and 1`.
@@ -119,14 +120,6 @@ pub struct BatchConfig {
     pub max_export_batch_size: usize,
 }
 
-/// One entry of `OTEL_PROPAGATORS`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PropagatorName {
-    TraceContext,
-    Baggage,
-    XRay,
-}
-
 /// Validated telemetry configuration, defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetryConfig {
@@ -144,9 +137,8 @@ pub struct TelemetryConfig {
     pub sampler: SamplerConfig,
     /// `OTEL_BSP_*`.
     pub batch: BatchConfig,
-    /// `OTEL_PROPAGATORS` as written (default `tracecontext,baggage`), for the propagation crate.
-    pub propagators_raw: String,
-    /// `OTEL_PROPAGATORS` parsed; empty for `none`.
+    /// `OTEL_PROPAGATORS` parsed by `throughline-propagation` (default `tracecontext,baggage`;
+    /// `[None]` for `none`).
     pub propagators: Vec<PropagatorName>,
     /// The raw environment, for resource detection (Lambda, ECS, host name).
     pub env: RawEnv,
@@ -216,11 +208,7 @@ impl TelemetryConfig {
         let logs_exporter = exporter(&env, "OTEL_LOGS_EXPORTER", "none", &LOGS)?;
         let sampler = sampler(&env)?;
         let batch = batch(&env)?;
-        let propagators_raw = env
-            .get("OTEL_PROPAGATORS")
-            .unwrap_or("tracecontext,baggage")
-            .to_owned();
-        let propagators = propagators("OTEL_PROPAGATORS", &propagators_raw)?;
+        let propagators = propagators(env.get("OTEL_PROPAGATORS").unwrap_or_default())?;
         Ok(Self {
             sdk_disabled,
             service_name: env.get("OTEL_SERVICE_NAME").map(str::to_owned),
@@ -229,7 +217,6 @@ impl TelemetryConfig {
             logs_exporter,
             sampler,
             batch,
-            propagators_raw,
             propagators,
             env,
         })
@@ -465,49 +452,22 @@ fn batch(env: &RawEnv) -> Result<BatchConfig, ConfigError> {
     })
 }
 
-fn propagators(variable: &str, value: &str) -> Result<Vec<PropagatorName>, ConfigError> {
-    let names: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .collect();
-    if names.contains(&"none") {
-        return if names.len() == 1 {
-            Ok(Vec::new())
-        } else {
-            Err(err(variable, value, ConfigProblem::NoneWithOthers))
-        };
-    }
-    let mut out = Vec::new();
-    for name in names {
-        let p = match name {
-            "tracecontext" => PropagatorName::TraceContext,
-            "baggage" => PropagatorName::Baggage,
-            "xray" => PropagatorName::XRay,
-            "b3" | "b3multi" | "jaeger" | "ottrace" | "xray-lambda" => {
-                return Err(err(
-                    variable,
-                    value,
-                    ConfigProblem::Unsupported {
-                        why: "use tracecontext, baggage, xray or none",
-                    },
-                ));
-            }
-            _ => {
-                return Err(err(
-                    variable,
-                    value,
-                    ConfigProblem::UnknownValue {
-                        expected: "tracecontext, baggage, xray, none",
-                    },
-                ));
-            }
-        };
-        if !out.contains(&p) {
-            out.push(p);
+fn propagators(value: &str) -> Result<Vec<PropagatorName>, ConfigError> {
+    use throughline_propagation::{Propagators, PropagatorsError};
+    const VAR: &str = "OTEL_PROPAGATORS";
+    match Propagators::from_otel_propagators(value) {
+        Ok(p) => Ok(p.names().to_vec()),
+        Err(PropagatorsError::Unknown { .. }) => Err(err(
+            VAR,
+            value,
+            ConfigProblem::UnknownValue {
+                expected: "tracecontext, baggage, xray, none",
+            },
+        )),
+        Err(PropagatorsError::NoneCombined { .. }) => {
+            Err(err(VAR, value, ConfigProblem::NoneWithOthers))
         }
     }
-    Ok(out)
 }
 
 impl fmt::Display for OtlpProtocol {

@@ -277,7 +277,7 @@ fn bad_values_name_the_variable_and_the_value() {
         ),
         (
             &[("OTEL_PROPAGATORS", "b3")],
-            r#"OTEL_PROPAGATORS: "b3" is not supported by throughline: use tracecontext, baggage, xray or none"#,
+            r#"OTEL_PROPAGATORS: "b3" is not one of tracecontext, baggage, xray, none"#,
         ),
         (
             &[("OTEL_PROPAGATORS", "tracecontext,w3c")],
@@ -329,7 +329,7 @@ fn accepted_values_of_the_simple_variables() {
     );
     assert_eq!(
         config(&[("OTEL_PROPAGATORS", "none")]).unwrap().propagators,
-        vec![]
+        vec![PropagatorName::None]
     );
     let c = config(&[("OTEL_BSP_MAX_QUEUE_SIZE", "100")]).unwrap();
     assert_eq!(
