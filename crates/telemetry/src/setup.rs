@@ -275,6 +275,9 @@ macro_rules! otlp_exporter {
     ($builder:expr, $otlp:expr, $handle:expr, $signal:literal) => {{
         let otlp: &OtlpConfig = $otlp;
         // Built inside the export runtime: tonic's lazy channel spawns its worker there.
+        // Endpoint, timeout and compression set here override the process environment. Headers
+        // do not: opentelemetry-otlp 0.33 also reads OTEL_EXPORTER_OTLP_*HEADERS from the process
+        // environment and merges them over ours (same values when the map is `std::env::vars()`).
         let _enter = $handle.enter();
         let built = match otlp.protocol {
             OtlpProtocol::Grpc => {

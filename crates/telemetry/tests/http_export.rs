@@ -24,7 +24,12 @@ struct Seen {
 
 type Shared = Arc<Mutex<Seen>>;
 
-async fn receive(State(seen): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(seen): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let Ok(request) = ExportTraceServiceRequest::decode(body) else {
         return StatusCode::BAD_REQUEST;
     };
@@ -59,7 +64,9 @@ fn http_protobuf_export_uses_the_signal_path_and_decoded_headers() {
             addr_tx
                 .send(listener.local_addr().expect("bound address"))
                 .expect("send address");
-            let app = Router::new().route("/{*path}", post(receive)).with_state(state);
+            let app = Router::new()
+                .route("/{*path}", post(receive))
+                .with_state(state);
             axum::serve(listener, app).await.expect("receiver serves");
         });
     });
@@ -74,7 +81,9 @@ fn http_protobuf_export_uses_the_signal_path_and_decoded_headers() {
         ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
     ])
     .expect("valid");
-    let telemetry = Telemetry::builder(config).build().expect("telemetry builds");
+    let telemetry = Telemetry::builder(config)
+        .build()
+        .expect("telemetry builds");
     let tracer = telemetry.tracer("http-test").expect("enabled");
     tracer.in_span("checkout", |_| {});
     let outcome = telemetry.flush(Duration::from_secs(5));
