@@ -136,6 +136,12 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Uses these process and host facts instead of reading them from this process (tests).
+    pub fn process_facts(mut self, facts: ProcessFacts) -> Self {
+        self.facts = Some(facts);
+        self
+    }
+
     /// Replaces the exporter `OTEL_TRACES_EXPORTER` chose (tests, benchmarks). It still runs
     /// behind the batch processor configured by `OTEL_BSP_*`, on the export runtime.
     pub fn span_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
