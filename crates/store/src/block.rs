@@ -25,7 +25,8 @@ use crate::api::{
     ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
     InstrumentationScope, Resource, Span,
 };
-use crate::facts::{SpanFacts, service_name_of};
+use crate::facts::{SpanFacts, service_name_of, trace_u128};
+use crate::segment::RECORD_HEADER_BYTES;
 
 pub const KIND_SPANS: u8 = 1;
 pub const KIND_LOGS: u8 = 2;
@@ -49,6 +50,7 @@ pub struct SpanBlockHeader {
 /// A span block ready to append, with what ingest derived from it.
 #[derive(Debug)]
 pub struct PreparedBlock {
+    /// The record: [`RECORD_HEADER_BYTES`] left for the segment's frame, then the payload.
     pub payload: Vec<u8>,
     pub header: SpanBlockHeader,
     pub facts: Vec<SpanFacts>,
@@ -97,9 +99,10 @@ fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn compress(body: &[u8]) -> Vec<u8> {
-    let mut encoder = DeflateEncoder::new(Vec::with_capacity(body.len() / 3), Compression::fast());
-    // Writing into a Vec cannot fail.
+/// Appends `body`, compressed, to `out`.
+fn compress_into(out: Vec<u8>, body: &[u8]) -> Vec<u8> {
+    let mut encoder = DeflateEncoder::new(out, Compression::fast());
+    // Writing into a Vec cannot fail, so neither can `finish`.
     let _ = encoder.write_all(body);
     encoder.finish().unwrap_or_default()
 }
@@ -139,7 +142,6 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
     let mut rejected_spans = 0u64;
     let mut rejection_reason = String::new();
     let (mut min_start, mut max_start) = (u64::MAX, 0u64);
-    let mut span_buf = Vec::with_capacity(512);
     for resource_spans in request.resource_spans {
         let resource = resource_spans.resource.unwrap_or_default();
         let service: Arc<str> = Arc::from(service_name_of(&resource));
@@ -160,16 +162,20 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
                     continue;
                 }
                 any = true;
-                facts.push(SpanFacts::extract(&service, &span));
                 min_start = min_start.min(span.start_time_unix_nano);
                 max_start = max_start.max(span.start_time_unix_nano);
                 let trace_id = std::mem::take(&mut span.trace_id);
-                span_buf.clear();
-                // Encoding into a Vec cannot fail.
-                let _ = span.encode(&mut span_buf);
                 spans_out.extend_from_slice(&trace_id);
                 spans_out.extend_from_slice(&group.to_le_bytes());
-                put_bytes32(&mut spans_out, &span_buf);
+                let len = span.encoded_len();
+                spans_out.extend_from_slice(&(len as u32).to_le_bytes());
+                // Encoding into a Vec cannot fail.
+                let _ = span.encode(&mut spans_out);
+                facts.push(SpanFacts::extract(
+                    &service,
+                    trace_u128(&trace_id),
+                    &mut span,
+                ));
             }
             if any {
                 groups.push(resource_bytes.clone());
@@ -201,8 +207,8 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
         span_count: facts.len() as u32,
         services,
     };
-    let compressed = compress(&body);
-    let mut payload = Vec::with_capacity(compressed.len() + 64);
+    let mut payload = Vec::with_capacity(body.len() / 2 + 64);
+    payload.extend_from_slice(&[0u8; RECORD_HEADER_BYTES as usize]);
     payload.push(KIND_SPANS);
     payload.extend_from_slice(&arrival_unix_nanos.to_le_bytes());
     payload.extend_from_slice(&min_start.to_le_bytes());
@@ -215,7 +221,7 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
         payload.extend_from_slice(&(name.len() as u16).to_le_bytes());
         payload.extend_from_slice(name);
     }
-    payload.extend_from_slice(&compressed);
+    let payload = compress_into(payload, &body);
     PreparedBlock {
         payload,
         header,
@@ -225,15 +231,15 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
     }
 }
 
-/// Encodes a raw logs or metrics export with its arrival time.
+/// Encodes a raw logs or metrics export with its arrival time (frame bytes first, as
+/// [`PreparedBlock::payload`]).
 pub fn prepare_raw(kind: u8, request_bytes: &[u8], arrival_unix_nanos: u64) -> Vec<u8> {
-    let compressed = compress(request_bytes);
-    let mut payload = Vec::with_capacity(compressed.len() + 13);
+    let mut payload = Vec::with_capacity(request_bytes.len() / 2 + 32);
+    payload.extend_from_slice(&[0u8; RECORD_HEADER_BYTES as usize]);
     payload.push(kind);
     payload.extend_from_slice(&arrival_unix_nanos.to_le_bytes());
     payload.extend_from_slice(&(request_bytes.len() as u32).to_le_bytes());
-    payload.extend_from_slice(&compressed);
-    payload
+    compress_into(payload, request_bytes)
 }
 
 pub fn encode_logs(request: &ExportLogsServiceRequest) -> Vec<u8> {

@@ -2,11 +2,12 @@
 //! order, through parent/child or span links; virtual nodes for databases, queues and peers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::{NodeKind, ServiceGraphEdge, SpanKind};
-use crate::facts::SpanFacts;
+use crate::facts::{IdHash, SpanFacts};
 use crate::metrics::{Hist, minute_of};
 
 fn node_code(kind: NodeKind) -> u8 {
@@ -27,8 +28,8 @@ fn node_kind(code: u8) -> NodeKind {
     }
 }
 
-/// (client, client kind, server, server kind)
-type EdgeKey = (String, u8, String, u8);
+/// (client, client kind, server, server kind), names as numbers of [`ServiceGraph::names`].
+type EdgeKey = (u32, u8, u32, u8);
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EdgeAgg {
@@ -41,7 +42,8 @@ pub struct EdgeAgg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingHalf {
     pub is_client: bool,
-    pub service: String,
+    #[serde(with = "crate::checkpoint::arc_str")]
+    pub service: Arc<str>,
     /// Virtual node of a client that never meets its server.
     pub peer: Option<(u8, String)>,
     pub start_unix_nanos: u64,
@@ -54,10 +56,14 @@ pub struct PendingHalf {
 /// The service graph and the halves still waiting for a partner.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceGraph {
+    /// Node names; edges refer to them by position.
+    names: Vec<String>,
+    #[serde(skip)]
+    name_ids: HashMap<String, u32>,
     #[serde(with = "crate::checkpoint::as_vec")]
     edges: HashMap<EdgeKey, BTreeMap<u64, EdgeAgg>>,
     #[serde(with = "crate::checkpoint::as_vec")]
-    pending: HashMap<(u128, u64), PendingHalf>,
+    pending: HashMap<(u128, u64), PendingHalf, IdHash>,
     /// (arrival, key) in arrival order, to expire halves after the settle time.
     expiry: VecDeque<(u64, (u128, u64))>,
     /// Halves that expired without a partner and without a virtual node to go to.
@@ -73,6 +79,25 @@ fn is_server(kind: i32) -> bool {
 }
 
 impl ServiceGraph {
+    fn name_id(&mut self, name: &str) -> u32 {
+        if self.name_ids.len() != self.names.len() {
+            // Loaded from a checkpoint: the reverse map is rebuilt, not stored.
+            self.name_ids = self
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i as u32))
+                .collect();
+        }
+        if let Some(id) = self.name_ids.get(name) {
+            return *id;
+        }
+        self.names.push(name.to_owned());
+        let id = (self.names.len() - 1) as u32;
+        self.name_ids.insert(name.to_owned(), id);
+        id
+    }
+
     fn add_edge(
         &mut self,
         client: (&str, NodeKind),
@@ -82,9 +107,9 @@ impl ServiceGraph {
         failed: bool,
     ) {
         let key = (
-            client.0.to_owned(),
+            self.name_id(client.0),
             node_code(client.1),
-            server.0.to_owned(),
+            self.name_id(server.0),
             node_code(server.1),
         );
         let agg = self
@@ -130,7 +155,7 @@ impl ServiceGraph {
             self.wait(
                 PendingHalf {
                     is_client: true,
-                    service: f.service.to_string(),
+                    service: Arc::clone(&f.service),
                     peer: f.peer.as_ref().map(|(k, n)| (node_code(*k), n.clone())),
                     start_unix_nanos: f.start_unix_nanos,
                     duration_nanos: f.duration_nanos(),
@@ -163,7 +188,7 @@ impl ServiceGraph {
                 self.wait(
                     PendingHalf {
                         is_client: false,
-                        service: f.service.to_string(),
+                        service: Arc::clone(&f.service),
                         peer: None,
                         start_unix_nanos: f.start_unix_nanos,
                         duration_nanos: f.duration_nanos(),
@@ -180,9 +205,12 @@ impl ServiceGraph {
         for key in &half.keys {
             self.expiry.push_back((arrival, *key));
         }
-        let keys = half.keys.clone();
-        for key in keys {
-            self.pending.insert(key, half.clone());
+        if let [key] = half.keys[..] {
+            self.pending.insert(key, half);
+        } else {
+            for key in half.keys.clone() {
+                self.pending.insert(key, half.clone());
+            }
         }
     }
 
@@ -224,6 +252,7 @@ impl ServiceGraph {
 
     pub fn dependencies(&self, start: u64, end: u64) -> Vec<ServiceGraphEdge> {
         let mut out = Vec::new();
+        let name = |id: &u32| self.names.get(*id as usize).cloned().unwrap_or_default();
         for ((client, ck, server, sk), minutes) in &self.edges {
             let mut total = EdgeAgg::default();
             for agg in minutes.range(minute_of(start)..end).map(|(_, a)| a) {
@@ -233,9 +262,9 @@ impl ServiceGraph {
             }
             if total.calls > 0 {
                 out.push(ServiceGraphEdge {
-                    client: client.clone(),
+                    client: name(client),
                     client_kind: node_kind(*ck),
-                    server: server.clone(),
+                    server: name(server),
                     server_kind: node_kind(*sk),
                     calls: total.calls,
                     failed_calls: total.failed_calls,

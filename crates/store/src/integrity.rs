@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{IntegrityPoint, IntegrityProblem, SpanId, TraceIntegrity};
-use crate::facts::SpanFacts;
+use crate::facts::{IdHash, SpanFacts};
 use crate::metrics::{bucket_index, bucket_starts, minute_of};
 
 /// The spans of a trace seen since it was last judged.
@@ -75,13 +75,13 @@ pub fn integrity_of(spans: &[(u64, u64)], settling: bool) -> TraceIntegrity {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IntegrityTracker {
     #[serde(with = "crate::checkpoint::as_vec")]
-    live: HashMap<u128, LiveTrace>,
+    live: HashMap<u128, LiveTrace, IdHash>,
     queue: VecDeque<(u64, u128)>,
     /// Per minute of trace start: [whole, incomplete].
     counts: BTreeMap<u64, [u64; 2]>,
     /// Incomplete traces and their start, for searches of broken traces.
     #[serde(with = "crate::checkpoint::as_vec")]
-    incomplete: HashMap<u128, u64>,
+    incomplete: HashMap<u128, u64, IdHash>,
     by_start: BTreeSet<(u64, u128)>,
     /// Traces first seen (a late part of a judged trace is not counted again).
     pub traces_seen: u64,
@@ -94,9 +94,10 @@ impl IntegrityTracker {
             None => {
                 self.traces_seen += 1;
                 self.live.entry(f.trace_id).or_insert_with(|| LiveTrace {
+                    spans: Vec::with_capacity(4),
                     start_unix_nanos: f.start_unix_nanos,
                     first_arrival: arrival,
-                    ..LiveTrace::default()
+                    last_arrival: 0,
                 })
             }
         };

@@ -17,9 +17,9 @@ use prost::Message;
 use crate::StoreError;
 use crate::api::*;
 use crate::block::{self, PreparedBlock, SpanBlockBody, decode_span, trace_key};
-use crate::checkpoint::{self, Checkpoint, LogPosition};
+use crate::checkpoint::{self, CheckpointRef, LogPosition};
 use crate::derived::Derived;
-use crate::facts::SpanFacts;
+use crate::facts::{SpanFacts, trace_u128};
 use crate::integrity::Verdict;
 use crate::segment::{self, SegmentFile};
 
@@ -282,9 +282,9 @@ impl Inner {
     }
 
     fn checkpoint(&mut self, dir: &Path, now: u64) -> Result<(), StoreError> {
-        let cp = Checkpoint {
+        let cp = CheckpointRef {
             position: self.position(),
-            derived: self.derived.clone(),
+            derived: &self.derived,
         };
         self.checkpoint_bytes = checkpoint::save(dir, &cp)?;
         self.last_checkpoint = now;
@@ -437,9 +437,13 @@ fn facts_of(body: &SpanBlockBody) -> Vec<SpanFacts> {
         .collect();
     body.entries()
         .filter_map(|entry| {
-            let span = decode_span(&entry).ok()?;
+            let mut span = decode_span(&entry).ok()?;
             let service = services.get(entry.group as usize)?;
-            Some(SpanFacts::extract(service, &span))
+            Some(SpanFacts::extract(
+                service,
+                trace_u128(&entry.trace_id),
+                &mut span,
+            ))
         })
         .collect()
 }
@@ -662,10 +666,16 @@ impl Inner {
         Ok(())
     }
 
-    fn append_raw(&mut self, kind: u8, payload: &[u8], arrival: u64) -> Result<(), StoreError> {
+    fn append_raw(
+        &mut self,
+        kind: u8,
+        mut framed: Vec<u8>,
+        arrival: u64,
+    ) -> Result<(), StoreError> {
         let sync = self.config.sync_writes;
         let head = self.head();
-        let offset = head.file.append(payload, sync)?;
+        let offset = head.file.append(&mut framed, sync)?;
+        let payload = &framed[segment::RECORD_HEADER_BYTES as usize..];
         head.raws.push(RawMeta {
             kind,
             offset,
@@ -690,7 +700,7 @@ impl SpanSink for Store {
     fn write_traces(&self, request: ExportTraceServiceRequest) -> Result<WriteReport, StoreError> {
         let arrival = now_nanos();
         let PreparedBlock {
-            payload,
+            mut payload,
             header,
             facts,
             rejected_spans,
@@ -707,8 +717,9 @@ impl SpanSink for Store {
         let keys = keys_of(&facts);
         let mut inner = self.lock();
         let sync = inner.config.sync_writes;
-        let offset = inner.head().file.append(&payload, sync)?;
-        inner.index_block(offset, payload.len() as u32, &header, &keys);
+        let offset = inner.head().file.append(&mut payload, sync)?;
+        let len = payload.len() as u64 - segment::RECORD_HEADER_BYTES;
+        inner.index_block(offset, len as u32, &header, &keys);
         inner.derived.record(&facts, arrival);
         inner.upkeep(&self.dir, arrival)?;
         Ok(report)
@@ -723,8 +734,7 @@ impl SpanSink for Store {
             .sum();
         let arrival = now_nanos();
         let payload = block::prepare_raw(block::KIND_LOGS, &block::encode_logs(&request), arrival);
-        self.lock()
-            .append_raw(block::KIND_LOGS, &payload, arrival)?;
+        self.lock().append_raw(block::KIND_LOGS, payload, arrival)?;
         Ok(count as u64)
     }
 
@@ -742,7 +752,7 @@ impl SpanSink for Store {
             arrival,
         );
         self.lock()
-            .append_raw(block::KIND_METRICS, &payload, arrival)?;
+            .append_raw(block::KIND_METRICS, payload, arrival)?;
         Ok(count as u64)
     }
 }
