@@ -155,7 +155,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             assert_eq!(report.accepted_spans as usize, SPANS_PER_BATCH);
         });
         done += round;
-        if done % (BATCHES_PER_ROUND * 40) == 0 {
+        if done.is_multiple_of(BATCHES_PER_ROUND * 40) {
             println!("  {} spans ingested", done * SPANS_PER_BATCH);
         }
     }

@@ -422,3 +422,75 @@ pub fn trace_key(trace_id: &[u8; 16]) -> u64 {
             .rotate_left(29)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::TwoServiceTrace;
+
+    #[test]
+    fn a_block_gives_back_every_span_with_its_resource_and_scope() {
+        let t = TwoServiceTrace::new(3, 1_000_000_000);
+        let request = t.request();
+        let prepared = prepare_spans(request.clone(), 42);
+        assert_eq!(prepared.facts.len(), 4);
+        assert_eq!(
+            prepared.header.services,
+            vec!["onboarding-api", "onboarding-lambda"]
+        );
+        let payload = &prepared.payload[crate::segment::RECORD_HEADER_BYTES as usize..];
+        let (header, _, _) = parse_span_header(payload).expect("header");
+        assert_eq!(header, prepared.header);
+        let body = SpanBlockBody::decode_payload(payload).expect("body");
+        let mut back = Vec::new();
+        for entry in body.entries() {
+            assert_eq!(entry.trace_id, t.trace_id.0);
+            back.push((
+                body.service(entry.group).to_owned(),
+                body.resource(entry.group).expect("resource"),
+                decode_span(&entry).expect("span"),
+            ));
+        }
+        let sent: Vec<_> = request
+            .resource_spans
+            .iter()
+            .flat_map(|rs| {
+                rs.scope_spans
+                    .iter()
+                    .flat_map(move |ss| ss.spans.iter().map(move |s| (rs, s)))
+            })
+            .collect();
+        assert_eq!(back.len(), sent.len());
+        for ((service, resource, span), (rs, sent_span)) in back.iter().zip(sent) {
+            assert_eq!(Some(resource), rs.resource.as_ref());
+            assert_eq!(span, sent_span);
+            assert_eq!(service, service_name_of(resource));
+        }
+        assert_eq!(
+            body.scope(0).expect("scope").map(|s| s.name),
+            Some("throughline".into())
+        );
+    }
+
+    #[test]
+    fn invalid_ids_are_rejected_and_named() {
+        let t = TwoServiceTrace::new(3, 1_000_000_000);
+        let mut spans = t.api_spans();
+        spans[0].span_id = vec![0; 8];
+        spans[1].parent_span_id = vec![1, 2];
+        let prepared = prepare_spans(crate::testdata::export("api", spans), 0);
+        assert_eq!((prepared.facts.len(), prepared.rejected_spans), (0, 2));
+        assert!(
+            prepared.rejection_reason.contains("span_id"),
+            "{}",
+            prepared.rejection_reason
+        );
+    }
+
+    #[test]
+    fn short_jaeger_ids_do_not_collide_on_their_zero_half() {
+        let a = trace_key(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        let b = trace_key(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 9]);
+        assert_ne!(a, b);
+    }
+}

@@ -283,3 +283,187 @@ impl ServiceGraph {
         self.edges.retain(|_, m| !m.is_empty());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETTLE: u64 = 10;
+
+    fn span(service: &str, id: u64, parent: u64, kind: SpanKind) -> SpanFacts {
+        SpanFacts {
+            trace_id: 7,
+            span_id: id,
+            parent_span_id: parent,
+            service: Arc::from(service),
+            name: format!("op-{id}"),
+            kind: kind as i32,
+            status_code: 0,
+            start_unix_nanos: 1_000,
+            end_unix_nanos: 1_000 + 3_000_000,
+            links: Vec::new(),
+            peer: None,
+        }
+    }
+
+    fn edges(g: &ServiceGraph) -> Vec<(String, NodeKind, String, NodeKind, u64, u64)> {
+        g.dependencies(0, u64::MAX)
+            .into_iter()
+            .map(|e| {
+                (
+                    e.client,
+                    e.client_kind,
+                    e.server,
+                    e.server_kind,
+                    e.calls,
+                    e.failed_calls,
+                )
+            })
+            .collect()
+    }
+
+    fn svc(client: &str, server: &str) -> (String, NodeKind, String, NodeKind, u64, u64) {
+        (
+            client.into(),
+            NodeKind::Service,
+            server.into(),
+            NodeKind::Service,
+            1,
+            0,
+        )
+    }
+
+    #[test]
+    fn client_then_server_pairs() {
+        let mut g = ServiceGraph::default();
+        g.record(&span("web", 1, 0, SpanKind::Client), 0);
+        assert!(edges(&g).is_empty());
+        g.record(&span("api", 2, 1, SpanKind::Server), 5);
+        assert_eq!(edges(&g), vec![svc("web", "api")]);
+        assert_eq!(g.pending.len(), 0);
+    }
+
+    #[test]
+    fn server_then_client_pairs() {
+        let mut g = ServiceGraph::default();
+        g.record(&span("api", 2, 1, SpanKind::Server), 0);
+        g.record(&span("web", 1, 0, SpanKind::Client), 5);
+        assert_eq!(edges(&g), vec![svc("web", "api")]);
+        let e = &g.dependencies(0, u64::MAX)[0];
+        // 3 ms lands in the (2, 4] bucket, seen from the server.
+        assert_eq!(e.latency.bucket_counts[1], 1);
+    }
+
+    #[test]
+    fn producer_and_linked_consumer_pair_in_either_order() {
+        for consumer_first in [false, true] {
+            let mut g = ServiceGraph::default();
+            let producer = span("api", 1, 0, SpanKind::Producer);
+            let mut consumer = span("worker", 9, 0, SpanKind::Consumer);
+            consumer.trace_id = 8;
+            consumer.links = vec![(7, 1)];
+            if consumer_first {
+                g.record(&consumer, 0);
+                g.record(&producer, 1);
+            } else {
+                g.record(&producer, 0);
+                g.record(&consumer, 1);
+            }
+            assert_eq!(
+                edges(&g),
+                vec![svc("api", "worker")],
+                "consumer first: {consumer_first}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_server_waiting_under_parent_and_link_pairs_once() {
+        let mut g = ServiceGraph::default();
+        let mut consumer = span("worker", 9, 3, SpanKind::Consumer);
+        consumer.links = vec![(7, 1)];
+        g.record(&consumer, 0);
+        g.record(&span("api", 1, 0, SpanKind::Producer), 1);
+        g.record(&span("api", 3, 0, SpanKind::Client), 1);
+        assert_eq!(edges(&g), vec![svc("api", "worker")]);
+        assert!(
+            g.pending.contains_key(&(7, 3)),
+            "the client waits for its own server"
+        );
+    }
+
+    #[test]
+    fn database_calls_are_edges_at_once() {
+        let mut g = ServiceGraph::default();
+        let mut db = span("worker", 4, 3, SpanKind::Client);
+        db.peer = Some((NodeKind::Database, "postgresql/onboarding".into()));
+        db.status_code = 2;
+        g.record(&db, 0);
+        assert_eq!(
+            edges(&g),
+            vec![(
+                "worker".into(),
+                NodeKind::Service,
+                "postgresql/onboarding".into(),
+                NodeKind::Database,
+                1,
+                1
+            )]
+        );
+    }
+
+    #[test]
+    fn unanswered_producers_and_clients_become_virtual_nodes_after_settling() {
+        let mut g = ServiceGraph::default();
+        let mut send = span("api", 1, 0, SpanKind::Producer);
+        send.peer = Some((NodeKind::MessagingSystem, "aws_sqs/onboarding-queue".into()));
+        let mut call = span("api", 2, 0, SpanKind::Client);
+        call.peer = Some((NodeKind::External, "payments.example.com".into()));
+        let lone = span("api", 3, 0, SpanKind::Client);
+        for f in [&send, &call, &lone] {
+            g.record(f, 100);
+        }
+        g.expire(100 + SETTLE - 1, SETTLE);
+        assert!(edges(&g).is_empty(), "still settling");
+        g.expire(100 + SETTLE, SETTLE);
+        let mut found = edges(&g);
+        found.sort_by(|a, b| a.2.cmp(&b.2));
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "api".into(),
+                    NodeKind::Service,
+                    "aws_sqs/onboarding-queue".into(),
+                    NodeKind::MessagingSystem,
+                    1,
+                    0
+                ),
+                (
+                    "api".into(),
+                    NodeKind::Service,
+                    "payments.example.com".into(),
+                    NodeKind::External,
+                    1,
+                    0
+                ),
+            ]
+        );
+        assert_eq!(g.unpaired, 1);
+        assert!(g.pending.is_empty());
+    }
+
+    #[test]
+    fn edges_are_counted_per_minute_and_pruned() {
+        let mut g = ServiceGraph::default();
+        let mut db = span("worker", 4, 3, SpanKind::Client);
+        db.peer = Some((NodeKind::Database, "redis".into()));
+        g.record(&db, 0);
+        db.start_unix_nanos = 5 * crate::metrics::MINUTE_NANOS;
+        g.record(&db, 0);
+        assert_eq!(g.dependencies(0, crate::metrics::MINUTE_NANOS).len(), 1);
+        assert_eq!(g.dependencies(0, u64::MAX)[0].calls, 2);
+        g.prune(crate::metrics::MINUTE_NANOS);
+        assert_eq!(g.dependencies(0, u64::MAX)[0].calls, 1);
+    }
+}
