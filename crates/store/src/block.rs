@@ -13,12 +13,10 @@
 //! logs/metrics: body_len u32 | deflate(request protobuf)
 //! ```
 
-use std::io::{Read, Write};
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use flate2::Compression;
-use flate2::read::DeflateDecoder;
-use flate2::write::DeflateEncoder;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use prost::Message;
 
 use crate::api::{
@@ -99,23 +97,57 @@ fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+thread_local! {
+    /// One deflater per thread: creating one zeroes a few hundred KB of tables.
+    static DEFLATER: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
+    static INFLATER: RefCell<Decompress> = RefCell::new(Decompress::new(false));
+}
+
 /// Appends `body`, compressed, to `out`.
-fn compress_into(out: Vec<u8>, body: &[u8]) -> Vec<u8> {
-    let mut encoder = DeflateEncoder::new(out, Compression::fast());
-    // Writing into a Vec cannot fail, so neither can `finish`.
-    let _ = encoder.write_all(body);
-    encoder.finish().unwrap_or_default()
+fn compress_into(mut out: Vec<u8>, body: &[u8]) -> Vec<u8> {
+    DEFLATER.with(|d| {
+        let mut d = d.borrow_mut();
+        d.reset();
+        loop {
+            let consumed = d.total_in() as usize;
+            if out.capacity() - out.len() < 4096 {
+                out.reserve(body.len().saturating_sub(consumed) / 2 + 4096);
+            }
+            match d.compress_vec(&body[consumed..], &mut out, FlushCompress::Finish) {
+                Ok(Status::StreamEnd) => break,
+                Ok(_) => {}
+                // Deflating memory into memory has no failure mode; stop rather than spin.
+                Err(_) => break,
+            }
+        }
+    });
+    out
 }
 
 fn decompress(bytes: &[u8], len: usize) -> Result<Vec<u8>, CorruptBlock> {
-    let mut out = Vec::with_capacity(len);
-    DeflateDecoder::new(bytes)
-        .read_to_end(&mut out)
-        .map_err(|_| CorruptBlock("bad deflate"))?;
-    if out.len() != len {
-        return Err(CorruptBlock("body length"));
-    }
-    Ok(out)
+    INFLATER.with(|i| {
+        let mut i = i.borrow_mut();
+        i.reset(false);
+        let mut out = Vec::with_capacity(len);
+        loop {
+            let consumed = i.total_in() as usize;
+            match i.decompress_vec(
+                &bytes[consumed.min(bytes.len())..],
+                &mut out,
+                FlushDecompress::Finish,
+            ) {
+                Ok(Status::StreamEnd) => break,
+                // Every byte is out; the record's crc already vouches for the rest.
+                Ok(_) if out.len() == len => break,
+                Ok(_) if consumed < bytes.len() => {}
+                _ => return Err(CorruptBlock("bad deflate")),
+            }
+        }
+        if out.len() != len {
+            return Err(CorruptBlock("body length"));
+        }
+        Ok(out)
+    })
 }
 
 /// Why a span cannot be stored, or `None` when it can.

@@ -44,8 +44,11 @@ pub fn path(dir: &Path) -> PathBuf {
 pub fn save(dir: &Path, checkpoint: &CheckpointRef<'_>) -> io::Result<u64> {
     let tmp = dir.join("derived.json.deflate.tmp");
     let file = fs::File::create(&tmp)?;
-    let mut encoder = DeflateEncoder::new(io::BufWriter::new(file), Compression::fast());
-    serde_json::to_writer(&mut encoder, checkpoint).map_err(io::Error::other)?;
+    // serde_json writes in small pieces; the deflater wants large ones.
+    let encoder = DeflateEncoder::new(io::BufWriter::new(file), Compression::fast());
+    let mut json = io::BufWriter::with_capacity(256 * 1024, encoder);
+    serde_json::to_writer(&mut json, checkpoint).map_err(io::Error::other)?;
+    let encoder = json.into_inner().map_err(|e| e.into_error())?;
     let file = encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     let len = file.metadata()?.len();
