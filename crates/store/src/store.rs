@@ -6,7 +6,7 @@
 //! an `fdatasync` per write. Derived state (span metrics, service graph, integrity) is
 //! checkpointed periodically and rebuilt from the log records written after the checkpoint.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +19,7 @@ use crate::api::*;
 use crate::block::{self, PreparedBlock, SpanBlockBody, decode_span, trace_key};
 use crate::checkpoint::{self, CheckpointRef, LogPosition};
 use crate::derived::Derived;
-use crate::facts::{SpanFacts, trace_u128};
+use crate::facts::{IdHash, SpanFacts, trace_u128};
 use crate::integrity::Verdict;
 use crate::segment::{self, SegmentFile};
 
@@ -90,6 +90,10 @@ pub(crate) struct Segment {
     /// Trace index: (trace key, block number), sorted by key once the segment is sealed.
     keys: Vec<u64>,
     key_blocks: Vec<u32>,
+    /// While the segment is the head: trace key → its first two blocks (`u32::MAX` = none);
+    /// a trace in more blocks lists the rest in `head_overflow`.
+    head_map: HashMap<u64, [u32; 2], IdHash>,
+    head_overflow: Vec<(u64, u32)>,
     sealed: bool,
     first_arrival: u64,
     last_arrival: u64,
@@ -103,6 +107,8 @@ impl Segment {
             raws: Vec::new(),
             keys: Vec::new(),
             key_blocks: Vec::new(),
+            head_map: HashMap::default(),
+            head_overflow: Vec::new(),
             sealed: false,
             first_arrival: 0,
             last_arrival: 0,
@@ -128,6 +134,8 @@ impl Segment {
         self.key_blocks = pairs.iter().map(|p| p.1).collect();
         self.keys.shrink_to_fit();
         self.key_blocks.shrink_to_fit();
+        self.head_map = HashMap::default();
+        self.head_overflow = Vec::new();
         self.blocks.shrink_to_fit();
         self.sealed = true;
     }
@@ -142,12 +150,24 @@ impl Segment {
                 }
                 out.push(self.key_blocks[i]);
             }
-        } else {
-            for (i, k) in self.keys.iter().enumerate() {
-                if *k == key {
-                    out.push(self.key_blocks[i]);
-                }
+        } else if let Some(slots) = self.head_map.get(&key) {
+            out.extend(slots.iter().copied().filter(|b| *b != u32::MAX));
+            if slots[1] != u32::MAX {
+                out.extend(self.head_overflow.iter().filter(|(k, _)| *k == key).map(|(_, b)| *b));
             }
+        }
+    }
+
+    fn index_key(&mut self, key: u64, block: u32) {
+        self.keys.push(key);
+        self.key_blocks.push(block);
+        let slots = self.head_map.entry(key).or_insert([u32::MAX; 2]);
+        if slots[0] == u32::MAX {
+            slots[0] = block;
+        } else if slots[1] == u32::MAX {
+            slots[1] = block;
+        } else {
+            self.head_overflow.push((key, block));
         }
     }
 }
@@ -244,8 +264,7 @@ impl Inner {
             services,
         });
         for key in keys {
-            head.keys.push(*key);
-            head.key_blocks.push(number);
+            head.index_key(*key, number);
         }
         head.touch(header.arrival_unix_nanos);
     }
