@@ -14,6 +14,7 @@ mod graph;
 mod integrity;
 mod metrics;
 mod query;
+mod sealed;
 mod segment;
 mod store;
 pub mod testdata;

@@ -21,6 +21,7 @@ use crate::checkpoint::{self, CheckpointRef, LogPosition};
 use crate::derived::Derived;
 use crate::facts::{IdHash, SpanFacts, trace_u128};
 use crate::integrity::Verdict;
+use crate::sealed::{self, IndexedBlock, IndexedRaw, SegmentIndex};
 use crate::segment::{self, SegmentFile};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -153,7 +154,12 @@ impl Segment {
         } else if let Some(slots) = self.head_map.get(&key) {
             out.extend(slots.iter().copied().filter(|b| *b != u32::MAX));
             if slots[1] != u32::MAX {
-                out.extend(self.head_overflow.iter().filter(|(k, _)| *k == key).map(|(_, b)| *b));
+                out.extend(
+                    self.head_overflow
+                        .iter()
+                        .filter(|(k, _)| *k == key)
+                        .map(|(_, b)| *b),
+                );
             }
         }
     }
@@ -220,6 +226,80 @@ fn db_err(err: impl std::fmt::Display) -> StoreError {
 }
 
 impl Inner {
+    /// Writes a sealed segment's index file; a failure only makes the next open slower.
+    fn save_index(&self, dir: &Path, seg: &Segment) {
+        let index = SegmentIndex {
+            segment_len: seg.file.len,
+            blocks: seg
+                .blocks
+                .iter()
+                .map(|b| IndexedBlock {
+                    offset: b.offset,
+                    len: b.len,
+                    arrival: b.arrival,
+                    min_start: b.min_start,
+                    max_start: b.max_start,
+                    span_count: b.span_count,
+                    services: b
+                        .services
+                        .iter()
+                        .map(|i| {
+                            self.service_names
+                                .get(*i as usize)
+                                .cloned()
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                })
+                .collect(),
+            raws: seg
+                .raws
+                .iter()
+                .map(|r| IndexedRaw {
+                    kind: r.kind,
+                    offset: r.offset,
+                    len: r.len,
+                    arrival: r.arrival,
+                })
+                .collect(),
+            keys: seg.keys.clone(),
+            key_blocks: seg.key_blocks.clone(),
+        };
+        if let Err(err) = sealed::save(dir, seg.file.id, &index) {
+            tracing::warn!(segment = seg.file.id, error = %err, "could not write a segment index");
+        }
+    }
+
+    /// A sealed segment from its index file.
+    fn segment_from_index(&mut self, file: SegmentFile, index: SegmentIndex) -> Segment {
+        let mut seg = Segment::new(file);
+        for b in index.blocks {
+            seg.touch(b.arrival);
+            seg.blocks.push(BlockMeta {
+                offset: b.offset,
+                len: b.len,
+                arrival: b.arrival,
+                min_start: b.min_start,
+                max_start: b.max_start,
+                span_count: b.span_count,
+                services: b.services.iter().map(|s| self.intern(s)).collect(),
+            });
+        }
+        for r in index.raws {
+            seg.touch(r.arrival);
+            seg.raws.push(RawMeta {
+                kind: r.kind,
+                offset: r.offset,
+                len: r.len,
+                arrival: r.arrival,
+            });
+        }
+        seg.keys = index.keys;
+        seg.key_blocks = index.key_blocks;
+        seg.sealed = true;
+        seg
+    }
+
     fn head(&mut self) -> &mut Segment {
         // Invariant: `open` creates a segment when there is none, and sealing always pushes
         // a new head before anything else can happen.
@@ -315,6 +395,9 @@ impl Inner {
         if let Some(head) = self.segments.last_mut() {
             head.seal();
         }
+        if let Some(sealed) = self.segments.last() {
+            self.save_index(dir, sealed);
+        }
         self.segments
             .push(Segment::new(SegmentFile::create(dir, id)?));
         if self.config.sync_writes {
@@ -368,6 +451,7 @@ impl Inner {
                 "retention deletes a segment"
             );
             fs::remove_file(&oldest.file.path)?;
+            let _ = fs::remove_file(sealed::index_path(dir, oldest.file.id));
         }
         if now.saturating_sub(self.last_prune) > 60 * NANOS_PER_SEC {
             self.derived.prune(cutoff);
@@ -492,16 +576,22 @@ impl Store {
         };
         let settle = inner.config.settle_secs.saturating_mul(NANOS_PER_SEC);
         for (i, id) in ids.iter().enumerate() {
-            if let Some(prev) = inner.segments.last_mut() {
-                prev.seal();
-            }
             let mut file = SegmentFile::open(segment::segment_path(&dir, *id), *id)?;
+            let is_last = i + 1 == ids.len();
+            if !is_last
+                && replay_from.segment > *id
+                && let Some(index) = sealed::load(&dir, *id, file.len)
+            {
+                let seg = inner.segment_from_index(file, index);
+                inner.segments.push(seg);
+                continue;
+            }
             let mut records = Vec::new();
             let valid = segment::scan(&file.file, 0, file.len, |offset, payload| {
                 records.push((offset, payload.to_vec()));
             })?;
             if valid < file.len {
-                if i + 1 == ids.len() {
+                if is_last {
                     tracing::warn!(segment = id, at = valid, "cutting a torn write off the log");
                     file.truncate(valid)?;
                 } else {
@@ -519,6 +609,14 @@ impl Store {
                     offset,
                 } >= replay_from;
                 inner.load_record(offset, &payload, replay, settle)?;
+            }
+            if !is_last {
+                if let Some(seg) = inner.segments.last_mut() {
+                    seg.seal();
+                }
+                if let Some(seg) = inner.segments.last() {
+                    inner.save_index(&dir, seg);
+                }
             }
         }
         if inner.segments.is_empty() {
