@@ -32,6 +32,17 @@ pub struct Verdict {
     pub first_arrival: u64,
 }
 
+/// Whether (span id, parent id) pairs form a whole trace; no allocation for small traces.
+pub fn is_whole(spans: &[(u64, u64)]) -> bool {
+    if spans.len() > 32 {
+        return judge(spans).is_empty();
+    }
+    spans.iter().any(|(_, parent)| *parent == 0)
+        && spans
+            .iter()
+            .all(|(_, parent)| *parent == 0 || spans.iter().any(|(id, _)| id == parent))
+}
+
 /// Integrity of (span id, parent id) pairs: the problems found, empty when whole.
 pub fn judge(spans: &[(u64, u64)]) -> Vec<IntegrityProblem> {
     let ids: HashSet<u64> = spans.iter().map(|(id, _)| *id).collect();
@@ -138,7 +149,7 @@ impl IntegrityTracker {
                 self.by_start.remove(&(start, trace));
                 self.count(start, 1, -1);
             }
-            if was_incomplete.is_none() && judge(&live.spans).is_empty() {
+            if was_incomplete.is_none() && is_whole(&live.spans) {
                 self.count(live.start_unix_nanos, 0, 1);
                 continue;
             }
@@ -241,6 +252,12 @@ mod tests {
     #[test]
     fn judge_finds_missing_root_and_orphans() {
         assert!(judge(&[(1, 0), (2, 1), (3, 2)]).is_empty());
+        assert!(is_whole(&[(1, 0), (2, 1), (3, 2)]));
+        assert!(!is_whole(&[(2, 1)]));
+        assert!(!is_whole(&[(1, 0), (3, 2)]));
+        let big: Vec<(u64, u64)> = (1..100).map(|i| (i, i - 1)).collect();
+        assert!(is_whole(&big));
+        assert!(!is_whole(&big[1..]));
         assert_eq!(
             judge(&[(2, 1)]),
             vec![

@@ -576,3 +576,36 @@ fn sealed_segments_reopen_from_their_index_files_or_a_scan() -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[test]
+fn concurrent_writers_and_readers_share_one_store() -> anyhow::Result<()> {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Store>();
+    let dir = TempDir::new("concurrent");
+    let mut c = config(&dir, 10);
+    c.segment_max_bytes = 30_000;
+    let store = std::sync::Arc::new(Store::open(c)?);
+    let base = now() - HOUR;
+    std::thread::scope(|s| {
+        for w in 0..3u64 {
+            let store = std::sync::Arc::clone(&store);
+            s.spawn(move || {
+                for batch in (w..24).step_by(3) {
+                    store
+                        .write_traces(seeds_like_batch(batch, 8, base + batch * MS))
+                        .expect("write");
+                    store.find_traces(&all_time()).expect("search");
+                }
+            });
+        }
+    });
+    assert_eq!(store.stats()?.spans, 24 * 8 * 4);
+    for n in 0..24 * 8 {
+        assert_eq!(
+            store.trace(TwoServiceTrace::new(n, base).trace_id)?.len(),
+            4,
+            "trace {n}"
+        );
+    }
+    Ok(())
+}
