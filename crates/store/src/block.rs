@@ -247,8 +247,11 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
     payload.extend_from_slice(&max_start.to_le_bytes());
     payload.extend_from_slice(&header.span_count.to_le_bytes());
     payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    payload.extend_from_slice(&(header.services.len() as u16).to_le_bytes());
-    for s in &header.services {
+    // More than 65,535 services in one export is not a real workload; the list is cut there
+    // rather than written with a count that does not match.
+    let listed = &header.services[..header.services.len().min(u16::MAX as usize)];
+    payload.extend_from_slice(&(listed.len() as u16).to_le_bytes());
+    for s in listed {
         let name = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
         payload.extend_from_slice(&(name.len() as u16).to_le_bytes());
         payload.extend_from_slice(name);

@@ -70,8 +70,9 @@ impl SegmentIndex {
             put_u64(&mut out, b.min_start);
             put_u64(&mut out, b.max_start);
             put_u32(&mut out, b.span_count);
-            put_u16(&mut out, b.services.len() as u16);
-            for s in &b.services {
+            let listed = &b.services[..b.services.len().min(u16::MAX as usize)];
+            put_u16(&mut out, listed.len() as u16);
+            for s in listed {
                 let name = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
                 put_u16(&mut out, name.len() as u16);
                 out.extend_from_slice(name);
