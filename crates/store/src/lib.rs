@@ -10,7 +10,7 @@
 //!
 //! - **Log of blocks.** Each `write_traces` becomes one record appended to the newest
 //!   *segment* file: a small header (arrival time, start-time range, services) and a
-//!   deflate-compressed body holding each resource and scope once and every span's protobuf
+//!   LZ4-compressed body holding each resource and scope once and every span's protobuf
 //!   bytes beside its trace id. Records carry a length and a crc32; a torn last record is cut
 //!   off at open. Segments are sealed at [`StoreConfig::segment_max_bytes`]; a sealed segment
 //!   gets an index file (its block list and sorted trace index) so opening does not decompress.
