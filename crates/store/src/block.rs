@@ -8,13 +8,15 @@
 //! payload: kind u8 | arrival u64 | kind-specific header | lz4(body)
 //! spans header: min_start u64 | max_start u64 | span_count u32 | body_len u32
 //!               | service_count u16 | (len u16, utf-8)*
-//! spans body:   group_count u32 | (resource, scope, service as len-prefixed bytes)*
-//!               | span_count u32 | (trace_id [16] | group u32 | len u32 | span bytes)*
+//! spans body:   (trace_id [16] | group u32 | len u32 | span bytes)*
+//!               | group_count u32 | (resource, scope, service as len-prefixed bytes)*
+//!               | groups_at u32 | span_count u32
 //! logs/metrics: body_len u32 | lz4(request protobuf)
 //! ```
 
-use std::sync::Arc;
 use prost::Message;
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use crate::api::{
     ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
@@ -94,20 +96,29 @@ fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+thread_local! {
+    static BODY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Appends `body`, LZ4-compressed, to `out`. LZ4 rather than deflate: measured on seeds-like
 /// spans it keeps blocks under 150 bytes per span at a fraction of deflate's CPU per write.
 fn compress_into(mut out: Vec<u8>, body: &[u8]) -> Vec<u8> {
-    let start = out.len();
-    out.resize(start + lz4_flex::block::get_maximum_output_size(body.len()), 0);
-    // The output has the maximum size LZ4 can need, so compression cannot fail.
-    let written = lz4_flex::block::compress_into(body, &mut out[start..]).unwrap_or(0);
-    out.truncate(start + written);
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        scratch.resize(lz4_flex::block::get_maximum_output_size(body.len()), 0);
+        // The scratch has the maximum size LZ4 can need, so compression cannot fail.
+        let written = lz4_flex::block::compress_into(body, &mut scratch).unwrap_or(0);
+        out.reserve_exact(written);
+        out.extend_from_slice(&scratch[..written]);
+    });
     out
 }
 
 fn decompress(bytes: &[u8], len: usize) -> Result<Vec<u8>, CorruptBlock> {
     let mut out = vec![0u8; len];
-    let n = lz4_flex::block::decompress_into(bytes, &mut out).map_err(|_| CorruptBlock("bad lz4"))?;
+    let n =
+        lz4_flex::block::decompress_into(bytes, &mut out).map_err(|_| CorruptBlock("bad lz4"))?;
     if n != len {
         return Err(CorruptBlock("body length"));
     }
@@ -130,10 +141,13 @@ fn invalid_span(span: &Span) -> Option<&'static str> {
 
 /// Encodes a trace export into a span block, extracting each span's facts on the way.
 pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64) -> PreparedBlock {
-    let mut body = Vec::with_capacity(request.encoded_len() + 64);
+    // The body buffer is reused by each thread: a fresh one per write costs a large allocation
+    // and page faults.
+    let mut body = BODY.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    body.clear();
     let mut groups = Vec::new();
     let mut facts = Vec::new();
-    let mut spans_out = Vec::new();
+    let spans_out = &mut body;
     let mut services: Vec<String> = Vec::new();
     let mut rejected_spans = 0u64;
     let mut rejection_reason = String::new();
@@ -166,7 +180,7 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
                 let len = span.encoded_len();
                 spans_out.extend_from_slice(&(len as u32).to_le_bytes());
                 // Encoding into a Vec cannot fail.
-                let _ = span.encode(&mut spans_out);
+                let _ = span.encode(spans_out);
                 facts.push(SpanFacts::extract(
                     &service,
                     trace_u128(&trace_id),
@@ -187,12 +201,13 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
             }
         }
     }
+    let groups_at = body.len() as u32;
     body.extend_from_slice(&((groups.len() / 3) as u32).to_le_bytes());
     for g in &groups {
         put_bytes32(&mut body, g);
     }
+    body.extend_from_slice(&groups_at.to_le_bytes());
     body.extend_from_slice(&(facts.len() as u32).to_le_bytes());
-    body.extend_from_slice(&spans_out);
     if facts.is_empty() {
         min_start = 0;
     }
@@ -221,6 +236,7 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
         payload.extend_from_slice(name);
     }
     let payload = compress_into(payload, &body);
+    BODY.with(|b| *b.borrow_mut() = body);
     PreparedBlock {
         payload,
         header,
@@ -296,7 +312,8 @@ pub fn parse_raw(payload: &[u8]) -> Result<(u8, u64, Vec<u8>), CorruptBlock> {
 pub struct SpanBlockBody {
     pub groups: Vec<GroupBytes>,
     bytes: Vec<u8>,
-    spans_at: usize,
+    /// Span entries fill the body up to here; groups and the trailer follow.
+    spans_end: usize,
     pub span_count: u32,
 }
 
@@ -324,8 +341,17 @@ impl SpanBlockBody {
 
     fn parse(bytes: Vec<u8>) -> Result<Self, CorruptBlock> {
         let total = bytes.len();
-        let mut c = Cursor { bytes: &bytes };
-        let pos = |c: &Cursor<'_>| total - c.bytes.len();
+        let trailer = total.checked_sub(8).ok_or(CorruptBlock("truncated"))?;
+        let mut t = Cursor {
+            bytes: &bytes[trailer..],
+        };
+        let groups_at = t.u32()? as usize;
+        let span_count = t.u32()?;
+        let section = bytes
+            .get(groups_at..trailer)
+            .ok_or(CorruptBlock("group offset"))?;
+        let mut c = Cursor { bytes: section };
+        let pos = |c: &Cursor<'_>| trailer - c.bytes.len();
         let n = c.u32()?;
         let mut groups = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -345,12 +371,10 @@ impl SpanBlockBody {
                 service,
             });
         }
-        let span_count = c.u32()?;
-        let spans_at = pos(&c);
         Ok(Self {
             groups,
             bytes,
-            spans_at,
+            spans_end: groups_at,
             span_count,
         })
     }
@@ -358,7 +382,7 @@ impl SpanBlockBody {
     /// Every span entry, in the order they were written.
     pub fn entries(&self) -> impl Iterator<Item = SpanEntry<'_>> {
         let mut c = Cursor {
-            bytes: &self.bytes[self.spans_at..],
+            bytes: &self.bytes[..self.spans_end],
         };
         (0..self.span_count).map_while(move |_| {
             let trace = c.take(16).ok()?;
