@@ -55,6 +55,7 @@
 
 pub mod api;
 mod block;
+mod catalog;
 mod checkpoint;
 mod derived;
 mod facts;
