@@ -71,6 +71,8 @@ pub(crate) struct Inner {
     /// Interned service names; blocks list services by number.
     pub service_names: Vec<String>,
     last_checkpoint: u64,
+    /// The log position the last checkpoint covers (`None` before the first one).
+    checkpointed_at: Option<LogPosition>,
     last_prune: u64,
     checkpoint_bytes: u64,
 }
@@ -261,6 +263,7 @@ impl Inner {
         };
         self.checkpoint_bytes = checkpoint::save(dir, &cp)?;
         self.last_checkpoint = now;
+        self.checkpointed_at = Some(self.position());
         Ok(())
     }
 
@@ -434,6 +437,7 @@ impl Store {
             derived: cp.map(|c| c.derived).unwrap_or_default(),
             service_names: Vec::new(),
             last_checkpoint: now_nanos(),
+            checkpointed_at: None,
             last_prune: 0,
             checkpoint_bytes,
         };
@@ -670,6 +674,11 @@ impl Inner {
 impl Drop for Store {
     fn drop(&mut self) {
         let mut inner = self.lock();
+        // After `close`, or with nothing written since the last checkpoint, there is nothing to
+        // save: time alone is replayed by the next open.
+        if inner.checkpointed_at == Some(inner.position()) {
+            return;
+        }
         if let Err(err) = inner.checkpoint(&self.dir, now_nanos()) {
             tracing::warn!(error = %err, "could not checkpoint the store on drop");
         }
