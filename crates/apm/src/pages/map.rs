@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use throughline_store::{NodeKind, ServiceGraphEdge, TraceReader};
+use throughline_store::{NodeKind, ServiceGraphEdge, TraceQuery, TraceReader};
 
 use crate::error::PageError;
 use crate::histogram;
@@ -17,6 +17,8 @@ const NODE_H: f64 = 48.0;
 const COL_GAP: f64 = 150.0;
 const ROW_GAP: f64 = 44.0;
 const MARGIN: f64 = 24.0;
+/// How many recent traces are sampled to find the entry points.
+const ENTRY_SAMPLE: usize = 200;
 
 type NodeKey = (String, NodeKind);
 
@@ -32,10 +34,10 @@ pub struct Node {
     pub failed: u64,
 }
 
-/// Assigns each node a layer (longest path from a node nobody calls, so callers sit left of
-/// callees; cycles are cut by bounding the relaxation) and a row within its layer (ordered by
+/// Assigns each node a layer (longest path from the entry points — services where traces
+/// start — so callers sit left of callees; calls that close a cycle are left out of the layering) and a row within its layer (ordered by
 /// the mean row of its callers, to keep edges short).
-pub fn layout(edges: &[ServiceGraphEdge]) -> Vec<Node> {
+pub fn layout(edges: &[ServiceGraphEdge], entry_points: &[String]) -> Vec<Node> {
     let mut index: HashMap<NodeKey, usize> = HashMap::new();
     let mut nodes: Vec<Node> = Vec::new();
     let mut id = |name: &str, kind: NodeKind, nodes: &mut Vec<Node>| -> usize {
@@ -71,12 +73,56 @@ pub fn layout(edges: &[ServiceGraphEdge]) -> Vec<Node> {
             nodes[c].failed = failed;
         }
     }
-    // Longest-path layering, at most `n` rounds: a cycle stops growing after that.
+    // Cut cycles: a depth-first walk from the entry points (then from nodes nobody calls, then
+    // the rest by name) drops the edges that lead back to a node on the walk's stack.
     let n = nodes.len();
+    let mut out_edges: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (k, &(c, _)) in pairs.iter().enumerate() {
+        out_edges[c].push(k);
+    }
+    let mut starts: Vec<usize> = entry_points
+        .iter()
+        .filter_map(|e| index.get(&(e.clone(), NodeKind::Service)).copied())
+        .collect();
+    let mut rest: Vec<usize> = (0..n).collect();
+    rest.sort_by_key(|&i| {
+        (
+            pairs.iter().any(|&(c, s)| s == i && c != i),
+            nodes[i].name.clone(),
+        )
+    });
+    starts.extend(rest);
+    let mut state = vec![0u8; n]; // 0 new, 1 on the stack, 2 done
+    let mut back = vec![false; pairs.len()];
+    for &root in &starts {
+        if state[root] != 0 {
+            continue;
+        }
+        let mut stack = vec![(root, 0usize)];
+        state[root] = 1;
+        while let Some(&mut (v, ref mut next)) = stack.last_mut() {
+            if let Some(&k) = out_edges[v].get(*next) {
+                *next += 1;
+                let w = pairs[k].1;
+                match state[w] {
+                    0 => {
+                        state[w] = 1;
+                        stack.push((w, 0));
+                    }
+                    1 => back[k] = true,
+                    _ => {}
+                }
+            } else {
+                state[v] = 2;
+                stack.pop();
+            }
+        }
+    }
+    // Longest-path layering over the remaining (acyclic) edges.
     for _ in 0..n {
         let mut changed = false;
-        for &(c, s) in &pairs {
-            if c != s && nodes[s].layer < nodes[c].layer + 1 && nodes[c].layer + 1 < n.max(1) {
+        for (k, &(c, s)) in pairs.iter().enumerate() {
+            if !back[k] && c != s && nodes[s].layer < nodes[c].layer + 1 {
                 nodes[s].layer = nodes[c].layer + 1;
                 changed = true;
             }
@@ -169,7 +215,23 @@ pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<Strin
         }
         return Ok(html::page("Service map", Nav::Map, &body));
     }
-    body.push_str(&svg(&edges, (end - start).max(1), lookback));
+    // Where recent traces start: the map's left edge. One bounded search.
+    let recent = reader.find_traces(&TraceQuery {
+        start_unix_nanos: start,
+        end_unix_nanos: end,
+        limit: ENTRY_SAMPLE,
+        ..TraceQuery::default()
+    })?;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for t in recent {
+        if let Some(s) = t.root_service {
+            *counts.entry(s).or_default() += 1;
+        }
+    }
+    let mut entry_points: Vec<(String, usize)> = counts.into_iter().collect();
+    entry_points.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let entry_points: Vec<String> = entry_points.into_iter().map(|e| e.0).collect();
+    body.push_str(&svg(&edges, &entry_points, (end - start).max(1), lookback));
     legend(&mut body);
     Ok(html::page("Service map", Nav::Map, &body))
 }
@@ -179,8 +241,13 @@ fn legend(body: &mut String) {
 }
 
 /// The map as SVG.
-pub fn svg(edges: &[ServiceGraphEdge], window_nanos: u64, lookback: &str) -> String {
-    let nodes = layout(edges);
+pub fn svg(
+    edges: &[ServiceGraphEdge],
+    entry_points: &[String],
+    window_nanos: u64,
+    lookback: &str,
+) -> String {
+    let nodes = layout(edges, entry_points);
     let pos: HashMap<NodeKey, (f64, f64)> = nodes
         .iter()
         .map(|n| {
@@ -369,12 +436,16 @@ mod tests {
     #[test]
     fn layers_follow_call_direction() {
         use NodeKind::*;
-        let nodes = layout(&[
-            edge("queue", MessagingSystem, "lambda", Service, 10, 0),
-            edge("api", Service, "queue", MessagingSystem, 10, 0),
-            edge("web", Service, "api", Service, 10, 1),
-            edge("lambda", Service, "postgres", Database, 5, 1),
-        ]);
+        let nodes = layout(
+            &[
+                edge("lambda", Service, "api", Service, 3, 0),
+                edge("queue", MessagingSystem, "lambda", Service, 10, 0),
+                edge("api", Service, "queue", MessagingSystem, 10, 0),
+                edge("web", Service, "api", Service, 10, 1),
+                edge("lambda", Service, "postgres", Database, 5, 1),
+            ],
+            &["web".to_owned()],
+        );
         let layer = |n| find(&nodes, n).layer;
         assert_eq!(
             (
@@ -400,11 +471,15 @@ mod tests {
     #[test]
     fn cycles_terminate() {
         use NodeKind::*;
-        let nodes = layout(&[
+        let cycle = [
             edge("a", Service, "b", Service, 1, 0),
             edge("b", Service, "a", Service, 1, 0),
-        ]);
+        ];
+        let nodes = layout(&cycle, &["b".to_owned()]);
         assert_eq!(nodes.len(), 2);
+        assert_eq!((find(&nodes, "b").layer, find(&nodes, "a").layer), (0, 1));
+        // Without entry points a cycle still gets finite layers.
+        let nodes = layout(&cycle, &[]);
         assert!(nodes.iter().all(|n| n.layer < 2));
     }
 
@@ -413,6 +488,7 @@ mod tests {
         use NodeKind::*;
         let svg = svg(
             &[edge("api<x>", Service, "jobs", MessagingSystem, 120, 6)],
+            &[],
             60 * 1_000_000_000,
             "1h",
         );
