@@ -65,5 +65,5 @@ document.addEventListener("click", (ev) => {
 // Bring the selected span into view below the sticky header.
 window.addEventListener("DOMContentLoaded", () => {
   const sel = document.querySelector(".r.sel");
-  if (sel) sel.scrollIntoView({ block: "center" });
+  if (sel && sel.getBoundingClientRect().bottom > window.innerHeight) sel.scrollIntoView({ block: "center" });
 });

@@ -159,15 +159,43 @@ pub fn percent(part: u64, whole: u64) -> String {
     format!("{:.1}%", part as f64 * 100.0 / whole as f64)
 }
 
-/// A stable colour for a service name (hue from a hash), as an `hsl()` CSS value.
-pub fn service_colour(name: &str) -> String {
-    // FNV-1a: stable across runs and platforms, unlike the std hasher.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
+/// Well-separated colours for services (red is kept for errors).
+const PALETTE: &[&str] = &[
+    "#2f6fdf", "#d9822b", "#2a9d6f", "#8a4fd8", "#c2417b", "#0f8fa3", "#a8841a", "#3f51b5",
+    "#6b8e23", "#b5651d", "#00897b", "#7a5c99",
+];
+
+/// Service colours: each known service gets its own palette colour by its place in the sorted
+/// list of services, so every page shows a service in the same colour and the first dozen never
+/// share one. Services not in the list fall back to a colour from a hash of the name.
+#[derive(Debug, Default)]
+pub struct Palette(std::collections::HashMap<String, &'static str>);
+
+impl Palette {
+    pub fn new(services: &[String]) -> Self {
+        let mut sorted: Vec<&String> = services.iter().collect();
+        sorted.sort();
+        sorted.dedup();
+        Palette(
+            sorted
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), PALETTE[i % PALETTE.len()]))
+                .collect(),
+        )
     }
-    format!("hsl({} 62% 46%)", h % 360)
+
+    pub fn colour(&self, service: &str) -> &'static str {
+        self.0.get(service).copied().unwrap_or_else(|| {
+            // FNV-1a: stable across runs and platforms, unlike the std hasher.
+            let mut h: u32 = 0x811c_9dc5;
+            for b in service.bytes() {
+                h ^= u32::from(b);
+                h = h.wrapping_mul(0x0100_0193);
+            }
+            PALETTE[h as usize % PALETTE.len()]
+        })
+    }
 }
 
 #[cfg(test)]
@@ -209,14 +237,12 @@ mod tests {
     }
 
     #[test]
-    fn service_colours_are_stable_and_differ() {
-        assert_eq!(
-            service_colour("onboarding-api"),
-            service_colour("onboarding-api")
-        );
-        assert_ne!(
-            service_colour("onboarding-api"),
-            service_colour("onboarding-lambda")
-        );
+    fn known_services_get_distinct_colours_in_name_order() {
+        let names: Vec<String> = (0..12).map(|i| format!("svc-{i:02}")).rev().collect();
+        let p = Palette::new(&names);
+        let colours: std::collections::HashSet<&str> = names.iter().map(|n| p.colour(n)).collect();
+        assert_eq!(colours.len(), 12);
+        assert_eq!(p.colour("svc-00"), PALETTE[0]);
+        assert_eq!(p.colour("unknown"), p.colour("unknown"));
     }
 }

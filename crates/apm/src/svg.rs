@@ -18,7 +18,7 @@ pub struct Series<'a> {
 }
 
 /// A small line chart over `times`, all series on one scale. `label` titles it and `format`
-/// renders values; the first series' latest value is shown in the corner.
+/// renders values; the first series' largest value is shown in the corner.
 pub fn line_chart(
     label: &str,
     times: &[u64],
@@ -33,6 +33,9 @@ pub fn line_chart(
     let latest = series
         .first()
         .and_then(|s| s.values.iter().rev().find_map(|v| *v));
+    let peak = series
+        .first()
+        .and_then(|s| s.values.iter().flatten().copied().reduce(f64::max));
     let summary = match latest {
         Some(v) => format!("{label}: latest {}, max {}", format(v), format(max)),
         None => format!("{label}: no data in this window"),
@@ -45,7 +48,9 @@ pub fn line_chart(
         Esc(&summary),
         Esc(label),
         W - 2.0,
-        Esc(&latest.map(format).unwrap_or_else(|| "–".to_owned())),
+        Esc(&peak
+            .map(|v| format!("max {}", format(v)))
+            .unwrap_or_else(|| "–".to_owned())),
         H - PAD_BOTTOM,
         H - PAD_BOTTOM
     );
@@ -56,10 +61,24 @@ pub fn line_chart(
         } else {
             0.0
         };
+        let mut dots = String::new();
         for s in series {
             let mut path = String::new();
             let mut pen_down = false;
             for (i, v) in s.values.iter().enumerate().take(times.len()) {
+                let alone = v.is_some()
+                    && (i == 0 || s.values[i - 1].is_none())
+                    && s.values.get(i + 1).is_none_or(Option::is_none);
+                if let (true, Some(v)) = (alone, v) {
+                    // A lone value draws no line: mark it with a dot.
+                    let _ = write!(
+                        dots,
+                        "<circle class=\"dot\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"{}\"/>",
+                        i as f64 * step,
+                        H - PAD_BOTTOM - v * scale,
+                        s.colour
+                    );
+                }
                 match v {
                     Some(v) => {
                         let x = i as f64 * step;
@@ -79,6 +98,7 @@ pub fn line_chart(
                 );
             }
         }
+        out.push_str(&dots);
         if let (Some(first), Some(last)) = (times.first(), times.last()) {
             let _ = write!(
                 out,

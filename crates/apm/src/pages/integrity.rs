@@ -20,6 +20,8 @@ pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<Strin
     let (whole, broken, settling) = series.iter().fold((0, 0, 0), |(w, b, s), p| {
         (w + p.whole, b + p.incomplete, s + p.settling)
     });
+    let services = reader.services()?;
+    let palette = html::Palette::new(&services);
     let mut body = String::with_capacity(16 * 1024);
     let _ = write!(
         body,
@@ -29,7 +31,7 @@ a young trace is settling while its spans may still arrive. \
         html::timestamp(start),
         html::timestamp(end)
     );
-    if whole + broken + settling == 0 && reader.services()?.is_empty() {
+    if whole + broken + settling == 0 && services.is_empty() {
         body.push_str(no_data_help());
         return Ok(html::page("Trace integrity", Nav::Integrity, &body));
     }
@@ -70,7 +72,7 @@ a young trace is settling while its spans may still arrive. \
                 let _ = write!(
                     body,
                     "<a class=\"svc\" style=\"--c:{}\" href=\"/search?service={}\">{}</a> ",
-                    html::service_colour(s),
+                    palette.colour(s),
                     Url(s),
                     Esc(s)
                 );

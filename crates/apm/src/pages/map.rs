@@ -12,9 +12,9 @@ use crate::html::{self, Esc, Nav, Url};
 use crate::pages::no_data_help;
 use crate::params::{self, Params};
 
-const NODE_W: f64 = 180.0;
+const NODE_W: f64 = 170.0;
 const NODE_H: f64 = 48.0;
-const COL_GAP: f64 = 150.0;
+const COL_GAP: f64 = 170.0;
 const ROW_GAP: f64 = 44.0;
 const MARGIN: f64 = 24.0;
 /// How many recent traces are sampled to find the entry points.
@@ -262,7 +262,7 @@ pub fn svg(
     let height = nodes.iter().map(|n| n.row).max().unwrap_or(0) as f64 * (NODE_H + ROW_GAP)
         + NODE_H
         + 2.0 * MARGIN
-        + 30.0;
+        + 70.0;
     let mut out = String::new();
     let _ = write!(
         out,
@@ -295,40 +295,50 @@ pub fn svg(
         };
         let (x1, y1) = (cx + NODE_W, cy + NODE_H / 2.0);
         let (x2, y2) = (sx, sy + NODE_H / 2.0);
-        let path = if x2 > x1 {
+        let forward = x2 > x1;
+        let (path, lx, ly) = if forward {
             let mid = (x1 + x2) / 2.0;
-            format!("M{x1:.1},{y1:.1} C{mid:.1},{y1:.1} {mid:.1},{y2:.1} {x2:.1},{y2:.1}")
+            let path =
+                format!("M{x1:.1},{y1:.1} C{mid:.1},{y1:.1} {mid:.1},{y2:.1} {x2:.1},{y2:.1}");
+            (path, mid, (y1 + y2) / 2.0 - 20.0)
         } else {
-            // A call back to the left (a cycle): loop under the nodes.
-            let low = cy.max(sy) + NODE_H + ROW_GAP * 0.6;
-            format!(
-                "M{x1:.1},{y1:.1} C{:.1},{low:.1} {:.1},{low:.1} {x2:.1},{y2:.1}",
-                x1 + 60.0,
-                x2 - 60.0
-            )
+            // A call back to the left (a cycle): from the bottom of the caller, under the nodes.
+            let (bx1, bx2) = (cx + NODE_W / 2.0, sx + NODE_W / 2.0);
+            let bottom = cy.max(sy) + NODE_H;
+            let low = bottom + ROW_GAP * 1.2;
+            let path = format!(
+                "M{bx1:.1},{:.1} C{bx1:.1},{low:.1} {bx2:.1},{low:.1} {bx2:.1},{:.1}",
+                cy + NODE_H,
+                sy + NODE_H
+            );
+            (path, (bx1 + bx2) / 2.0, bottom + ROW_GAP * 1.2 + 8.0)
         };
         let rate = e.calls as f64 / minutes.max(1e-9);
         let p95 = histogram::quantile_ms(&e.latency, 0.95);
-        let label = format!(
-            "{}/min · {} err · p95 {}",
+        let line1 = format!(
+            "{}/min · {} err",
             if rate >= 10.0 {
                 format!("{rate:.0}")
             } else {
                 format!("{rate:.2}")
             },
             html::percent(e.failed_calls, e.calls),
+        );
+        let line2 = format!(
+            "p95 {}",
             p95.map_or_else(|| "–".to_owned(), html::duration_ms)
         );
-        let (lx, ly) = if x2 > x1 {
-            ((x1 + x2) / 2.0, (y1 + y2) / 2.0 - 8.0)
-        } else {
-            ((x1 + x2) / 2.0, cy.max(sy) + NODE_H + ROW_GAP * 0.5)
-        };
+        let label = format!("{line1} · {line2}");
+        let text = format!(
+            "<text x=\"{lx:.1}\" y=\"{ly:.1}\" text-anchor=\"middle\">{}<tspan x=\"{lx:.1}\" dy=\"13\">{}</tspan></text>",
+            Esc(&line1),
+            Esc(&line2)
+        );
         let href = edge_href(e, lookback);
         let _ = write!(
             out,
             "<a class=\"edge {}\" href=\"{}\" aria-label=\"{} calls {}: {}\"><title>{} → {}: {} calls, {} failed</title>\
-<path d=\"{path}\" marker-end=\"url(#arrow)\"/><text x=\"{lx:.1}\" y=\"{ly:.1}\" text-anchor=\"middle\">{}</text></a>",
+<path d=\"{path}\" marker-end=\"url(#arrow)\"/>{text}</a>",
             health_class(e.calls, e.failed_calls),
             Esc(&href),
             Esc(&e.client),
@@ -338,7 +348,6 @@ pub fn svg(
             Esc(&e.server),
             e.calls,
             e.failed_calls,
-            Esc(&label)
         );
     }
     for n in &nodes {
@@ -362,8 +371,8 @@ pub fn svg(
                 "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"6\" stroke-dasharray=\"5 4\"/>"
             ),
         };
-        let name = if n.name.chars().count() > 24 {
-            format!("{}…", n.name.chars().take(23).collect::<String>())
+        let name = if n.name.chars().count() > 22 {
+            format!("{}…", n.name.chars().take(21).collect::<String>())
         } else {
             n.name.clone()
         };

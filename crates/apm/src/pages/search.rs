@@ -21,6 +21,7 @@ const LOOKBACKS: &[(&str, &str)] = &[
 pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<String, PageError> {
     let query = params::trace_query(params, now)?;
     let services = reader.services()?;
+    let palette = html::Palette::new(&services);
     let operations = match &query.service {
         Some(s) => reader.operations(s)?,
         None => Vec::new(),
@@ -93,11 +94,11 @@ pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<Strin
         return Ok(html::page("Search", Nav::Search, &body));
     }
     let traces = reader.find_traces(&query)?;
-    results(&mut body, &traces, query.limit);
+    results(&mut body, &traces, query.limit, &palette);
     Ok(html::page("Search", Nav::Search, &body))
 }
 
-fn results(body: &mut String, traces: &[TraceSummary], limit: usize) {
+fn results(body: &mut String, traces: &[TraceSummary], limit: usize, palette: &html::Palette) {
     if traces.is_empty() {
         body.push_str(
             "<section class=\"empty\" data-testid=\"no-results\"><h2>No traces match</h2>\
@@ -128,7 +129,7 @@ fn results(body: &mut String, traces: &[TraceSummary], limit: usize) {
         let root = match (&t.root_service, &t.root_name) {
             (Some(s), Some(n)) => format!(
                 "<span class=\"svc\" style=\"--c:{}\">{}</span> {}",
-                html::service_colour(s),
+                palette.colour(s),
                 Esc(s),
                 Esc(n)
             ),
@@ -138,7 +139,7 @@ fn results(body: &mut String, traces: &[TraceSummary], limit: usize) {
             body,
             "<tr{}><td><a class=\"tid\" href=\"/trace/{id}\">{}</a>{}</td><td>{root}</td><td>",
             if t.has_error { " class=\"err\"" } else { "" },
-            &id[..16.min(id.len())],
+            id,
             if t.has_error {
                 " <span class=\"errmark\" title=\"a span has error status\">error</span>"
             } else {
@@ -149,7 +150,7 @@ fn results(body: &mut String, traces: &[TraceSummary], limit: usize) {
             let _ = write!(
                 body,
                 "<a class=\"svc\" style=\"--c:{}\" href=\"/search?service={}\">{}</a> ",
-                html::service_colour(s),
+                palette.colour(s),
                 Url(s),
                 Esc(s)
             );

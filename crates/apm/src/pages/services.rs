@@ -24,6 +24,7 @@ fn step(start: u64, end: u64) -> u64 {
 pub fn overview(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<String, PageError> {
     let (start, end) = params::window(params, now)?;
     let services = reader.services()?;
+    let palette = html::Palette::new(&services);
     let mut body = String::with_capacity(32 * 1024);
     window_intro(&mut body, "Services", start, end);
     if services.is_empty() {
@@ -35,7 +36,7 @@ pub fn overview(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<S
         let points = reader.red_series(service, None, start, end, step(start, end))?;
         let name = format!(
             "<a class=\"svc\" style=\"--c:{}\" href=\"/services/{}\">{}</a><br><a class=\"small\" href=\"/search?service={}\">traces</a>",
-            html::service_colour(service),
+            palette.colour(service),
             Url(service),
             Esc(service),
             Url(service)

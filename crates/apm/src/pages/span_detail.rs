@@ -76,7 +76,13 @@ fn span_href(trace: &str, span: &str) -> String {
     format!("/trace/{trace}?span={span}#s-{span}")
 }
 
-pub fn render(out: &mut String, reader: &dyn TraceReader, tree: &TraceTree<'_>, i: usize) {
+pub fn render(
+    out: &mut String,
+    reader: &dyn TraceReader,
+    tree: &TraceTree<'_>,
+    i: usize,
+    palette: &html::Palette,
+) {
     let stored = &tree.spans[i];
     let s = &stored.span;
     let trace = TraceId::from_slice(&s.trace_id)
@@ -91,7 +97,7 @@ pub fn render(out: &mut String, reader: &dyn TraceReader, tree: &TraceTree<'_>, 
 <h2><span class=\"svc\" style=\"--c:{}\">{}</span> {}</h2><dl class=\"facts\">\
 <div><dt>Span id</dt><dd><code>{sid}</code></dd></div><div><dt>Kind</dt><dd>{}</dd></div>\
 <div><dt>Duration</dt><dd>{}</dd></div><div><dt>Start</dt><dd>+{} ({} UTC)</dd></div>",
-        html::service_colour(&stored.service_name),
+        palette.colour(&stored.service_name),
         Esc(&stored.service_name),
         Esc(&s.name),
         kind_text(s.kind),

@@ -181,18 +181,19 @@ pub fn page(reader: &dyn TraceReader, id: TraceId, params: &Params) -> Result<St
         None => None,
     };
     let tree = TraceTree::new(&spans);
+    let palette = html::Palette::new(&reader.services()?);
     let mut body = String::with_capacity(spans.len() * 320 + 8192);
-    header(&mut body, &tree, id);
+    header(&mut body, &tree, id, &palette);
     body.push_str(
         "<div class=\"trace-layout\"><section class=\"waterfall\" aria-label=\"waterfall\">",
     );
-    waterfall(&mut body, &tree, selected);
+    waterfall(&mut body, &tree, selected, &palette);
     body.push_str("</section>");
     if let Some(i) = selected {
         body.push_str(
             "<aside class=\"detail\" aria-label=\"span detail\" data-testid=\"span-detail\">",
         );
-        span_detail::render(&mut body, reader, &tree, i);
+        span_detail::render(&mut body, reader, &tree, i, &palette);
         body.push_str("</aside>");
     }
     body.push_str("</div>");
@@ -203,7 +204,7 @@ pub fn page(reader: &dyn TraceReader, id: TraceId, params: &Params) -> Result<St
     ))
 }
 
-fn header(body: &mut String, tree: &TraceTree<'_>, id: TraceId) {
+fn header(body: &mut String, tree: &TraceTree<'_>, id: TraceId, palette: &html::Palette) {
     let root = tree.order.first().map(|p| &tree.spans[p.index]);
     let mut services: Vec<&str> = Vec::new();
     for p in &tree.order {
@@ -225,7 +226,7 @@ fn header(body: &mut String, tree: &TraceTree<'_>, id: TraceId) {
         let _ = write!(
             body,
             "<span class=\"svc\" style=\"--c:{}\">{}</span> ",
-            html::service_colour(s),
+            palette.colour(s),
             Esc(s)
         );
     }
@@ -253,7 +254,12 @@ fn header(body: &mut String, tree: &TraceTree<'_>, id: TraceId) {
     );
 }
 
-fn waterfall(body: &mut String, tree: &TraceTree<'_>, selected: Option<usize>) {
+fn waterfall(
+    body: &mut String,
+    tree: &TraceTree<'_>,
+    selected: Option<usize>,
+    palette: &html::Palette,
+) {
     let total = (tree.end_unix_nanos - tree.start_unix_nanos).max(1) as f64;
     let big = tree.spans.len() > COLLAPSE_ABOVE_SPANS;
     // One class per service keeps each row's markup short.
@@ -264,7 +270,7 @@ fn waterfall(body: &mut String, tree: &TraceTree<'_>, selected: Option<usize>) {
         if !service_class.contains_key(s) {
             let n = service_class.len();
             service_class.insert(s, n);
-            let _ = write!(body, ".c{n}{{--c:{}}}", html::service_colour(s));
+            let _ = write!(body, ".c{n}{{--c:{}}}", palette.colour(s));
         }
     }
     body.push_str("</style>");
@@ -392,13 +398,25 @@ fn waterfall(body: &mut String, tree: &TraceTree<'_>, selected: Option<usize>) {
                 wait as f64 * 100.0 / total
             );
         }
+        let left = start * 100.0 / total;
+        let width = (dur as f64 * 100.0 / total).max(0.15);
+        // The duration sits right of the bar, or left of it when the bar ends near the edge.
+        let label = if left + width > 80.0 {
+            format!(
+                "<em class=\"before\" style=\"right:{:.3}%\">{}</em>",
+                100.0 - left,
+                html::duration(dur)
+            )
+        } else {
+            format!(
+                "<em style=\"left:{:.3}%\">{}</em>",
+                left + width,
+                html::duration(dur)
+            )
+        };
         let _ = write!(
             body,
-            "<b style=\"left:{:.3}%;width:{:.3}%\"></b><em style=\"left:{:.3}%\">{}</em></span></div>",
-            start * 100.0 / total,
-            (dur as f64 * 100.0 / total).max(0.15),
-            ((start + dur as f64) * 100.0 / total).min(88.0),
-            html::duration(dur)
+            "<b style=\"left:{left:.3}%;width:{width:.3}%\"></b>{label}</span></div>"
         );
     }
     body.push_str("</div>");

@@ -307,6 +307,7 @@ impl Browser {
     /// A PNG of the page, the full height of its content up to `max_height` CSS pixels.
     pub fn screenshot(&mut self, path: &Path, max_height: f64) -> anyhow::Result<()> {
         use base64::Engine as _;
+        self.eval("window.scrollTo(0, 0)")?;
         let height = self
             .eval("document.documentElement.scrollHeight")?
             .as_f64()
