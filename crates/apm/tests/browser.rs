@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail, ensure};
 use support::cdp::Browser;
 use support::trace_data::{
-    self, API, CONSUMER_SPAN_HEX, LAMBDA, QUEUE, QUEUE_TEXT, TRACE_HEX, USER_ID,
+    self, API, CONSUMER_SPAN_HEX, LAMBDA, ORPHAN_TRACE_HEX, QUEUE, QUEUE_TEXT, TRACE_HEX, USER_ID,
 };
 use throughline_store::TraceReader;
 
@@ -63,13 +63,14 @@ fn status(browser: &mut Browser) -> anyhow::Result<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_show_the_trace_across_http_and_queue_hops() -> anyhow::Result<()> {
-    let reader = support::filled_reader(vec![
+    let (reader, _data) = support::filled_store(vec![
         trace_data::two_service_trace(trace_data::base_time()),
         trace_data::big_trace(
             trace_data::base_time() - 60_000_000_000,
             BIG_TRACE_HEX.parse::<throughline_store::TraceId>()?.0,
             BIG_TRACE_SPANS,
         ),
+        trace_data::orphan_trace(trace_data::base_time() - 120_000_000_000),
     ])?;
     let addr = serve(reader).await?;
     let base = format!("http://{addr}");
@@ -122,13 +123,13 @@ async fn pages_show_the_trace_across_http_and_queue_hops() -> anyhow::Result<()>
 
         // Service map: both services and the queue between them, with labelled edges.
         b.goto(&format!("{base}/map"))?;
-        let kinds = b.eval("[...document.querySelectorAll('[data-testid=map-node]')].map(n => n.dataset.kind + ':' + n.querySelector('.nm').textContent).sort().join(',')")?;
+        let kinds = b.eval("[...document.querySelectorAll('[data-testid=map-node]')].map(n => n.dataset.kind + ':' + n.dataset.name).sort().join(',')")?;
         let kinds = kinds.as_str().unwrap_or_default().to_owned();
-        for want in [format!("service:{API}"), format!("service:{LAMBDA}"), format!("queue:{QUEUE}")] {
+        for want in [format!("service:{API}"), format!("service:{LAMBDA}"), format!("queue:aws_sqs/{QUEUE}")] {
             ensure!(kinds.contains(&want), "the map lacks {want}: {kinds}");
         }
         let left = |b: &mut Browser, name: &str| -> anyhow::Result<f64> {
-            b.eval(&format!("[...document.querySelectorAll('[data-testid=map-node]')].find(n => n.querySelector('.nm').textContent === '{name}').getBBox().x"))?
+            b.eval(&format!("[...document.querySelectorAll('[data-testid=map-node]')].find(n => n.dataset.name.endsWith('{name}')).getBBox().x"))?
                 .as_f64()
                 .with_context(|| format!("no map node {name}"))
         };
@@ -152,7 +153,7 @@ async fn pages_show_the_trace_across_http_and_queue_hops() -> anyhow::Result<()>
 
         // Integrity.
         b.goto(&format!("{base}/integrity"))?;
-        expect_text(&mut b, &["Trace integrity", "Whole", "Incomplete"])?;
+        expect_text(&mut b, &["Trace integrity", "Whole", "Incomplete", ORPHAN_TRACE_HEX, "orphan span", "missing root span"])?;
         b.screenshot(&shots.join("integrity.png"), 900.0)?;
 
         // A 10k-span trace renders collapsed and expands.
@@ -190,7 +191,8 @@ async fn pages_show_the_trace_across_http_and_queue_hops() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_store_explains_how_to_send_traces() -> anyhow::Result<()> {
-    let addr = serve(support::filled_reader(Vec::new())?).await?;
+    let (reader, _data) = support::filled_store(Vec::new())?;
+    let addr = serve(reader).await?;
     let profile = tempfile::tempdir()?;
     let problems = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<support::cdp::ConsoleProblem>> {
         let mut b = Browser::launch(profile.path())?;

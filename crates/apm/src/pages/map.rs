@@ -9,7 +9,7 @@ use throughline_store::{NodeKind, ServiceGraphEdge, TraceQuery, TraceReader};
 use crate::error::PageError;
 use crate::histogram;
 use crate::html::{self, Esc, Nav, Url};
-use crate::pages::no_data_help;
+use crate::pages::{no_data_help, queue_hops};
 use crate::params::{self, Params};
 
 const NODE_W: f64 = 170.0;
@@ -215,6 +215,7 @@ pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<Strin
         }
         return Ok(html::page("Service map", Nav::Map, &body));
     }
+    let edges = queue_hops::with_queues(reader, edges, start, end)?;
     // Where recent traces start: the map's left edge. One bounded search.
     let recent = reader.find_traces(&TraceQuery {
         start_unix_nanos: start,
@@ -378,11 +379,12 @@ pub fn svg(
         };
         let _ = write!(
             out,
-            "<a class=\"node {} {}\" href=\"{}\" data-testid=\"map-node\" data-kind=\"{}\" aria-label=\"{} {}: {} calls, {} errors\"><title>{} ({})</title>{shape}\
+            "<a class=\"node {} {}\" href=\"{}\" data-testid=\"map-node\" data-name=\"{}\" data-kind=\"{}\" aria-label=\"{} {}: {} calls, {} errors\"><title>{} ({})</title>{shape}\
 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" class=\"nm\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" class=\"nk\">{} · {}</text></a>",
             kind_label(n.kind),
             health_class(n.calls, n.failed),
             Esc(&href),
+            Esc(&n.name),
             kind_label(n.kind),
             kind_label(n.kind),
             Esc(&n.name),

@@ -13,7 +13,7 @@ use crate::html::{self, Esc};
 use crate::pages::trace::{TraceTree, is_error, queue_text};
 
 /// An attribute value as text: strings bare, arrays and maps in a JSON-like form.
-pub fn value_text(v: Option<&AnyValue>) -> String {
+pub(crate) fn value_text(v: Option<&AnyValue>) -> String {
     let Some(value) = v.and_then(|v| v.value.as_ref()) else {
         return String::new();
     };

@@ -264,3 +264,25 @@ pub fn big_trace(t0: u64, trace_id: [u8; 16], n: usize) -> ExportTraceServiceReq
         resource_spans: vec![resource_spans("batch-worker", spans)],
     }
 }
+
+/// A trace whose root never arrived: one worker span whose parent is missing.
+pub const ORPHAN_TRACE_HEX: &str = "0000000000000000000000000000abcd";
+
+pub fn orphan_trace(t0: u64) -> ExportTraceServiceRequest {
+    let mut id = [0u8; 16];
+    id[14] = 0xab;
+    id[15] = 0xcd;
+    let orphan = Span {
+        trace_id: id.to_vec(),
+        span_id: span_id(0xe1),
+        parent_span_id: span_id(0xe0),
+        name: "onboarding-queue process".to_owned(),
+        kind: SpanKind::Consumer as i32,
+        start_time_unix_nano: t0,
+        end_time_unix_nano: t0 + 5_000_000,
+        ..Default::default()
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![resource_spans(LAMBDA, vec![orphan])],
+    }
+}

@@ -1,0 +1,121 @@
+//! Puts the queue back on the map. The store pairs a PRODUCER span with its CONSUMER span into
+//! one service-to-service edge; the map shows such an edge as `producer → queue → consumer`,
+//! naming the queue as the store names messaging nodes (`messaging.system/destination`). The
+//! queue is read from a few sampled traces, so the work per map is bounded.
+
+use std::collections::HashMap;
+
+use opentelemetry_semantic_conventions::attribute::{MESSAGING_DESTINATION_NAME, MESSAGING_SYSTEM};
+use throughline_store::{
+    KeyValue, NodeKind, ServiceGraphEdge, SpanKind, StoreError, StoredSpan, TraceQuery, TraceReader,
+};
+
+use crate::pages::span_detail::value_text;
+
+/// Traces read per producer/consumer edge to find its queue's name.
+const SAMPLED_TRACES: usize = 3;
+
+fn attribute<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
+    attrs.iter().find(|kv| kv.key == key)
+}
+
+/// The store's name for the messaging node of a span's attributes, if it names one.
+pub fn queue_name(attrs: &[KeyValue]) -> Option<String> {
+    let system = value_text(attribute(attrs, MESSAGING_SYSTEM)?.value.as_ref());
+    match attribute(attrs, MESSAGING_DESTINATION_NAME).map(|kv| value_text(kv.value.as_ref())) {
+        Some(dest) if !dest.is_empty() => Some(format!("{system}/{dest}")),
+        _ => Some(system),
+    }
+}
+
+/// The queue between `producer_service` and `consumer_service` in one trace, if a consumer
+/// span of the one is the child of, or links to, a producer span of the other.
+pub fn queue_in_trace(
+    spans: &[StoredSpan],
+    producer_service: &str,
+    consumer_service: &str,
+) -> Option<String> {
+    let producers: HashMap<&[u8], &StoredSpan> = spans
+        .iter()
+        .filter(|s| s.service_name == producer_service && s.span.kind == SpanKind::Producer as i32)
+        .map(|s| (s.span.span_id.as_slice(), s))
+        .collect();
+    spans
+        .iter()
+        .filter(|s| s.service_name == consumer_service && s.span.kind == SpanKind::Consumer as i32)
+        .find_map(|c| {
+            let producer = producers
+                .get(c.span.parent_span_id.as_slice())
+                .or_else(|| {
+                    c.span
+                        .links
+                        .iter()
+                        .find_map(|l| producers.get(l.span_id.as_slice()))
+                })?;
+            queue_name(&producer.span.attributes).or_else(|| queue_name(&c.span.attributes))
+        })
+}
+
+/// `edges` with each producer/consumer service edge split around its queue node.
+pub fn with_queues(
+    reader: &dyn TraceReader,
+    edges: Vec<ServiceGraphEdge>,
+    start_unix_nanos: u64,
+    end_unix_nanos: u64,
+) -> Result<Vec<ServiceGraphEdge>, StoreError> {
+    let mut kinds: HashMap<String, (bool, bool)> = HashMap::new();
+    let mut out = Vec::with_capacity(edges.len() + 4);
+    for e in edges {
+        if e.client_kind != NodeKind::Service || e.server_kind != NodeKind::Service {
+            out.push(e);
+            continue;
+        }
+        for service in [&e.client, &e.server] {
+            if !kinds.contains_key(service) {
+                let ops = reader.operations(service)?;
+                let has = |k: SpanKind| ops.iter().any(|o| o.span_kind == k);
+                kinds.insert(
+                    service.clone(),
+                    (has(SpanKind::Producer), has(SpanKind::Consumer)),
+                );
+            }
+        }
+        let messaging =
+            kinds.get(&e.client).is_some_and(|k| k.0) && kinds.get(&e.server).is_some_and(|k| k.1);
+        let queue = if messaging {
+            let sample = reader.find_traces(&TraceQuery {
+                service: Some(e.server.clone()),
+                start_unix_nanos,
+                end_unix_nanos,
+                limit: SAMPLED_TRACES,
+                ..TraceQuery::default()
+            })?;
+            let mut found = None;
+            for t in sample {
+                found = queue_in_trace(&reader.trace(t.trace_id)?, &e.client, &e.server);
+                if found.is_some() {
+                    break;
+                }
+            }
+            found
+        } else {
+            None
+        };
+        match queue {
+            Some(queue) => {
+                out.push(ServiceGraphEdge {
+                    server: queue.clone(),
+                    server_kind: NodeKind::MessagingSystem,
+                    ..e.clone()
+                });
+                out.push(ServiceGraphEdge {
+                    client: queue,
+                    client_kind: NodeKind::MessagingSystem,
+                    ..e
+                });
+            }
+            None => out.push(e),
+        }
+    }
+    Ok(out)
+}
