@@ -31,6 +31,7 @@ const SCRIPT: &str = include_str!("../assets/apm.js");
 #[derive(Clone)]
 struct Apm {
     reader: Arc<dyn TraceReader>,
+    map_memory: Arc<pages::queue_hops::MapMemory>,
 }
 
 /// The APM pages over `reader`: `/`, `/search`, `/trace/{traceId}`, `/map`, `/services`,
@@ -55,7 +56,10 @@ pub fn router(reader: Arc<dyn TraceReader>) -> Router {
             get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),
         )
         .fallback(|| async { PageError::NotFound("page".to_owned()) })
-        .with_state(Apm { reader })
+        .with_state(Apm {
+            reader,
+            map_memory: Arc::default(),
+        })
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -120,8 +124,9 @@ async fn map(
     State(apm): State<Apm>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Html<String>, PageError> {
+    let memory = Arc::clone(&apm.map_memory);
     render(apm, move |r| {
-        pages::map::page(r, &Params(params), now_unix_nanos())
+        pages::map::page(r, &memory, &Params(params), now_unix_nanos())
     })
     .await
 }

@@ -9,7 +9,8 @@ use throughline_store::{NodeKind, ServiceGraphEdge, TraceQuery, TraceReader};
 use crate::error::PageError;
 use crate::histogram;
 use crate::html::{self, Esc, Nav, Url};
-use crate::pages::{no_data_help, queue_hops};
+use crate::pages::no_data_help;
+use crate::pages::queue_hops::{self, MapMemory};
 use crate::params::{self, Params};
 
 const NODE_W: f64 = 170.0;
@@ -18,7 +19,7 @@ const COL_GAP: f64 = 170.0;
 const ROW_GAP: f64 = 44.0;
 const MARGIN: f64 = 24.0;
 /// How many recent traces are sampled to find the entry points.
-const ENTRY_SAMPLE: usize = 200;
+const ENTRY_SAMPLE: usize = 50;
 
 type NodeKey = (String, NodeKind);
 
@@ -196,7 +197,12 @@ fn node_href(name: &str, kind: NodeKind, lookback: &str, edges: &[ServiceGraphEd
     }
 }
 
-pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<String, PageError> {
+pub fn page(
+    reader: &dyn TraceReader,
+    memory: &MapMemory,
+    params: &Params,
+    now: u64,
+) -> Result<String, PageError> {
     let (start, end) = params::window(params, now)?;
     let lookback = params.get("lookback").unwrap_or("1h");
     let edges = reader.dependencies(start, end)?;
@@ -215,23 +221,25 @@ pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<Strin
         }
         return Ok(html::page("Service map", Nav::Map, &body));
     }
-    let edges = queue_hops::with_queues(reader, edges, start, end)?;
-    // Where recent traces start: the map's left edge. One bounded search.
-    let recent = reader.find_traces(&TraceQuery {
-        start_unix_nanos: start,
-        end_unix_nanos: end,
-        limit: ENTRY_SAMPLE,
-        ..TraceQuery::default()
-    })?;
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for t in recent {
-        if let Some(s) = t.root_service {
-            *counts.entry(s).or_default() += 1;
+    let edges = queue_hops::with_queues(reader, memory, edges, start, end)?;
+    // Where recent traces start: the map's left edge. One bounded search, remembered a while.
+    let entry_points = memory.entry_points(|| {
+        let recent = reader.find_traces(&TraceQuery {
+            start_unix_nanos: start,
+            end_unix_nanos: end,
+            limit: ENTRY_SAMPLE,
+            ..TraceQuery::default()
+        })?;
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for t in recent {
+            if let Some(s) = t.root_service {
+                *counts.entry(s).or_default() += 1;
+            }
         }
-    }
-    let mut entry_points: Vec<(String, usize)> = counts.into_iter().collect();
-    entry_points.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let entry_points: Vec<String> = entry_points.into_iter().map(|e| e.0).collect();
+        let mut ranked: Vec<(String, usize)> = counts.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok::<_, PageError>(ranked.into_iter().map(|e| e.0).collect())
+    })?;
     body.push_str(&svg(&edges, &entry_points, (end - start).max(1), lookback));
     legend(&mut body);
     Ok(html::page("Service map", Nav::Map, &body))

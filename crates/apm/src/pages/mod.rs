@@ -2,7 +2,7 @@
 
 pub mod integrity;
 pub mod map;
-mod queue_hops;
+pub mod queue_hops;
 pub mod search;
 pub mod services;
 mod span_detail;

@@ -421,3 +421,104 @@ fn waterfall(
     }
     body.push_str("</div>");
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::trace::v1::span::Link;
+    use throughline_store::{Resource, Span};
+
+    use super::*;
+
+    pub(crate) fn stored(
+        service: &str,
+        id: u8,
+        parent: Option<u8>,
+        kind: SpanKind,
+        start: u64,
+        end: u64,
+    ) -> StoredSpan {
+        StoredSpan {
+            service_name: service.to_owned(),
+            resource: Resource::default(),
+            scope: None,
+            span: Span {
+                trace_id: vec![1; 16],
+                span_id: vec![0, 0, 0, 0, 0, 0, 0, id],
+                parent_span_id: parent
+                    .map(|p| vec![0, 0, 0, 0, 0, 0, 0, p])
+                    .unwrap_or_default(),
+                kind: kind as i32,
+                start_time_unix_nano: start,
+                end_time_unix_nano: end,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn orders_depth_first_by_start_and_marks_orphans() {
+        let spans = vec![
+            stored("b", 3, Some(1), SpanKind::Internal, 30, 40),
+            stored("a", 1, None, SpanKind::Server, 0, 100),
+            stored("a", 2, Some(1), SpanKind::Internal, 10, 20),
+            stored("c", 4, Some(9), SpanKind::Internal, 50, 60),
+        ];
+        let tree = TraceTree::new(&spans);
+        let order: Vec<(u8, usize, bool)> = tree
+            .order
+            .iter()
+            .map(|p| (spans[p.index].span.span_id[7], p.depth, p.orphan))
+            .collect();
+        assert_eq!(
+            order,
+            vec![(1, 0, false), (2, 1, false), (3, 1, false), (4, 0, true)]
+        );
+        assert_eq!((tree.start_unix_nanos, tree.end_unix_nanos), (0, 100));
+    }
+
+    #[test]
+    fn parent_cycles_do_not_hang_or_drop_spans() {
+        let spans = vec![
+            stored("a", 1, Some(2), SpanKind::Internal, 0, 1),
+            stored("a", 2, Some(1), SpanKind::Internal, 0, 1),
+        ];
+        assert_eq!(TraceTree::new(&spans).order.len(), 2);
+    }
+
+    #[test]
+    fn queue_time_runs_from_producer_end_to_consumer_start() {
+        let spans = vec![
+            stored("api", 1, None, SpanKind::Server, 0, 100),
+            stored("api", 2, Some(1), SpanKind::Producer, 10, 30),
+            stored("worker", 3, Some(2), SpanKind::Consumer, 1_030, 1_100),
+        ];
+        let tree = TraceTree::new(&spans);
+        assert_eq!(tree.queue_time(2), Some((1, 1_000)));
+        assert_eq!(tree.queue_time(1), None, "a producer has no queue time");
+    }
+
+    #[test]
+    fn queue_time_follows_a_link_when_the_consumer_is_not_a_child() {
+        let mut consumer = stored("worker", 3, None, SpanKind::Consumer, 500, 600);
+        consumer.span.links.push(Link {
+            trace_id: vec![1; 16],
+            span_id: vec![0, 0, 0, 0, 0, 0, 0, 2],
+            ..Default::default()
+        });
+        let spans = vec![
+            stored("api", 1, None, SpanKind::Server, 0, 100),
+            stored("api", 2, Some(1), SpanKind::Producer, 10, 40),
+            consumer,
+        ];
+        assert_eq!(TraceTree::new(&spans).queue_time(2), Some((1, 460)));
+    }
+
+    #[test]
+    fn a_consumer_that_starts_early_says_so() {
+        assert_eq!(
+            queue_text(-2_000_000),
+            "consumer started 2.00 ms before the send ended"
+        );
+        assert_eq!(queue_text(1_250_000_000), "1.25 s");
+    }
+}
