@@ -380,10 +380,19 @@ pub fn svg(
                 "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"6\" stroke-dasharray=\"5 4\"/>"
             ),
         };
-        let name = if n.name.chars().count() > 22 {
-            format!("{}…", n.name.chars().take(21).collect::<String>())
+        // A virtual node named `system/name` shows its name, and its system under it.
+        let (system, short) = match (n.kind, n.name.split_once('/')) {
+            (NodeKind::Service, _) | (_, None) => (None, n.name.as_str()),
+            (_, Some((system, rest))) => (Some(system), rest),
+        };
+        let name = if short.chars().count() > 20 {
+            format!("{}…", short.chars().take(19).collect::<String>())
         } else {
-            n.name.clone()
+            short.to_owned()
+        };
+        let subtitle = match system {
+            Some(system) => format!("{} · {system}", kind_label(n.kind)),
+            None => kind_label(n.kind).to_owned(),
         };
         let _ = write!(
             out,
@@ -405,7 +414,7 @@ pub fn svg(
             Esc(&name),
             x + NODE_W / 2.0,
             y + 37.0,
-            kind_label(n.kind),
+            Esc(&subtitle),
             html::percent(n.failed, n.calls),
         );
     }

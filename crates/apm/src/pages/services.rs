@@ -167,7 +167,11 @@ fn row(body: &mut String, name: &str, points: &[RedPoint], start: u64, end: u64)
         "<tr><th scope=\"row\">{name}</th><td class=\"num\">{calls}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         html::percent(errors, calls),
         histogram::quantile_ms(&all, 0.95).map_or_else(|| "–".to_owned(), html::duration_ms),
-        svg::line_chart("calls/min", &times, &[rate], &|v| format!("{v:.1}")),
+        svg::line_chart("calls/min", &times, &[rate], &|v| if v >= 10.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }),
         svg::line_chart("error %", &times, &[err], &|v| format!("{v:.1}%")),
         svg::line_chart("latency", &times, &latency, &html::duration_ms),
     );
