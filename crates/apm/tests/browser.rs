@@ -194,20 +194,34 @@ async fn an_empty_store_explains_how_to_send_traces() -> anyhow::Result<()> {
     let (reader, _data) = support::filled_store(Vec::new())?;
     let addr = serve(reader).await?;
     let profile = tempfile::tempdir()?;
-    let problems = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<support::cdp::ConsoleProblem>> {
-        let mut b = Browser::launch(profile.path())?;
-        for page in ["/search", "/map", "/services", "/integrity"] {
-            b.goto(&format!("http://{addr}{page}"))?;
-            expect_text(&mut b, &["No traces yet", "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317"])?;
-        }
-        let problems = std::mem::take(&mut b.problems);
-        // The harness itself must see what it guards against: a console error and a throw.
-        b.eval("console.error('probe console'); setTimeout(() => { throw new Error('probe throw'); }, 0); 1")?;
-        b.goto(&format!("http://{addr}/search"))?;
-        let seen = format!("{:?}", b.problems);
-        ensure!(seen.contains("probe console") && seen.contains("probe throw"), "the harness missed the probes: {seen}");
-        Ok(problems)
-    })
+    let problems = tokio::task::spawn_blocking(
+        move || -> anyhow::Result<Vec<support::cdp::ConsoleProblem>> {
+            let mut b = Browser::launch(profile.path())?;
+            for page in ["/search", "/map", "/services", "/integrity"] {
+                b.goto(&format!("http://{addr}{page}"))?;
+                expect_text(
+                    &mut b,
+                    &[
+                        "No traces yet",
+                        "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317",
+                    ],
+                )?;
+            }
+            let problems = std::mem::take(&mut b.problems);
+            // The harness itself must see what it guards against: a console error and a throw.
+            b.eval(
+                "console.error('probe console'); const s = document.createElement('script'); \
+             s.textContent = \"throw new Error('probe throw')\"; document.body.appendChild(s); 1",
+            )?;
+            b.goto(&format!("http://{addr}/search"))?;
+            let seen = format!("{:?}", b.problems);
+            ensure!(
+                seen.contains("probe console") && seen.contains("probe throw"),
+                "the harness missed the probes: {seen}"
+            );
+            Ok(problems)
+        },
+    )
     .await??;
     ensure!(
         problems.is_empty(),

@@ -375,27 +375,28 @@ fn waterfall(
         if p.orphan {
             body.push_str(" <span class=\"badge broken\" title=\"its parent span did not arrive\">orphan</span>");
         }
-        let queue = tree.queue_time(i);
-        if let Some((_, wait)) = queue {
-            let _ = write!(
-                body,
-                " <span class=\"queue\" data-testid=\"queue-time\">queued {}</span>",
-                Esc(&queue_text(wait))
-            );
-        }
         body.push_str("</span><span class=\"b\">");
-        if let Some((producer, wait)) = queue
-            && wait > 0
-        {
+        // Queue time: a dotted stretch from the producer's end to this consumer's start, with
+        // its figure over it (in the bar column, where the eye follows the time).
+        if let Some((producer, wait)) = tree.queue_time(i) {
             let pend = tree.spans[producer]
                 .span
                 .end_time_unix_nano
-                .saturating_sub(tree.start_unix_nanos) as f64;
+                .saturating_sub(tree.start_unix_nanos) as f64
+                * 100.0
+                / total;
+            if wait > 0 {
+                let _ = write!(
+                    body,
+                    "<s style=\"left:{pend:.3}%;width:{:.3}%\" title=\"in the queue\"></s>",
+                    wait as f64 * 100.0 / total
+                );
+            }
             let _ = write!(
                 body,
-                "<s style=\"left:{:.3}%;width:{:.3}%\" title=\"in the queue\"></s>",
-                pend * 100.0 / total,
-                wait as f64 * 100.0 / total
+                "<span class=\"queue\" style=\"left:{:.3}%\" data-testid=\"queue-time\">queued {}</span>",
+                pend.min(60.0),
+                Esc(&queue_text(wait))
             );
         }
         let left = start * 100.0 / total;
