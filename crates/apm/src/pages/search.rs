@@ -155,10 +155,10 @@ fn results(body: &mut String, traces: &[TraceSummary], limit: usize, palette: &h
                 Esc(s)
             );
         }
-        let width = (t.duration_nanos as f64 * 100.0 / longest as f64).max(0.5);
+        let width = (t.duration_nanos as f64 * 48.0 / longest as f64).max(1.0);
         let _ = write!(
             body,
-            "</td><td class=\"num\">{}</td><td class=\"num\"><span class=\"dbar\" style=\"width:{width:.1}%\"></span>{}</td><td>{}</td><td>{}</td></tr>",
+            "</td><td class=\"num\">{}</td><td class=\"num\"><span class=\"dbar\" style=\"width:{width:.0}px\"></span>{}</td><td>{}</td><td>{}</td></tr>",
             t.span_count,
             html::duration(t.duration_nanos),
             html::timestamp(t.start_unix_nanos),
