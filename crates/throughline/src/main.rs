@@ -3,19 +3,30 @@
 //! Each part adds one variant to [`Command`] and one module that turns its arguments into the
 //! part's validated configuration and runs it. Nothing else lives here.
 
+mod apm;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
+#[command(
+    name = "throughline",
+    version,
+    about = "Keep one trace id unbroken through every async hop, and prove it"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Serve the APM pages (search, traces, service map, services, integrity) over a store folder
+    Apm(apm::ApmArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Apm(args) => apm::run(args),
+    }
 }

@@ -1,0 +1,178 @@
+//! The services pages: per service (and per operation of one service) rate, errors and
+//! p50/p95/p99 over time as small charts, from the store's RED series.
+
+use std::fmt::Write as _;
+
+use throughline_store::{RedPoint, TraceReader};
+
+use crate::error::PageError;
+use crate::histogram;
+use crate::html::{self, Esc, Nav, Url};
+use crate::pages::no_data_help;
+use crate::params::{self, Params};
+use crate::svg::{self, Series};
+
+/// Points per chart: the window is cut into this many buckets.
+const BUCKETS: u64 = 60;
+/// At most this many services or operations are charted on one page (each costs a store read).
+const MAX_ROWS: usize = 50;
+
+fn step(start: u64, end: u64) -> u64 {
+    ((end - start) / BUCKETS).max(1_000_000_000)
+}
+
+pub fn overview(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<String, PageError> {
+    let (start, end) = params::window(params, now)?;
+    let services = reader.services()?;
+    let palette = html::Palette::new(&services);
+    let mut body = String::with_capacity(32 * 1024);
+    window_intro(&mut body, "Services", start, end);
+    if services.is_empty() {
+        body.push_str(no_data_help());
+        return Ok(html::page("Services", Nav::Services, &body));
+    }
+    body.push_str(&table_head("Service"));
+    for service in services.iter().take(MAX_ROWS) {
+        let points = reader.red_series(service, None, start, end, step(start, end))?;
+        let name = format!(
+            "<a class=\"svc\" style=\"--c:{}\" href=\"/services/{}\">{}</a><br><a class=\"small\" href=\"/search?service={}\">traces</a>",
+            palette.colour(service),
+            Url(service),
+            Esc(service),
+            Url(service)
+        );
+        row(&mut body, &name, &points, start, end);
+    }
+    body.push_str("</tbody></table>");
+    if services.len() > MAX_ROWS {
+        let _ = write!(
+            body,
+            "<p class=\"muted\">{} more services not shown.</p>",
+            services.len() - MAX_ROWS
+        );
+    }
+    Ok(html::page("Services", Nav::Services, &body))
+}
+
+pub fn detail(
+    reader: &dyn TraceReader,
+    service: &str,
+    params: &Params,
+    now: u64,
+) -> Result<String, PageError> {
+    let (start, end) = params::window(params, now)?;
+    let services = reader.services()?;
+    if !services.iter().any(|s| s == service) {
+        return Err(PageError::NotFound(format!(
+            "service {service:?} in the store"
+        )));
+    }
+    let mut body = String::with_capacity(32 * 1024);
+    let _ = write!(
+        body,
+        "<p class=\"crumbs\"><a href=\"/services\">Services</a> ›</p>"
+    );
+    window_intro(&mut body, service, start, end);
+    let _ = write!(
+        body,
+        "<p><a href=\"/search?service={}\">Find traces of {}</a></p>",
+        Url(service),
+        Esc(service)
+    );
+    let all = reader.red_series(service, None, start, end, step(start, end))?;
+    body.push_str(&table_head("Operation"));
+    row(
+        &mut body,
+        "<strong>all operations</strong>",
+        &all,
+        start,
+        end,
+    );
+    let mut operations = reader.operations(service)?;
+    operations.sort();
+    operations.dedup_by(|a, b| a.name == b.name);
+    for op in operations.iter().take(MAX_ROWS) {
+        let points = reader.red_series(service, Some(&op.name), start, end, step(start, end))?;
+        let name = format!(
+            "<a href=\"/search?service={}&amp;operation={}\">{}</a>",
+            Url(service),
+            Url(&op.name),
+            Esc(&op.name)
+        );
+        row(&mut body, &name, &points, start, end);
+    }
+    body.push_str("</tbody></table>");
+    Ok(html::page(service, Nav::Services, &body))
+}
+
+fn window_intro(body: &mut String, title: &str, start: u64, end: u64) {
+    let _ = write!(
+        body,
+        "<h1>{}</h1><p class=\"muted\">From {} to {} UTC, in {}-wide buckets. \
+<a href=\"?lookback=15m\">15 min</a> · <a href=\"?lookback=1h\">1 hour</a> · <a href=\"?lookback=6h\">6 hours</a> · <a href=\"?lookback=1d\">1 day</a></p>",
+        Esc(title),
+        html::timestamp(start),
+        html::timestamp(end),
+        html::duration(step(start, end))
+    );
+}
+
+fn table_head(first: &str) -> String {
+    format!(
+        "<table class=\"red\"><thead><tr><th>{first}</th><th class=\"num\">Calls</th><th class=\"num\">Errors</th><th class=\"num\">p95</th>\
+<th>Rate</th><th>Errors</th><th>Latency</th></tr></thead><tbody>"
+    )
+}
+
+fn row(body: &mut String, name: &str, points: &[RedPoint], start: u64, end: u64) {
+    let times: Vec<u64> = points.iter().map(|p| p.bucket_start_unix_nanos).collect();
+    let step_min = step(start, end) as f64 / 6e10;
+    let calls: u64 = points.iter().map(|p| p.calls).sum();
+    let errors: u64 = points.iter().map(|p| p.errors).sum();
+    let mut all = histogram::empty();
+    for p in points {
+        histogram::merge(&mut all, &p.latency);
+    }
+    let rate = Series {
+        name: "calls/min",
+        colour: "#2f6fdf",
+        values: points
+            .iter()
+            .map(|p| Some(p.calls as f64 / step_min))
+            .collect(),
+    };
+    let err = Series {
+        name: "error %",
+        colour: "#d0342c",
+        values: points
+            .iter()
+            .map(|p| (p.calls > 0).then(|| p.errors as f64 * 100.0 / p.calls as f64))
+            .collect(),
+    };
+    let q = |name, colour, q| Series {
+        name,
+        colour,
+        values: points
+            .iter()
+            .map(|p| histogram::quantile_ms(&p.latency, q))
+            .collect(),
+    };
+    let latency = [
+        q("p99", "#8a4fd8", 0.99),
+        q("p95", "#d9822b", 0.95),
+        q("p50", "#2a9d6f", 0.5),
+    ];
+    let _ = write!(
+        body,
+        "<tr><th scope=\"row\">{name}</th><td class=\"num\">{calls}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        html::percent(errors, calls),
+        histogram::quantile_ms(&all, 0.95).map_or_else(|| "–".to_owned(), html::duration_ms),
+        svg::line_chart("calls/min", &times, &[rate], &|v| if v >= 10.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        }),
+        svg::line_chart("error %", &times, &[err], &|v| format!("{v:.1}%")),
+        svg::line_chart("latency", &times, &latency, &html::duration_ms),
+    );
+}

@@ -1,0 +1,69 @@
+//! `throughline apm`: the APM pages over a store folder, for looking at stored traces locally.
+//! (`throughline collector` serves the same pages next to the Jaeger API.)
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::StatusCode;
+use throughline_store::{Store, StoreConfig};
+use tower_http::timeout::TimeoutLayer;
+
+/// How long one page may take before the server answers 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle store settles its traces (integrity judgements, service-graph pairing).
+const MAINTAIN_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, clap::Args)]
+pub struct ApmArgs {
+    /// The store folder (the collector's `--data-dir`). Do not point it at a folder a running
+    /// collector is writing.
+    #[arg(long, env = "THROUGHLINE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Where the pages listen.
+    #[arg(long, default_value = "127.0.0.1:16686")]
+    pub listen: SocketAddr,
+}
+
+pub fn run(args: ApmArgs) -> anyhow::Result<()> {
+    let store = Store::open(StoreConfig::new(&args.data_dir)).with_context(|| {
+        format!(
+            "--data-dir {}: the store could not be opened",
+            args.data_dir.display()
+        )
+    })?;
+    let store = Arc::new(store);
+    let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
+        let maintained = Arc::clone(&store);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(MAINTAIN_EVERY).await;
+                let store = Arc::clone(&maintained);
+                if let Ok(Err(err)) = tokio::task::spawn_blocking(move || store.maintain()).await {
+                    tracing::warn!(error = %err, "store upkeep failed");
+                }
+            }
+        });
+        let app = throughline_apm::router(store).layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ));
+        println!(
+            "throughline apm: http://{}/ over {}",
+            args.listen,
+            args.data_dir.display()
+        );
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .context("serve the APM pages")
+    })
+}
