@@ -285,7 +285,7 @@ mod tests {
     use throughline_store::{Resource, Span as OtlpSpan};
 
     fn kv(key: &str, value: Value) -> KeyValue {
-        KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }) }
+        KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
     }
 
     fn stored(service: &str, span: OtlpSpan) -> StoredSpan {

@@ -5,6 +5,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod verify;
+
 #[derive(Debug, Parser)]
 #[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
 struct Cli {
@@ -13,9 +15,14 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Check that traces in a running collector are whole and cross the expected hops.
+    Verify(verify::VerifyArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Verify(args) => verify::run(args),
+    }
 }
