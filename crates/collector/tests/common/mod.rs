@@ -2,8 +2,6 @@
 //! temporary directory, the two-service fixture trace, and snapshot normalisation.
 #![allow(dead_code)] // each test file uses a different part of this module
 
-pub mod memstore;
-
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,7 +34,10 @@ impl TestCollector {
 }
 
 pub fn open_store(dir: &std::path::Path) -> (Arc<dyn SpanSink>, Arc<dyn TraceReader>) {
-    let store = Arc::new(memstore::MemStore::open(dir));
+    let mut config = throughline_store::StoreConfig::new(dir);
+    // Judge integrity at once, so a test reads a verdict rather than "settling".
+    config.settle_secs = 0;
+    let store = Arc::new(throughline_store::Store::open(config).expect("store opens"));
     (store.clone(), store)
 }
 
