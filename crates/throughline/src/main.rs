@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod collector;
 mod verify;
 
 #[derive(Debug, Parser)]
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Receive OTLP (gRPC :4317, HTTP :4318), keep every span, serve the Jaeger API (:16686).
+    Collector(collector::CollectorArgs),
     /// Check that traces in a running collector are whole and cross the expected hops.
     Verify(verify::VerifyArgs),
 }
@@ -23,6 +26,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Collector(args) => collector::run(args),
         Command::Verify(args) => verify::run(args),
     }
 }
