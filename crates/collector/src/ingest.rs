@@ -241,3 +241,56 @@ impl std::fmt::Debug for Reservation {
         f.debug_struct("Reservation").field("bytes", &self._permit.bytes).finish()
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use throughline_store::ExportTraceServiceRequest;
+
+    /// A sink that keeps nothing and says it kept everything.
+    pub(crate) struct NullSink;
+
+    impl SpanSink for NullSink {
+        fn write_traces(&self, _: ExportTraceServiceRequest) -> Result<WriteReport, StoreError> {
+            Ok(WriteReport::default())
+        }
+        fn write_logs(&self, _: ExportLogsServiceRequest) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn write_metrics(&self, _: ExportMetricsServiceRequest) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    pub(crate) fn ingest(max_inflight_bytes: u64) -> Ingest {
+        let limits = IngestLimits { max_inflight_bytes, ..IngestLimits::default() };
+        Ingest::new(Arc::new(NullSink), limits, Arc::default())
+    }
+
+    #[test]
+    fn over_the_memory_bound_is_refused_until_bytes_are_released() {
+        let ingest = ingest(150);
+        let first = ingest.reserve(Signal::Traces, 100).expect("first request admitted");
+        let refused = ingest.reserve(Signal::Traces, 100).expect_err("over the bound");
+        assert!(matches!(refused, IngestError::Overloaded { inflight_bytes: 100, .. }), "{refused:?}");
+        assert_eq!(ingest.metrics().refused(Signal::Traces, RefusalReason::MemoryBound), 1);
+        assert_eq!(ingest.inflight_bytes(), 100, "a refusal holds nothing");
+        drop(first);
+        assert_eq!(ingest.inflight_bytes(), 0);
+        ingest.reserve(Signal::Traces, 100).expect("admitted once the first is done");
+    }
+
+    #[test]
+    fn a_single_request_larger_than_the_bound_is_admitted_alone() {
+        let ingest = ingest(10);
+        let _only = ingest.reserve(Signal::Logs, 1000).expect("alone, it may pass");
+    }
+
+    #[test]
+    fn shutting_down_refuses_everything() {
+        let ingest = ingest(1000);
+        ingest.begin_shutdown();
+        assert!(matches!(ingest.reserve(Signal::Metrics, 1), Err(IngestError::ShuttingDown)));
+        assert_eq!(ingest.metrics().refused(Signal::Metrics, RefusalReason::ShuttingDown), 1);
+    }
+}

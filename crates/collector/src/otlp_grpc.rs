@@ -208,3 +208,25 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn overload_carries_retry_info_and_shutdown_is_unavailable() {
+        let status = to_status(IngestError::Overloaded { inflight_bytes: 1, retry_after: Duration::from_secs(2) });
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        let retry = status.get_details_retry_info().expect("retry info present");
+        assert_eq!(retry.retry_delay, Some(Duration::from_secs(2)));
+        assert_eq!(to_status(IngestError::ShuttingDown).code(), tonic::Code::Unavailable);
+    }
+
+    #[test]
+    fn grpc_paths_name_their_signal() {
+        assert_eq!(signal_of_path("/opentelemetry.proto.collector.logs.v1.LogsService/Export"), Signal::Logs);
+        assert_eq!(signal_of_path("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"), Signal::Metrics);
+        assert_eq!(signal_of_path("/opentelemetry.proto.collector.trace.v1.TraceService/Export"), Signal::Traces);
+    }
+}

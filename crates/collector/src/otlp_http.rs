@@ -338,3 +338,36 @@ async fn handle<S: HttpSignal>(
     })?;
     S::export(ingest, request, reservation).await.map_err(|e| (None, ingest_refusal(e)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn over_the_memory_bound_answers_429_with_retry_after() {
+        let ingest = crate::ingest::tests::ingest(10);
+        let _held = ingest.reserve(Signal::Traces, 9).expect("first admitted");
+        // One empty ResourceSpans: two bytes, enough to go over 10 with 9 held.
+        let request = http::Request::post("/v1/traces")
+            .header("content-type", "application/x-protobuf")
+            .body(Body::from(vec![0x0a, 0x00]))
+            .expect("a request");
+        let response = router(ingest.clone()).oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let status = tonic_types::Status::decode(body).expect("a google.rpc.Status");
+        assert_eq!(status.code, tonic::Code::ResourceExhausted as i32);
+    }
+
+    #[test]
+    fn content_types_with_parameters_are_understood() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        assert_eq!(encoding_of(&headers), Ok(Encoding::Json));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        assert!(encoding_of(&headers).is_err());
+        assert!(encoding_of(&HeaderMap::new()).is_err());
+    }
+}

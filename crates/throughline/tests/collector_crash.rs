@@ -1,48 +1,19 @@
 //! The collector as a process: spans acknowledged under load survive `kill -9`, and after a
 //! restart on the same data directory every one of them is queryable.
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod collector_common;
+
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use collector_common::{now_nanos, start_collector};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use throughline_store::testdata::{TwoServiceTrace, seeds_like_batch};
-use throughline_testkit::{ChildGuard, free_loopback_addr, wait_for_port};
 
 const TRACES_PER_BATCH: usize = 32;
 const SENDERS: u64 = 4;
 const LOAD_TIME: Duration = Duration::from_millis(1500);
-
-struct Addrs {
-    grpc: SocketAddr,
-    query: SocketAddr,
-}
-
-fn start_collector(data_dir: &Path) -> (ChildGuard, Addrs) {
-    let addrs = Addrs { grpc: free_loopback_addr(), query: free_loopback_addr() };
-    let http = free_loopback_addr();
-    let child = Command::new(env!("CARGO_BIN_EXE_throughline"))
-        .arg("collector")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--grpc-addr", &addrs.grpc.to_string()])
-        .args(["--http-addr", &http.to_string()])
-        .args(["--query-addr", &addrs.query.to_string()])
-        .args(["--settle-secs", "0"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the throughline binary starts");
-    let guard = ChildGuard(child);
-    assert!(wait_for_port(addrs.grpc, Duration::from_secs(20)), "collector listens for gRPC");
-    assert!(wait_for_port(addrs.query, Duration::from_secs(20)), "collector serves the query API");
-    (guard, addrs)
-}
-
-fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos() as u64
-}
 
 #[test]
 fn acknowledged_spans_survive_kill_9() {
