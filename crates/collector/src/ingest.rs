@@ -37,8 +37,13 @@ impl Default for IngestLimits {
 /// Why an export was not (wholly) taken.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("the collector is over its memory bound ({inflight_bytes} bytes in flight); retry later")]
-    Overloaded { inflight_bytes: u64, retry_after: Duration },
+    #[error(
+        "the collector is over its memory bound ({inflight_bytes} bytes in flight); retry later"
+    )]
+    Overloaded {
+        inflight_bytes: u64,
+        retry_after: Duration,
+    },
     #[error("the collector is shutting down")]
     ShuttingDown,
     #[error("the store could not keep the data: {0}")]
@@ -61,7 +66,10 @@ impl std::fmt::Debug for Ingest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ingest")
             .field("limits", &self.limits)
-            .field("inflight_bytes", &self.inflight_bytes.load(Ordering::Relaxed))
+            .field(
+                "inflight_bytes",
+                &self.inflight_bytes.load(Ordering::Relaxed),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +87,11 @@ impl Drop for InflightPermit {
 }
 
 impl Ingest {
-    pub fn new(sink: Arc<dyn SpanSink>, limits: IngestLimits, metrics: Arc<CollectorMetrics>) -> Self {
+    pub fn new(
+        sink: Arc<dyn SpanSink>,
+        limits: IngestLimits,
+        metrics: Arc<CollectorMetrics>,
+    ) -> Self {
         Self {
             sink,
             limits,
@@ -123,7 +135,10 @@ impl Ingest {
             return Err(IngestError::ShuttingDown);
         }
         let before = self.inflight_bytes.fetch_add(bytes, Ordering::AcqRel);
-        let permit = InflightPermit { bytes, counter: Arc::clone(&self.inflight_bytes) };
+        let permit = InflightPermit {
+            bytes,
+            counter: Arc::clone(&self.inflight_bytes),
+        };
         // One request alone is always admitted (it already passed the body limit), so a bound
         // smaller than a single request cannot wedge the collector.
         if before > 0 && before + bytes > self.limits.max_inflight_bytes {
@@ -140,7 +155,9 @@ impl Ingest {
     /// Checks admission for a request of `bytes` before it is decoded; the permit must be held
     /// until the write is done.
     pub fn reserve(&self, signal: Signal, bytes: u64) -> Result<Reservation, IngestError> {
-        Ok(Reservation { _permit: self.admit(signal, bytes)? })
+        Ok(Reservation {
+            _permit: self.admit(signal, bytes)?,
+        })
     }
 
     /// Writes spans durably (on a blocking thread) and counts what happened.
@@ -160,9 +177,11 @@ impl Ingest {
         let report = self
             .blocking(Signal::Traces, spans, move || sink.write_traces(request))
             .await?;
-        self.metrics.count_stored(Signal::Traces, report.accepted_spans);
+        self.metrics
+            .count_stored(Signal::Traces, report.accepted_spans);
         if report.rejected_spans > 0 {
-            self.metrics.count_rejected_items(Signal::Traces, report.rejected_spans);
+            self.metrics
+                .count_rejected_items(Signal::Traces, report.rejected_spans);
         }
         Ok(report)
     }
@@ -181,7 +200,9 @@ impl Ingest {
             .sum();
         self.metrics.count_received(Signal::Logs, records);
         let sink = Arc::clone(&self.sink);
-        let kept = self.blocking(Signal::Logs, records, move || sink.write_logs(request)).await?;
+        let kept = self
+            .blocking(Signal::Logs, records, move || sink.write_logs(request))
+            .await?;
         self.metrics.count_stored(Signal::Logs, kept);
         Ok(kept)
     }
@@ -200,8 +221,11 @@ impl Ingest {
             .sum();
         self.metrics.count_received(Signal::Metrics, metrics);
         let sink = Arc::clone(&self.sink);
-        let kept =
-            self.blocking(Signal::Metrics, metrics, move || sink.write_metrics(request)).await?;
+        let kept = self
+            .blocking(Signal::Metrics, metrics, move || {
+                sink.write_metrics(request)
+            })
+            .await?;
         self.metrics.count_stored(Signal::Metrics, kept);
         Ok(kept)
     }
@@ -218,12 +242,14 @@ impl Ingest {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
                 tracing::warn!(error = %err, ?signal, "store write failed");
-                self.metrics.count_refusal(signal, RefusalReason::StoreError);
+                self.metrics
+                    .count_refusal(signal, RefusalReason::StoreError);
                 self.metrics.count_rejected_items(signal, items);
                 Err(IngestError::Store(err))
             }
             Err(_) => {
-                self.metrics.count_refusal(signal, RefusalReason::StoreError);
+                self.metrics
+                    .count_refusal(signal, RefusalReason::StoreError);
                 self.metrics.count_rejected_items(signal, items);
                 Err(IngestError::WriterGone)
             }
@@ -238,7 +264,9 @@ pub struct Reservation {
 
 impl std::fmt::Debug for Reservation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reservation").field("bytes", &self._permit.bytes).finish()
+        f.debug_struct("Reservation")
+            .field("bytes", &self._permit.bytes)
+            .finish()
     }
 }
 
@@ -263,34 +291,67 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn ingest(max_inflight_bytes: u64) -> Ingest {
-        let limits = IngestLimits { max_inflight_bytes, ..IngestLimits::default() };
+        let limits = IngestLimits {
+            max_inflight_bytes,
+            ..IngestLimits::default()
+        };
         Ingest::new(Arc::new(NullSink), limits, Arc::default())
     }
 
     #[test]
     fn over_the_memory_bound_is_refused_until_bytes_are_released() {
         let ingest = ingest(150);
-        let first = ingest.reserve(Signal::Traces, 100).expect("first request admitted");
-        let refused = ingest.reserve(Signal::Traces, 100).expect_err("over the bound");
-        assert!(matches!(refused, IngestError::Overloaded { inflight_bytes: 100, .. }), "{refused:?}");
-        assert_eq!(ingest.metrics().refused(Signal::Traces, RefusalReason::MemoryBound), 1);
+        let first = ingest
+            .reserve(Signal::Traces, 100)
+            .expect("first request admitted");
+        let refused = ingest
+            .reserve(Signal::Traces, 100)
+            .expect_err("over the bound");
+        assert!(
+            matches!(
+                refused,
+                IngestError::Overloaded {
+                    inflight_bytes: 100,
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(
+            ingest
+                .metrics()
+                .refused(Signal::Traces, RefusalReason::MemoryBound),
+            1
+        );
         assert_eq!(ingest.inflight_bytes(), 100, "a refusal holds nothing");
         drop(first);
         assert_eq!(ingest.inflight_bytes(), 0);
-        ingest.reserve(Signal::Traces, 100).expect("admitted once the first is done");
+        ingest
+            .reserve(Signal::Traces, 100)
+            .expect("admitted once the first is done");
     }
 
     #[test]
     fn a_single_request_larger_than_the_bound_is_admitted_alone() {
         let ingest = ingest(10);
-        let _only = ingest.reserve(Signal::Logs, 1000).expect("alone, it may pass");
+        let _only = ingest
+            .reserve(Signal::Logs, 1000)
+            .expect("alone, it may pass");
     }
 
     #[test]
     fn shutting_down_refuses_everything() {
         let ingest = ingest(1000);
         ingest.begin_shutdown();
-        assert!(matches!(ingest.reserve(Signal::Metrics, 1), Err(IngestError::ShuttingDown)));
-        assert_eq!(ingest.metrics().refused(Signal::Metrics, RefusalReason::ShuttingDown), 1);
+        assert!(matches!(
+            ingest.reserve(Signal::Metrics, 1),
+            Err(IngestError::ShuttingDown)
+        ));
+        assert_eq!(
+            ingest
+                .metrics()
+                .refused(Signal::Metrics, RefusalReason::ShuttingDown),
+            1
+        );
     }
 }

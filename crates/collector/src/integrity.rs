@@ -20,11 +20,15 @@ pub fn of_spans(trace_id: TraceId, spans: &[StoredSpan]) -> IntegrityReport {
     }
     let orphans: Vec<&StoredSpan> = spans
         .iter()
-        .filter(|s| !s.span.parent_span_id.is_empty() && !ids.contains(s.span.parent_span_id.as_slice()))
+        .filter(|s| {
+            !s.span.parent_span_id.is_empty() && !ids.contains(s.span.parent_span_id.as_slice())
+        })
         .collect();
     if !orphans.is_empty() {
-        let mut missing: Vec<SpanId> =
-            orphans.iter().filter_map(|s| SpanId::from_slice(&s.span.parent_span_id)).collect();
+        let mut missing: Vec<SpanId> = orphans
+            .iter()
+            .filter_map(|s| SpanId::from_slice(&s.span.parent_span_id))
+            .collect();
         missing.sort();
         missing.dedup();
         problems.push(describe_problem(&IntegrityProblem::OrphanSpans {
@@ -40,11 +44,24 @@ pub fn of_spans(trace_id: TraceId, spans: &[StoredSpan]) -> IntegrityReport {
             services.push(s.service_name.clone());
         }
     }
-    let start = spans.iter().map(|s| s.span.start_time_unix_nano).min().unwrap_or(0);
-    let end = spans.iter().map(|s| s.span.end_time_unix_nano).max().unwrap_or(0);
+    let start = spans
+        .iter()
+        .map(|s| s.span.start_time_unix_nano)
+        .min()
+        .unwrap_or(0);
+    let end = spans
+        .iter()
+        .map(|s| s.span.end_time_unix_nano)
+        .max()
+        .unwrap_or(0);
     IntegrityReport {
         trace_id: trace_id.to_string(),
-        integrity: if problems.is_empty() { "whole" } else { "incomplete" }.to_owned(),
+        integrity: if problems.is_empty() {
+            "whole"
+        } else {
+            "incomplete"
+        }
+        .to_owned(),
         problems,
         root_service: root.map(|r| r.service_name.clone()),
         root_name: root.map(|r| r.span.name.clone()),
@@ -52,9 +69,12 @@ pub fn of_spans(trace_id: TraceId, spans: &[StoredSpan]) -> IntegrityReport {
         span_count: spans.len() as u64,
         start_time: start / 1000,
         duration: end.saturating_sub(start) / 1000,
-        has_error: spans
-            .iter()
-            .any(|s| s.span.status.as_ref().is_some_and(|st| st.code == StatusCode::Error as i32)),
+        has_error: spans.iter().any(|s| {
+            s.span
+                .status
+                .as_ref()
+                .is_some_and(|st| st.code == StatusCode::Error as i32)
+        }),
     }
 }
 
@@ -89,6 +109,10 @@ mod tests {
         let r = of_spans(TraceId([1; 16]), &[span(2, Some(1)), span(3, Some(1))]);
         assert_eq!(r.integrity, "incomplete");
         assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
-        assert!(r.problems[1].contains("0101010101010101"), "{:?}", r.problems);
+        assert!(
+            r.problems[1].contains("0101010101010101"),
+            "{:?}",
+            r.problems
+        );
     }
 }

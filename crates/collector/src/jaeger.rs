@@ -85,7 +85,11 @@ pub struct Process {
 }
 
 fn string_tag(key: &str, value: impl Into<String>) -> Tag {
-    Tag { key: key.to_owned(), value_type: "string", value: serde_json::Value::String(value.into()) }
+    Tag {
+        key: key.to_owned(),
+        value_type: "string",
+        value: serde_json::Value::String(value.into()),
+    }
 }
 
 /// An OTLP value as a Jaeger tag: scalars keep their type; arrays, maps and bytes become
@@ -96,8 +100,16 @@ pub fn tag(key: &str, value: Option<&AnyValue>) -> Tag {
     };
     match value {
         Value::StringValue(s) => string_tag(key, s.clone()),
-        Value::BoolValue(b) => Tag { key: key.to_owned(), value_type: "bool", value: (*b).into() },
-        Value::IntValue(i) => Tag { key: key.to_owned(), value_type: "int64", value: (*i).into() },
+        Value::BoolValue(b) => Tag {
+            key: key.to_owned(),
+            value_type: "bool",
+            value: (*b).into(),
+        },
+        Value::IntValue(i) => Tag {
+            key: key.to_owned(),
+            value_type: "int64",
+            value: (*i).into(),
+        },
         Value::DoubleValue(d) => Tag {
             key: key.to_owned(),
             value_type: "float64",
@@ -124,18 +136,30 @@ fn any_to_json(value: &Value) -> serde_json::Value {
         Value::DoubleValue(d) => serde_json::Number::from_f64(*d)
             .map(serde_json::Value::Number)
             .unwrap_or(serde_json::Value::Null),
-        Value::BytesValue(b) => b.iter().map(|x| format!("{x:02x}")).collect::<String>().into(),
+        Value::BytesValue(b) => b
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+            .into(),
         Value::ArrayValue(a) => a
             .values
             .iter()
-            .map(|v| v.value.as_ref().map(any_to_json).unwrap_or(serde_json::Value::Null))
+            .map(|v| {
+                v.value
+                    .as_ref()
+                    .map(any_to_json)
+                    .unwrap_or(serde_json::Value::Null)
+            })
             .collect(),
         Value::KvlistValue(kv) => kv
             .values
             .iter()
             .map(|kv| {
                 let v = kv.value.as_ref().and_then(|v| v.value.as_ref());
-                (kv.key.clone(), v.map(any_to_json).unwrap_or(serde_json::Value::Null))
+                (
+                    kv.key.clone(),
+                    v.map(any_to_json).unwrap_or(serde_json::Value::Null),
+                )
             })
             .collect::<serde_json::Map<_, _>>()
             .into(),
@@ -145,7 +169,10 @@ fn any_to_json(value: &Value) -> serde_json::Value {
 }
 
 fn tags(attributes: &[KeyValue]) -> Vec<Tag> {
-    attributes.iter().map(|kv| tag(&kv.key, kv.value.as_ref())).collect()
+    attributes
+        .iter()
+        .map(|kv| tag(&kv.key, kv.value.as_ref()))
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -202,7 +229,11 @@ pub fn span(stored: &StoredSpan, process_id: &str) -> Span {
             StatusCode::Ok => span_tags.push(string_tag(OTEL_STATUS_CODE, "OK")),
             StatusCode::Error => {
                 span_tags.push(string_tag(OTEL_STATUS_CODE, "ERROR"));
-                span_tags.push(Tag { key: ERROR_TAG.to_owned(), value_type: "bool", value: true.into() });
+                span_tags.push(Tag {
+                    key: ERROR_TAG.to_owned(),
+                    value_type: "bool",
+                    value: true.into(),
+                });
             }
         }
         if !status.message.is_empty() {
@@ -218,7 +249,10 @@ pub fn span(stored: &StoredSpan, process_id: &str) -> Span {
         .map(|event| {
             let mut fields = vec![string_tag(EVENT_FIELD, event.name.clone())];
             fields.extend(tags(&event.attributes));
-            Log { timestamp: event.time_unix_nano / 1000, fields }
+            Log {
+                timestamp: event.time_unix_nano / 1000,
+                fields,
+            }
         })
         .collect();
     Span {
@@ -245,7 +279,10 @@ fn process(stored: &StoredSpan) -> Process {
         .filter(|kv| kv.key != SERVICE_NAME)
         .map(|kv| tag(&kv.key, kv.value.as_ref()))
         .collect();
-    Process { service_name: stored.service_name.clone(), tags }
+    Process {
+        service_name: stored.service_name.clone(),
+        tags,
+    }
 }
 
 /// A whole trace; spans sorted by start time, processes numbered `p1`, `p2`… in order of first
@@ -254,7 +291,8 @@ pub fn trace(spans: &[StoredSpan]) -> Option<Trace> {
     let first = spans.first()?;
     let mut ordered: Vec<&StoredSpan> = spans.iter().collect();
     ordered.sort_by(|a, b| {
-        (a.span.start_time_unix_nano, &a.span.span_id).cmp(&(b.span.start_time_unix_nano, &b.span.span_id))
+        (a.span.start_time_unix_nano, &a.span.span_id)
+            .cmp(&(b.span.start_time_unix_nano, &b.span.span_id))
     });
     let mut processes: Vec<(String, Process)> = Vec::new();
     let mut out = Vec::with_capacity(ordered.len());
@@ -285,7 +323,11 @@ mod tests {
     use throughline_store::{Resource, Span as OtlpSpan};
 
     fn kv(key: &str, value: Value) -> KeyValue {
-        KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
     }
 
     fn stored(service: &str, span: OtlpSpan) -> StoredSpan {
@@ -309,7 +351,11 @@ mod tests {
             trace_id: vec![1; 16],
             span_id: vec![2; 8],
             parent_span_id: vec![3; 8],
-            links: vec![Link { trace_id: vec![9; 16], span_id: vec![8; 8], ..Default::default() }],
+            links: vec![Link {
+                trace_id: vec![9; 16],
+                span_id: vec![8; 8],
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let j = super::span(&stored("a", span), "p1");
@@ -325,7 +371,10 @@ mod tests {
             trace_id: vec![1; 16],
             span_id: vec![2; 8],
             kind: SpanKind::Client as i32,
-            status: Some(Status { code: StatusCode::Error as i32, message: "boom".into() }),
+            status: Some(Status {
+                code: StatusCode::Error as i32,
+                message: "boom".into(),
+            }),
             ..Default::default()
         };
         let j = super::span(&stored("a", span), "p1");
@@ -338,10 +387,28 @@ mod tests {
 
     #[test]
     fn services_get_one_process_each_without_service_name_tag() {
-        let a = stored("a", OtlpSpan { trace_id: vec![1; 16], span_id: vec![1; 8], ..Default::default() });
-        let b = stored("b", OtlpSpan { trace_id: vec![1; 16], span_id: vec![2; 8], ..Default::default() });
+        let a = stored(
+            "a",
+            OtlpSpan {
+                trace_id: vec![1; 16],
+                span_id: vec![1; 8],
+                ..Default::default()
+            },
+        );
+        let b = stored(
+            "b",
+            OtlpSpan {
+                trace_id: vec![1; 16],
+                span_id: vec![2; 8],
+                ..Default::default()
+            },
+        );
         let t = trace(&[a.clone(), b, a]).expect("spans given");
         assert_eq!(t.processes.len(), 2);
-        assert!(t.processes.values().all(|p| p.tags.iter().all(|t| t.key != SERVICE_NAME)));
+        assert!(
+            t.processes
+                .values()
+                .all(|p| p.tags.iter().all(|t| t.key != SERVICE_NAME))
+        );
     }
 }

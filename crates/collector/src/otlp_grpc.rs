@@ -45,7 +45,10 @@ impl OtlpGrpc {
     }
 
     /// A tonic router serving traces, logs and metrics, with gzip and the body limit applied.
-    pub fn into_router(self, builder: &mut tonic::transport::Server) -> tonic::transport::server::Router<
+    pub fn into_router(
+        self,
+        builder: &mut tonic::transport::Server,
+    ) -> tonic::transport::server::Router<
         tower::layer::util::Stack<GrpcStatusRewriteLayer, tower::layer::util::Identity>,
     > {
         let limit = self.ingest.limits().max_body_bytes;
@@ -61,13 +64,19 @@ impl OtlpGrpc {
             .max_decoding_message_size(limit);
         builder
             .clone()
-            .layer(GrpcStatusRewriteLayer { metrics: std::sync::Arc::clone(self_metrics) })
+            .layer(GrpcStatusRewriteLayer {
+                metrics: std::sync::Arc::clone(self_metrics),
+            })
             .add_service(traces)
             .add_service(logs)
             .add_service(metrics)
     }
 
-    fn admit<T: Message>(&self, signal: Signal, request: &T) -> Result<crate::ingest::Reservation, Status> {
+    fn admit<T: Message>(
+        &self,
+        signal: Signal,
+        request: &T,
+    ) -> Result<crate::ingest::Reservation, Status> {
         self.ingest
             .reserve(signal, request.encoded_len() as u64)
             .map_err(to_status)
@@ -95,12 +104,18 @@ impl TraceService for OtlpGrpc {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let request = request.into_inner();
         let reservation = self.admit(Signal::Traces, &request)?;
-        let report = self.ingest.export_traces(request, reservation).await.map_err(to_status)?;
+        let report = self
+            .ingest
+            .export_traces(request, reservation)
+            .await
+            .map_err(to_status)?;
         let partial_success = (report.rejected_spans > 0).then(|| ExportTracePartialSuccess {
             rejected_spans: i64::try_from(report.rejected_spans).unwrap_or(i64::MAX),
             error_message: report.rejection_reason,
         });
-        Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success,
+        }))
     }
 }
 
@@ -112,8 +127,13 @@ impl LogsService for OtlpGrpc {
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let request = request.into_inner();
         let reservation = self.admit(Signal::Logs, &request)?;
-        self.ingest.export_logs(request, reservation).await.map_err(to_status)?;
-        Ok(Response::new(ExportLogsServiceResponse { partial_success: None::<ExportLogsPartialSuccess> }))
+        self.ingest
+            .export_logs(request, reservation)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(ExportLogsServiceResponse {
+            partial_success: None::<ExportLogsPartialSuccess>,
+        }))
     }
 }
 
@@ -125,7 +145,10 @@ impl MetricsService for OtlpGrpc {
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let request = request.into_inner();
         let reservation = self.admit(Signal::Metrics, &request)?;
-        self.ingest.export_metrics(request, reservation).await.map_err(to_status)?;
+        self.ingest
+            .export_metrics(request, reservation)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(ExportMetricsServiceResponse {
             partial_success: None::<ExportMetricsPartialSuccess>,
         }))
@@ -147,7 +170,10 @@ pub struct GrpcStatusRewriteLayer {
 impl<S> tower::Layer<S> for GrpcStatusRewriteLayer {
     type Service = GrpcStatusRewrite<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcStatusRewrite { inner, metrics: std::sync::Arc::clone(&self.metrics) }
+        GrpcStatusRewrite {
+            inner,
+            metrics: std::sync::Arc::clone(&self.metrics),
+        }
     }
 }
 
@@ -216,17 +242,32 @@ mod tests {
 
     #[test]
     fn overload_carries_retry_info_and_shutdown_is_unavailable() {
-        let status = to_status(IngestError::Overloaded { inflight_bytes: 1, retry_after: Duration::from_secs(2) });
+        let status = to_status(IngestError::Overloaded {
+            inflight_bytes: 1,
+            retry_after: Duration::from_secs(2),
+        });
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         let retry = status.get_details_retry_info().expect("retry info present");
         assert_eq!(retry.retry_delay, Some(Duration::from_secs(2)));
-        assert_eq!(to_status(IngestError::ShuttingDown).code(), tonic::Code::Unavailable);
+        assert_eq!(
+            to_status(IngestError::ShuttingDown).code(),
+            tonic::Code::Unavailable
+        );
     }
 
     #[test]
     fn grpc_paths_name_their_signal() {
-        assert_eq!(signal_of_path("/opentelemetry.proto.collector.logs.v1.LogsService/Export"), Signal::Logs);
-        assert_eq!(signal_of_path("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"), Signal::Metrics);
-        assert_eq!(signal_of_path("/opentelemetry.proto.collector.trace.v1.TraceService/Export"), Signal::Traces);
+        assert_eq!(
+            signal_of_path("/opentelemetry.proto.collector.logs.v1.LogsService/Export"),
+            Signal::Logs
+        );
+        assert_eq!(
+            signal_of_path("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"),
+            Signal::Metrics
+        );
+        assert_eq!(
+            signal_of_path("/opentelemetry.proto.collector.trace.v1.TraceService/Export"),
+            Signal::Traces
+        );
     }
 }

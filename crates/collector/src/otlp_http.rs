@@ -99,7 +99,9 @@ impl HttpSignal for Logs {
         reservation: Reservation,
     ) -> Result<Self::Response, IngestError> {
         ingest.export_logs(request, reservation).await?;
-        Ok(ExportLogsServiceResponse { partial_success: None })
+        Ok(ExportLogsServiceResponse {
+            partial_success: None,
+        })
     }
 }
 
@@ -113,7 +115,9 @@ impl HttpSignal for Metrics {
         reservation: Reservation,
     ) -> Result<Self::Response, IngestError> {
         ingest.export_metrics(request, reservation).await?;
-        Ok(ExportMetricsServiceResponse { partial_success: None })
+        Ok(ExportMetricsServiceResponse {
+            partial_success: None,
+        })
     }
 }
 
@@ -128,7 +132,12 @@ struct Refusal {
 
 impl Refusal {
     fn new(status: StatusCode, grpc_code: tonic::Code, message: impl Into<String>) -> Self {
-        Self { status, grpc_code, message: message.into(), retry_after_secs: None }
+        Self {
+            status,
+            grpc_code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
     }
 
     fn into_response(self, encoding: Encoding) -> Response {
@@ -144,11 +153,14 @@ impl Refusal {
                 .into_bytes(),
         };
         let mut response = (self.status, body).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(encoding.content_type()),
+        );
         if let Some(secs) = self.retry_after_secs {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -158,26 +170,45 @@ fn ingest_refusal(err: IngestError) -> Refusal {
     match err {
         IngestError::Overloaded { retry_after, .. } => Refusal {
             retry_after_secs: Some(retry_after.as_secs().max(1)),
-            ..Refusal::new(StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted, err.to_string())
+            ..Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                tonic::Code::ResourceExhausted,
+                err.to_string(),
+            )
         },
         IngestError::ShuttingDown => Refusal {
             retry_after_secs: Some(1),
-            ..Refusal::new(StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, err.to_string())
+            ..Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+                err.to_string(),
+            )
         },
         IngestError::Store(_) | IngestError::WriterGone => Refusal {
             retry_after_secs: Some(1),
-            ..Refusal::new(StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, err.to_string())
+            ..Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+                err.to_string(),
+            )
         },
     }
 }
 
 /// The encoding named by `Content-Type`, ignoring parameters such as `charset`.
 fn encoding_of(headers: &HeaderMap) -> Result<Encoding, String> {
-    let value = headers
-        .get(header::CONTENT_TYPE)
-        .ok_or_else(|| "Content-Type is missing (want application/x-protobuf or application/json)".to_owned())?;
-    let value = value.to_str().map_err(|_| "Content-Type is not text".to_owned())?;
-    let media = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let value = headers.get(header::CONTENT_TYPE).ok_or_else(|| {
+        "Content-Type is missing (want application/x-protobuf or application/json)".to_owned()
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| "Content-Type is not text".to_owned())?;
+    let media = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     match media.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
@@ -189,11 +220,16 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, String> {
 
 /// Whether the body is gzip; `Err` names an unsupported `Content-Encoding`.
 fn is_gzip(headers: &HeaderMap) -> Result<bool, String> {
-    match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().map(str::trim)) {
+    match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().map(str::trim))
+    {
         None => Ok(false),
         Some(Ok(v)) if v.eq_ignore_ascii_case("gzip") => Ok(true),
         Some(Ok(v)) if v.eq_ignore_ascii_case("identity") || v.is_empty() => Ok(false),
-        Some(Ok(v)) => Err(format!("Content-Encoding {v:?} is not supported (want gzip or none)")),
+        Some(Ok(v)) => Err(format!(
+            "Content-Encoding {v:?} is not supported (want gzip or none)"
+        )),
         Some(Err(_)) => Err("Content-Encoding is not text".to_owned()),
     }
 }
@@ -206,9 +242,15 @@ enum DecodeError {
     #[error("the gzip request body is not valid gzip: {0}")]
     Gzip(std::io::Error),
     #[error("the {signal} request is not valid OTLP protobuf: {message}")]
-    Protobuf { signal: &'static str, message: String },
+    Protobuf {
+        signal: &'static str,
+        message: String,
+    },
     #[error("the {signal} request is not valid OTLP/JSON: {message}")]
-    Json { signal: &'static str, message: String },
+    Json {
+        signal: &'static str,
+        message: String,
+    },
 }
 
 /// Gunzips (bounded by `limit`, so a gzip bomb stops at the limit) and decodes.
@@ -224,7 +266,10 @@ fn decode_body<T: Message + Default + DeserializeOwned>(
         let mut reader = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
         reader.read_to_end(&mut out).map_err(DecodeError::Gzip)?;
         if out.len() > limit {
-            return Err(DecodeError::TooLarge { limit, after: " after decompression" });
+            return Err(DecodeError::TooLarge {
+                limit,
+                after: " after decompression",
+            });
         }
         out.into()
     } else {
@@ -250,18 +295,28 @@ fn encode_response<T: Message + Serialize>(response: &T, encoding: Encoding) -> 
         Encoding::Json => serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec()),
     };
     let mut out = (StatusCode::OK, body).into_response();
-    out.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(encoding.content_type()),
+    );
     out
 }
 
-async fn export<S: HttpSignal>(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+async fn export<S: HttpSignal>(
+    State(ingest): State<Ingest>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let encoding = match encoding_of(&headers) {
         Ok(encoding) => encoding,
         Err(message) => {
             ingest.refuse(S::SIGNAL, RefusalReason::UnsupportedMediaType);
-            return Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, tonic::Code::InvalidArgument, message)
-                .into_response(Encoding::Json);
+            return Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                tonic::Code::InvalidArgument,
+                message,
+            )
+            .into_response(Encoding::Json);
         }
     };
     match handle::<S>(&ingest, &headers, body, encoding).await {
@@ -289,7 +344,11 @@ async fn handle<S: HttpSignal>(
     let gzip = is_gzip(headers).map_err(|message| {
         (
             Some(RefusalReason::UnsupportedMediaType),
-            Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, tonic::Code::InvalidArgument, message),
+            Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                tonic::Code::InvalidArgument,
+                message,
+            ),
         )
     })?;
     let limit = ingest.limits().max_body_bytes;
@@ -318,25 +377,38 @@ async fn handle<S: HttpSignal>(
         }
     };
     // Admission is checked on the bytes received; a gzip body holds its share while it inflates.
-    let reservation = ingest.reserve(S::SIGNAL, body.len() as u64).map_err(|e| (None, ingest_refusal(e)))?;
+    let reservation = ingest
+        .reserve(S::SIGNAL, body.len() as u64)
+        .map_err(|e| (None, ingest_refusal(e)))?;
     let signal = S::SIGNAL;
     let decoded = if body.len() <= INLINE_DECODE_BYTES && !gzip {
         decode_body::<S::Request>(body, gzip, encoding, limit, signal)
     } else {
-        tokio::task::spawn_blocking(move || decode_body::<S::Request>(body, gzip, encoding, limit, signal))
-            .await
-            .unwrap_or_else(|_| {
-                Err(DecodeError::Protobuf { signal: signal.as_str(), message: "decoder stopped".into() })
+        tokio::task::spawn_blocking(move || {
+            decode_body::<S::Request>(body, gzip, encoding, limit, signal)
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(DecodeError::Protobuf {
+                signal: signal.as_str(),
+                message: "decoder stopped".into(),
             })
+        })
     };
     let request = decoded.map_err(|err| match err {
         DecodeError::TooLarge { after, .. } => too_large(after),
         other => (
             Some(RefusalReason::Malformed),
-            Refusal::new(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, other.to_string()),
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                tonic::Code::InvalidArgument,
+                other.to_string(),
+            ),
         ),
     })?;
-    S::export(ingest, request, reservation).await.map_err(|e| (None, ingest_refusal(e)))
+    S::export(ingest, request, reservation)
+        .await
+        .map_err(|e| (None, ingest_refusal(e)))
 }
 
 #[cfg(test)]
@@ -353,10 +425,18 @@ mod tests {
             .header("content-type", "application/x-protobuf")
             .body(Body::from(vec![0x0a, 0x00]))
             .expect("a request");
-        let response = router(ingest.clone()).oneshot(request).await.expect("infallible");
+        let response = router(ingest.clone())
+            .oneshot(request)
+            .await
+            .expect("infallible");
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        let body = response.into_body().collect().await.expect("body").to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         let status = tonic_types::Status::decode(body).expect("a google.rpc.Status");
         assert_eq!(status.code, tonic::Code::ResourceExhausted as i32);
     }
@@ -364,9 +444,15 @@ mod tests {
     #[test]
     fn content_types_with_parameters_are_understood() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
         assert_eq!(encoding_of(&headers), Ok(Encoding::Json));
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/xml"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
         assert!(encoding_of(&headers).is_err());
         assert!(encoding_of(&HeaderMap::new()).is_err());
     }

@@ -11,14 +11,22 @@ pub struct ParamError {
 
 impl ParamError {
     pub fn new(param: &str, problem: impl Into<String>) -> Self {
-        Self { param: param.to_owned(), problem: problem.into() }
+        Self {
+            param: param.to_owned(),
+            problem: problem.into(),
+        }
     }
 }
 
 /// A Go duration (`time.ParseDuration`) in nanoseconds; also accepts `d` for days, as the Jaeger
 /// UI sends for long lookbacks.
 pub fn go_duration_nanos(param: &str, input: &str) -> Result<u64, ParamError> {
-    let bad = || ParamError::new(param, format!("{input:?} is not a duration like 1.5s, 100ms or 1h"));
+    let bad = || {
+        ParamError::new(
+            param,
+            format!("{input:?} is not a duration like 1.5s, 100ms or 1h"),
+        )
+    };
     let s = input.trim();
     if s.is_empty() {
         return Err(bad());
@@ -29,13 +37,17 @@ pub fn go_duration_nanos(param: &str, input: &str) -> Result<u64, ParamError> {
     let mut rest = s;
     let mut total: f64 = 0.0;
     while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         if number_len == 0 {
             return Err(bad());
         }
         let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
         rest = &rest[number_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit_nanos = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
@@ -76,7 +88,10 @@ pub fn tags_json(param: &str, input: &str) -> Result<Vec<(String, String)>, Para
             serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
             serde_json::Value::Bool(b) => Ok((k.clone(), b.to_string())),
             serde_json::Value::Number(n) => Ok((k.clone(), n.to_string())),
-            _ => Err(ParamError::new(param, format!("the value of {k:?} is not a string"))),
+            _ => Err(ParamError::new(
+                param,
+                format!("the value of {k:?} is not a string"),
+            )),
         })
         .collect()
 }
@@ -111,7 +126,11 @@ mod tests {
             ("3 weeks", None),
         ];
         for (input, want) in table {
-            assert_eq!(go_duration_nanos("minDuration", input).ok(), *want, "input {input:?}");
+            assert_eq!(
+                go_duration_nanos("minDuration", input).ok(),
+                *want,
+                "input {input:?}"
+            );
         }
     }
 
@@ -126,7 +145,10 @@ mod tests {
         let tags = tags_json("tags", r#"{"http.method":"GET","error":true}"#).expect("valid");
         assert_eq!(
             tags,
-            vec![("error".into(), "true".into()), ("http.method".into(), "GET".into())]
+            vec![
+                ("error".into(), "true".into()),
+                ("http.method".into(), "GET".into())
+            ]
         );
         assert!(tags_json("tags", "[1]").is_err());
         assert!(tags_json("tags", "{").is_err());

@@ -13,7 +13,10 @@ use crate::self_metrics::{CollectorMetrics, RefusalReason, Signal};
 
 /// Escapes a label value (backslash, quote, newline), as the text format requires.
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Formats a float the way Prometheus clients do (`+Inf`, no trailing `.0` noise).
@@ -44,8 +47,15 @@ fn histogram(out: &mut String, name: &str, base: &str, h: &LatencyHistogram, sca
     let mut cumulative = 0;
     for (i, count) in h.bucket_counts.iter().enumerate() {
         cumulative += count;
-        let le = LATENCY_BUCKETS_MS.get(i).map(|b| b * scale).unwrap_or(f64::INFINITY);
-        let _ = writeln!(out, "{name}_bucket{{{base},le=\"{}\"}} {cumulative}", number(le));
+        let le = LATENCY_BUCKETS_MS
+            .get(i)
+            .map(|b| b * scale)
+            .unwrap_or(f64::INFINITY);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{base},le=\"{}\"}} {cumulative}",
+            number(le)
+        );
     }
     if h.bucket_counts.is_empty() {
         let _ = writeln!(out, "{name}_bucket{{{base},le=\"+Inf\"}} {}", h.count);
@@ -56,7 +66,10 @@ fn histogram(out: &mut String, name: &str, base: &str, h: &LatencyHistogram, sca
 
 /// The span metrics, as `traces_span_metrics_*`.
 pub fn span_metrics(out: &mut String, series: &[SpanMetricsSeries]) {
-    let _ = writeln!(out, "# HELP traces_span_metrics_calls_total Number of spans, per service, span name, kind and status.");
+    let _ = writeln!(
+        out,
+        "# HELP traces_span_metrics_calls_total Number of spans, per service, span name, kind and status."
+    );
     let _ = writeln!(out, "# TYPE traces_span_metrics_calls_total counter");
     let base = |s: &SpanMetricsSeries| {
         labels(&[
@@ -67,12 +80,29 @@ pub fn span_metrics(out: &mut String, series: &[SpanMetricsSeries]) {
         ])
     };
     for s in series {
-        let _ = writeln!(out, "traces_span_metrics_calls_total{{{}}} {}", base(s), s.calls);
+        let _ = writeln!(
+            out,
+            "traces_span_metrics_calls_total{{{}}} {}",
+            base(s),
+            s.calls
+        );
     }
-    let _ = writeln!(out, "# HELP traces_span_metrics_duration_milliseconds Span duration.");
-    let _ = writeln!(out, "# TYPE traces_span_metrics_duration_milliseconds histogram");
+    let _ = writeln!(
+        out,
+        "# HELP traces_span_metrics_duration_milliseconds Span duration."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE traces_span_metrics_duration_milliseconds histogram"
+    );
     for s in series {
-        histogram(out, "traces_span_metrics_duration_milliseconds", &base(s), &s.latency, 1.0);
+        histogram(
+            out,
+            "traces_span_metrics_duration_milliseconds",
+            &base(s),
+            &s.latency,
+            1.0,
+        );
     }
 }
 
@@ -89,39 +119,105 @@ fn connection_type(edge: &ServiceGraphEdge) -> &'static str {
 /// The service graph, as `traces_service_graph_*`.
 pub fn service_graph(out: &mut String, edges: &[ServiceGraphEdge]) {
     let base = |e: &ServiceGraphEdge| {
-        labels(&[("client", &e.client), ("server", &e.server), ("connection_type", connection_type(e))])
+        labels(&[
+            ("client", &e.client),
+            ("server", &e.server),
+            ("connection_type", connection_type(e)),
+        ])
     };
-    let _ = writeln!(out, "# HELP traces_service_graph_request_total Requests between two nodes.");
+    let _ = writeln!(
+        out,
+        "# HELP traces_service_graph_request_total Requests between two nodes."
+    );
     let _ = writeln!(out, "# TYPE traces_service_graph_request_total counter");
     for e in edges {
-        let _ = writeln!(out, "traces_service_graph_request_total{{{}}} {}", base(e), e.calls);
+        let _ = writeln!(
+            out,
+            "traces_service_graph_request_total{{{}}} {}",
+            base(e),
+            e.calls
+        );
     }
-    let _ = writeln!(out, "# HELP traces_service_graph_request_failed_total Failed requests between two nodes.");
-    let _ = writeln!(out, "# TYPE traces_service_graph_request_failed_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP traces_service_graph_request_failed_total Failed requests between two nodes."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE traces_service_graph_request_failed_total counter"
+    );
     for e in edges {
-        let _ = writeln!(out, "traces_service_graph_request_failed_total{{{}}} {}", base(e), e.failed_calls);
+        let _ = writeln!(
+            out,
+            "traces_service_graph_request_failed_total{{{}}} {}",
+            base(e),
+            e.failed_calls
+        );
     }
-    let _ = writeln!(out, "# HELP traces_service_graph_request_server_seconds Request time seen by the server.");
-    let _ = writeln!(out, "# TYPE traces_service_graph_request_server_seconds histogram");
+    let _ = writeln!(
+        out,
+        "# HELP traces_service_graph_request_server_seconds Request time seen by the server."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE traces_service_graph_request_server_seconds histogram"
+    );
     for e in edges {
-        histogram(out, "traces_service_graph_request_server_seconds", &base(e), &e.latency, 1e-3);
+        histogram(
+            out,
+            "traces_service_graph_request_server_seconds",
+            &base(e),
+            &e.latency,
+            1e-3,
+        );
     }
 }
 
 /// The collector's own figures and the store's size.
-pub fn own_figures(out: &mut String, metrics: &CollectorMetrics, inflight_bytes: u64, store: &StoreStats) {
+pub fn own_figures(
+    out: &mut String,
+    metrics: &CollectorMetrics,
+    inflight_bytes: u64,
+    store: &StoreStats,
+) {
     let counter = |out: &mut String, name: &str, help: &str, value: &dyn Fn(Signal) -> u64| {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} counter");
         for signal in Signal::ALL {
-            let _ = writeln!(out, "{name}{{signal=\"{}\"}} {}", signal.as_str(), value(signal));
+            let _ = writeln!(
+                out,
+                "{name}{{signal=\"{}\"}} {}",
+                signal.as_str(),
+                value(signal)
+            );
         }
     };
-    counter(out, "throughline_collector_received_items_total", "Spans, log records and metrics received in admitted requests.", &|s| metrics.received(s));
-    counter(out, "throughline_collector_stored_items_total", "Spans, log records and metrics made durable.", &|s| metrics.stored(s));
-    counter(out, "throughline_collector_rejected_items_total", "Items received but not kept (partial success or store failure).", &|s| metrics.rejected_items(s));
-    let _ = writeln!(out, "# HELP throughline_collector_refused_requests_total Export requests refused, by reason.");
-    let _ = writeln!(out, "# TYPE throughline_collector_refused_requests_total counter");
+    counter(
+        out,
+        "throughline_collector_received_items_total",
+        "Spans, log records and metrics received in admitted requests.",
+        &|s| metrics.received(s),
+    );
+    counter(
+        out,
+        "throughline_collector_stored_items_total",
+        "Spans, log records and metrics made durable.",
+        &|s| metrics.stored(s),
+    );
+    counter(
+        out,
+        "throughline_collector_rejected_items_total",
+        "Items received but not kept (partial success or store failure).",
+        &|s| metrics.rejected_items(s),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP throughline_collector_refused_requests_total Export requests refused, by reason."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE throughline_collector_refused_requests_total counter"
+    );
     for signal in Signal::ALL {
         for reason in RefusalReason::ALL {
             let _ = writeln!(
@@ -138,10 +234,30 @@ pub fn own_figures(out: &mut String, metrics: &CollectorMetrics, inflight_bytes:
         let _ = writeln!(out, "# TYPE {name} gauge");
         let _ = writeln!(out, "{name} {value}");
     };
-    gauge(out, "throughline_collector_inflight_bytes", "Bytes of export requests being decoded or written.", inflight_bytes);
-    gauge(out, "throughline_store_spans", "Spans held by the store.", store.spans);
-    gauge(out, "throughline_store_traces", "Traces held by the store.", store.traces);
-    gauge(out, "throughline_store_disk_bytes", "Bytes the store uses on disk.", store.disk_bytes);
+    gauge(
+        out,
+        "throughline_collector_inflight_bytes",
+        "Bytes of export requests being decoded or written.",
+        inflight_bytes,
+    );
+    gauge(
+        out,
+        "throughline_store_spans",
+        "Spans held by the store.",
+        store.spans,
+    );
+    gauge(
+        out,
+        "throughline_store_traces",
+        "Traces held by the store.",
+        store.traces,
+    );
+    gauge(
+        out,
+        "throughline_store_disk_bytes",
+        "Bytes the store uses on disk.",
+        store.disk_bytes,
+    );
 }
 
 #[cfg(test)]
@@ -154,7 +270,11 @@ mod tests {
         counts[0] = 2;
         counts[5] = 1;
         counts[LATENCY_BUCKETS_MS.len()] = 1;
-        let h = LatencyHistogram { bucket_counts: counts, count: 4, sum_ms: 20_003.0 };
+        let h = LatencyHistogram {
+            bucket_counts: counts,
+            count: 4,
+            sum_ms: 20_003.0,
+        };
         let mut out = String::new();
         histogram(&mut out, "x", "a=\"b\"", &h, 1.0);
         assert!(out.contains("x_bucket{a=\"b\",le=\"2\"} 2\n"), "{out}");

@@ -43,7 +43,9 @@ pub struct QueryServer {
 
 impl std::fmt::Debug for QueryServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryServer").field("ingest", &self.ingest).finish_non_exhaustive()
+        f.debug_struct("QueryServer")
+            .field("ingest", &self.ingest)
+            .finish_non_exhaustive()
     }
 }
 
@@ -55,7 +57,11 @@ struct AppState {
 
 impl QueryServer {
     pub fn new(reader: Arc<dyn TraceReader>) -> Self {
-        Self { reader, ingest: None, pages: None }
+        Self {
+            reader,
+            ingest: None,
+            pages: None,
+        }
     }
 
     /// Adds the receivers' own figures (received, refused, in flight) to `/metrics`.
@@ -71,10 +77,16 @@ impl QueryServer {
     }
 
     pub fn router(self) -> Router {
-        let state = AppState { reader: self.reader, ingest: self.ingest };
+        let state = AppState {
+            reader: self.reader,
+            ingest: self.ingest,
+        };
         let api = Router::new()
             .route("/api/services", get(services))
-            .route("/api/services/{service}/operations", get(service_operations))
+            .route(
+                "/api/services/{service}/operations",
+                get(service_operations),
+            )
             .route("/api/operations", get(operations))
             .route("/api/traces", get(search_traces))
             .route("/api/traces/{trace_id}", get(get_trace))
@@ -107,7 +119,14 @@ struct ApiErrorBody {
 
 fn ok<T: Serialize>(data: Vec<T>) -> Response {
     let total = data.len();
-    axum::Json(Envelope { data, total, limit: 0, offset: 0, errors: None }).into_response()
+    axum::Json(Envelope {
+        data,
+        total,
+        limit: 0,
+        offset: 0,
+        errors: None,
+    })
+    .into_response()
 }
 
 /// An answer that is not data.
@@ -139,7 +158,10 @@ impl IntoResponse for ApiError {
             total: 0,
             limit: 0,
             offset: 0,
-            errors: Some(vec![ApiErrorBody { code: status.as_u16(), msg: self.to_string() }]),
+            errors: Some(vec![ApiErrorBody {
+                code: status.as_u16(),
+                msg: self.to_string(),
+            }]),
         };
         (status, axum::Json(body)).into_response()
     }
@@ -177,11 +199,18 @@ impl Query {
 
     /// The last non-empty value of `key`.
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.as_str())
     }
 
     fn all(&self, key: &str) -> impl Iterator<Item = &str> {
-        self.0.iter().filter(move |(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -193,7 +222,8 @@ fn decode_component(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2])) {
+            b'%' if i + 2 < bytes.len() => match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
+            {
                 (Some(hi), Some(lo)) => {
                     out.push(hi * 16 + lo);
                     i += 2;
@@ -212,7 +242,10 @@ fn hex_digit(b: u8) -> Option<u8> {
 }
 
 fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 async fn services(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -255,15 +288,24 @@ fn parse_span_kind(input: &str) -> Result<SpanKind, ParamError> {
     })
 }
 
-async fn operations(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn operations(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let q = Query::parse(raw);
-    let service = q.get("service").ok_or_else(|| ParamError::new("service", "is required"))?.to_owned();
+    let service = q
+        .get("service")
+        .ok_or_else(|| ParamError::new("service", "is required"))?
+        .to_owned();
     let kind = q.get("spanKind").map(parse_span_kind).transpose()?;
     let ops = read(&state.reader, move |r| r.operations(&service)).await?;
     let data: Vec<OperationJson> = ops
         .into_iter()
         .filter(|o| kind.is_none_or(|k| o.span_kind == k))
-        .map(|o| OperationJson { name: o.name, span_kind: jaeger::span_kind_name(o.span_kind) })
+        .map(|o| OperationJson {
+            name: o.name,
+            span_kind: jaeger::span_kind_name(o.span_kind),
+        })
         .collect();
     Ok(ok(data))
 }
@@ -280,7 +322,9 @@ fn trace_query(q: &Query, require_service: bool) -> Result<TraceQuery, ParamErro
     };
     let start = match (q.get("start"), q.get("lookback")) {
         (Some(v), _) => params::unsigned("start", v)?.saturating_mul(1000),
-        (None, Some(lb)) if lb != "custom" => end.saturating_sub(params::go_duration_nanos("lookback", lb)?),
+        (None, Some(lb)) if lb != "custom" => {
+            end.saturating_sub(params::go_duration_nanos("lookback", lb)?)
+        }
         _ => end.saturating_sub(DEFAULT_LOOKBACK_NANOS),
     };
     if start > end {
@@ -294,14 +338,25 @@ fn trace_query(q: &Query, require_service: bool) -> Result<TraceQuery, ParamErro
         tags.push(params::tag_pair("tag", t)?);
     }
     // Jaeger marks failed spans with the tag error=true; here that is the span status.
-    let errors_only = tags.iter().any(|(k, v)| k == jaeger::ERROR_TAG && v == "true");
+    let errors_only = tags
+        .iter()
+        .any(|(k, v)| k == jaeger::ERROR_TAG && v == "true");
     tags.retain(|(k, _)| k != jaeger::ERROR_TAG);
-    let min = q.get("minDuration").map(|v| params::go_duration_nanos("minDuration", v)).transpose()?;
-    let max = q.get("maxDuration").map(|v| params::go_duration_nanos("maxDuration", v)).transpose()?;
+    let min = q
+        .get("minDuration")
+        .map(|v| params::go_duration_nanos("minDuration", v))
+        .transpose()?;
+    let max = q
+        .get("maxDuration")
+        .map(|v| params::go_duration_nanos("maxDuration", v))
+        .transpose()?;
     if let (Some(min), Some(max)) = (min, max)
         && min > max
     {
-        return Err(ParamError::new("minDuration", "is greater than maxDuration"));
+        return Err(ParamError::new(
+            "minDuration",
+            "is greater than maxDuration",
+        ));
     }
     let limit = match q.get("limit") {
         Some(v) => (params::unsigned("limit", v)? as usize).min(MAX_LIMIT),
@@ -324,28 +379,47 @@ fn trace_query(q: &Query, require_service: bool) -> Result<TraceQuery, ParamErro
 
 fn trace_ids(q: &Query) -> Result<Vec<TraceId>, ParamError> {
     q.all("traceID")
-        .map(|id| id.parse().map_err(|e: throughline_store::IdParseError| ParamError::new("traceID", e.to_string())))
+        .map(|id| {
+            id.parse().map_err(|e: throughline_store::IdParseError| {
+                ParamError::new("traceID", e.to_string())
+            })
+        })
         .collect()
 }
 
-async fn search_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn search_traces(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let q = Query::parse(raw);
     let ids = trace_ids(&q)?;
     let ids = if ids.is_empty() {
         let query = trace_query(&q, true)?;
-        read(&state.reader, move |r| r.find_traces(&query)).await?.into_iter().map(|s| s.trace_id).collect()
+        read(&state.reader, move |r| r.find_traces(&query))
+            .await?
+            .into_iter()
+            .map(|s| s.trace_id)
+            .collect()
     } else {
         ids
     };
     let traces = read(&state.reader, move |r| {
-        ids.into_iter().map(|id| r.trace(id)).collect::<Result<Vec<_>, _>>()
+        ids.into_iter()
+            .map(|id| r.trace(id))
+            .collect::<Result<Vec<_>, _>>()
     })
     .await?;
-    let data: Vec<jaeger::Trace> = traces.iter().filter_map(|spans| jaeger::trace(spans)).collect();
+    let data: Vec<jaeger::Trace> = traces
+        .iter()
+        .filter_map(|spans| jaeger::trace(spans))
+        .collect();
     Ok(ok(data))
 }
 
-async fn get_trace(State(state): State<AppState>, Path(raw_id): Path<String>) -> Result<Response, ApiError> {
+async fn get_trace(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+) -> Result<Response, ApiError> {
     let id: TraceId = raw_id
         .parse()
         .map_err(|e: throughline_store::IdParseError| ParamError::new("traceID", e.to_string()))?;
@@ -362,7 +436,10 @@ struct DependencyLink {
     call_count: u64,
 }
 
-async fn dependencies(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn dependencies(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let q = Query::parse(raw);
     let end_ms = match q.get("endTs") {
         Some(v) => params::unsigned("endTs", v)?,
@@ -381,7 +458,11 @@ async fn dependencies(State(state): State<AppState>, RawQuery(raw): RawQuery) ->
     }
     let mut data: Vec<DependencyLink> = merged
         .into_iter()
-        .map(|((parent, child), call_count)| DependencyLink { parent, child, call_count })
+        .map(|((parent, child), call_count)| DependencyLink {
+            parent,
+            child,
+            call_count,
+        })
         .collect();
     data.sort_by(|a, b| (&a.parent, &a.child).cmp(&(&b.parent, &b.child)));
     Ok(ok(data))
@@ -416,9 +497,16 @@ pub struct IntegrityReport {
 pub fn describe_problem(problem: &IntegrityProblem) -> String {
     match problem {
         IntegrityProblem::MissingRoot => "missing root span".to_owned(),
-        IntegrityProblem::OrphanSpans { count, missing_parents } => format!(
+        IntegrityProblem::OrphanSpans {
+            count,
+            missing_parents,
+        } => format!(
             "{count} orphan span(s); missing parent span(s): {}",
-            missing_parents.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            missing_parents
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -428,9 +516,10 @@ impl From<&TraceSummary> for IntegrityReport {
         let (integrity, problems) = match &s.integrity {
             TraceIntegrity::Whole => ("whole", Vec::new()),
             TraceIntegrity::Settling => ("settling", Vec::new()),
-            TraceIntegrity::Incomplete(problems) => {
-                ("incomplete", problems.iter().map(describe_problem).collect())
-            }
+            TraceIntegrity::Incomplete(problems) => (
+                "incomplete",
+                problems.iter().map(describe_problem).collect(),
+            ),
         };
         Self {
             trace_id: s.trace_id.to_string(),
@@ -449,7 +538,10 @@ impl From<&TraceSummary> for IntegrityReport {
 
 /// `/api/throughline/integrity`: the same parameters as `/api/traces` (service optional), plus
 /// `traceID` (repeatable) and `incompleteOnly=true`. Data: [`IntegrityReport`]s.
-async fn integrity(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn integrity(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let q = Query::parse(raw);
     let ids = trace_ids(&q)?;
     let data: Vec<IntegrityReport> = if ids.is_empty() {
@@ -458,10 +550,15 @@ async fn integrity(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Re
         found.iter().map(IntegrityReport::from).collect()
     } else {
         let spans = read(&state.reader, move |r| {
-            ids.into_iter().map(|id| r.trace(id).map(|s| (id, s))).collect::<Result<Vec<_>, _>>()
+            ids.into_iter()
+                .map(|id| r.trace(id).map(|s| (id, s)))
+                .collect::<Result<Vec<_>, _>>()
         })
         .await?;
-        spans.iter().map(|(id, spans)| crate::integrity::of_spans(*id, spans)).collect()
+        spans
+            .iter()
+            .map(|(id, spans)| crate::integrity::of_spans(*id, spans))
+            .collect()
     };
     Ok(ok(data))
 }

@@ -77,7 +77,11 @@ impl Default for CollectorConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("could not listen for {what} on {addr}: {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running collector.
@@ -96,7 +100,9 @@ pub struct RunningCollector {
 pub struct Collector;
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { what, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
 }
 
 impl Collector {
@@ -126,12 +132,36 @@ impl Collector {
         let t = config.timeouts.clone();
         let grace = config.shutdown_grace;
         let tasks = vec![
-            tokio::spawn(serve_grpc(grpc_listener, OtlpGrpc::new(ingest.clone()), t.clone(), stopped.clone())),
-            tokio::spawn(serve_http(http_listener, crate::otlp_http::router(ingest.clone()), t.clone(), grace, stopped.clone())),
-            tokio::spawn(serve_http(query_listener, query.router(), t, grace, stopped)),
+            tokio::spawn(serve_grpc(
+                grpc_listener,
+                OtlpGrpc::new(ingest.clone()),
+                t.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(serve_http(
+                http_listener,
+                crate::otlp_http::router(ingest.clone()),
+                t.clone(),
+                grace,
+                stopped.clone(),
+            )),
+            tokio::spawn(serve_http(
+                query_listener,
+                query.router(),
+                t,
+                grace,
+                stopped,
+            )),
         ];
         tracing::info!(%grpc_addr, %http_addr, %query_addr, "collector listening");
-        Ok(RunningCollector { grpc_addr, http_addr, query_addr, ingest, stop, tasks })
+        Ok(RunningCollector {
+            grpc_addr,
+            http_addr,
+            query_addr,
+            ingest,
+            stop,
+            tasks,
+        })
     }
 }
 
@@ -157,7 +187,12 @@ impl RunningCollector {
     }
 }
 
-async fn serve_grpc(listener: TcpListener, grpc: OtlpGrpc, t: HttpTimeouts, mut stopped: watch::Receiver<bool>) {
+async fn serve_grpc(
+    listener: TcpListener,
+    grpc: OtlpGrpc,
+    t: HttpTimeouts,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut builder = tonic::transport::Server::builder()
         .timeout(t.request)
         .http2_keepalive_interval(Some(t.idle))
@@ -195,14 +230,20 @@ async fn serve_http(
     grace: Duration,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let router = router.layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, t.request));
+    let router = router.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        t.request,
+    ));
     let service = ServiceBuilder::new()
         .layer(RequestBodyDeadlineLayer::new(t.body))
         .map_request(|request: http::Request<_>| request.map(Body::new))
         .service(router);
     let service = TowerToHyperService::new(service);
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(t.header_read);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(t.header_read);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -233,7 +274,10 @@ async fn serve_http(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("http connections still open after the shutdown grace period");
     }
 }

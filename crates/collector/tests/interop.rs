@@ -13,39 +13,83 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 
 /// Checks the two-service trace: three spans, the consumer in the worker's process with its
 /// producer as both parent and link.
-async fn assert_crossing_trace(c: &TestCollector, trace_id: &str, producer_span_id: &str, api: &str, worker: &str) {
+async fn assert_crossing_trace(
+    c: &TestCollector,
+    trace_id: &str,
+    producer_span_id: &str,
+    api: &str,
+    worker: &str,
+) {
     let (status, body) = get_json(&c.query_url(&format!("/api/traces/{trace_id}"))).await;
     assert_eq!(status, 200, "{body}");
     let trace = &body["data"][0];
     let spans = trace["spans"].as_array().expect("spans");
     assert_eq!(spans.len(), 3, "{body}");
-    let consumer = spans.iter().find(|s| s["operationName"].as_str().is_some_and(|n| n.ends_with("process"))).expect("consumer");
-    assert_eq!(trace["processes"][consumer["processID"].as_str().expect("pid")]["serviceName"], worker);
+    let consumer = spans
+        .iter()
+        .find(|s| {
+            s["operationName"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("process"))
+        })
+        .expect("consumer");
+    assert_eq!(
+        trace["processes"][consumer["processID"].as_str().expect("pid")]["serviceName"],
+        worker
+    );
     let refs = consumer["references"].as_array().expect("references");
-    assert!(refs.iter().any(|r| r["refType"] == "CHILD_OF" && r["spanID"] == producer_span_id), "{refs:?}");
-    assert!(refs.iter().any(|r| r["refType"] == "FOLLOWS_FROM" && r["spanID"] == producer_span_id), "{refs:?}");
-    let root = spans.iter().find(|s| s["references"].as_array().is_some_and(Vec::is_empty)).expect("root");
-    assert_eq!(trace["processes"][root["processID"].as_str().expect("pid")]["serviceName"], api);
+    assert!(
+        refs.iter()
+            .any(|r| r["refType"] == "CHILD_OF" && r["spanID"] == producer_span_id),
+        "{refs:?}"
+    );
+    assert!(
+        refs.iter()
+            .any(|r| r["refType"] == "FOLLOWS_FROM" && r["spanID"] == producer_span_id),
+        "{refs:?}"
+    );
+    let root = spans
+        .iter()
+        .find(|s| s["references"].as_array().is_some_and(Vec::is_empty))
+        .expect("root");
+    assert_eq!(
+        trace["processes"][root["processID"].as_str().expect("pid")]["serviceName"],
+        api
+    );
 
-    let (_, integrity) = get_json(&c.query_url(&format!("/api/throughline/integrity?traceID={trace_id}"))).await;
+    let (_, integrity) =
+        get_json(&c.query_url(&format!("/api/throughline/integrity?traceID={trace_id}"))).await;
     assert_eq!(integrity["data"][0]["integrity"], "whole", "{integrity}");
 }
 
 async fn python_peer(c: &TestCollector, mode: &str, endpoint: String) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otlp_peer.py");
-    let python = tokio::task::spawn_blocking(throughline_testkit::python).await.expect("venv set-up");
+    let python = tokio::task::spawn_blocking(throughline_testkit::python)
+        .await
+        .expect("venv set-up");
     let out = tokio::process::Command::new(python)
         .arg(&script)
         .args([mode, &endpoint])
         .output()
         .await
         .expect("python runs");
-    assert!(out.status.success(), "python peer failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python peer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut lines = stdout.lines();
     let trace_id = lines.next().expect("trace id printed").to_owned();
     let producer = lines.next().expect("producer span id printed").to_owned();
-    assert_crossing_trace(c, &trace_id, &producer, &format!("py-api-{mode}"), &format!("py-worker-{mode}")).await;
+    assert_crossing_trace(
+        c,
+        &trace_id,
+        &producer,
+        &format!("py-api-{mode}"),
+        &format!("py-worker-{mode}"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -82,7 +126,10 @@ async fn rust_opentelemetry_otlp_exporter() {
     let api_tracer = api.tracer("interop-api");
     let worker_tracer = worker.tracer("interop-worker");
 
-    let root = api_tracer.span_builder("GET /rs").with_kind(SpanKind::Server).start(&api_tracer);
+    let root = api_tracer
+        .span_builder("GET /rs")
+        .with_kind(SpanKind::Server)
+        .start(&api_tracer);
     let root_cx = Context::current_with_span(root);
     let mut producer = api_tracer
         .span_builder("rs publish")
@@ -94,7 +141,11 @@ async fn rust_opentelemetry_otlp_exporter() {
     let mut consumer = worker_tracer
         .span_builder("rs process")
         .with_kind(SpanKind::Consumer)
-        .with_links(vec![Link::new(producer_sc.clone(), vec![KeyValue::new("messaging.operation.type", "process")], 0)])
+        .with_links(vec![Link::new(
+            producer_sc.clone(),
+            vec![KeyValue::new("messaging.operation.type", "process")],
+            0,
+        )])
         .start_with_context(&worker_tracer, &remote_parent);
     opentelemetry::trace::Span::end(&mut consumer);
     root_cx.span().end();

@@ -26,7 +26,8 @@ async fn loaded() -> (TestCollector, u64) {
 #[tokio::test]
 async fn trace_by_id_matches_the_jaeger_snapshot() {
     let (c, base) = loaded().await;
-    let (status, mut body) = get_json(&c.query_url(&format!("/api/traces/{}", "0a".repeat(16)))).await;
+    let (status, mut body) =
+        get_json(&c.query_url(&format!("/api/traces/{}", "0a".repeat(16)))).await;
     assert_eq!(status, 200);
     normalise_times(&mut body, base / 1000);
     insta::assert_json_snapshot!("trace_by_id", body);
@@ -41,10 +42,17 @@ async fn services_and_operations() {
     assert_eq!(body["errors"], serde_json::Value::Null);
 
     let (_, body) = get_json(&c.query_url("/api/services/shop-api/operations")).await;
-    assert_eq!(body["data"], serde_json::json!(["POST /orders", "orders publish"]));
+    assert_eq!(
+        body["data"],
+        serde_json::json!(["POST /orders", "orders publish"])
+    );
 
-    let (_, body) = get_json(&c.query_url("/api/operations?service=shop-worker&spanKind=consumer")).await;
-    assert_eq!(body["data"], serde_json::json!([{"name": "orders process", "spanKind": "consumer"}]));
+    let (_, body) =
+        get_json(&c.query_url("/api/operations?service=shop-worker&spanKind=consumer")).await;
+    assert_eq!(
+        body["data"],
+        serde_json::json!([{"name": "orders process", "spanKind": "consumer"}])
+    );
 }
 
 #[tokio::test]
@@ -52,7 +60,11 @@ async fn search_by_service_operation_duration_and_tags() {
     let (c, base) = loaded().await;
     let start = (base - 1000 * MS) / 1000;
     let end = (base + 10_000 * MS) / 1000;
-    let search = |extra: &str| c.query_url(&format!("/api/traces?service=shop-api&start={start}&end={end}{extra}"));
+    let search = |extra: &str| {
+        c.query_url(&format!(
+            "/api/traces?service=shop-api&start={start}&end={end}{extra}"
+        ))
+    };
 
     let (status, body) = get_json(&search("")).await;
     assert_eq!(status, 200, "{body}");
@@ -65,13 +77,16 @@ async fn search_by_service_operation_duration_and_tags() {
     let (_, body) = get_json(&search("&minDuration=1s")).await;
     assert_eq!(body["data"].as_array().map(Vec::len), Some(0), "{body}");
 
-    let (_, body) = get_json(&search("&operation=POST%20%2Forders&tags=%7B%22http.route%22%3A%22%2Forders%22%7D")).await;
+    let (_, body) = get_json(&search(
+        "&operation=POST%20%2Forders&tags=%7B%22http.route%22%3A%22%2Forders%22%7D",
+    ))
+    .await;
     assert_eq!(body["data"].as_array().map(Vec::len), Some(2), "{body}");
 
     let (_, body) = get_json(&search("&tags=%7B%22http.route%22%3A%22%2Fnothing%22%7D")).await;
     assert_eq!(body["data"].as_array().map(Vec::len), Some(0), "{body}");
 
-    let (_, body) = get_json(&c.query_url(&format!("/api/traces?service=shop-api&lookback=2h"))).await;
+    let (_, body) = get_json(&c.query_url("/api/traces?service=shop-api&lookback=2h")).await;
     assert_eq!(body["data"].as_array().map(Vec::len), Some(2), "{body}");
 }
 
@@ -80,15 +95,31 @@ async fn errors_use_jaegers_shape_and_status() {
     let (c, _) = loaded().await;
     let cases = [
         ("/api/traces?start=1", 400, "service"),
-        ("/api/traces?service=shop-api&minDuration=fast", 400, "minDuration"),
-        ("/api/traces?service=shop-api&lookback=forever", 400, "lookback"),
+        (
+            "/api/traces?service=shop-api&minDuration=fast",
+            400,
+            "minDuration",
+        ),
+        (
+            "/api/traces?service=shop-api&lookback=forever",
+            400,
+            "lookback",
+        ),
         ("/api/traces?service=shop-api&tags=%5B%5D", 400, "tags"),
         ("/api/traces?service=shop-api&end=yesterday", 400, "end"),
         ("/api/operations", 400, "service"),
-        ("/api/operations?service=shop-api&spanKind=sideways", 400, "spanKind"),
+        (
+            "/api/operations?service=shop-api&spanKind=sideways",
+            400,
+            "spanKind",
+        ),
         ("/api/dependencies?endTs=soon", 400, "endTs"),
         ("/api/traces/not-hex", 400, "traceID"),
-        (&format!("/api/traces/{}", "cc".repeat(16)), 404, "not found"),
+        (
+            &format!("/api/traces/{}", "cc".repeat(16)),
+            404,
+            "not found",
+        ),
     ];
     for (path, want_status, want_in_message) in cases {
         let (status, body) = get_json(&c.query_url(path)).await;
@@ -104,11 +135,16 @@ async fn errors_use_jaegers_shape_and_status() {
 async fn dependencies_come_from_the_service_graph() {
     let (c, base) = loaded().await;
     let end_ms = (base + 60_000 * MS) / MS;
-    let (status, body) = get_json(&c.query_url(&format!("/api/dependencies?endTs={end_ms}&lookback=3600000"))).await;
+    let (status, body) = get_json(&c.query_url(&format!(
+        "/api/dependencies?endTs={end_ms}&lookback=3600000"
+    )))
+    .await;
     assert_eq!(status, 200, "{body}");
     let links = body["data"].as_array().expect("links");
     assert!(
-        links.iter().any(|l| l["parent"] == "shop-api" && l["callCount"].as_u64() >= Some(1)),
+        links
+            .iter()
+            .any(|l| l["parent"] == "shop-api" && l["callCount"].as_u64() >= Some(1)),
         "{body}"
     );
 }
@@ -124,14 +160,25 @@ async fn integrity_endpoint_reports_whole_and_broken_traces() {
         .expect("grpc connects");
     client.export(broken).await.expect("export succeeds");
 
-    let (_, body) = get_json(&c.query_url(&format!("/api/throughline/integrity?traceID={}&traceID={}", "0a".repeat(16), "0c".repeat(16)))).await;
+    let (_, body) = get_json(&c.query_url(&format!(
+        "/api/throughline/integrity?traceID={}&traceID={}",
+        "0a".repeat(16),
+        "0c".repeat(16)
+    )))
+    .await;
     let data = body["data"].as_array().expect("reports");
     assert_eq!(data[0]["integrity"], "whole", "{body}");
-    assert_eq!(data[0]["services"], serde_json::json!(["shop-api", "shop-worker"]));
+    assert_eq!(
+        data[0]["services"],
+        serde_json::json!(["shop-api", "shop-worker"])
+    );
     assert_eq!(data[0]["spanCount"], 4);
     assert_eq!(data[1]["integrity"], "incomplete", "{body}");
     let problems = data[1]["problems"].to_string();
-    assert!(problems.contains("missing root") && problems.contains("0000000000000002"), "{problems}");
+    assert!(
+        problems.contains("missing root") && problems.contains("0000000000000002"),
+        "{problems}"
+    );
 
     let (_, body) = get_json(&c.query_url("/api/throughline/integrity?lookback=2h")).await;
     let data = body["data"].as_array().expect("reports");
@@ -141,8 +188,16 @@ async fn integrity_endpoint_reports_whole_and_broken_traces() {
 #[tokio::test]
 async fn metrics_text_matches_the_snapshot() {
     let (c, _) = loaded().await;
-    let text = reqwest::get(c.query_url("/metrics")).await.expect("metrics").text().await.expect("text");
+    let text = reqwest::get(c.query_url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     // The store's size on disk depends on compression and file layout, not on behaviour.
-    let stable: Vec<&str> = text.lines().filter(|l| !l.starts_with("throughline_store_disk_bytes ")).collect();
+    let stable: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("throughline_store_disk_bytes "))
+        .collect();
     insta::assert_snapshot!("metrics", stable.join("\n"));
 }

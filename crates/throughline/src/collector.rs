@@ -56,7 +56,9 @@ pub fn run(args: CollectorArgs) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(args))
 }
 
@@ -93,9 +95,8 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
         loop {
             tick.tick().await;
             let store = Arc::clone(&upkeep_store);
-            match tokio::task::spawn_blocking(move || store.maintain()).await {
-                Ok(Err(err)) => tracing::warn!(error = %err, "store upkeep failed"),
-                Ok(Ok(())) | Err(_) => {}
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || store.maintain()).await {
+                tracing::warn!(error = %err, "store upkeep failed");
             }
         }
     });
@@ -103,7 +104,9 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     upkeep.abort();
     running.shutdown().await;
-    tokio::task::spawn_blocking(move || store.flush()).await?.context("could not flush the store")?;
+    tokio::task::spawn_blocking(move || store.flush())
+        .await?
+        .context("could not flush the store")?;
     Ok(())
 }
 
@@ -111,13 +114,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

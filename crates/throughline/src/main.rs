@@ -9,7 +9,11 @@ mod collector;
 mod verify;
 
 #[derive(Debug, Parser)]
-#[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
+#[command(
+    name = "throughline",
+    version,
+    about = "Keep one trace id unbroken through every async hop, and prove it"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

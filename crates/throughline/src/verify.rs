@@ -51,7 +51,10 @@ fn parse_hop(input: &str) -> Result<Hop, String> {
     if from.is_empty() || to.is_empty() {
         return Err(format!("{input:?} names no service on one side of ->"));
     }
-    Ok(Hop { from: from.to_owned(), to: to.to_owned() })
+    Ok(Hop {
+        from: from.to_owned(),
+        to: to.to_owned(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,8 +98,13 @@ struct JaegerProcess {
 /// The service-to-service hops of a trace: (service of the parent or linked span, service of
 /// the span), for spans whose reference points at a span of another service.
 fn hops(trace: &JaegerTrace) -> Vec<(String, String)> {
-    let service_of_process =
-        |pid: &str| trace.processes.get(pid).map(|p| p.service_name.clone()).unwrap_or_default();
+    let service_of_process = |pid: &str| {
+        trace
+            .processes
+            .get(pid)
+            .map(|p| p.service_name.clone())
+            .unwrap_or_default()
+    };
     let service_of_span: HashMap<&str, String> = trace
         .spans
         .iter()
@@ -117,7 +125,11 @@ fn hops(trace: &JaegerTrace) -> Vec<(String, String)> {
 }
 
 /// What is wrong with one trace, beyond the store's own integrity verdict.
-fn expectation_failures(report: &IntegrityReport, hops_found: &[(String, String)], args: &VerifyArgs) -> Vec<String> {
+fn expectation_failures(
+    report: &IntegrityReport,
+    hops_found: &[(String, String)],
+    args: &VerifyArgs,
+) -> Vec<String> {
     let mut failures = Vec::new();
     for service in &args.expect_services {
         if !report.services.contains(service) {
@@ -125,29 +137,48 @@ fn expectation_failures(report: &IntegrityReport, hops_found: &[(String, String)
         }
     }
     for hop in &args.expect_hops {
-        if !hops_found.iter().any(|(f, t)| *f == hop.from && *t == hop.to) {
-            failures.push(format!("expected hop {} -> {} is missing", hop.from, hop.to));
+        if !hops_found
+            .iter()
+            .any(|(f, t)| *f == hop.from && *t == hop.to)
+        {
+            failures.push(format!(
+                "expected hop {} -> {} is missing",
+                hop.from, hop.to
+            ));
         }
     }
     failures
 }
 
-async fn get<T: for<'de> Deserialize<'de>>(client: &reqwest::Client, url: &str) -> anyhow::Result<T> {
-    let response = client.get(url).send().await.with_context(|| format!("could not reach {url}"))?;
+async fn get<T: for<'de> Deserialize<'de>>(
+    client: &reqwest::Client,
+    url: &str,
+) -> anyhow::Result<T> {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .with_context(|| format!("could not reach {url}"))?;
     let status = response.status();
-    let envelope: Envelope<T> =
-        response.json().await.with_context(|| format!("{url} did not answer with Jaeger JSON"))?;
+    let envelope: Envelope<T> = response
+        .json()
+        .await
+        .with_context(|| format!("{url} did not answer with Jaeger JSON"))?;
     if let Some(errors) = envelope.errors.filter(|e| !e.is_empty()) {
         let msgs: Vec<String> = errors.into_iter().map(|e| e.msg).collect();
         bail!("{url} answered {status}: {}", msgs.join("; "));
     }
-    envelope.data.with_context(|| format!("{url} answered {status} without data"))
+    envelope
+        .data
+        .with_context(|| format!("{url} answered {status} without data"))
 }
 
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -155,7 +186,9 @@ fn encode(s: &str) -> String {
 
 /// Runs the check; a failed check ends the process with exit status 1 after the report.
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let passed = runtime.block_on(verify(args))?;
     if !passed {
         std::process::exit(1);
@@ -166,8 +199,13 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
 /// Prints one line per trace and a summary; `Ok(false)` when any check failed.
 async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
     let base = args.url.trim_end_matches('/');
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
-    let mut query = vec![format!("lookback={}", encode(&args.lookback)), format!("limit={}", args.limit)];
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let mut query = vec![
+        format!("lookback={}", encode(&args.lookback)),
+        format!("limit={}", args.limit),
+    ];
     if let Some(service) = &args.service {
         query.push(format!("service={}", encode(service)));
     }
@@ -210,14 +248,20 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<bool> {
             report.trace_id,
             report.span_count,
             report.services.join(", "),
-            if problems.is_empty() { String::new() } else { format!("  ({})", problems.join("; ")) }
+            if problems.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", problems.join("; "))
+            }
         );
     }
     println!(
         "{} traces: {whole} whole, {broken} broken, {settling} settling",
         reports.len()
     );
-    let expected_something = !args.expect_services.is_empty() || !args.expect_hops.is_empty() || !args.trace_ids.is_empty();
+    let expected_something = !args.expect_services.is_empty()
+        || !args.expect_hops.is_empty()
+        || !args.trace_ids.is_empty();
     if reports.is_empty() && expected_something {
         println!("no traces found, but some were expected");
         return Ok(false);
@@ -231,7 +275,13 @@ mod tests {
 
     #[test]
     fn hop_parsing() {
-        assert_eq!(parse_hop("api -> worker"), Ok(Hop { from: "api".into(), to: "worker".into() }));
+        assert_eq!(
+            parse_hop("api -> worker"),
+            Ok(Hop {
+                from: "api".into(),
+                to: "worker".into()
+            })
+        );
         assert!(parse_hop("api").is_err());
         assert!(parse_hop("->worker").is_err());
     }

@@ -30,7 +30,9 @@ fn acknowledged_spans_survive_kill_9() {
             let acknowledged = Arc::clone(&acknowledged);
             let url = url.clone();
             runtime.spawn(async move {
-                let mut client = TraceServiceClient::connect(url).await.expect("grpc connects");
+                let mut client = TraceServiceClient::connect(url)
+                    .await
+                    .expect("grpc connects");
                 for round in 0u64.. {
                     let batch = round * SENDERS + sender;
                     let request = seeds_like_batch(batch, TRACES_PER_BATCH, start);
@@ -57,21 +59,37 @@ fn acknowledged_spans_survive_kill_9() {
         runtime.block_on(sender).expect("sender task ends");
     }
     let acknowledged = acknowledged.lock().expect("not poisoned").clone();
-    assert!(!acknowledged.is_empty(), "some batches were acknowledged before the kill");
+    assert!(
+        !acknowledged.is_empty(),
+        "some batches were acknowledged before the kill"
+    );
 
     let (_child, addrs) = start_collector(dir.path());
     let client = reqwest::Client::new();
-    eprintln!("checking {} acknowledged batches of {TRACES_PER_BATCH} traces", acknowledged.len());
+    eprintln!(
+        "checking {} acknowledged batches of {TRACES_PER_BATCH} traces",
+        acknowledged.len()
+    );
     runtime.block_on(async move {
         for batch in acknowledged {
             for i in 0..TRACES_PER_BATCH as u64 {
                 let trace = TwoServiceTrace::new(batch * TRACES_PER_BATCH as u64 + i, start);
                 let url = format!("http://{}/api/traces/{}", addrs.query, trace.trace_id);
                 let response = client.get(&url).send().await.expect("query API answers");
-                assert_eq!(response.status(), 200, "trace {} of acknowledged batch {batch}", trace.trace_id);
+                assert_eq!(
+                    response.status(),
+                    200,
+                    "trace {} of acknowledged batch {batch}",
+                    trace.trace_id
+                );
                 let body: serde_json::Value = response.json().await.expect("JSON");
                 let spans = body["data"][0]["spans"].as_array().map(Vec::len);
-                assert_eq!(spans, Some(4), "every span of trace {} is back", trace.trace_id);
+                assert_eq!(
+                    spans,
+                    Some(4),
+                    "every span of trace {} is back",
+                    trace.trace_id
+                );
             }
         }
     });

@@ -16,7 +16,11 @@ fn verify(query: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("the throughline binary runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -28,10 +32,18 @@ fn verify_passes_whole_traces_and_fails_broken_ones() {
     let broken = TwoServiceTrace::new(2, now_nanos());
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async {
-        let mut client = TraceServiceClient::connect(format!("http://{}", addrs.grpc)).await.expect("grpc connects");
-        client.export(whole.request()).await.expect("export succeeds");
+        let mut client = TraceServiceClient::connect(format!("http://{}", addrs.grpc))
+            .await
+            .expect("grpc connects");
+        client
+            .export(whole.request())
+            .await
+            .expect("export succeeds");
         // Only the worker's half of the second trace arrives.
-        client.export(broken.worker_request()).await.expect("export succeeds");
+        client
+            .export(broken.worker_request())
+            .await
+            .expect("export succeeds");
     });
     let (api, worker) = (whole.api_service.as_str(), whole.worker_service.as_str());
     let hop = format!("{api}->{worker}");
@@ -39,25 +51,47 @@ fn verify_passes_whole_traces_and_fails_broken_ones() {
     let whole_id = whole.trace_id.to_string();
     let broken_id = broken.trace_id.to_string();
 
-    let (ok, out) = verify(addrs.query, &["--trace-id", &whole_id, "--expect-services", &services, "--expect-hop", &hop]);
+    let (ok, out) = verify(
+        addrs.query,
+        &[
+            "--trace-id",
+            &whole_id,
+            "--expect-services",
+            &services,
+            "--expect-hop",
+            &hop,
+        ],
+    );
     assert!(ok, "{out}");
     assert!(out.contains(&format!("{whole_id} whole")), "{out}");
 
     let (ok, out) = verify(addrs.query, &["--trace-id", &broken_id]);
     assert!(!ok, "{out}");
-    assert!(out.contains("BROKEN") && out.contains("missing root span"), "{out}");
+    assert!(
+        out.contains("BROKEN") && out.contains("missing root span"),
+        "{out}"
+    );
 
     let backwards = format!("{worker}->{api}");
-    let (ok, out) = verify(addrs.query, &["--trace-id", &whole_id, "--expect-hop", &backwards]);
+    let (ok, out) = verify(
+        addrs.query,
+        &["--trace-id", &whole_id, "--expect-hop", &backwards],
+    );
     assert!(!ok, "{out}");
-    assert!(out.contains(&format!("expected hop {worker} -> {api} is missing")), "{out}");
+    assert!(
+        out.contains(&format!("expected hop {worker} -> {api} is missing")),
+        "{out}"
+    );
 
     // A window search finds both, and the broken one fails the run.
     let (ok, out) = verify(addrs.query, &["--lookback", "1h"]);
     assert!(!ok, "{out}");
     assert!(out.contains("2 traces: 1 whole, 1 broken"), "{out}");
 
-    let (ok, out) = verify(addrs.query, &["--service", "nobody", "--expect-services", "nobody"]);
+    let (ok, out) = verify(
+        addrs.query,
+        &["--service", "nobody", "--expect-services", "nobody"],
+    );
     assert!(!ok, "{out}");
     assert!(out.contains("no traces found"), "{out}");
 }

@@ -52,7 +52,9 @@ pub async fn start_with(limits: IngestLimits) -> TestCollector {
         limits,
         ..CollectorConfig::default()
     };
-    let running = Collector::start(config, sink, reader, None).await.expect("collector starts");
+    let running = Collector::start(config, sink, reader, None)
+        .await
+        .expect("collector starts");
     TestCollector { running, dir }
 }
 
@@ -61,20 +63,38 @@ pub async fn start() -> TestCollector {
 }
 
 pub fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as u64
 }
 
 pub fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::StringValue(value.into())) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(Value::IntValue(value)) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(value)),
+        }),
+        ..Default::default()
+    }
 }
 
 fn resource(service: &str) -> Resource {
     Resource {
-        attributes: vec![kv("service.name", service), kv("deployment.environment.name", "test")],
+        attributes: vec![
+            kv("service.name", service),
+            kv("deployment.environment.name", "test"),
+        ],
         ..Default::default()
     }
 }
@@ -103,32 +123,66 @@ pub fn two_service_trace(trace_byte: u8, base_nanos: u64) -> ExportTraceServiceR
         ..Default::default()
     };
     let mut server = span(1, None, "POST /orders", SpanKind::Server, 0, 40);
-    server.attributes = vec![kv("http.request.method", "POST"), kv("http.route", "/orders"), kv_int("http.response.status_code", 202)];
+    server.attributes = vec![
+        kv("http.request.method", "POST"),
+        kv("http.route", "/orders"),
+        kv_int("http.response.status_code", 202),
+    ];
     let mut producer = span(2, Some(1), "orders publish", SpanKind::Producer, 5, 8);
-    producer.attributes = vec![kv("messaging.system", "aws_sqs"), kv("messaging.destination.name", "orders")];
+    producer.attributes = vec![
+        kv("messaging.system", "aws_sqs"),
+        kv("messaging.destination.name", "orders"),
+    ];
     let mut consumer = span(3, Some(2), "orders process", SpanKind::Consumer, 20, 70);
-    consumer.attributes = vec![kv("messaging.system", "aws_sqs"), kv("messaging.destination.name", "orders")];
-    consumer.links = vec![Link { trace_id: trace_id.clone(), span_id: span_id(2), ..Default::default() }];
+    consumer.attributes = vec![
+        kv("messaging.system", "aws_sqs"),
+        kv("messaging.destination.name", "orders"),
+    ];
+    consumer.links = vec![Link {
+        trace_id: trace_id.clone(),
+        span_id: span_id(2),
+        ..Default::default()
+    }];
     consumer.events = vec![Event {
         time_unix_nano: base_nanos + 30 * ms,
         name: "retrying".into(),
         attributes: vec![kv_int("attempt", 2)],
         ..Default::default()
     }];
-    consumer.status = Some(Status { code: status::StatusCode::Error as i32, message: "payment declined".into() });
+    consumer.status = Some(Status {
+        code: status::StatusCode::Error as i32,
+        message: "payment declined".into(),
+    });
     let mut db = span(4, Some(3), "INSERT orders", SpanKind::Client, 40, 60);
-    db.attributes = vec![kv("db.system.name", "postgresql"), kv("db.namespace", "shop")];
-    let scope = |name: &str| Some(InstrumentationScope { name: name.into(), version: "1.0.0".into(), ..Default::default() });
+    db.attributes = vec![
+        kv("db.system.name", "postgresql"),
+        kv("db.namespace", "shop"),
+    ];
+    let scope = |name: &str| {
+        Some(InstrumentationScope {
+            name: name.into(),
+            version: "1.0.0".into(),
+            ..Default::default()
+        })
+    };
     ExportTraceServiceRequest {
         resource_spans: vec![
             ResourceSpans {
                 resource: Some(resource("shop-api")),
-                scope_spans: vec![ScopeSpans { scope: scope("shop-api"), spans: vec![server, producer], ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    scope: scope("shop-api"),
+                    spans: vec![server, producer],
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
             ResourceSpans {
                 resource: Some(resource("shop-worker")),
-                scope_spans: vec![ScopeSpans { scope: scope("shop-worker"), spans: vec![consumer, db], ..Default::default() }],
+                scope_spans: vec![ScopeSpans {
+                    scope: scope("shop-worker"),
+                    spans: vec![consumer, db],
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
         ],
@@ -149,7 +203,9 @@ pub fn normalise_times(value: &mut serde_json::Value, base_micros: u64) {
                 }
             }
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| normalise_times(v, base_micros)),
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| normalise_times(v, base_micros)),
         _ => {}
     }
 }
@@ -158,5 +214,8 @@ pub fn normalise_times(value: &mut serde_json::Value, base_micros: u64) {
 pub async fn get_json(url: &str) -> (reqwest::StatusCode, serde_json::Value) {
     let response = reqwest::get(url).await.expect("query API answers");
     let status = response.status();
-    (status, response.json().await.expect("query API answers JSON"))
+    (
+        status,
+        response.json().await.expect("query API answers JSON"),
+    )
 }

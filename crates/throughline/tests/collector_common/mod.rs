@@ -14,7 +14,10 @@ pub struct Addrs {
 }
 
 pub fn start_collector(data_dir: &Path) -> (ChildGuard, Addrs) {
-    let addrs = Addrs { grpc: free_loopback_addr(), query: free_loopback_addr() };
+    let addrs = Addrs {
+        grpc: free_loopback_addr(),
+        query: free_loopback_addr(),
+    };
     let http = free_loopback_addr();
     let child = Command::new(env!("CARGO_BIN_EXE_throughline"))
         .arg("collector")
@@ -29,12 +32,20 @@ pub fn start_collector(data_dir: &Path) -> (ChildGuard, Addrs) {
         .spawn()
         .expect("the throughline binary starts");
     let guard = ChildGuard(child);
-    assert!(wait_for_port(addrs.grpc, Duration::from_secs(20)), "collector listens for gRPC");
-    assert!(wait_for_port(addrs.query, Duration::from_secs(20)), "collector serves the query API");
+    assert!(
+        wait_for_port(addrs.grpc, Duration::from_secs(20)),
+        "collector listens for gRPC"
+    );
+    assert!(
+        wait_for_port(addrs.query, Duration::from_secs(20)),
+        "collector serves the query API"
+    );
     (guard, addrs)
 }
 
 pub fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos() as u64
 }
-
