@@ -6,7 +6,7 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use opentelemetry_semantic_conventions::resource as semres;
 
-use crate::api::{AnyValue, KeyValue, NodeKind, Resource, Span};
+use crate::api::{AnyValue, KeyValue, NodeKind, Resource, Span, SpanKind};
 
 /// `service.name` when a resource has none, as the SDKs name it.
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
@@ -49,13 +49,16 @@ pub struct SpanFacts {
 }
 
 impl SpanFacts {
-    pub fn extract(service: &Arc<str>, span: &Span) -> Self {
+    /// The facts of a span that is no longer needed (its name is moved out, not copied).
+    pub fn extract(service: &Arc<str>, trace_id: u128, span: &mut Span) -> Self {
+        let calls_out =
+            span.kind == SpanKind::Client as i32 || span.kind == SpanKind::Producer as i32;
         Self {
-            trace_id: trace_u128(&span.trace_id),
+            trace_id,
             span_id: span_u64(&span.span_id),
             parent_span_id: span_u64(&span.parent_span_id),
             service: Arc::clone(service),
-            name: span.name.clone(),
+            name: std::mem::take(&mut span.name),
             kind: span.kind,
             status_code: span.status.as_ref().map_or(0, |s| s.code),
             start_unix_nanos: span.start_time_unix_nano,
@@ -66,7 +69,11 @@ impl SpanFacts {
                 .filter(|l| l.trace_id.len() == 16 && l.span_id.len() == 8)
                 .map(|l| (trace_u128(&l.trace_id), span_u64(&l.span_id)))
                 .collect(),
-            peer: virtual_peer(&span.attributes),
+            peer: if calls_out {
+                virtual_peer(&span.attributes)
+            } else {
+                None
+            },
         }
     }
 
@@ -140,3 +147,30 @@ pub fn virtual_peer(attributes: &[KeyValue]) -> Option<(NodeKind, String)> {
         .filter(|s| !s.is_empty())
         .map(|s| (NodeKind::External, s.to_owned()))
 }
+
+/// A hasher for keys that are already random (trace and span ids): one multiply per word.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64);
+        self.write_u64((n >> 64) as u64);
+    }
+}
+
+/// `HashMap` state for id keys.
+pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;

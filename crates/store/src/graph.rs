@@ -2,11 +2,12 @@
 //! order, through parent/child or span links; virtual nodes for databases, queues and peers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::api::{NodeKind, ServiceGraphEdge, SpanKind};
-use crate::facts::SpanFacts;
+use crate::facts::{IdHash, SpanFacts};
 use crate::metrics::{Hist, minute_of};
 
 fn node_code(kind: NodeKind) -> u8 {
@@ -27,8 +28,8 @@ fn node_kind(code: u8) -> NodeKind {
     }
 }
 
-/// (client, client kind, server, server kind)
-type EdgeKey = (String, u8, String, u8);
+/// (client, client kind, server, server kind), names as numbers of [`ServiceGraph::names`].
+type EdgeKey = (u32, u8, u32, u8);
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EdgeAgg {
@@ -41,7 +42,8 @@ pub struct EdgeAgg {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingHalf {
     pub is_client: bool,
-    pub service: String,
+    #[serde(with = "crate::checkpoint::arc_str")]
+    pub service: Arc<str>,
     /// Virtual node of a client that never meets its server.
     pub peer: Option<(u8, String)>,
     pub start_unix_nanos: u64,
@@ -54,10 +56,14 @@ pub struct PendingHalf {
 /// The service graph and the halves still waiting for a partner.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceGraph {
+    /// Node names; edges refer to them by position.
+    names: Vec<String>,
+    #[serde(skip)]
+    name_ids: HashMap<String, u32>,
     #[serde(with = "crate::checkpoint::as_vec")]
     edges: HashMap<EdgeKey, BTreeMap<u64, EdgeAgg>>,
     #[serde(with = "crate::checkpoint::as_vec")]
-    pending: HashMap<(u128, u64), PendingHalf>,
+    pending: HashMap<(u128, u64), PendingHalf, IdHash>,
     /// (arrival, key) in arrival order, to expire halves after the settle time.
     expiry: VecDeque<(u64, (u128, u64))>,
     /// Halves that expired without a partner and without a virtual node to go to.
@@ -73,6 +79,25 @@ fn is_server(kind: i32) -> bool {
 }
 
 impl ServiceGraph {
+    fn name_id(&mut self, name: &str) -> u32 {
+        if self.name_ids.len() != self.names.len() {
+            // Loaded from a checkpoint: the reverse map is rebuilt, not stored.
+            self.name_ids = self
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i as u32))
+                .collect();
+        }
+        if let Some(id) = self.name_ids.get(name) {
+            return *id;
+        }
+        self.names.push(name.to_owned());
+        let id = (self.names.len() - 1) as u32;
+        self.name_ids.insert(name.to_owned(), id);
+        id
+    }
+
     fn add_edge(
         &mut self,
         client: (&str, NodeKind),
@@ -82,9 +107,9 @@ impl ServiceGraph {
         failed: bool,
     ) {
         let key = (
-            client.0.to_owned(),
+            self.name_id(client.0),
             node_code(client.1),
-            server.0.to_owned(),
+            self.name_id(server.0),
             node_code(server.1),
         );
         let agg = self
@@ -130,7 +155,7 @@ impl ServiceGraph {
             self.wait(
                 PendingHalf {
                     is_client: true,
-                    service: f.service.to_string(),
+                    service: Arc::clone(&f.service),
                     peer: f.peer.as_ref().map(|(k, n)| (node_code(*k), n.clone())),
                     start_unix_nanos: f.start_unix_nanos,
                     duration_nanos: f.duration_nanos(),
@@ -163,7 +188,7 @@ impl ServiceGraph {
                 self.wait(
                     PendingHalf {
                         is_client: false,
-                        service: f.service.to_string(),
+                        service: Arc::clone(&f.service),
                         peer: None,
                         start_unix_nanos: f.start_unix_nanos,
                         duration_nanos: f.duration_nanos(),
@@ -180,9 +205,12 @@ impl ServiceGraph {
         for key in &half.keys {
             self.expiry.push_back((arrival, *key));
         }
-        let keys = half.keys.clone();
-        for key in keys {
-            self.pending.insert(key, half.clone());
+        if let [key] = half.keys[..] {
+            self.pending.insert(key, half);
+        } else {
+            for key in half.keys.clone() {
+                self.pending.insert(key, half.clone());
+            }
         }
     }
 
@@ -224,6 +252,7 @@ impl ServiceGraph {
 
     pub fn dependencies(&self, start: u64, end: u64) -> Vec<ServiceGraphEdge> {
         let mut out = Vec::new();
+        let name = |id: &u32| self.names.get(*id as usize).cloned().unwrap_or_default();
         for ((client, ck, server, sk), minutes) in &self.edges {
             let mut total = EdgeAgg::default();
             for agg in minutes.range(minute_of(start)..end).map(|(_, a)| a) {
@@ -233,9 +262,9 @@ impl ServiceGraph {
             }
             if total.calls > 0 {
                 out.push(ServiceGraphEdge {
-                    client: client.clone(),
+                    client: name(client),
                     client_kind: node_kind(*ck),
-                    server: server.clone(),
+                    server: name(server),
                     server_kind: node_kind(*sk),
                     calls: total.calls,
                     failed_calls: total.failed_calls,
@@ -252,5 +281,189 @@ impl ServiceGraph {
             *minutes = minutes.split_off(&minute_of(cutoff));
         }
         self.edges.retain(|_, m| !m.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETTLE: u64 = 10;
+
+    fn span(service: &str, id: u64, parent: u64, kind: SpanKind) -> SpanFacts {
+        SpanFacts {
+            trace_id: 7,
+            span_id: id,
+            parent_span_id: parent,
+            service: Arc::from(service),
+            name: format!("op-{id}"),
+            kind: kind as i32,
+            status_code: 0,
+            start_unix_nanos: 1_000,
+            end_unix_nanos: 1_000 + 3_000_000,
+            links: Vec::new(),
+            peer: None,
+        }
+    }
+
+    fn edges(g: &ServiceGraph) -> Vec<(String, NodeKind, String, NodeKind, u64, u64)> {
+        g.dependencies(0, u64::MAX)
+            .into_iter()
+            .map(|e| {
+                (
+                    e.client,
+                    e.client_kind,
+                    e.server,
+                    e.server_kind,
+                    e.calls,
+                    e.failed_calls,
+                )
+            })
+            .collect()
+    }
+
+    fn svc(client: &str, server: &str) -> (String, NodeKind, String, NodeKind, u64, u64) {
+        (
+            client.into(),
+            NodeKind::Service,
+            server.into(),
+            NodeKind::Service,
+            1,
+            0,
+        )
+    }
+
+    #[test]
+    fn client_then_server_pairs() {
+        let mut g = ServiceGraph::default();
+        g.record(&span("web", 1, 0, SpanKind::Client), 0);
+        assert!(edges(&g).is_empty());
+        g.record(&span("api", 2, 1, SpanKind::Server), 5);
+        assert_eq!(edges(&g), vec![svc("web", "api")]);
+        assert_eq!(g.pending.len(), 0);
+    }
+
+    #[test]
+    fn server_then_client_pairs() {
+        let mut g = ServiceGraph::default();
+        g.record(&span("api", 2, 1, SpanKind::Server), 0);
+        g.record(&span("web", 1, 0, SpanKind::Client), 5);
+        assert_eq!(edges(&g), vec![svc("web", "api")]);
+        let e = &g.dependencies(0, u64::MAX)[0];
+        // 3 ms lands in the (2, 4] bucket, seen from the server.
+        assert_eq!(e.latency.bucket_counts[1], 1);
+    }
+
+    #[test]
+    fn producer_and_linked_consumer_pair_in_either_order() {
+        for consumer_first in [false, true] {
+            let mut g = ServiceGraph::default();
+            let producer = span("api", 1, 0, SpanKind::Producer);
+            let mut consumer = span("worker", 9, 0, SpanKind::Consumer);
+            consumer.trace_id = 8;
+            consumer.links = vec![(7, 1)];
+            if consumer_first {
+                g.record(&consumer, 0);
+                g.record(&producer, 1);
+            } else {
+                g.record(&producer, 0);
+                g.record(&consumer, 1);
+            }
+            assert_eq!(
+                edges(&g),
+                vec![svc("api", "worker")],
+                "consumer first: {consumer_first}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_server_waiting_under_parent_and_link_pairs_once() {
+        let mut g = ServiceGraph::default();
+        let mut consumer = span("worker", 9, 3, SpanKind::Consumer);
+        consumer.links = vec![(7, 1)];
+        g.record(&consumer, 0);
+        g.record(&span("api", 1, 0, SpanKind::Producer), 1);
+        g.record(&span("api", 3, 0, SpanKind::Client), 1);
+        assert_eq!(edges(&g), vec![svc("api", "worker")]);
+        assert!(
+            g.pending.contains_key(&(7, 3)),
+            "the client waits for its own server"
+        );
+    }
+
+    #[test]
+    fn database_calls_are_edges_at_once() {
+        let mut g = ServiceGraph::default();
+        let mut db = span("worker", 4, 3, SpanKind::Client);
+        db.peer = Some((NodeKind::Database, "postgresql/onboarding".into()));
+        db.status_code = 2;
+        g.record(&db, 0);
+        assert_eq!(
+            edges(&g),
+            vec![(
+                "worker".into(),
+                NodeKind::Service,
+                "postgresql/onboarding".into(),
+                NodeKind::Database,
+                1,
+                1
+            )]
+        );
+    }
+
+    #[test]
+    fn unanswered_producers_and_clients_become_virtual_nodes_after_settling() {
+        let mut g = ServiceGraph::default();
+        let mut send = span("api", 1, 0, SpanKind::Producer);
+        send.peer = Some((NodeKind::MessagingSystem, "aws_sqs/onboarding-queue".into()));
+        let mut call = span("api", 2, 0, SpanKind::Client);
+        call.peer = Some((NodeKind::External, "payments.example.com".into()));
+        let lone = span("api", 3, 0, SpanKind::Client);
+        for f in [&send, &call, &lone] {
+            g.record(f, 100);
+        }
+        g.expire(100 + SETTLE - 1, SETTLE);
+        assert!(edges(&g).is_empty(), "still settling");
+        g.expire(100 + SETTLE, SETTLE);
+        let mut found = edges(&g);
+        found.sort_by(|a, b| a.2.cmp(&b.2));
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "api".into(),
+                    NodeKind::Service,
+                    "aws_sqs/onboarding-queue".into(),
+                    NodeKind::MessagingSystem,
+                    1,
+                    0
+                ),
+                (
+                    "api".into(),
+                    NodeKind::Service,
+                    "payments.example.com".into(),
+                    NodeKind::External,
+                    1,
+                    0
+                ),
+            ]
+        );
+        assert_eq!(g.unpaired, 1);
+        assert!(g.pending.is_empty());
+    }
+
+    #[test]
+    fn edges_are_counted_per_minute_and_pruned() {
+        let mut g = ServiceGraph::default();
+        let mut db = span("worker", 4, 3, SpanKind::Client);
+        db.peer = Some((NodeKind::Database, "redis".into()));
+        g.record(&db, 0);
+        db.start_unix_nanos = 5 * crate::metrics::MINUTE_NANOS;
+        g.record(&db, 0);
+        assert_eq!(g.dependencies(0, crate::metrics::MINUTE_NANOS).len(), 1);
+        assert_eq!(g.dependencies(0, u64::MAX)[0].calls, 2);
+        g.prune(crate::metrics::MINUTE_NANOS);
+        assert_eq!(g.dependencies(0, u64::MAX)[0].calls, 1);
     }
 }

@@ -250,3 +250,78 @@ pub fn bucket_index(minute: u64, start: u64, step: u64, n: usize) -> Option<usiz
     let i = (minute.saturating_sub(start) / step) as usize;
     (i < n).then_some(i)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn facts(name: &str, kind: SpanKind, status: i32, start: u64, duration_ms: u64) -> SpanFacts {
+        SpanFacts {
+            trace_id: 1,
+            span_id: 1,
+            parent_span_id: 0,
+            service: Arc::from("api"),
+            name: name.into(),
+            kind: kind as i32,
+            status_code: status,
+            start_unix_nanos: start,
+            end_unix_nanos: start + duration_ms * 1_000_000,
+            links: Vec::new(),
+            peer: None,
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_upper_inclusive() {
+        let mut h = Hist::default();
+        for ms in [0, 2, 3, 10, 16_000] {
+            h.record(ms * 1_000_000);
+        }
+        assert_eq!(h.buckets[0], 2, "0 and 2 ms are in (.., 2]");
+        assert_eq!(h.buckets[1], 1);
+        assert_eq!(h.buckets[4], 1, "10 ms is in (8, 10]");
+        assert_eq!(h.buckets[LATENCY_BUCKETS_MS.len()], 1, "overflow");
+        assert_eq!(h.count, 5);
+        assert!((h.sum_ms - 16_015.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn series_split_by_name_kind_and_status() {
+        let mut m = SpanMetrics::default();
+        m.record(&facts("GET /", SpanKind::Server, 0, 0, 5));
+        m.record(&facts("GET /", SpanKind::Server, 2, 0, 5));
+        m.record(&facts("GET /", SpanKind::Server, 2, MINUTE_NANOS, 5));
+        m.record(&facts("GET /", SpanKind::Client, 1, 0, 5));
+        let series: Vec<(String, SpanKind, &str, u64)> = m
+            .span_metrics()
+            .into_iter()
+            .map(|s| (s.span_name, s.span_kind, s.status_code, s.calls))
+            .collect();
+        assert_eq!(
+            series,
+            vec![
+                ("GET /".into(), SpanKind::Server, "STATUS_CODE_ERROR", 2),
+                ("GET /".into(), SpanKind::Server, "STATUS_CODE_UNSET", 1),
+                ("GET /".into(), SpanKind::Client, "STATUS_CODE_OK", 1),
+            ]
+        );
+        assert_eq!(m.operations("api").len(), 2);
+        let red = m.red_series("api", Some("GET /"), 0, 3 * MINUTE_NANOS, MINUTE_NANOS);
+        let figures: Vec<(u64, u64)> = red.iter().map(|p| (p.calls, p.errors)).collect();
+        assert_eq!(figures, vec![(3, 1), (1, 1), (0, 0)]);
+        let wide = m.red_series("api", None, 0, 3 * MINUTE_NANOS, 3 * MINUTE_NANOS);
+        assert_eq!((wide.len(), wide[0].calls, wide[0].errors), (1, 4, 2));
+        m.prune(MINUTE_NANOS);
+        assert_eq!(
+            m.red_series("api", None, 0, MINUTE_NANOS, MINUTE_NANOS)[0].calls,
+            0
+        );
+        assert_eq!(
+            m.span_metrics().iter().map(|s| s.calls).sum::<u64>(),
+            4,
+            "counters never shrink"
+        );
+    }
+}

@@ -154,8 +154,8 @@ impl Store {
         query: &TraceQuery,
         limit: usize,
     ) -> Result<Vec<TraceSummary>, StoreError> {
-        // A trace that started before the window may still have matching spans in it; the
-        // integrity index is by trace start, so widen its range by nothing more than the window.
+        self.maintain()?;
+        // Broken traces are few: read each, newest first, and keep those with a matching span.
         let candidates: Vec<u128> = self
             .lock()
             .derived
@@ -310,6 +310,8 @@ impl TraceReader for Store {
         step_nanos: u64,
     ) -> Result<Vec<IntegrityPoint>, StoreError> {
         check_step(start_unix_nanos, end_unix_nanos, step_nanos)?;
+        // Judge what has settled since the last write, so an idle store answers up to date.
+        self.maintain()?;
         Ok(self
             .lock()
             .derived

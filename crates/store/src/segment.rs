@@ -66,15 +66,16 @@ impl SegmentFile {
         })
     }
 
-    /// Appends one record and returns its offset. The bytes are in the kernel when this returns
-    /// (they survive the process being killed); `sync` also waits for the disk.
-    pub fn append(&mut self, payload: &[u8], sync: bool) -> io::Result<u64> {
+    /// Appends one record and returns its offset. `framed` holds [`RECORD_HEADER_BYTES`]
+    /// placeholder bytes, then the payload; the header is filled in here. The bytes are in the
+    /// kernel when this returns (they survive the process being killed); `sync` also waits for
+    /// the disk.
+    pub fn append(&mut self, framed: &mut [u8], sync: bool) -> io::Result<u64> {
         let offset = self.len;
-        let mut framed = Vec::with_capacity(payload.len() + RECORD_HEADER_BYTES as usize);
-        framed.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        framed.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        framed.extend_from_slice(payload);
-        (&*self.file).write_all(&framed)?;
+        let (header, payload) = framed.split_at_mut(RECORD_HEADER_BYTES as usize);
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        (&*self.file).write_all(framed)?;
         if sync {
             self.file.sync_data()?;
         }

@@ -17,10 +17,12 @@ use prost::Message;
 use crate::StoreError;
 use crate::api::*;
 use crate::block::{self, PreparedBlock, SpanBlockBody, decode_span, trace_key};
-use crate::checkpoint::{self, Checkpoint, LogPosition};
+use crate::catalog::{BlockMeta, BlockRef, RawMeta, Segment, block_ref};
+use crate::checkpoint::{self, CheckpointRef, LogPosition};
 use crate::derived::Derived;
-use crate::facts::SpanFacts;
+use crate::facts::{SpanFacts, trace_u128};
 use crate::integrity::Verdict;
+use crate::sealed::{self, IndexedBlock, IndexedRaw, SegmentIndex};
 use crate::segment::{self, SegmentFile};
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -61,108 +63,6 @@ impl StoreConfig {
     }
 }
 
-/// What the index knows of one span block.
-#[derive(Debug, Clone)]
-pub(crate) struct BlockMeta {
-    pub offset: u64,
-    pub len: u32,
-    pub arrival: u64,
-    pub min_start: u64,
-    pub max_start: u64,
-    pub span_count: u32,
-    pub services: Vec<u32>,
-}
-
-/// A logs or metrics record.
-#[derive(Debug, Clone, Copy)]
-struct RawMeta {
-    kind: u8,
-    offset: u64,
-    len: u32,
-    arrival: u64,
-}
-
-#[derive(Debug)]
-pub(crate) struct Segment {
-    pub file: SegmentFile,
-    pub blocks: Vec<BlockMeta>,
-    raws: Vec<RawMeta>,
-    /// Trace index: (trace key, block number), sorted by key once the segment is sealed.
-    keys: Vec<u64>,
-    key_blocks: Vec<u32>,
-    sealed: bool,
-    first_arrival: u64,
-    last_arrival: u64,
-}
-
-impl Segment {
-    fn new(file: SegmentFile) -> Self {
-        Self {
-            file,
-            blocks: Vec::new(),
-            raws: Vec::new(),
-            keys: Vec::new(),
-            key_blocks: Vec::new(),
-            sealed: false,
-            first_arrival: 0,
-            last_arrival: 0,
-        }
-    }
-
-    fn touch(&mut self, arrival: u64) {
-        if self.first_arrival == 0 {
-            self.first_arrival = arrival;
-        }
-        self.last_arrival = self.last_arrival.max(arrival);
-    }
-
-    fn seal(&mut self) {
-        let mut pairs: Vec<(u64, u32)> = self
-            .keys
-            .iter()
-            .copied()
-            .zip(self.key_blocks.iter().copied())
-            .collect();
-        pairs.sort_unstable();
-        self.keys = pairs.iter().map(|p| p.0).collect();
-        self.key_blocks = pairs.iter().map(|p| p.1).collect();
-        self.keys.shrink_to_fit();
-        self.key_blocks.shrink_to_fit();
-        self.blocks.shrink_to_fit();
-        self.sealed = true;
-    }
-
-    /// Block numbers that may hold the trace with this key.
-    fn blocks_of(&self, key: u64, out: &mut Vec<u32>) {
-        if self.sealed {
-            let from = self.keys.partition_point(|k| *k < key);
-            for i in from..self.keys.len() {
-                if self.keys[i] != key {
-                    break;
-                }
-                out.push(self.key_blocks[i]);
-            }
-        } else {
-            for (i, k) in self.keys.iter().enumerate() {
-                if *k == key {
-                    out.push(self.key_blocks[i]);
-                }
-            }
-        }
-    }
-}
-
-/// A block to read, found under the lock and read after it is released.
-#[derive(Debug, Clone)]
-pub(crate) struct BlockRef {
-    pub file: Arc<File>,
-    pub segment: u64,
-    pub offset: u64,
-    pub len: u32,
-    pub arrival: u64,
-    pub max_start: u64,
-}
-
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub config: StoreConfig,
@@ -171,6 +71,8 @@ pub(crate) struct Inner {
     /// Interned service names; blocks list services by number.
     pub service_names: Vec<String>,
     last_checkpoint: u64,
+    /// The log position the last checkpoint covers (`None` before the first one).
+    checkpointed_at: Option<LogPosition>,
     last_prune: u64,
     checkpoint_bytes: u64,
 }
@@ -200,6 +102,80 @@ fn db_err(err: impl std::fmt::Display) -> StoreError {
 }
 
 impl Inner {
+    /// Writes a sealed segment's index file; a failure only makes the next open slower.
+    fn save_index(&self, dir: &Path, seg: &Segment) {
+        let index = SegmentIndex {
+            segment_len: seg.file.len,
+            blocks: seg
+                .blocks
+                .iter()
+                .map(|b| IndexedBlock {
+                    offset: b.offset,
+                    len: b.len,
+                    arrival: b.arrival,
+                    min_start: b.min_start,
+                    max_start: b.max_start,
+                    span_count: b.span_count,
+                    services: b
+                        .services
+                        .iter()
+                        .map(|i| {
+                            self.service_names
+                                .get(*i as usize)
+                                .cloned()
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                })
+                .collect(),
+            raws: seg
+                .raws
+                .iter()
+                .map(|r| IndexedRaw {
+                    kind: r.kind,
+                    offset: r.offset,
+                    len: r.len,
+                    arrival: r.arrival,
+                })
+                .collect(),
+            keys: seg.keys.clone(),
+            key_blocks: seg.key_blocks.clone(),
+        };
+        if let Err(err) = sealed::save(dir, seg.file.id, &index) {
+            tracing::warn!(segment = seg.file.id, error = %err, "could not write a segment index");
+        }
+    }
+
+    /// A sealed segment from its index file.
+    fn segment_from_index(&mut self, file: SegmentFile, index: SegmentIndex) -> Segment {
+        let mut seg = Segment::new(file);
+        for b in index.blocks {
+            seg.touch(b.arrival);
+            seg.blocks.push(BlockMeta {
+                offset: b.offset,
+                len: b.len,
+                arrival: b.arrival,
+                min_start: b.min_start,
+                max_start: b.max_start,
+                span_count: b.span_count,
+                services: b.services.iter().map(|s| self.intern(s)).collect(),
+            });
+        }
+        for r in index.raws {
+            seg.touch(r.arrival);
+            seg.raws.push(RawMeta {
+                kind: r.kind,
+                offset: r.offset,
+                len: r.len,
+                arrival: r.arrival,
+            });
+        }
+        seg.keys = index.keys;
+        seg.key_blocks = index.key_blocks;
+        seg.sealed = true;
+        seg
+    }
+
     fn head(&mut self) -> &mut Segment {
         // Invariant: `open` creates a segment when there is none, and sealing always pushes
         // a new head before anything else can happen.
@@ -244,8 +220,7 @@ impl Inner {
             services,
         });
         for key in keys {
-            head.keys.push(*key);
-            head.key_blocks.push(number);
+            head.index_key(*key, number);
         }
         head.touch(header.arrival_unix_nanos);
     }
@@ -282,12 +257,13 @@ impl Inner {
     }
 
     fn checkpoint(&mut self, dir: &Path, now: u64) -> Result<(), StoreError> {
-        let cp = Checkpoint {
+        let cp = CheckpointRef {
             position: self.position(),
-            derived: self.derived.clone(),
+            derived: &self.derived,
         };
         self.checkpoint_bytes = checkpoint::save(dir, &cp)?;
         self.last_checkpoint = now;
+        self.checkpointed_at = Some(self.position());
         Ok(())
     }
 
@@ -295,6 +271,9 @@ impl Inner {
         let id = self.segments.last().map_or(0, |s| s.file.id + 1);
         if let Some(head) = self.segments.last_mut() {
             head.seal();
+        }
+        if let Some(sealed) = self.segments.last() {
+            self.save_index(dir, sealed);
         }
         self.segments
             .push(Segment::new(SegmentFile::create(dir, id)?));
@@ -349,6 +328,7 @@ impl Inner {
                 "retention deletes a segment"
             );
             fs::remove_file(&oldest.file.path)?;
+            let _ = fs::remove_file(sealed::index_path(dir, oldest.file.id));
         }
         if now.saturating_sub(self.last_prune) > 60 * NANOS_PER_SEC {
             self.derived.prune(cutoff);
@@ -362,17 +342,6 @@ impl Inner {
             self.checkpoint(dir, now)?;
         }
         Ok(())
-    }
-}
-
-fn block_ref(seg: &Segment, b: &BlockMeta) -> BlockRef {
-    BlockRef {
-        file: Arc::clone(&seg.file.file),
-        segment: seg.file.id,
-        offset: b.offset,
-        len: b.len,
-        arrival: b.arrival,
-        max_start: b.max_start,
     }
 }
 
@@ -437,9 +406,13 @@ fn facts_of(body: &SpanBlockBody) -> Vec<SpanFacts> {
         .collect();
     body.entries()
         .filter_map(|entry| {
-            let span = decode_span(&entry).ok()?;
+            let mut span = decode_span(&entry).ok()?;
             let service = services.get(entry.group as usize)?;
-            Some(SpanFacts::extract(service, &span))
+            Some(SpanFacts::extract(
+                service,
+                trace_u128(&entry.trace_id),
+                &mut span,
+            ))
         })
         .collect()
 }
@@ -464,21 +437,28 @@ impl Store {
             derived: cp.map(|c| c.derived).unwrap_or_default(),
             service_names: Vec::new(),
             last_checkpoint: now_nanos(),
+            checkpointed_at: None,
             last_prune: 0,
             checkpoint_bytes,
         };
         let settle = inner.config.settle_secs.saturating_mul(NANOS_PER_SEC);
         for (i, id) in ids.iter().enumerate() {
-            if let Some(prev) = inner.segments.last_mut() {
-                prev.seal();
-            }
             let mut file = SegmentFile::open(segment::segment_path(&dir, *id), *id)?;
+            let is_last = i + 1 == ids.len();
+            if !is_last
+                && replay_from.segment > *id
+                && let Some(index) = sealed::load(&dir, *id, file.len)
+            {
+                let seg = inner.segment_from_index(file, index);
+                inner.segments.push(seg);
+                continue;
+            }
             let mut records = Vec::new();
             let valid = segment::scan(&file.file, 0, file.len, |offset, payload| {
                 records.push((offset, payload.to_vec()));
             })?;
             if valid < file.len {
-                if i + 1 == ids.len() {
+                if is_last {
                     tracing::warn!(segment = id, at = valid, "cutting a torn write off the log");
                     file.truncate(valid)?;
                 } else {
@@ -496,6 +476,14 @@ impl Store {
                     offset,
                 } >= replay_from;
                 inner.load_record(offset, &payload, replay, settle)?;
+            }
+            if !is_last {
+                if let Some(seg) = inner.segments.last_mut() {
+                    seg.seal();
+                }
+                if let Some(seg) = inner.segments.last() {
+                    inner.save_index(&dir, seg);
+                }
             }
         }
         if inner.segments.is_empty() {
@@ -662,10 +650,16 @@ impl Inner {
         Ok(())
     }
 
-    fn append_raw(&mut self, kind: u8, payload: &[u8], arrival: u64) -> Result<(), StoreError> {
+    fn append_raw(
+        &mut self,
+        kind: u8,
+        mut framed: Vec<u8>,
+        arrival: u64,
+    ) -> Result<(), StoreError> {
         let sync = self.config.sync_writes;
         let head = self.head();
-        let offset = head.file.append(payload, sync)?;
+        let offset = head.file.append(&mut framed, sync)?;
+        let payload = &framed[segment::RECORD_HEADER_BYTES as usize..];
         head.raws.push(RawMeta {
             kind,
             offset,
@@ -680,6 +674,11 @@ impl Inner {
 impl Drop for Store {
     fn drop(&mut self) {
         let mut inner = self.lock();
+        // After `close`, or with nothing written since the last checkpoint, there is nothing to
+        // save: time alone is replayed by the next open.
+        if inner.checkpointed_at == Some(inner.position()) {
+            return;
+        }
         if let Err(err) = inner.checkpoint(&self.dir, now_nanos()) {
             tracing::warn!(error = %err, "could not checkpoint the store on drop");
         }
@@ -690,7 +689,7 @@ impl SpanSink for Store {
     fn write_traces(&self, request: ExportTraceServiceRequest) -> Result<WriteReport, StoreError> {
         let arrival = now_nanos();
         let PreparedBlock {
-            payload,
+            mut payload,
             header,
             facts,
             rejected_spans,
@@ -707,8 +706,9 @@ impl SpanSink for Store {
         let keys = keys_of(&facts);
         let mut inner = self.lock();
         let sync = inner.config.sync_writes;
-        let offset = inner.head().file.append(&payload, sync)?;
-        inner.index_block(offset, payload.len() as u32, &header, &keys);
+        let offset = inner.head().file.append(&mut payload, sync)?;
+        let len = payload.len() as u64 - segment::RECORD_HEADER_BYTES;
+        inner.index_block(offset, len as u32, &header, &keys);
         inner.derived.record(&facts, arrival);
         inner.upkeep(&self.dir, arrival)?;
         Ok(report)
@@ -723,8 +723,7 @@ impl SpanSink for Store {
             .sum();
         let arrival = now_nanos();
         let payload = block::prepare_raw(block::KIND_LOGS, &block::encode_logs(&request), arrival);
-        self.lock()
-            .append_raw(block::KIND_LOGS, &payload, arrival)?;
+        self.lock().append_raw(block::KIND_LOGS, payload, arrival)?;
         Ok(count as u64)
     }
 
@@ -742,7 +741,7 @@ impl SpanSink for Store {
             arrival,
         );
         self.lock()
-            .append_raw(block::KIND_METRICS, &payload, arrival)?;
+            .append_raw(block::KIND_METRICS, payload, arrival)?;
         Ok(count as u64)
     }
 }

@@ -525,3 +525,87 @@ fn logs_and_metrics_are_kept() -> anyhow::Result<()> {
     assert_eq!(logs[0].1, request);
     Ok(())
 }
+
+#[test]
+fn sealed_segments_reopen_from_their_index_files_or_a_scan() -> anyhow::Result<()> {
+    let dir = TempDir::new("sealed");
+    let mut c = config(&dir, 10);
+    c.segment_max_bytes = 20_000;
+    let base = now() - HOUR;
+    {
+        let store = Store::open(c.clone())?;
+        for batch in 0..12u64 {
+            store.write_traces(seeds_like_batch(batch, 16, base + batch * 100 * MS))?;
+        }
+        store.close()?;
+    }
+    let mut indexes: Vec<PathBuf> = std::fs::read_dir(&dir.0)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+        .collect();
+    indexes.sort();
+    assert!(
+        indexes.len() >= 2,
+        "sealed segments have index files: {indexes:?}"
+    );
+    // One index lost, one damaged: those segments are scanned instead.
+    std::fs::remove_file(&indexes[0])?;
+    let mut damaged = std::fs::read(&indexes[1])?;
+    damaged[12] ^= 0xff;
+    std::fs::write(&indexes[1], damaged)?;
+    for _ in 0..2 {
+        let store = Store::open(c.clone())?;
+        for n in [0u64, 5 * 16 + 3, 11 * 16 + 15] {
+            assert_eq!(
+                store.trace(TwoServiceTrace::new(n, base).trace_id)?.len(),
+                4,
+                "trace {n}"
+            );
+        }
+        assert_eq!(store.stats()?.spans, 12 * 16 * 4);
+        let found = store.find_traces(&TraceQuery {
+            service: Some("api-3".into()),
+            ..all_time()
+        })?;
+        assert_eq!(found.len(), 32, "batches 3 and 11");
+        assert_eq!(
+            store.span_metrics()?.iter().map(|s| s.calls).sum::<u64>(),
+            12 * 16 * 4
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn concurrent_writers_and_readers_share_one_store() -> anyhow::Result<()> {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Store>();
+    let dir = TempDir::new("concurrent");
+    let mut c = config(&dir, 10);
+    c.segment_max_bytes = 30_000;
+    let store = std::sync::Arc::new(Store::open(c)?);
+    let base = now() - HOUR;
+    std::thread::scope(|s| {
+        for w in 0..3u64 {
+            let store = std::sync::Arc::clone(&store);
+            s.spawn(move || {
+                for batch in (w..24).step_by(3) {
+                    store
+                        .write_traces(seeds_like_batch(batch, 8, base + batch * MS))
+                        .expect("write");
+                    store.find_traces(&all_time()).expect("search");
+                }
+            });
+        }
+    });
+    assert_eq!(store.stats()?.spans, 24 * 8 * 4);
+    for n in 0..24 * 8 {
+        assert_eq!(
+            store.trace(TwoServiceTrace::new(n, base).trace_id)?.len(),
+            4,
+            "trace {n}"
+        );
+    }
+    Ok(())
+}
