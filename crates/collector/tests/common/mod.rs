@@ -42,6 +42,15 @@ pub fn open_store(dir: &std::path::Path) -> (Arc<dyn SpanSink>, Arc<dyn TraceRea
 }
 
 pub async fn start_with(limits: IngestLimits) -> TestCollector {
+    start_with_config(CollectorConfig {
+        limits,
+        ..CollectorConfig::default()
+    })
+    .await
+}
+
+/// A collector with `config`, its addresses replaced by ephemeral loopback ports.
+pub async fn start_with_config(config: CollectorConfig) -> TestCollector {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let (sink, reader) = open_store(dir.path());
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -49,8 +58,7 @@ pub async fn start_with(limits: IngestLimits) -> TestCollector {
         grpc_addr: loopback,
         http_addr: loopback,
         query_addr: loopback,
-        limits,
-        ..CollectorConfig::default()
+        ..config
     };
     let running = Collector::start(config, sink, reader, None)
         .await
