@@ -290,9 +290,16 @@ fn decode_body<T: Message + Default + DeserializeOwned>(
 fn encode_response<T: Message + Serialize>(response: &T, encoding: Encoding) -> Response {
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
-        // Serialising a generated message to JSON cannot fail: it holds no maps with non-string
-        // keys and no non-finite floats in a response.
-        Encoding::Json => serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec()),
+        // Serialising a generated message to JSON cannot fail: a response holds no maps with
+        // non-string keys. An absent `partialSuccess` is left out (`{}`), as other collectors
+        // answer, rather than written as null.
+        Encoding::Json => {
+            let mut value = serde_json::to_value(response).unwrap_or_default();
+            if let Some(object) = value.as_object_mut() {
+                object.retain(|_, v| !v.is_null());
+            }
+            value.to_string().into_bytes()
+        }
     };
     let mut out = (StatusCode::OK, body).into_response();
     out.headers_mut().insert(
