@@ -134,7 +134,11 @@ async fn otlp_json_uses_hex_ids_and_integer_enums() {
     )
     .await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.expect("body"), "{}", "full success, no partialSuccess");
+    assert_eq!(
+        response.text().await.expect("body"),
+        "{}",
+        "full success, no partialSuccess"
+    );
     let (status, body) =
         get_json(&c.query_url("/api/traces/5b8efff798038103d269b633813fc60c")).await;
     assert_eq!(status, 200, "{body}");
