@@ -242,7 +242,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(StoreConfig::new(&args.dir))?;
     let reopened = started.elapsed();
     let probe = TwoServiceTrace::new(mix64(7) % traces as u64, 0).trace_id;
-    assert_eq!(store.trace(probe)?.len(), 4, "a stored trace after reopening");
+    assert_eq!(
+        store.trace(probe)?.len(),
+        4,
+        "a stored trace after reopening"
+    );
     println!("reopen (index files, head segment scan, derived-state checkpoint): {reopened:?}");
     drop(store);
     if !args.keep {
