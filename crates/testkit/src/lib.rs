@@ -21,7 +21,9 @@ pub fn workspace_root() -> PathBuf {
 /// A loopback address with a port that was free a moment ago.
 pub fn free_loopback_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
-    listener.local_addr().expect("a bound listener has an address")
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
 }
 
 /// The python interpreter of the interop venv, created on first use from
@@ -67,7 +69,8 @@ impl Drop for ChildGuard {
 pub fn wait_for_port(addr: SocketAddr, timeout: std::time::Duration) -> bool {
     let deadline = std::time::Instant::now() + timeout;
     while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100)).is_ok()
+        if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(100))
+            .is_ok()
         {
             return true;
         }

@@ -7,6 +7,9 @@ mod apm;
 
 use clap::{Parser, Subcommand};
 
+mod collector;
+mod verify;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "throughline",
@@ -22,11 +25,19 @@ struct Cli {
 enum Command {
     /// Serve the APM pages (search, traces, service map, services, integrity) over a store folder
     Apm(apm::ApmArgs),
+
+    /// Receive OTLP (gRPC :4317, HTTP :4318), keep every span, serve the Jaeger API (:16686).
+    Collector(collector::CollectorArgs),
+    /// Check that traces in a running collector are whole and cross the expected hops.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Apm(args) => apm::run(args),
+
+        Command::Collector(args) => collector::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }

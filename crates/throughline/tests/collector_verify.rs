@@ -1,0 +1,97 @@
+//! `throughline verify` against a running `throughline collector`: whole traces pass, a broken
+//! trace or a missing expected hop fails with a non-zero exit status and says why.
+
+mod collector_common;
+
+use std::process::Command;
+
+use collector_common::{now_nanos, start_collector};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use throughline_store::testdata::TwoServiceTrace;
+
+fn verify(query: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_throughline"))
+        .arg("verify")
+        .args(["--url", &format!("http://{query}")])
+        .args(args)
+        .output()
+        .expect("the throughline binary runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn verify_passes_whole_traces_and_fails_broken_ones() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (_child, addrs) = start_collector(dir.path());
+    let whole = TwoServiceTrace::new(1, now_nanos());
+    let broken = TwoServiceTrace::new(2, now_nanos());
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", addrs.grpc))
+            .await
+            .expect("grpc connects");
+        client
+            .export(whole.request())
+            .await
+            .expect("export succeeds");
+        // Only the worker's half of the second trace arrives.
+        client
+            .export(broken.worker_request())
+            .await
+            .expect("export succeeds");
+    });
+    let (api, worker) = (whole.api_service.as_str(), whole.worker_service.as_str());
+    let hop = format!("{api}->{worker}");
+    let services = format!("{api},{worker}");
+    let whole_id = whole.trace_id.to_string();
+    let broken_id = broken.trace_id.to_string();
+
+    let (ok, out) = verify(
+        addrs.query,
+        &[
+            "--trace-id",
+            &whole_id,
+            "--expect-services",
+            &services,
+            "--expect-hop",
+            &hop,
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("{whole_id} whole")), "{out}");
+
+    let (ok, out) = verify(addrs.query, &["--trace-id", &broken_id]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("BROKEN") && out.contains("missing root span"),
+        "{out}"
+    );
+
+    let backwards = format!("{worker}->{api}");
+    let (ok, out) = verify(
+        addrs.query,
+        &["--trace-id", &whole_id, "--expect-hop", &backwards],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("expected hop {worker} -> {api} is missing")),
+        "{out}"
+    );
+
+    // A window search finds both, and the broken one fails the run.
+    let (ok, out) = verify(addrs.query, &["--lookback", "1h"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("2 traces: 1 whole, 1 broken"), "{out}");
+
+    let (ok, out) = verify(
+        addrs.query,
+        &["--service", "nobody", "--expect-services", "nobody"],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("no traces found"), "{out}");
+}
