@@ -5,17 +5,31 @@
 
 use clap::{Parser, Subcommand};
 
+mod conformance;
+
 #[derive(Debug, Parser)]
-#[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
+#[command(
+    name = "throughline",
+    version,
+    about = "Keep one trace id unbroken through every async hop, and prove it"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Serve the protocol of an official conformance test suite.
+    Conformance {
+        #[command(subcommand)]
+        suite: conformance::Suite,
+    },
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Conformance { suite } => conformance::run(suite),
+    }
 }
