@@ -33,7 +33,7 @@ impl Extractor for Pairs {
     }
 }
 
-/// An injector that keeps the last value, so both propagators pay one `String` each.
+/// An injector that only measures what it receives: both propagators pay for their `String`s.
 #[derive(Debug, Default)]
 struct Sink(usize);
 
