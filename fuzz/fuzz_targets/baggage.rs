@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use throughline_propagation::{format_baggage, parse_baggage};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(baggage) = parse_baggage(text) {
         if let Some(header) = format_baggage(&baggage) {
             let again = parse_baggage(&header).expect("our own baggage header parses");
