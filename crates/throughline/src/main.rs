@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 mod collector;
 mod verify;
 
+mod conformance;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "throughline",
@@ -30,6 +32,12 @@ enum Command {
     Collector(collector::CollectorArgs),
     /// Check that traces in a running collector are whole and cross the expected hops.
     Verify(verify::VerifyArgs),
+
+    /// Serve the protocol of an official conformance test suite.
+    Conformance {
+        #[command(subcommand)]
+        suite: conformance::Suite,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +47,7 @@ fn main() -> anyhow::Result<()> {
 
         Command::Collector(args) => collector::run(args),
         Command::Verify(args) => verify::run(args),
+
+        Command::Conformance { suite } => conformance::run(suite),
     }
 }
