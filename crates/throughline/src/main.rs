@@ -5,6 +5,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod lambda;
+
 #[derive(Debug, Parser)]
 #[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
 struct Cli {
@@ -13,9 +15,14 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Run a Lambda function under the local Lambda host, fed by an SQS queue.
+    Lambda(lambda::LambdaArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Lambda(args) => lambda::run(args),
+    }
 }
