@@ -38,6 +38,7 @@ def handler(event, context):
             }
         ),
     )
+    print("handling %d records" % len(event["Records"]))
     failures = []
     for record in event["Records"]:
         body = record["body"]
