@@ -4,7 +4,7 @@
 //! waiting for it.
 //!
 //! `cargo bench -p throughline-lambda-host --bench environment -- --warm-up-time 1 --measurement-time 3`
-//! (cargo bench builds the example alongside the bench).
+//! after `cargo build --release -p throughline-lambda-host --example echo_function`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ fn echo_function() -> PathBuf {
         .expect("the bench sits in target/<profile>/deps");
     assert!(
         path.exists(),
-        "{} is missing: run `cargo bench -p throughline-lambda-host` (which builds examples)",
+        "{} is missing: run `cargo build --release -p throughline-lambda-host --example echo_function` first",
         path.display()
     );
     path

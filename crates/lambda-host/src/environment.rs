@@ -76,7 +76,7 @@ pub struct Environment {
     api: RuntimeApi,
     events: mpsc::UnboundedReceiver<RuntimeEvent>,
     started_at: Instant,
-    /// `None` until the first `/next` (the end of init).
+    /// Whether the runtime has called `/next` once (the end of init).
     initialised: bool,
     frozen: bool,
     reported_init: bool,
@@ -148,8 +148,14 @@ impl Environment {
             command: spec.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
             source,
         })?;
-        // A spawned child has a pid until it is reaped, and it is reaped only by this struct.
-        let pid = child.id().unwrap_or_default();
+        // A child has an id until it is reaped, and nothing has waited on it yet. Never default it:
+        // process group 0 would be the host's own.
+        let Some(pid) = child.id() else {
+            return Err(StartError::Spawn {
+                command: spec.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+                source: std::io::Error::other("the process ended before it could be tracked"),
+            });
+        };
         let pgid = Pid::from_raw(pid as i32);
         Ok(Self {
             spec,
@@ -169,7 +175,11 @@ impl Environment {
         self.pgid.as_raw() as u32
     }
 
-    fn signal(&self, signal: Signal) {
+    fn signal(&mut self, signal: Signal) {
+        // Once the leader is reaped its pid (and group id) may be reused: signal nothing then.
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
         if let Err(err) = killpg(self.pgid, signal) {
             // ESRCH: the group is gone already, which every caller handles by reaping.
             tracing::debug!(error = %err, ?signal, "signal to function process group failed");
@@ -247,7 +257,9 @@ impl Environment {
                 Ok(init) => Some(init),
                 Err(failed) => {
                     self.kill().await;
-                    log.line(&format!("{request_id} {failed:?}"));
+                    if let InvocationOutcome::Failed(reason) = &failed {
+                        log.line(&format!("RequestId: {request_id} Error: {reason}"));
+                    }
                     return failed;
                 }
             }
@@ -297,7 +309,7 @@ impl Environment {
         match &outcome {
             InvocationOutcome::Timeout => log.line(&platform_log::timeout_line(request_id, self.spec.timeout)),
             InvocationOutcome::Failed(reason) => {
-                log.line(&format!("RequestId: {request_id} Error: {reason}\nRuntime.ExitError"));
+                log.line(&format!("RequestId: {request_id} Error: {reason}"));
             }
             _ => {}
         }
