@@ -48,11 +48,16 @@ fn spec(command: Vec<std::ffi::OsString>) -> EnvironmentSpec {
         timeout: Duration::from_secs(10),
         init_timeout: Duration::from_secs(10),
         shutdown_grace: Duration::from_secs(2),
-        environment: [(
-            "PYTHONPATH".to_owned(),
-            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/functions").to_owned(),
-        ),
-        ("OUT_DIR".to_owned(), std::env::temp_dir().display().to_string())]
+        environment: [
+            (
+                "PYTHONPATH".to_owned(),
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/functions").to_owned(),
+            ),
+            (
+                "OUT_DIR".to_owned(),
+                std::env::temp_dir().display().to_string(),
+            ),
+        ]
         .into(),
         log: Arc::new(Discard),
     }
@@ -62,10 +67,17 @@ const EVENT: &str = r#"{"Records":[{"messageId":"m-1","receiptHandle":"rh","body
 
 async fn cold_start(command: &[std::ffi::OsString]) -> Duration {
     let started = Instant::now();
-    let mut env = Environment::start(spec(command.to_vec())).await.expect("environment starts");
-    let outcome = env.invoke("bench-request", Bytes::from_static(EVENT.as_bytes())).await;
+    let mut env = Environment::start(spec(command.to_vec()))
+        .await
+        .expect("environment starts");
+    let outcome = env
+        .invoke("bench-request", Bytes::from_static(EVENT.as_bytes()))
+        .await;
     let elapsed = started.elapsed();
-    assert!(matches!(outcome, InvocationOutcome::Response(_)), "{outcome:?}");
+    assert!(
+        matches!(outcome, InvocationOutcome::Response(_)),
+        "{outcome:?}"
+    );
     env.kill().await;
     elapsed
 }
@@ -74,13 +86,21 @@ fn benches(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let echo = vec![echo_function().into_os_string()];
     let python = throughline_testkit::python();
-    let python_function =
-        vec![python.into_os_string(), "-m".into(), "awslambdaric".into(), "handlers.handler".into()];
+    let python_function = vec![
+        python.into_os_string(),
+        "-m".into(),
+        "awslambdaric".into(),
+        "handlers.handler".into(),
+    ];
 
     let mut group = c.benchmark_group("cold_start");
     group.sample_size(10);
     group.bench_function("baseline_spawn_bin_true", |b| {
-        b.iter(|| std::process::Command::new("/bin/true").status().expect("/bin/true runs"))
+        b.iter(|| {
+            std::process::Command::new("/bin/true")
+                .status()
+                .expect("/bin/true runs")
+        })
     });
     group.bench_function("echo_function_lambda_runtime", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
@@ -110,8 +130,11 @@ fn benches(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("warm_invocation");
     let env = runtime.block_on(async {
-        let mut env = Environment::start(spec(echo.clone())).await.expect("environment starts");
-        env.invoke("warm-up", Bytes::from_static(EVENT.as_bytes())).await;
+        let mut env = Environment::start(spec(echo.clone()))
+            .await
+            .expect("environment starts");
+        env.invoke("warm-up", Bytes::from_static(EVENT.as_bytes()))
+            .await;
         tokio::sync::Mutex::new(env)
     });
     // Event offered, thaw, runtime's /next answered, response posted, runtime back in /next,
@@ -123,7 +146,9 @@ fn benches(c: &mut Criterion) {
                 let mut env = env.lock().await;
                 let started = Instant::now();
                 for _ in 0..iters {
-                    let outcome = env.invoke("bench-request", Bytes::from_static(EVENT.as_bytes())).await;
+                    let outcome = env
+                        .invoke("bench-request", Bytes::from_static(EVENT.as_bytes()))
+                        .await;
                     assert!(matches!(outcome, InvocationOutcome::Response(_)));
                 }
                 started.elapsed()

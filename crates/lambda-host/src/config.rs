@@ -183,24 +183,69 @@ mod tests {
     #[test]
     fn each_bad_value_is_named() {
         let cases: Vec<(RawHostConfig, ConfigError)> = vec![
-            (RawHostConfig { queue: " ".into(), ..raw() }, ConfigError::MissingQueue),
-            (RawHostConfig { batch_size: Some(0), ..raw() }, ConfigError::BatchSize(0)),
             (
-                RawHostConfig { batch_size: Some(11), ..raw() },
+                RawHostConfig {
+                    queue: " ".into(),
+                    ..raw()
+                },
+                ConfigError::MissingQueue,
+            ),
+            (
+                RawHostConfig {
+                    batch_size: Some(0),
+                    ..raw()
+                },
+                ConfigError::BatchSize(0),
+            ),
+            (
+                RawHostConfig {
+                    batch_size: Some(11),
+                    ..raw()
+                },
                 ConfigError::BatchSizeNeedsWindow(11),
             ),
             (
-                RawHostConfig { batch_window_ms: Some(300_001), ..raw() },
+                RawHostConfig {
+                    batch_window_ms: Some(300_001),
+                    ..raw()
+                },
                 ConfigError::BatchWindow(300_001),
             ),
-            (RawHostConfig { concurrency: Some(0), ..raw() }, ConfigError::Concurrency(0)),
-            (RawHostConfig { timeout_secs: Some(901), ..raw() }, ConfigError::Timeout(901)),
-            (RawHostConfig { memory_mb: Some(64), ..raw() }, ConfigError::Memory(64)),
             (
-                RawHostConfig { function_name: Some("a b".into()), ..raw() },
+                RawHostConfig {
+                    concurrency: Some(0),
+                    ..raw()
+                },
+                ConfigError::Concurrency(0),
+            ),
+            (
+                RawHostConfig {
+                    timeout_secs: Some(901),
+                    ..raw()
+                },
+                ConfigError::Timeout(901),
+            ),
+            (
+                RawHostConfig {
+                    memory_mb: Some(64),
+                    ..raw()
+                },
+                ConfigError::Memory(64),
+            ),
+            (
+                RawHostConfig {
+                    function_name: Some("a b".into()),
+                    ..raw()
+                },
                 ConfigError::FunctionName("a b".into()),
             ),
-            (RawHostConfig { command: vec![], ..raw() }, ConfigError::MissingCommand),
+            (
+                RawHostConfig {
+                    command: vec![],
+                    ..raw()
+                },
+                ConfigError::MissingCommand,
+            ),
         ];
         for (raw, want) in cases {
             assert_eq!(raw.validate().unwrap_err(), want);
@@ -209,9 +254,13 @@ mod tests {
 
     #[test]
     fn a_large_batch_with_a_window_is_accepted() {
-        let config = RawHostConfig { batch_size: Some(100), batch_window_ms: Some(500), ..raw() }
-            .validate()
-            .unwrap();
+        let config = RawHostConfig {
+            batch_size: Some(100),
+            batch_window_ms: Some(500),
+            ..raw()
+        }
+        .validate()
+        .unwrap();
         assert_eq!(config.batch_size, 100);
     }
 }

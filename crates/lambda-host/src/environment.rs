@@ -53,7 +53,10 @@ pub enum InvocationOutcome {
     /// The runtime posted a response; the environment is frozen and can be reused.
     Response(Bytes),
     /// The runtime posted an error; the environment is frozen and can be reused.
-    FunctionError { error_type: Option<String>, body: Bytes },
+    FunctionError {
+        error_type: Option<String>,
+        body: Bytes,
+    },
     /// The invocation ran past the timeout; the environment was killed.
     Timeout,
     /// The environment failed (init error, runtime exited, init timed out) and was killed.
@@ -82,7 +85,10 @@ pub struct Environment {
     reported_init: bool,
 }
 
-fn lambda_environment(spec: &EnvironmentSpec, api_addr: std::net::SocketAddr) -> Vec<(String, String)> {
+fn lambda_environment(
+    spec: &EnvironmentSpec,
+    api_addr: std::net::SocketAddr,
+) -> Vec<(String, String)> {
     let today = time::OffsetDateTime::now_utc().date();
     let stream = format!(
         "{:04}/{:02}/{:02}/[$LATEST]{}",
@@ -91,13 +97,24 @@ fn lambda_environment(spec: &EnvironmentSpec, api_addr: std::net::SocketAddr) ->
         today.day(),
         uuid::Uuid::new_v4().simple()
     );
-    let task_root = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+    let task_root = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     vec![
         ("AWS_LAMBDA_RUNTIME_API".into(), api_addr.to_string()),
-        ("AWS_LAMBDA_FUNCTION_NAME".into(), spec.function_name.clone()),
+        (
+            "AWS_LAMBDA_FUNCTION_NAME".into(),
+            spec.function_name.clone(),
+        ),
         ("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), spec.memory_mb.to_string()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME".into(), format!("/aws/lambda/{}", spec.function_name)),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+            spec.memory_mb.to_string(),
+        ),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME".into(),
+            format!("/aws/lambda/{}", spec.function_name),
+        ),
         ("AWS_LAMBDA_LOG_STREAM_NAME".into(), stream),
         ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
         ("AWS_REGION".into(), spec.region.clone()),
@@ -109,7 +126,9 @@ fn lambda_environment(spec: &EnvironmentSpec, api_addr: std::net::SocketAddr) ->
 }
 
 fn unix_ms(at: SystemTime) -> u128 {
-    at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
 }
 
 /// A fresh X-Ray trace header for an invocation (not sampled: the host runs no X-Ray).
@@ -145,14 +164,24 @@ impl Environment {
             .kill_on_drop(true);
         let started_at = Instant::now();
         let child = command.spawn().map_err(|source| StartError::Spawn {
-            command: spec.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            command: spec
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
             source,
         })?;
         // A child has an id until it is reaped, and nothing has waited on it yet. Never default it:
         // process group 0 would be the host's own.
         let Some(pid) = child.id() else {
             return Err(StartError::Spawn {
-                command: spec.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+                command: spec
+                    .command
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 source: std::io::Error::other("the process ended before it could be tracked"),
             });
         };
@@ -234,7 +263,9 @@ impl Environment {
                     )));
                 }
                 Waited::Event(_) => continue,
-                Waited::Exited(status) => return Err(InvocationOutcome::Failed(exit_reason(status))),
+                Waited::Exited(status) => {
+                    return Err(InvocationOutcome::Failed(exit_reason(status)));
+                }
                 Waited::Deadline => {
                     return Err(InvocationOutcome::Failed(format!(
                         "init did not finish within {:.2} seconds",
@@ -264,7 +295,11 @@ impl Environment {
                 }
             }
         };
-        let report_init = if self.reported_init { None } else { init_duration };
+        let report_init = if self.reported_init {
+            None
+        } else {
+            init_duration
+        };
         self.reported_init = true;
 
         log.line(&platform_log::start_line(request_id));
@@ -280,10 +315,19 @@ impl Environment {
         });
         let (outcome, finished_at) = loop {
             match self.next_event(deadline).await {
-                Waited::Event(RuntimeEvent::Response { request_id: id, body, at }) if id == request_id => {
+                Waited::Event(RuntimeEvent::Response {
+                    request_id: id,
+                    body,
+                    at,
+                }) if id == request_id => {
                     break (InvocationOutcome::Response(body), at);
                 }
-                Waited::Event(RuntimeEvent::Error { request_id: id, error_type, body, at }) if id == request_id => {
+                Waited::Event(RuntimeEvent::Error {
+                    request_id: id,
+                    error_type,
+                    body,
+                    at,
+                }) if id == request_id => {
                     break (InvocationOutcome::FunctionError { error_type, body }, at);
                 }
                 Waited::Event(RuntimeEvent::InitError { error_type, body }) => {
@@ -296,7 +340,10 @@ impl Environment {
                 }
                 Waited::Event(_) => continue,
                 Waited::Exited(status) => {
-                    break (InvocationOutcome::Failed(exit_reason(status)), Instant::now());
+                    break (
+                        InvocationOutcome::Failed(exit_reason(status)),
+                        Instant::now(),
+                    );
                 }
                 Waited::Deadline => break (InvocationOutcome::Timeout, Instant::now()),
             }
@@ -307,7 +354,9 @@ impl Environment {
             InvocationOutcome::Failed(_) => Some("error"),
         };
         match &outcome {
-            InvocationOutcome::Timeout => log.line(&platform_log::timeout_line(request_id, self.spec.timeout)),
+            InvocationOutcome::Timeout => {
+                log.line(&platform_log::timeout_line(request_id, self.spec.timeout))
+            }
             InvocationOutcome::Failed(reason) => {
                 log.line(&format!("RequestId: {request_id} Error: {reason}"));
             }
@@ -357,7 +406,10 @@ impl Environment {
     pub async fn shut_down(mut self) {
         self.thaw();
         self.signal(Signal::SIGTERM);
-        if tokio::time::timeout(self.spec.shutdown_grace, self.child.wait()).await.is_err() {
+        if tokio::time::timeout(self.spec.shutdown_grace, self.child.wait())
+            .await
+            .is_err()
+        {
             self.kill().await;
         }
     }

@@ -7,14 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
+};
 use axum::body::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HostConfig;
 use crate::environment::{Environment, EnvironmentSpec, InvocationOutcome, StartError};
 use crate::platform_log::PlatformLog;
-use crate::sqs_event::{BatchFailure, BatchOutcome, EventSource, event_from_messages, outcome_of_response};
+use crate::sqs_event::{
+    BatchFailure, BatchOutcome, EventSource, event_from_messages, outcome_of_response,
+};
 
 /// SQS's longest long poll.
 const MAX_WAIT_TIME_SECS: i32 = 20;
@@ -64,10 +68,17 @@ impl EventSourceMapping {
     /// process cannot be started.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), MappingError> {
         let program = self.config.command.first().cloned().unwrap_or_default();
-        if crate::config::resolve_program(program.as_ref(), std::env::var_os("PATH").as_deref()).is_none() {
-            return Err(MappingError::CommandNotFound(program.to_string_lossy().into_owned()));
+        if crate::config::resolve_program(program.as_ref(), std::env::var_os("PATH").as_deref())
+            .is_none()
+        {
+            return Err(MappingError::CommandNotFound(
+                program.to_string_lossy().into_owned(),
+            ));
         }
-        let queue_error = |message: String| MappingError::Queue { queue: self.config.queue.clone(), message };
+        let queue_error = |message: String| MappingError::Queue {
+            queue: self.config.queue.clone(),
+            message,
+        };
         let queue_url = self
             .sqs
             .get_queue_url()
@@ -85,17 +96,29 @@ impl EventSourceMapping {
             .send()
             .await
             .map_err(|err| queue_error(error_text(&err)))?;
-        let region = self.sqs.config().region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+        let region = self
+            .sqs
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into());
         let queue_arn = attributes
             .attributes()
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
             .cloned()
             .unwrap_or_else(|| format!("arn:aws:sqs:{region}:000000000000:{}", self.config.queue));
-        let account = queue_arn.split(':').nth(4).unwrap_or("000000000000").to_owned();
+        let account = queue_arn
+            .split(':')
+            .nth(4)
+            .unwrap_or("000000000000")
+            .to_owned();
         let spec = EnvironmentSpec {
             command: self.config.command.clone(),
             function_name: self.config.function_name.clone(),
-            function_arn: format!("arn:aws:lambda:{region}:{account}:function:{}", self.config.function_name),
+            function_arn: format!(
+                "arn:aws:lambda:{region}:{account}:function:{}",
+                self.config.function_name
+            ),
             memory_mb: self.config.memory_mb,
             region: region.clone(),
             handler: self.config.handler.clone(),
@@ -127,7 +150,9 @@ impl EventSourceMapping {
                     shutdown.cancel();
                     result = Err(err);
                 }
-                Err(err) => tracing::error!(error = %err, "event source mapping worker ended abnormally"),
+                Err(err) => {
+                    tracing::error!(error = %err, "event source mapping worker ended abnormally")
+                }
             }
         }
         result
@@ -197,7 +222,10 @@ impl Poller {
             let want = (self.batch_size - batch.len() as u32).min(MAX_MESSAGES_PER_RECEIVE);
             let wait_secs = match window_ends {
                 None => MAX_WAIT_TIME_SECS,
-                Some(ends) => ends.saturating_duration_since(Instant::now()).as_secs().min(20) as i32,
+                Some(ends) => ends
+                    .saturating_duration_since(Instant::now())
+                    .as_secs()
+                    .min(20) as i32,
             };
             let received = self
                 .sqs
@@ -225,8 +253,11 @@ impl Poller {
             }
             if wait_secs == 0 {
                 // Short polls under a second from the window's end: pace them.
-                tokio::time::sleep(ends.saturating_duration_since(Instant::now()).min(Duration::from_millis(50)))
-                    .await;
+                tokio::time::sleep(
+                    ends.saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(50)),
+                )
+                .await;
             }
         }
     }
@@ -237,9 +268,13 @@ impl Poller {
         let ids: BTreeSet<String> = batch.iter().filter_map(|m| m.message_id.clone()).collect();
         let decision = match outcome {
             InvocationOutcome::Response(body) => outcome_of_response(body, &ids),
-            InvocationOutcome::FunctionError { .. } => BatchOutcome::RetryAll(BatchFailure::FunctionError),
+            InvocationOutcome::FunctionError { .. } => {
+                BatchOutcome::RetryAll(BatchFailure::FunctionError)
+            }
             InvocationOutcome::Timeout => BatchOutcome::RetryAll(BatchFailure::Timeout),
-            InvocationOutcome::Failed(reason) => BatchOutcome::RetryAll(BatchFailure::Environment(reason.clone())),
+            InvocationOutcome::Failed(reason) => {
+                BatchOutcome::RetryAll(BatchFailure::Environment(reason.clone()))
+            }
         };
         let to_delete: Vec<&Message> = match &decision {
             BatchOutcome::DeleteAll => batch.iter().collect(),
@@ -273,10 +308,15 @@ impl Poller {
                 .await;
             match deleted {
                 Ok(output) if !output.failed.is_empty() => {
-                    tracing::warn!(failed = output.failed.len(), "some processed messages could not be deleted");
+                    tracing::warn!(
+                        failed = output.failed.len(),
+                        "some processed messages could not be deleted"
+                    );
                 }
                 Ok(_) => {}
-                Err(err) => tracing::warn!(error = %error_text(&err), "sqs delete failed; the batch will be redelivered"),
+                Err(err) => {
+                    tracing::warn!(error = %error_text(&err), "sqs delete failed; the batch will be redelivered")
+                }
             }
         }
     }

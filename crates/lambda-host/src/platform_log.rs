@@ -50,7 +50,10 @@ pub fn timeout_line(request_id: &str, timeout: Duration) -> String {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    format!("{now} {request_id} Task timed out after {:.2} seconds", timeout.as_secs_f64())
+    format!(
+        "{now} {request_id} Task timed out after {:.2} seconds",
+        timeout.as_secs_f64()
+    )
 }
 
 fn millis(duration: Duration) -> f64 {
@@ -79,8 +82,16 @@ pub fn report_line(report: &InvocationReport) -> String {
 
 /// The peak resident set (`VmHWM`) in MB from the text of `/proc/<pid>/status`, rounded up.
 pub fn peak_rss_mb(proc_status: &str) -> Option<u64> {
-    let line = proc_status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kb: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    let line = proc_status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))?;
+    let kb: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb.div_ceil(1024))
 }
 
@@ -117,7 +128,10 @@ mod tests {
     fn start_and_end_lines() {
         assert_eq!(start_line("r-1"), "START RequestId: r-1 Version: $LATEST");
         assert_eq!(end_line("r-1"), "END RequestId: r-1");
-        assert!(timeout_line("r-1", Duration::from_secs(3)).ends_with(" r-1 Task timed out after 3.00 seconds"));
+        assert!(
+            timeout_line("r-1", Duration::from_secs(3))
+                .ends_with(" r-1 Task timed out after 3.00 seconds")
+        );
     }
 
     #[test]

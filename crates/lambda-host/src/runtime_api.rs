@@ -39,9 +39,21 @@ pub struct Invocation {
 pub enum RuntimeEvent {
     /// The runtime called `/next` and waits for an invocation.
     Polling { at: Instant },
-    Response { request_id: String, body: Bytes, at: Instant },
-    Error { request_id: String, error_type: Option<String>, body: Bytes, at: Instant },
-    InitError { error_type: Option<String>, body: Bytes },
+    Response {
+        request_id: String,
+        body: Bytes,
+        at: Instant,
+    },
+    Error {
+        request_id: String,
+        error_type: Option<String>,
+        body: Bytes,
+        at: Instant,
+    },
+    InitError {
+        error_type: Option<String>,
+        body: Bytes,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -72,7 +84,11 @@ impl RuntimeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (events, receiver) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { slot: Mutex::default(), offered: Notify::new(), events });
+        let shared = Arc::new(Shared {
+            slot: Mutex::default(),
+            offered: Notify::new(),
+            events,
+        });
         let stop = CancellationToken::new();
         let app = router(shared.clone());
         let stopped = stop.clone();
@@ -108,35 +124,71 @@ impl Drop for RuntimeApi {
 fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
     // The slot holds plain data and no code panics while holding the lock; a poisoned lock still
     // holds consistent data.
-    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{request_id}/response", post(response))
-        .route("/2018-06-01/runtime/invocation/{request_id}/error", post(invocation_error))
+        .route(
+            "/2018-06-01/runtime/invocation/{request_id}/response",
+            post(response),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{request_id}/error",
+            post(invocation_error),
+        )
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .fallback(not_found)
         .with_state(shared)
 }
 
-/// The documented `ErrorResponse` body.
-fn error_response(status: StatusCode, error_type: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "errorMessage": message, "errorType": error_type });
-    (status, axum::Json(body)).into_response()
+/// A refused request: the documented `ErrorResponse` body with its status.
+#[derive(Debug)]
+struct Rejection {
+    status: StatusCode,
+    error_type: &'static str,
+    message: String,
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let body =
+            serde_json::json!({ "errorMessage": self.message, "errorType": self.error_type });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+fn error_response(status: StatusCode, error_type: &'static str, message: &str) -> Rejection {
+    Rejection {
+        status,
+        error_type,
+        message: message.to_owned(),
+    }
 }
 
 fn accepted() -> Response {
-    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "status": "OK" }))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "status": "OK" })),
+    )
+        .into_response()
 }
 
 async fn not_found() -> Response {
-    error_response(StatusCode::NOT_FOUND, "NotFound", "no such runtime api resource")
+    error_response(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "no such runtime api resource",
+    )
+    .into_response()
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
-    let _ = shared.events.send(RuntimeEvent::Polling { at: Instant::now() });
+    let _ = shared
+        .events
+        .send(RuntimeEvent::Polling { at: Instant::now() });
     loop {
         let notified = shared.offered.notified();
         tokio::pin!(notified);
@@ -164,16 +216,27 @@ fn invocation_response(invocation: Invocation) -> Response {
         }
     };
     put("Lambda-Runtime-Aws-Request-Id", &invocation.request_id);
-    put("Lambda-Runtime-Deadline-Ms", &invocation.deadline_unix_ms.to_string());
-    put("Lambda-Runtime-Invoked-Function-Arn", &invocation.function_arn);
+    put(
+        "Lambda-Runtime-Deadline-Ms",
+        &invocation.deadline_unix_ms.to_string(),
+    );
+    put(
+        "Lambda-Runtime-Invoked-Function-Arn",
+        &invocation.function_arn,
+    );
     put("Lambda-Runtime-Trace-Id", &invocation.trace_id);
     put("Content-Type", "application/json");
     (StatusCode::OK, headers, invocation.payload).into_response()
 }
 
 /// Reads a posted body up to Lambda's payload limit, or the documented error response.
-async fn read_payload(body: Body) -> Result<Bytes, Response> {
-    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_PAYLOAD_BYTES)).await {
+async fn read_payload(body: Body) -> Result<Bytes, Rejection> {
+    match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_PAYLOAD_BYTES),
+    )
+    .await
+    {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -189,14 +252,18 @@ async fn read_payload(body: Body) -> Result<Bytes, Response> {
 }
 
 /// Ends the in-flight invocation `request_id`, or says why it cannot.
-fn finish(shared: &Shared, request_id: &str) -> Result<(), Response> {
+fn finish(shared: &Shared, request_id: &str) -> Result<(), Rejection> {
     let mut slot = lock(&shared.slot);
     match slot.in_flight.as_deref() {
         Some(current) if current == request_id => {
             slot.in_flight = None;
             Ok(())
         }
-        Some(_) => Err(error_response(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID")),
+        Some(_) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        )),
         None => Err(error_response(
             StatusCode::FORBIDDEN,
             "InvalidStateTransition",
@@ -212,17 +279,24 @@ async fn response(
 ) -> Response {
     let body = match read_payload(body).await {
         Ok(body) => body,
-        Err(rejection) => return rejection,
+        Err(rejection) => return rejection.into_response(),
     };
     if let Err(rejection) = finish(&shared, &request_id) {
-        return rejection;
+        return rejection.into_response();
     }
-    let _ = shared.events.send(RuntimeEvent::Response { request_id, body, at: Instant::now() });
+    let _ = shared.events.send(RuntimeEvent::Response {
+        request_id,
+        body,
+        at: Instant::now(),
+    });
     accepted()
 }
 
 fn error_type(headers: &HeaderMap) -> Option<String> {
-    headers.get(ERROR_TYPE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(ERROR_TYPE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 async fn invocation_error(
@@ -233,21 +307,29 @@ async fn invocation_error(
 ) -> Response {
     let body = match read_payload(body).await {
         Ok(body) => body,
-        Err(rejection) => return rejection,
+        Err(rejection) => return rejection.into_response(),
     };
     if let Err(rejection) = finish(&shared, &request_id) {
-        return rejection;
+        return rejection.into_response();
     }
     let error_type = error_type(&headers);
-    let _ = shared.events.send(RuntimeEvent::Error { request_id, error_type, body, at: Instant::now() });
+    let _ = shared.events.send(RuntimeEvent::Error {
+        request_id,
+        error_type,
+        body,
+        at: Instant::now(),
+    });
     accepted()
 }
 
 async fn init_error(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     let body = match read_payload(body).await {
         Ok(body) => body,
-        Err(rejection) => return rejection,
+        Err(rejection) => return rejection.into_response(),
     };
-    let _ = shared.events.send(RuntimeEvent::InitError { error_type: error_type(&headers), body });
+    let _ = shared.events.send(RuntimeEvent::InitError {
+        error_type: error_type(&headers),
+        body,
+    });
     accepted()
 }

@@ -42,7 +42,8 @@ pub fn record_from_message(message: &Message, source: &EventSource) -> SqsMessag
                     let mut attribute = SqsMessageAttribute::default();
                     attribute.data_type = Some(value.data_type().to_owned());
                     attribute.string_value = value.string_value().map(str::to_owned);
-                    attribute.binary_value = value.binary_value().map(|blob| base64_data(blob.as_ref()));
+                    attribute.binary_value =
+                        value.binary_value().map(|blob| base64_data(blob.as_ref()));
                     attribute.string_list_values = value.string_list_values().to_vec();
                     attribute.binary_list_values = value
                         .binary_list_values()
@@ -69,7 +70,10 @@ fn base64_data(bytes: &[u8]) -> Base64Data {
 /// The event for a batch of received messages.
 pub fn event_from_messages(messages: &[Message], source: &EventSource) -> SqsEvent {
     let mut event = SqsEvent::default();
-    event.records = messages.iter().map(|m| record_from_message(m, source)).collect();
+    event.records = messages
+        .iter()
+        .map(|m| record_from_message(m, source))
+        .collect();
     event
 }
 
@@ -113,7 +117,12 @@ pub fn outcome_of_response(body: &[u8], batch_ids: &BTreeSet<String>) -> BatchOu
     let object = match value {
         serde_json::Value::Null => return BatchOutcome::DeleteAll,
         serde_json::Value::Object(object) => object,
-        other => return malformed(format!("a JSON {} where an object belongs", json_kind(&other))),
+        other => {
+            return malformed(format!(
+                "a JSON {} where an object belongs",
+                json_kind(&other)
+            ));
+        }
     };
     let failures = match object.get("batchItemFailures") {
         None | Some(serde_json::Value::Null) => return BatchOutcome::DeleteAll,
@@ -129,7 +138,9 @@ pub fn outcome_of_response(body: &[u8], batch_ids: &BTreeSet<String>) -> BatchOu
                 failed.insert(id.clone());
             }
             Some(serde_json::Value::String(id)) if id.is_empty() => {
-                return malformed(format!("batchItemFailures[{index}].itemIdentifier is empty"));
+                return malformed(format!(
+                    "batchItemFailures[{index}].itemIdentifier is empty"
+                ));
             }
             Some(serde_json::Value::String(id)) => {
                 return malformed(format!(
@@ -143,7 +154,11 @@ pub fn outcome_of_response(body: &[u8], batch_ids: &BTreeSet<String>) -> BatchOu
             }
         }
     }
-    if failed.is_empty() { BatchOutcome::DeleteAll } else { BatchOutcome::DeleteAllBut(failed) }
+    if failed.is_empty() {
+        BatchOutcome::DeleteAll
+    } else {
+        BatchOutcome::DeleteAllBut(failed)
+    }
 }
 
 fn json_kind(value: &serde_json::Value) -> &'static str {
@@ -174,9 +189,15 @@ mod tests {
             ("", Some(BatchOutcome::DeleteAll)),
             ("null", Some(BatchOutcome::DeleteAll)),
             ("{}", Some(BatchOutcome::DeleteAll)),
-            (r#"{"batchItemFailures":null}"#, Some(BatchOutcome::DeleteAll)),
+            (
+                r#"{"batchItemFailures":null}"#,
+                Some(BatchOutcome::DeleteAll),
+            ),
             (r#"{"batchItemFailures":[]}"#, Some(BatchOutcome::DeleteAll)),
-            (r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#, Some(failing("b"))),
+            (
+                r#"{"batchItemFailures":[{"itemIdentifier":"b"}]}"#,
+                Some(failing("b")),
+            ),
             (
                 r#"{"batchItemFailures":[{"itemIdentifier":"b"},{"itemIdentifier":"b"}]}"#,
                 Some(failing("b")),
@@ -196,7 +217,10 @@ mod tests {
             match want {
                 Some(want) => assert_eq!(&got, want, "response {body}"),
                 None => assert!(
-                    matches!(got, BatchOutcome::RetryAll(BatchFailure::MalformedResponse(_))),
+                    matches!(
+                        got,
+                        BatchOutcome::RetryAll(BatchFailure::MalformedResponse(_))
+                    ),
                     "response {body} gave {got:?}"
                 ),
             }
@@ -211,10 +235,17 @@ mod tests {
             .body("hello")
             .md5_of_body("5d41402abc4b2a76b9719d911017c592")
             .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "2")
-            .attributes(MessageSystemAttributeName::AwsTraceHeader, "Root=1-5759e988-bd862e3fe1be46a994272793")
+            .attributes(
+                MessageSystemAttributeName::AwsTraceHeader,
+                "Root=1-5759e988-bd862e3fe1be46a994272793",
+            )
             .message_attributes(
                 "tenant",
-                MessageAttributeValue::builder().data_type("String").string_value("acme").build().unwrap(),
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("acme")
+                    .build()
+                    .unwrap(),
             )
             .message_attributes(
                 "blob",
@@ -236,12 +267,18 @@ mod tests {
         assert_eq!(record["body"], "hello");
         assert_eq!(record["md5OfBody"], "5d41402abc4b2a76b9719d911017c592");
         assert_eq!(record["attributes"]["ApproximateReceiveCount"], "2");
-        assert_eq!(record["attributes"]["AWSTraceHeader"], "Root=1-5759e988-bd862e3fe1be46a994272793");
+        assert_eq!(
+            record["attributes"]["AWSTraceHeader"],
+            "Root=1-5759e988-bd862e3fe1be46a994272793"
+        );
         assert_eq!(record["messageAttributes"]["tenant"]["stringValue"], "acme");
         assert_eq!(record["messageAttributes"]["tenant"]["dataType"], "String");
         assert_eq!(record["messageAttributes"]["blob"]["binaryValue"], "aGk=");
         assert_eq!(record["eventSource"], "aws:sqs");
-        assert_eq!(record["eventSourceARN"], "arn:aws:sqs:eu-west-1:000000000000:orders");
+        assert_eq!(
+            record["eventSourceARN"],
+            "arn:aws:sqs:eu-west-1:000000000000:orders"
+        );
         assert_eq!(record["awsRegion"], "eu-west-1");
     }
 }

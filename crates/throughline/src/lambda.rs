@@ -69,7 +69,9 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
         let sqs = aws_sdk_sqs::Client::new(&aws);
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        EventSourceMapping::new(config, sqs, Arc::new(StdoutLog)).run(shutdown).await?;
+        EventSourceMapping::new(config, sqs, Arc::new(StdoutLog))
+            .run(shutdown)
+            .await?;
         Ok(())
     })
 }

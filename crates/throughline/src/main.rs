@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 mod lambda;
 
 #[derive(Debug, Parser)]
-#[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
+#[command(
+    name = "throughline",
+    version,
+    about = "Keep one trace id unbroken through every async hop, and prove it"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -32,16 +32,35 @@ async fn the_host_runs_a_function_and_stops_on_sigterm() -> anyhow::Result<()> {
         aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "test-secret", None, None, "tests"))
+            .credentials_provider(Credentials::new(
+                "AKIDTEST",
+                "test-secret",
+                None,
+                None,
+                "tests",
+            ))
             .endpoint_url(broker.endpoint_url())
             .build(),
     );
-    let queue_url = sqs.create_queue().queue_name("work").send().await?.queue_url.context("queue url")?;
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("work")
+        .send()
+        .await?
+        .queue_url
+        .context("queue url")?;
     let out = tempfile::tempdir()?;
 
     let mut host = ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_throughline"))
-            .args(["lambda", "--queue", "work", "--function-name", "worker", "--"])
+            .args([
+                "lambda",
+                "--queue",
+                "work",
+                "--function-name",
+                "worker",
+                "--",
+            ])
             .arg(&python)
             .args(["-m", "awslambdaric", "handlers.handler"])
             .env("AWS_ENDPOINT_URL_SQS", broker.endpoint_url())
@@ -66,30 +85,57 @@ async fn the_host_runs_a_function_and_stops_on_sigterm() -> anyhow::Result<()> {
         }
     });
 
-    sqs.send_message().queue_url(&queue_url).message_body("late").send().await?;
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body("late")
+        .send()
+        .await?;
     let mut seen = Vec::new();
-    while !seen.iter().any(|l: &String| l.starts_with("REPORT RequestId: ")) {
+    while !seen
+        .iter()
+        .any(|l: &String| l.starts_with("REPORT RequestId: "))
+    {
         let line = tokio::task::block_in_place(|| lines.recv_timeout(PATIENCE))
             .with_context(|| format!("no REPORT line on stdout; got {seen:#?}"))?;
         seen.push(line);
     }
-    assert!(seen.iter().any(|l| l.starts_with("START RequestId: ") && l.ends_with(" Version: $LATEST")), "{seen:#?}");
-    assert!(seen.iter().any(|l| l == "handling 1 records"), "the function's stdout passes through: {seen:#?}");
-    assert!(seen.iter().any(|l| l.starts_with("END RequestId: ")), "{seen:#?}");
-    let report = seen.iter().find(|l| l.starts_with("REPORT")).context("REPORT")?;
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("START RequestId: ") && l.ends_with(" Version: $LATEST")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter().any(|l| l == "handling 1 records"),
+        "the function's stdout passes through: {seen:#?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with("END RequestId: ")),
+        "{seen:#?}"
+    );
+    let report = seen
+        .iter()
+        .find(|l| l.starts_with("REPORT"))
+        .context("REPORT")?;
     assert!(report.contains("\tInit Duration: "), "{report}");
 
     let invocation = std::fs::read_dir(out.path())?
         .filter_map(Result::ok)
         .find(|e| e.file_name().to_string_lossy().starts_with("invocation-"))
         .context("the handler wrote its invocation")?;
-    let seen_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(invocation.path())?)?;
+    let seen_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(invocation.path())?)?;
     let function_pid = seen_json["pid"].as_i64().context("pid")? as i32;
 
     kill(Pid::from_raw(host.0.id() as i32), Signal::SIGTERM)?;
     let status = tokio::task::block_in_place(|| host.0.wait())?;
-    assert!(status.success(), "the host exits cleanly on SIGTERM: {status}");
-    assert!(!Path::new(&format!("/proc/{function_pid}")).exists(), "the frozen function was stopped too");
+    assert!(
+        status.success(),
+        "the host exits cleanly on SIGTERM: {status}"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{function_pid}")).exists(),
+        "the frozen function was stopped too"
+    );
     broker.shutdown().await;
     Ok(())
 }
@@ -104,7 +150,8 @@ fn a_command_that_cannot_start_is_a_clear_error() -> anyhow::Result<()> {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(r#"COMMAND: "/nonexistent/bootstrap" is not an executable file or on PATH"#),
+        stderr
+            .contains(r#"COMMAND: "/nonexistent/bootstrap" is not an executable file or on PATH"#),
         "{stderr}"
     );
     Ok(())
