@@ -12,6 +12,8 @@ mod verify;
 
 mod conformance;
 
+mod lambda;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "throughline",
@@ -38,6 +40,9 @@ enum Command {
         #[command(subcommand)]
         suite: conformance::Suite,
     },
+
+    /// Run a Lambda function under the local Lambda host, fed by an SQS queue.
+    Lambda(lambda::LambdaArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +54,7 @@ fn main() -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args),
 
         Command::Conformance { suite } => conformance::run(suite),
+
+        Command::Lambda(args) => lambda::run(args),
     }
 }
