@@ -22,8 +22,22 @@ async fn rules_route_matching_events_to_queues() {
     let broker = start().await;
     let endpoint = broker.handle.endpoint_url();
     let (eb, sq) = (events(&endpoint), sqs(&endpoint));
-    let paid = sq.create_queue().queue_name("paid").send().await.unwrap().queue_url.unwrap();
-    let big = sq.create_queue().queue_name("big").send().await.unwrap().queue_url.unwrap();
+    let paid = sq
+        .create_queue()
+        .queue_name("paid")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let big = sq
+        .create_queue()
+        .queue_name("big")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
 
     let rule = eb
         .put_rule()
@@ -34,18 +48,30 @@ async fn rules_route_matching_events_to_queues() {
         .send()
         .await
         .unwrap();
-    assert_eq!(rule.rule_arn(), Some("arn:aws:events:us-east-1:000000000000:rule/order-paid"));
+    assert_eq!(
+        rule.rule_arn(),
+        Some("arn:aws:events:us-east-1:000000000000:rule/order-paid")
+    );
     eb.put_rule()
         .name("big-orders")
         .event_pattern(json!({"detail": {"total": [{"numeric": [">=", 100]}], "status": [{"anything-but": "CANCELLED"}]}}).to_string())
         .send()
         .await
         .unwrap();
-    for (rule, id, queue) in [("order-paid", "paid-q", "paid"), ("big-orders", "big-q", "big")] {
+    for (rule, id, queue) in [
+        ("order-paid", "paid-q", "paid"),
+        ("big-orders", "big-q", "big"),
+    ] {
         let out = eb
             .put_targets()
             .rule(rule)
-            .targets(Target::builder().id(id).arn(format!("arn:aws:sqs:us-east-1:000000000000:{queue}")).build().unwrap())
+            .targets(
+                Target::builder()
+                    .id(id)
+                    .arn(format!("arn:aws:sqs:us-east-1:000000000000:{queue}"))
+                    .build()
+                    .unwrap(),
+            )
             .send()
             .await
             .unwrap();
@@ -54,7 +80,13 @@ async fn rules_route_matching_events_to_queues() {
     let bad_target = eb
         .put_targets()
         .rule("order-paid")
-        .targets(Target::builder().id("lambda").arn("arn:aws:lambda:us-east-1:000000000000:function:f").build().unwrap())
+        .targets(
+            Target::builder()
+                .id("lambda")
+                .arn("arn:aws:lambda:us-east-1:000000000000:function:f")
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -65,13 +97,21 @@ async fn rules_route_matching_events_to_queues() {
     assert_eq!(names, ["big-orders", "order-paid"]);
     let listed = eb.list_rules().name_prefix("order").send().await.unwrap();
     assert_eq!(listed.rules()[0].description(), Some("paid orders"));
-    let targets = eb.list_targets_by_rule().rule("order-paid").send().await.unwrap();
+    let targets = eb
+        .list_targets_by_rule()
+        .rule("order-paid")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(targets.targets().len(), 1);
 
     let trace = json!({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"});
     let put = eb
         .put_events()
-        .entries(event("OrderPaid", json!({"status": "PAID", "total": 150, "_trace": trace})))
+        .entries(event(
+            "OrderPaid",
+            json!({"status": "PAID", "total": 150, "_trace": trace}),
+        ))
         .entries(event("OrderPaid", json!({"status": "PAID", "total": 5})))
         .entries(
             PutEventsRequestEntry::builder()
@@ -81,7 +121,13 @@ async fn rules_route_matching_events_to_queues() {
                 .trace_header("Root=1-5759e988-bd862e3fe1be46a994272793")
                 .build(),
         )
-        .entries(PutEventsRequestEntry::builder().source("shop.orders").detail_type("Broken").detail("not json").build())
+        .entries(
+            PutEventsRequestEntry::builder()
+                .source("shop.orders")
+                .detail_type("Broken")
+                .detail("not json")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -108,20 +154,66 @@ async fn rules_route_matching_events_to_queues() {
     assert_eq!(envelope["region"], "us-east-1");
     assert_eq!(envelope["resources"], json!(["arn:aws:shop:order/1"]));
     assert_eq!(envelope["detail"]["_trace"], trace);
-    assert!(envelope["time"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 20), "{envelope}");
+    assert!(
+        envelope["time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.len() == 20),
+        "{envelope}"
+    );
     let traced = got.messages()[1].attributes().unwrap();
-    assert_eq!(traced[&MessageSystemAttributeName::AwsTraceHeader], "Root=1-5759e988-bd862e3fe1be46a994272793");
-    let got = sq.receive_message().queue_url(&big).max_number_of_messages(10).send().await.unwrap();
+    assert_eq!(
+        traced[&MessageSystemAttributeName::AwsTraceHeader],
+        "Root=1-5759e988-bd862e3fe1be46a994272793"
+    );
+    let got = sq
+        .receive_message()
+        .queue_url(&big)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.messages().len(), 1);
 
     // A disabled rule delivers nothing; removing targets and deleting the rule works.
-    let err = eb.delete_rule().name("big-orders").send().await.unwrap_err();
-    assert_eq!(err.as_service_error().and_then(aws_sdk_eventbridge::error::ProvideErrorMetadata::code), Some("ValidationException"));
-    eb.remove_targets().rule("big-orders").ids("big-q").send().await.unwrap();
+    let err = eb
+        .delete_rule()
+        .name("big-orders")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_service_error()
+            .and_then(aws_sdk_eventbridge::error::ProvideErrorMetadata::code),
+        Some("ValidationException")
+    );
+    eb.remove_targets()
+        .rule("big-orders")
+        .ids("big-q")
+        .send()
+        .await
+        .unwrap();
     eb.delete_rule().name("big-orders").send().await.unwrap();
-    eb.put_rule().name("order-paid").event_pattern(json!({"source": ["shop.orders"]}).to_string()).state(RuleState::Disabled).send().await.unwrap();
-    eb.put_events().entries(event("OrderPaid", json!({"status": "PAID"}))).send().await.unwrap();
-    assert!(sq.receive_message().queue_url(&paid).send().await.unwrap().messages().is_empty());
+    eb.put_rule()
+        .name("order-paid")
+        .event_pattern(json!({"source": ["shop.orders"]}).to_string())
+        .state(RuleState::Disabled)
+        .send()
+        .await
+        .unwrap();
+    eb.put_events()
+        .entries(event("OrderPaid", json!({"status": "PAID"})))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        sq.receive_message()
+            .queue_url(&paid)
+            .send()
+            .await
+            .unwrap()
+            .messages()
+            .is_empty()
+    );
     assert_eq!(eb.list_rules().send().await.unwrap().rules().len(), 1);
     broker.handle.shutdown().await;
 }
@@ -130,12 +222,46 @@ async fn rules_route_matching_events_to_queues() {
 async fn invalid_requests_carry_eventbridge_codes() {
     let broker = start().await;
     let eb = events(&broker.handle.endpoint_url());
-    let code = |e: &dyn aws_sdk_eventbridge::error::ProvideErrorMetadata| e.code().map(str::to_owned);
-    let bad_pattern = eb.put_rule().name("r").event_pattern(r#"{"source": "not-an-array"}"#).send().await.unwrap_err();
-    assert_eq!(bad_pattern.as_service_error().and_then(|e| code(e)), Some("InvalidEventPatternException".to_owned()));
-    let missing = eb.put_targets().rule("nope").targets(Target::builder().id("t").arn("arn:aws:sqs:us-east-1:000000000000:q").build().unwrap()).send().await.unwrap_err();
-    assert!(missing.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()));
-    let too_many = eb.put_events().set_entries(Some((0..11).map(|_| event("X", json!({}))).collect())).send().await.unwrap_err();
-    assert_eq!(too_many.as_service_error().and_then(|e| code(e)), Some("ValidationException".to_owned()));
+    let code =
+        |e: &dyn aws_sdk_eventbridge::error::ProvideErrorMetadata| e.code().map(str::to_owned);
+    let bad_pattern = eb
+        .put_rule()
+        .name("r")
+        .event_pattern(r#"{"source": "not-an-array"}"#)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_pattern.as_service_error().and_then(|e| code(e)),
+        Some("InvalidEventPatternException".to_owned())
+    );
+    let missing = eb
+        .put_targets()
+        .rule("nope")
+        .targets(
+            Target::builder()
+                .id("t")
+                .arn("arn:aws:sqs:us-east-1:000000000000:q")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        missing
+            .as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception())
+    );
+    let too_many = eb
+        .put_events()
+        .set_entries(Some((0..11).map(|_| event("X", json!({}))).collect()))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        too_many.as_service_error().and_then(|e| code(e)),
+        Some("ValidationException".to_owned())
+    );
     broker.handle.shutdown().await;
 }

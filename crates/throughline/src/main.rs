@@ -5,17 +5,28 @@
 
 use clap::{Parser, Subcommand};
 
+mod broker;
+
 #[derive(Debug, Parser)]
-#[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
+#[command(
+    name = "throughline",
+    version,
+    about = "Keep one trace id unbroken through every async hop, and prove it"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Run the durable local broker that speaks SQS and EventBridge.
+    Broker(broker::BrokerArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Broker(args) => broker::run(args),
+    }
 }
