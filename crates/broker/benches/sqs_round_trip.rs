@@ -37,10 +37,21 @@ fn client(endpoint: &str) -> aws_sdk_sqs::Client {
 }
 
 /// Runs `concurrency` workers for `duration`; returns completed round trips per second.
-async fn run(endpoint: &str, mode: Mode, concurrency: usize, duration: Duration) -> anyhow::Result<f64> {
+async fn run(
+    endpoint: &str,
+    mode: Mode,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<f64> {
     let sqs = client(endpoint);
     let queue = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let url = sqs.create_queue().queue_name(&queue).send().await?.queue_url.unwrap_or_default();
+    let url = sqs
+        .create_queue()
+        .queue_name(&queue)
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default();
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -50,32 +61,68 @@ async fn run(endpoint: &str, mode: Mode, concurrency: usize, duration: Duration)
             while started.elapsed() < duration {
                 let sent = match mode {
                     Mode::Single => {
-                        sqs.send_message().queue_url(&url).message_body(format!("w{w}")).send().await?;
+                        sqs.send_message()
+                            .queue_url(&url)
+                            .message_body(format!("w{w}"))
+                            .send()
+                            .await?;
                         1
                     }
                     Mode::Batch => {
                         let entries = (0..10)
-                            .map(|i| SendMessageBatchRequestEntry::builder().id(format!("e{i}")).message_body(format!("w{w}-{i}")).build())
+                            .map(|i| {
+                                SendMessageBatchRequestEntry::builder()
+                                    .id(format!("e{i}"))
+                                    .message_body(format!("w{w}-{i}"))
+                                    .build()
+                            })
                             .collect::<Result<Vec<_>, _>>()?;
-                        sqs.send_message_batch().queue_url(&url).set_entries(Some(entries)).send().await?;
+                        sqs.send_message_batch()
+                            .queue_url(&url)
+                            .set_entries(Some(entries))
+                            .send()
+                            .await?;
                         10
                     }
                 };
-                let got = sqs.receive_message().queue_url(&url).max_number_of_messages(sent).wait_time_seconds(1).send().await?;
-                let handles: Vec<String> = got.messages().iter().filter_map(|m| m.receipt_handle().map(str::to_owned)).collect();
+                let got = sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(sent)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await?;
+                let handles: Vec<String> = got
+                    .messages()
+                    .iter()
+                    .filter_map(|m| m.receipt_handle().map(str::to_owned))
+                    .collect();
                 match mode {
                     Mode::Single => {
                         for h in &handles {
-                            sqs.delete_message().queue_url(&url).receipt_handle(h).send().await?;
+                            sqs.delete_message()
+                                .queue_url(&url)
+                                .receipt_handle(h)
+                                .send()
+                                .await?;
                         }
                     }
                     Mode::Batch if !handles.is_empty() => {
                         let entries = handles
                             .iter()
                             .enumerate()
-                            .map(|(i, h)| DeleteMessageBatchRequestEntry::builder().id(format!("d{i}")).receipt_handle(h).build())
+                            .map(|(i, h)| {
+                                DeleteMessageBatchRequestEntry::builder()
+                                    .id(format!("d{i}"))
+                                    .receipt_handle(h)
+                                    .build()
+                            })
                             .collect::<Result<Vec<_>, _>>()?;
-                        sqs.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await?;
+                        sqs.delete_message_batch()
+                            .queue_url(&url)
+                            .set_entries(Some(entries))
+                            .send()
+                            .await?;
                     }
                     Mode::Batch => {}
                 }
@@ -109,8 +156,16 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let benching = args.iter().any(|a| a == "--bench");
-    let seconds = if benching { arg(&args, "--seconds", 3) } else { 0 };
-    let duration = if benching { Duration::from_secs(seconds) } else { Duration::from_millis(200) };
+    let seconds = if benching {
+        arg(&args, "--seconds", 3)
+    } else {
+        0
+    };
+    let duration = if benching {
+        Duration::from_secs(seconds)
+    } else {
+        Duration::from_millis(200)
+    };
     let concurrency = arg(&args, "--concurrency", 32) as usize;
 
     let dir = tempfile::tempdir()?;
@@ -118,12 +173,20 @@ async fn main() -> anyhow::Result<()> {
     let handle = broker.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?;
     let endpoint = handle.endpoint_url();
 
-    println!("durable SQS round trips (send -> receive -> delete), aws-sdk-sqs clients on loopback");
-    println!("concurrency {concurrency}, {:.1} s per row", duration.as_secs_f64());
+    println!(
+        "durable SQS round trips (send -> receive -> delete), aws-sdk-sqs clients on loopback"
+    );
+    println!(
+        "concurrency {concurrency}, {:.1} s per row",
+        duration.as_secs_f64()
+    );
     println!("{:<28} {:>14}", "target / mode", "messages/s");
     for mode in [Mode::Batch, Mode::Single] {
         let rate = run(&endpoint, mode, concurrency, duration).await?;
-        println!("{:<28} {rate:>14.0}", format!("throughline broker {mode:?}"));
+        println!(
+            "{:<28} {rate:>14.0}",
+            format!("throughline broker {mode:?}")
+        );
     }
     handle.shutdown().await;
     if !benching {
@@ -141,7 +204,10 @@ async fn main() -> anyhow::Result<()> {
         .stderr(Stdio::null())
         .spawn()?;
     let _moto = ChildGuard(child);
-    anyhow::ensure!(wait_for_port(addr, Duration::from_secs(30)), "moto_server did not listen on {addr}");
+    anyhow::ensure!(
+        wait_for_port(addr, Duration::from_secs(30)),
+        "moto_server did not listen on {addr}"
+    );
     for mode in [Mode::Batch, Mode::Single] {
         let rate = run(&format!("http://{addr}"), mode, concurrency, duration).await?;
         println!("{:<28} {rate:>14.0}", format!("moto_server {mode:?}"));

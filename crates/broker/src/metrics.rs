@@ -4,9 +4,12 @@ use std::fmt::Write as _;
 
 use crate::state::State;
 
+/// A metric family: name, help text, and (queue, value) samples.
+type Family = (&'static str, &'static str, Vec<(String, u64)>);
+
 /// Renders every queue's depth and counters at `now_ms`.
 pub fn render(state: &State, now_ms: u64) -> String {
-    let mut gauges: [(&str, &str, Vec<(String, u64)>); 4] = [
+    let mut gauges: [Family; 4] = [
         (
             "throughline_broker_messages_visible",
             "Messages available for receipt",
@@ -28,7 +31,7 @@ pub fn render(state: &State, now_ms: u64) -> String {
             vec![],
         ),
     ];
-    let mut counters: [(&str, &str, Vec<(String, u64)>); 4] = [
+    let mut counters: [Family; 4] = [
         (
             "throughline_broker_messages_sent_total",
             "Messages sent to the queue",

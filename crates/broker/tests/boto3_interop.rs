@@ -4,7 +4,9 @@ mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_every_operation() {
-    let python = tokio::task::spawn_blocking(throughline_testkit::python).await.expect("venv task");
+    let python = tokio::task::spawn_blocking(throughline_testkit::python)
+        .await
+        .expect("venv task");
     let broker = common::start().await;
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/boto3_interop.py");
     let out = tokio::process::Command::new(python)
