@@ -137,6 +137,26 @@ async fn run(
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
+/// (commits, requests committed) from the broker's `/metrics`.
+async fn storage_counts(endpoint: &str) -> anyhow::Result<(u64, u64)> {
+    let text = reqwest::get(format!("{endpoint}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            })
+            .unwrap_or_default()
+    };
+    Ok((
+        value("throughline_broker_storage_commits_total "),
+        value("throughline_broker_storage_requests_committed_total "),
+    ))
+}
+
 fn moto_server() -> Option<PathBuf> {
     std::env::var_os("THROUGHLINE_MOTO_SERVER")
         .map(PathBuf::from)

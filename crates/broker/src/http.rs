@@ -37,7 +37,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn metrics_page(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
-    let text = metrics::render(&shared.lock(), now_ms());
+    let text = metrics::render(&shared.lock(), &shared.writer.stats, now_ms());
     (
         [(
             header::CONTENT_TYPE,
