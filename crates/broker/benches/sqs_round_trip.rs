@@ -202,9 +202,13 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("{:<28} {:>14}", "target / mode", "messages/s");
     for mode in [Mode::Batch, Mode::Single] {
+        let before = storage_counts(&endpoint).await?;
         let rate = run(&endpoint, mode, concurrency, duration).await?;
+        let after = storage_counts(&endpoint).await?;
+        let commits = after.0 - before.0;
+        let per_commit = (after.1 - before.1) as f64 / commits.max(1) as f64;
         println!(
-            "{:<28} {rate:>14.0}",
+            "{:<28} {rate:>14.0}   ({commits} fsynced commits, {per_commit:.1} requests per commit)",
             format!("throughline broker {mode:?}")
         );
     }
