@@ -37,7 +37,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn metrics_page(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
-    let text = metrics::render(&shared.lock(), now_ms());
+    let text = metrics::render(&shared.lock(), &shared.writer.stats, now_ms());
     (
         [(
             header::CONTENT_TYPE,
@@ -83,6 +83,7 @@ async fn route(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Resp
             )
         })?;
     check_authorization(headers)?;
+    check_content_type(headers)?;
     let body = if body.is_empty() {
         b"{}".as_slice()
     } else {
@@ -122,6 +123,22 @@ fn check_authorization(headers: &HeaderMap) -> Result<(), ApiError> {
         Err(ApiError::malformed(
             "IncompleteSignature",
             "header Authorization is not a well-formed AWS4-HMAC-SHA256 signature",
+        ))
+    }
+}
+
+/// The AWS JSON protocols send `application/x-amz-json-1.0` (SQS) or `-1.1` (EventBridge).
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default();
+    if text.starts_with("application/x-amz-json") || text.starts_with("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::malformed(
+            "UnsupportedMediaType",
+            format!("header Content-Type {text:?}: expected application/x-amz-json-1.0 or -1.1"),
         ))
     }
 }

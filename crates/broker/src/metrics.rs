@@ -2,11 +2,17 @@
 
 use std::fmt::Write as _;
 
-use crate::state::State;
+use std::sync::atomic::Ordering;
 
-/// Renders every queue's depth and counters at `now_ms`.
-pub fn render(state: &State, now_ms: u64) -> String {
-    let mut gauges: [(&str, &str, Vec<(String, u64)>); 4] = [
+use crate::state::State;
+use crate::store::StoreStats;
+
+/// A metric family: name, help text, and (queue, value) samples.
+type Family = (&'static str, &'static str, Vec<(String, u64)>);
+
+/// Renders every queue's depth and counters at `now_ms`, and the storage writer's counts.
+pub fn render(state: &State, stats: &StoreStats, now_ms: u64) -> String {
+    let mut gauges: [Family; 4] = [
         (
             "throughline_broker_messages_visible",
             "Messages available for receipt",
@@ -28,7 +34,7 @@ pub fn render(state: &State, now_ms: u64) -> String {
             vec![],
         ),
     ];
-    let mut counters: [(&str, &str, Vec<(String, u64)>); 4] = [
+    let mut counters: [Family; 4] = [
         (
             "throughline_broker_messages_sent_total",
             "Messages sent to the queue",
@@ -80,6 +86,24 @@ pub fn render(state: &State, now_ms: u64) -> String {
             }
         }
     }
+    for (metric, help, value) in [
+        (
+            "throughline_broker_storage_commits_total",
+            "Storage transactions committed (one WAL fsync each)",
+            &stats.commits,
+        ),
+        (
+            "throughline_broker_storage_requests_committed_total",
+            "Requests whose changes were committed; divided by commits, the group-commit size",
+            &stats.submissions,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric} {}",
+            value.load(Ordering::Relaxed)
+        );
+    }
     out
 }
 
@@ -94,7 +118,7 @@ mod tests {
         let mut q = Queue::new("orders".into(), 0);
         q.counters.sent = 3;
         state.queues.insert("orders".into(), q);
-        let text = render(&state, 0);
+        let text = render(&state, &StoreStats::default(), 0);
         assert!(text.contains("# TYPE throughline_broker_messages_sent_total counter\n"));
         assert!(text.contains("throughline_broker_messages_sent_total{queue=\"orders\"} 3\n"));
         assert!(text.contains("throughline_broker_messages_visible{queue=\"orders\"} 0\n"));

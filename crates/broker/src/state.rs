@@ -103,15 +103,14 @@ impl State {
     }
 
     fn check_redrive(&self, name: &str, settings: &Settings) -> Result<(), ApiError> {
-        if let Some(redrive) = &settings.redrive {
-            if redrive.dead_letter_queue == name
-                || !self.queues.contains_key(&redrive.dead_letter_queue)
-            {
-                return Err(ApiError::invalid_attribute_value(format!(
-                    "Value for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist: {}",
-                    redrive.dead_letter_arn
-                )));
-            }
+        if let Some(redrive) = &settings.redrive
+            && (redrive.dead_letter_queue == name
+                || !self.queues.contains_key(&redrive.dead_letter_queue))
+        {
+            return Err(ApiError::invalid_attribute_value(format!(
+                "Value for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist: {}",
+                redrive.dead_letter_arn
+            )));
         }
         Ok(())
     }
@@ -156,14 +155,14 @@ impl State {
                 ops.push(WriteOp::Delete { seq });
                 continue;
             }
-            if let Some(r) = &redrive {
-                if message.receive_count >= r.max_receive_count {
-                    if let Some(mut m) = q.remove(seq) {
-                        m.available_at_ms = now_ms;
-                        to_dead_letter.push(m);
-                    }
-                    continue;
+            if let Some(r) = &redrive
+                && message.receive_count >= r.max_receive_count
+            {
+                if let Some(mut m) = q.remove(seq) {
+                    m.available_at_ms = now_ms;
+                    to_dead_letter.push(m);
                 }
+                continue;
             }
             message.receive_count += 1;
             message.first_receive_ms.get_or_insert(now_ms);

@@ -6,7 +6,8 @@
 
 use rusqlite::{Connection, params};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use tokio::sync::oneshot;
 
 use crate::message::{Attributes, Message};
@@ -82,10 +83,20 @@ pub struct Loaded {
     pub rules: Vec<(String, String)>,
 }
 
+/// Counts of the writer's work, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Transactions committed (each one fsync of the WAL).
+    pub commits: AtomicU64,
+    /// Requests whose changes were committed, summed over all commits.
+    pub submissions: AtomicU64,
+}
+
 /// The handle to the writer thread.
 #[derive(Debug, Clone)]
 pub struct Writer {
     tx: mpsc::Sender<(Vec<WriteOp>, Ack)>,
+    pub stats: Arc<StoreStats>,
 }
 
 impl Writer {
@@ -153,14 +164,16 @@ pub fn open(data_dir: &Path) -> Result<(Loaded, Writer), StoreError> {
         LoadError::Corrupt(table, detail) => StoreError::Corrupt { table, detail },
     })?;
     let (tx, rx) = mpsc::channel();
+    let stats = Arc::new(StoreStats::default());
+    let writer_stats = stats.clone();
     std::thread::Builder::new()
         .name("broker-store".to_owned())
-        .spawn(move || run_writer(conn, rx))
+        .spawn(move || run_writer(conn, rx, &writer_stats))
         .map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
-    Ok((loaded, Writer { tx }))
+    Ok((loaded, Writer { tx, stats }))
 }
 
 enum LoadError {
@@ -217,7 +230,7 @@ fn load(conn: &Connection) -> Result<Loaded, LoadError> {
 /// Largest number of submissions folded into one transaction.
 const MAX_GROUP: usize = 4096;
 
-fn run_writer(mut conn: Connection, rx: mpsc::Receiver<(Vec<WriteOp>, Ack)>) {
+fn run_writer(mut conn: Connection, rx: mpsc::Receiver<(Vec<WriteOp>, Ack)>, stats: &StoreStats) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -227,6 +240,10 @@ fn run_writer(mut conn: Connection, rx: mpsc::Receiver<(Vec<WriteOp>, Ack)>) {
             }
         }
         let result = commit(&mut conn, &group).map_err(|e| e.to_string());
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats
+            .submissions
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
         for (_, ack) in group {
             // The requester may have gone away (client disconnected); the change is stored anyway.
             let _ = ack.send(result.clone());

@@ -29,12 +29,12 @@ pub fn validate_send(entry: &SendEntry, settings: &Settings) -> Result<String, A
             bad as u32
         )));
     }
-    if let Some(delay) = entry.delay_seconds {
-        if !(0..=900).contains(&delay) {
-            return Err(ApiError::invalid_parameter(format!(
-                "Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
-            )));
-        }
+    if let Some(delay) = entry.delay_seconds
+        && !(0..=900).contains(&delay)
+    {
+        return Err(ApiError::invalid_parameter(format!(
+            "Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds must be >= 0 and <= 900."
+        )));
     }
     validate_attributes(&entry.message_attributes)?;
     validate_system_attributes(&entry.message_system_attributes)?;

@@ -14,6 +14,8 @@ mod conformance;
 
 mod lambda;
 
+mod broker;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "throughline",
@@ -43,6 +45,9 @@ enum Command {
 
     /// Run a Lambda function under the local Lambda host, fed by an SQS queue.
     Lambda(lambda::LambdaArgs),
+
+    /// Run the durable local broker that speaks SQS and EventBridge.
+    Broker(broker::BrokerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,5 +61,7 @@ fn main() -> anyhow::Result<()> {
         Command::Conformance { suite } => conformance::run(suite),
 
         Command::Lambda(args) => lambda::run(args),
+
+        Command::Broker(args) => broker::run(args),
     }
 }
