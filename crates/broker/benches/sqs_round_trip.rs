@@ -208,7 +208,7 @@ async fn main() -> anyhow::Result<()> {
         let commits = after.0 - before.0;
         let per_commit = (after.1 - before.1) as f64 / commits.max(1) as f64;
         println!(
-            "{:<28} {rate:>14.0}   ({commits} fsynced commits, {per_commit:.1} requests per commit)",
+            "{:<28} {rate:>14.0}   ({commits} commits, {per_commit:.1} requests per commit)",
             format!("throughline broker {mode:?}")
         );
     }

@@ -16,16 +16,21 @@ pub struct BrokerConfig {
     pub account_id: String,
     /// Queues and rules created (or updated) at start-up.
     pub declarations: Declarations,
+    /// Also survive power loss: fsync the write-ahead log before answering (SQLite
+    /// `synchronous=FULL`). Off by default, where an answered write is in the log file and
+    /// survives `kill -9` of the broker, but not a crash of the machine.
+    pub sync_writes: bool,
 }
 
 impl BrokerConfig {
-    /// Defaults: region `us-east-1`, account `000000000000`, nothing declared.
+    /// Defaults: region `us-east-1`, account `000000000000`, nothing declared, no fsync.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
             region: "us-east-1".to_owned(),
             account_id: "000000000000".to_owned(),
             declarations: Declarations::default(),
+            sync_writes: false,
         }
     }
 }

@@ -80,7 +80,8 @@ impl Broker {
     /// queues and rules.
     pub async fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
         let dir = config.data_dir.clone();
-        let (loaded, writer) = tokio::task::spawn_blocking(move || store::open(&dir))
+        let sync_writes = config.sync_writes;
+        let (loaded, writer) = tokio::task::spawn_blocking(move || store::open(&dir, sync_writes))
             .await
             .map_err(|_| BrokerError::OpenTask)??;
         let state = State::restore(loaded)?;

@@ -142,7 +142,12 @@ CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue);
 ";
 
 /// Opens (or creates) the database in `data_dir`, reads everything back and starts the writer.
-pub fn open(data_dir: &Path) -> Result<(Loaded, Writer), StoreError> {
+///
+/// Every change is committed to the write-ahead log before the request that made it is answered,
+/// so it survives `kill -9`. With `sync_writes` the log is also fsynced at each commit
+/// (`synchronous=FULL`), so it survives power loss; without it (`synchronous=NORMAL`, the
+/// default) a machine crash may lose the last commits, never the database.
+pub fn open(data_dir: &Path, sync_writes: bool) -> Result<(Loaded, Writer), StoreError> {
     std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
         path: data_dir.to_path_buf(),
         source,
@@ -153,10 +158,10 @@ pub fn open(data_dir: &Path) -> Result<(Loaded, Writer), StoreError> {
         source,
     };
     let conn = Connection::open(&path).map_err(sql_err)?;
-    // WAL with synchronous=FULL: a commit returns only after the WAL is fsynced.
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(sql_err)?;
-    conn.pragma_update(None, "synchronous", "FULL")
+    let synchronous = if sync_writes { "FULL" } else { "NORMAL" };
+    conn.pragma_update(None, "synchronous", synchronous)
         .map_err(sql_err)?;
     conn.execute_batch(SCHEMA).map_err(sql_err)?;
     let loaded = load(&conn).map_err(|e| match e {

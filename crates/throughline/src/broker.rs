@@ -34,6 +34,10 @@ pub struct BrokerArgs {
     /// Account id in queue URLs and ARNs.
     #[arg(long, default_value = "000000000000")]
     pub account_id: String,
+    /// Fsync every commit so answered writes also survive power loss (they always survive
+    /// `kill -9` of the broker).
+    #[arg(long)]
+    pub sync_writes: bool,
 }
 
 /// Turns the flags into the broker's validated configuration (reading the config file).
@@ -62,6 +66,7 @@ pub fn config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
     config.region = args.region.clone();
     config.account_id = args.account_id.clone();
     config.declarations = declarations;
+    config.sync_writes = args.sync_writes;
     Ok(config)
 }
 
