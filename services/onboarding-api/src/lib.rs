@@ -11,6 +11,7 @@
 pub mod carrier;
 pub mod config;
 pub mod customers;
+pub mod entry;
 pub mod names;
 pub mod queue;
 pub mod routes;

@@ -1,16 +1,12 @@
 //! The onboarding API as its own binary (deployable alone, e.g. on ECS); configured from the
 //! environment (`OTEL_*`, `AWS_*`, `DATABASE_URL`, `ONBOARDING_*`).
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
-    let config = onboarding_api::ApiConfig::from_env(&env)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.addr).await?;
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        onboarding_api::serve(config, onboarding_api::Telemetry::global(), listener, shutdown).await?;
-        Ok(())
-    })
+fn main() -> std::process::ExitCode {
+    match onboarding_api::entry::run_main(std::env::vars().collect()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("onboarding-api: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

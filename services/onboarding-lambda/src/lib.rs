@@ -7,6 +7,7 @@
 //! returns. [`run`] is the whole binary; `main.rs` and `throughline serve onboarding-lambda` call it.
 
 pub mod config;
+pub mod entry;
 pub mod handler;
 pub mod names;
 pub mod steps;
