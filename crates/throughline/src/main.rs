@@ -5,6 +5,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod load;
+mod serve;
+mod up;
+
 #[derive(Debug, Parser)]
 #[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
 struct Cli {
@@ -13,9 +17,20 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Run the whole onboarding system locally: broker, collector with store and APM, API, worker.
+    Up(up::UpArgs),
+    /// Drive a reference system with load and check its traces.
+    Load(load::LoadArgs),
+    /// Run one reference service as this process (what `up` starts).
+    Serve(serve::ServeArgs),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Up(args) => up::run(args),
+        Command::Load(args) => load::run(args),
+        Command::Serve(args) => serve::run(args),
+    }
 }
