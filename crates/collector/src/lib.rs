@@ -1,1 +1,21 @@
 //! OTLP receivers (gRPC and HTTP), the Jaeger-compatible query API and Prometheus metrics.
+//!
+//! [`Collector::start`] binds the OTLP/gRPC, OTLP/HTTP and query listeners over any
+//! [`SpanSink`](throughline_store::SpanSink) / [`TraceReader`](throughline_store::TraceReader);
+//! [`QueryServer`] is the query API alone, for embedding.
+
+pub mod ingest;
+pub mod integrity;
+pub mod jaeger;
+pub mod otlp_grpc;
+pub mod otlp_http;
+pub mod params;
+pub mod prometheus;
+pub mod query;
+pub mod self_metrics;
+pub mod server;
+
+pub use ingest::{Ingest, IngestError, IngestLimits};
+pub use query::{IntegrityReport, QueryServer};
+pub use self_metrics::{CollectorMetrics, RefusalReason, Signal};
+pub use server::{Collector, CollectorConfig, HttpTimeouts, RunningCollector, StartError};

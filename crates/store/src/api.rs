@@ -60,7 +60,10 @@ macro_rules! hex_id {
             /// Accepts upper or lower case hex; Jaeger clients also send shorter ids, which are
             /// left-padded with zeros, as Jaeger does.
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let err = || IdParseError { input: s.to_owned(), expected_hex_digits: $len * 2 };
+                let err = || IdParseError {
+                    input: s.to_owned(),
+                    expected_hex_digits: $len * 2,
+                };
                 if s.is_empty() || s.len() > $len * 2 {
                     return Err(err());
                 }
@@ -154,7 +157,10 @@ pub enum IntegrityProblem {
     /// No span without a parent.
     MissingRoot,
     /// Spans whose parent never arrived; the parents that are missing.
-    OrphanSpans { count: u64, missing_parents: Vec<SpanId> },
+    OrphanSpans {
+        count: u64,
+        missing_parents: Vec<SpanId>,
+    },
 }
 
 /// An operation (span name) of a service.

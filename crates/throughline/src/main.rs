@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 mod load;
 mod serve;
 mod up;
+mod collector;
+mod verify;
 
 #[derive(Debug, Parser)]
 #[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
@@ -24,6 +26,10 @@ enum Command {
     Load(load::LoadArgs),
     /// Run one reference service as this process (what `up` starts).
     Serve(serve::ServeArgs),
+    /// Receive OTLP (gRPC :4317, HTTP :4318), keep every span, serve the Jaeger API (:16686).
+    Collector(collector::CollectorArgs),
+    /// Check that traces in a running collector are whole and cross the expected hops.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +38,7 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => up::run(args),
         Command::Load(args) => load::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Collector(args) => collector::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }

@@ -1,0 +1,243 @@
+//! The receiving core shared by the gRPC and HTTP receivers: admission (memory bound, shutdown),
+//! the blocking store call off the runtime, and the collector's own counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use throughline_store::{
+    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest, SpanSink,
+    StoreError, WriteReport,
+};
+
+use crate::self_metrics::{CollectorMetrics, RefusalReason, Signal};
+
+/// Limits applied to every export, whatever the transport.
+#[derive(Debug, Clone)]
+pub struct IngestLimits {
+    /// Largest request accepted, after decompression (OTLP: 413 / `RESOURCE_EXHAUSTED`).
+    pub max_body_bytes: usize,
+    /// Decoded bytes allowed in flight at once; beyond it exports get 429 / `RESOURCE_EXHAUSTED`
+    /// with retry info.
+    pub max_inflight_bytes: u64,
+    /// What the retry info and `Retry-After` tell a refused client to wait.
+    pub retry_after: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024 * 1024,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            retry_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why an export was not (wholly) taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the collector is over its memory bound ({inflight_bytes} bytes in flight); retry later")]
+    Overloaded { inflight_bytes: u64, retry_after: Duration },
+    #[error("the collector is shutting down")]
+    ShuttingDown,
+    #[error("the store could not keep the data: {0}")]
+    Store(#[from] StoreError),
+    #[error("the store writer stopped")]
+    WriterGone,
+}
+
+/// Admits, writes and counts exports. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    sink: Arc<dyn SpanSink>,
+    limits: IngestLimits,
+    inflight_bytes: Arc<AtomicU64>,
+    shutting_down: Arc<AtomicBool>,
+    metrics: Arc<CollectorMetrics>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("limits", &self.limits)
+            .field("inflight_bytes", &self.inflight_bytes.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Holds a request's bytes in the in-flight count until dropped.
+struct InflightPermit {
+    bytes: u64,
+    counter: Arc<AtomicU64>,
+}
+
+impl Drop for InflightPermit {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+impl Ingest {
+    pub fn new(sink: Arc<dyn SpanSink>, limits: IngestLimits, metrics: Arc<CollectorMetrics>) -> Self {
+        Self {
+            sink,
+            limits,
+            inflight_bytes: Arc::new(AtomicU64::new(0)),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            metrics,
+        }
+    }
+
+    pub fn limits(&self) -> &IngestLimits {
+        &self.limits
+    }
+
+    pub fn metrics(&self) -> &Arc<CollectorMetrics> {
+        &self.metrics
+    }
+
+    /// Bytes of exports being decoded or written right now.
+    pub fn inflight_bytes(&self) -> u64 {
+        self.inflight_bytes.load(Ordering::Acquire)
+    }
+
+    /// From now on every export is refused with 503 / `UNAVAILABLE`.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Counts a refusal decided by a receiver (malformed, too large, wrong content type).
+    pub fn refuse(&self, signal: Signal, reason: RefusalReason) {
+        self.metrics.count_refusal(signal, reason);
+    }
+
+    /// Admits `bytes` more in flight, or says why not (and counts the refusal).
+    fn admit(&self, signal: Signal, bytes: u64) -> Result<InflightPermit, IngestError> {
+        if self.is_shutting_down() {
+            self.refuse(signal, RefusalReason::ShuttingDown);
+            return Err(IngestError::ShuttingDown);
+        }
+        let before = self.inflight_bytes.fetch_add(bytes, Ordering::AcqRel);
+        let permit = InflightPermit { bytes, counter: Arc::clone(&self.inflight_bytes) };
+        // One request alone is always admitted (it already passed the body limit), so a bound
+        // smaller than a single request cannot wedge the collector.
+        if before > 0 && before + bytes > self.limits.max_inflight_bytes {
+            drop(permit);
+            self.refuse(signal, RefusalReason::MemoryBound);
+            return Err(IngestError::Overloaded {
+                inflight_bytes: before,
+                retry_after: self.limits.retry_after,
+            });
+        }
+        Ok(permit)
+    }
+
+    /// Checks admission for a request of `bytes` before it is decoded; the permit must be held
+    /// until the write is done.
+    pub fn reserve(&self, signal: Signal, bytes: u64) -> Result<Reservation, IngestError> {
+        Ok(Reservation { _permit: self.admit(signal, bytes)? })
+    }
+
+    /// Writes spans durably (on a blocking thread) and counts what happened.
+    pub async fn export_traces(
+        &self,
+        request: ExportTraceServiceRequest,
+        _reservation: Reservation,
+    ) -> Result<WriteReport, IngestError> {
+        let spans: u64 = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum();
+        self.metrics.count_received(Signal::Traces, spans);
+        let sink = Arc::clone(&self.sink);
+        let report = self
+            .blocking(Signal::Traces, spans, move || sink.write_traces(request))
+            .await?;
+        self.metrics.count_stored(Signal::Traces, report.accepted_spans);
+        if report.rejected_spans > 0 {
+            self.metrics.count_rejected_items(Signal::Traces, report.rejected_spans);
+        }
+        Ok(report)
+    }
+
+    /// Keeps log records; returns how many were kept.
+    pub async fn export_logs(
+        &self,
+        request: ExportLogsServiceRequest,
+        _reservation: Reservation,
+    ) -> Result<u64, IngestError> {
+        let records: u64 = request
+            .resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len() as u64)
+            .sum();
+        self.metrics.count_received(Signal::Logs, records);
+        let sink = Arc::clone(&self.sink);
+        let kept = self.blocking(Signal::Logs, records, move || sink.write_logs(request)).await?;
+        self.metrics.count_stored(Signal::Logs, kept);
+        Ok(kept)
+    }
+
+    /// Keeps metric data points; returns how many were kept.
+    pub async fn export_metrics(
+        &self,
+        request: ExportMetricsServiceRequest,
+        _reservation: Reservation,
+    ) -> Result<u64, IngestError> {
+        let metrics: u64 = request
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .map(|s| s.metrics.len() as u64)
+            .sum();
+        self.metrics.count_received(Signal::Metrics, metrics);
+        let sink = Arc::clone(&self.sink);
+        let kept =
+            self.blocking(Signal::Metrics, metrics, move || sink.write_metrics(request)).await?;
+        self.metrics.count_stored(Signal::Metrics, kept);
+        Ok(kept)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        signal: Signal,
+        items: u64,
+        write: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, IngestError> {
+        // The store call blocks on disk (fsync): it runs on the blocking pool, never on a worker.
+        let outcome = tokio::task::spawn_blocking(write).await;
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, ?signal, "store write failed");
+                self.metrics.count_refusal(signal, RefusalReason::StoreError);
+                self.metrics.count_rejected_items(signal, items);
+                Err(IngestError::Store(err))
+            }
+            Err(_) => {
+                self.metrics.count_refusal(signal, RefusalReason::StoreError);
+                self.metrics.count_rejected_items(signal, items);
+                Err(IngestError::WriterGone)
+            }
+        }
+    }
+}
+
+/// An admitted request's share of the memory bound, released when dropped.
+pub struct Reservation {
+    _permit: InflightPermit,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation").field("bytes", &self._permit.bytes).finish()
+    }
+}

@@ -1,0 +1,340 @@
+//! The OTLP/HTTP receiver: `/v1/traces`, `/v1/logs` and `/v1/metrics` in binary protobuf or
+//! OTLP/JSON, optionally gzip-compressed, with the answers the OTLP specification gives each
+//! outcome (the error body is a `google.rpc.Status` in the request's own encoding).
+
+use std::future::Future;
+use std::io::Read;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use throughline_store::{
+    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
+};
+
+use crate::ingest::{Ingest, IngestError, Reservation};
+use crate::self_metrics::{RefusalReason, Signal};
+
+/// Bodies smaller than this are decoded on the runtime worker; larger ones on the blocking pool.
+const INLINE_DECODE_BYTES: usize = 256 * 1024;
+
+/// The OTLP/HTTP routes, sharing one [`Ingest`].
+pub fn router(ingest: Ingest) -> Router {
+    Router::new()
+        .route("/v1/traces", post(export::<Traces>))
+        .route("/v1/logs", post(export::<Logs>))
+        .route("/v1/metrics", post(export::<Metrics>))
+        .with_state(ingest)
+}
+
+/// The two OTLP/HTTP encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+/// One OTLP signal as the HTTP receiver handles it.
+trait HttpSignal: Send + 'static {
+    const SIGNAL: Signal;
+    type Request: Message + Default + DeserializeOwned + Send + 'static;
+    type Response: Message + Serialize + Send;
+    fn export(
+        ingest: &Ingest,
+        request: Self::Request,
+        reservation: Reservation,
+    ) -> impl Future<Output = Result<Self::Response, IngestError>> + Send;
+}
+
+struct Traces;
+struct Logs;
+struct Metrics;
+
+impl HttpSignal for Traces {
+    const SIGNAL: Signal = Signal::Traces;
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+    async fn export(
+        ingest: &Ingest,
+        request: Self::Request,
+        reservation: Reservation,
+    ) -> Result<Self::Response, IngestError> {
+        let report = ingest.export_traces(request, reservation).await?;
+        let partial_success = (report.rejected_spans > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(report.rejected_spans).unwrap_or(i64::MAX),
+            error_message: report.rejection_reason,
+        });
+        Ok(ExportTraceServiceResponse { partial_success })
+    }
+}
+
+impl HttpSignal for Logs {
+    const SIGNAL: Signal = Signal::Logs;
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+    async fn export(
+        ingest: &Ingest,
+        request: Self::Request,
+        reservation: Reservation,
+    ) -> Result<Self::Response, IngestError> {
+        ingest.export_logs(request, reservation).await?;
+        Ok(ExportLogsServiceResponse { partial_success: None })
+    }
+}
+
+impl HttpSignal for Metrics {
+    const SIGNAL: Signal = Signal::Metrics;
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+    async fn export(
+        ingest: &Ingest,
+        request: Self::Request,
+        reservation: Reservation,
+    ) -> Result<Self::Response, IngestError> {
+        ingest.export_metrics(request, reservation).await?;
+        Ok(ExportMetricsServiceResponse { partial_success: None })
+    }
+}
+
+/// A refusal: the HTTP status, the `google.rpc.Code` for the body, and a message.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    grpc_code: tonic::Code,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, grpc_code: tonic::Code, message: impl Into<String>) -> Self {
+        Self { status, grpc_code, message: message.into(), retry_after_secs: None }
+    }
+
+    fn into_response(self, encoding: Encoding) -> Response {
+        let status = tonic_types::Status {
+            code: self.grpc_code as i32,
+            message: self.message,
+            details: Vec::new(),
+        };
+        let body = match encoding {
+            Encoding::Protobuf => status.encode_to_vec(),
+            Encoding::Json => serde_json::json!({ "code": status.code, "message": status.message })
+                .to_string()
+                .into_bytes(),
+        };
+        let mut response = (self.status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+fn ingest_refusal(err: IngestError) -> Refusal {
+    match err {
+        IngestError::Overloaded { retry_after, .. } => Refusal {
+            retry_after_secs: Some(retry_after.as_secs().max(1)),
+            ..Refusal::new(StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted, err.to_string())
+        },
+        IngestError::ShuttingDown => Refusal {
+            retry_after_secs: Some(1),
+            ..Refusal::new(StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, err.to_string())
+        },
+        IngestError::Store(_) | IngestError::WriterGone => Refusal {
+            retry_after_secs: Some(1),
+            ..Refusal::new(StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, err.to_string())
+        },
+    }
+}
+
+/// The encoding named by `Content-Type`, ignoring parameters such as `charset`.
+fn encoding_of(headers: &HeaderMap) -> Result<Encoding, String> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .ok_or_else(|| "Content-Type is missing (want application/x-protobuf or application/json)".to_owned())?;
+    let value = value.to_str().map_err(|_| "Content-Type is not text".to_owned())?;
+    let media = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match media.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        other => Err(format!(
+            "Content-Type {other:?} is not supported (want application/x-protobuf or application/json)"
+        )),
+    }
+}
+
+/// Whether the body is gzip; `Err` names an unsupported `Content-Encoding`.
+fn is_gzip(headers: &HeaderMap) -> Result<bool, String> {
+    match headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().map(str::trim)) {
+        None => Ok(false),
+        Some(Ok(v)) if v.eq_ignore_ascii_case("gzip") => Ok(true),
+        Some(Ok(v)) if v.eq_ignore_ascii_case("identity") || v.is_empty() => Ok(false),
+        Some(Ok(v)) => Err(format!("Content-Encoding {v:?} is not supported (want gzip or none)")),
+        Some(Err(_)) => Err("Content-Encoding is not text".to_owned()),
+    }
+}
+
+/// Why a body could not become a request.
+#[derive(Debug, thiserror::Error)]
+enum DecodeError {
+    #[error("the request body is over the limit of {limit} bytes{after}")]
+    TooLarge { limit: usize, after: &'static str },
+    #[error("the gzip request body is not valid gzip: {0}")]
+    Gzip(std::io::Error),
+    #[error("the {signal} request is not valid OTLP protobuf: {message}")]
+    Protobuf { signal: &'static str, message: String },
+    #[error("the {signal} request is not valid OTLP/JSON: {message}")]
+    Json { signal: &'static str, message: String },
+}
+
+/// Gunzips (bounded by `limit`, so a gzip bomb stops at the limit) and decodes.
+fn decode_body<T: Message + Default + DeserializeOwned>(
+    body: bytes::Bytes,
+    gzip: bool,
+    encoding: Encoding,
+    limit: usize,
+    signal: Signal,
+) -> Result<T, DecodeError> {
+    let plain: bytes::Bytes = if gzip {
+        let mut out = Vec::new();
+        let mut reader = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
+        reader.read_to_end(&mut out).map_err(DecodeError::Gzip)?;
+        if out.len() > limit {
+            return Err(DecodeError::TooLarge { limit, after: " after decompression" });
+        }
+        out.into()
+    } else {
+        body
+    };
+    match encoding {
+        Encoding::Protobuf => T::decode(plain).map_err(|err| DecodeError::Protobuf {
+            signal: signal.as_str(),
+            message: err.to_string(),
+        }),
+        Encoding::Json => serde_json::from_slice(&plain).map_err(|err| DecodeError::Json {
+            signal: signal.as_str(),
+            message: err.to_string(),
+        }),
+    }
+}
+
+fn encode_response<T: Message + Serialize>(response: &T, encoding: Encoding) -> Response {
+    let body = match encoding {
+        Encoding::Protobuf => response.encode_to_vec(),
+        // Serialising a generated message to JSON cannot fail: it holds no maps with non-string
+        // keys and no non-finite floats in a response.
+        Encoding::Json => serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec()),
+    };
+    let mut out = (StatusCode::OK, body).into_response();
+    out.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(encoding.content_type()));
+    out
+}
+
+async fn export<S: HttpSignal>(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
+    let encoding = match encoding_of(&headers) {
+        Ok(encoding) => encoding,
+        Err(message) => {
+            ingest.refuse(S::SIGNAL, RefusalReason::UnsupportedMediaType);
+            return Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, tonic::Code::InvalidArgument, message)
+                .into_response(Encoding::Json);
+        }
+    };
+    match handle::<S>(&ingest, &headers, body, encoding).await {
+        Ok(response) => encode_response(&response, encoding),
+        Err((reason, refusal)) => {
+            if let Some(reason) = reason {
+                ingest.refuse(S::SIGNAL, reason);
+            }
+            refusal.into_response(encoding)
+        }
+    }
+}
+
+/// The export itself; the refusal reason is `None` where [`Ingest`] already counted it.
+async fn handle<S: HttpSignal>(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Body,
+    encoding: Encoding,
+) -> Result<S::Response, (Option<RefusalReason>, Refusal)> {
+    if ingest.is_shutting_down() {
+        ingest.refuse(S::SIGNAL, RefusalReason::ShuttingDown);
+        return Err((None, ingest_refusal(IngestError::ShuttingDown)));
+    }
+    let gzip = is_gzip(headers).map_err(|message| {
+        (
+            Some(RefusalReason::UnsupportedMediaType),
+            Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, tonic::Code::InvalidArgument, message),
+        )
+    })?;
+    let limit = ingest.limits().max_body_bytes;
+    let too_large = |after| {
+        (
+            Some(RefusalReason::TooLarge),
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                tonic::Code::ResourceExhausted,
+                DecodeError::TooLarge { limit, after }.to_string(),
+            ),
+        )
+    };
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large("")),
+        Err(err) => {
+            return Err((
+                Some(RefusalReason::Timeout),
+                Refusal::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    tonic::Code::DeadlineExceeded,
+                    format!("the request body did not arrive whole: {err}"),
+                ),
+            ));
+        }
+    };
+    // Admission is checked on the bytes received; a gzip body holds its share while it inflates.
+    let reservation = ingest.reserve(S::SIGNAL, body.len() as u64).map_err(|e| (None, ingest_refusal(e)))?;
+    let signal = S::SIGNAL;
+    let decoded = if body.len() <= INLINE_DECODE_BYTES && !gzip {
+        decode_body::<S::Request>(body, gzip, encoding, limit, signal)
+    } else {
+        tokio::task::spawn_blocking(move || decode_body::<S::Request>(body, gzip, encoding, limit, signal))
+            .await
+            .unwrap_or_else(|_| {
+                Err(DecodeError::Protobuf { signal: signal.as_str(), message: "decoder stopped".into() })
+            })
+    };
+    let request = decoded.map_err(|err| match err {
+        DecodeError::TooLarge { after, .. } => too_large(after),
+        other => (
+            Some(RefusalReason::Malformed),
+            Refusal::new(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, other.to_string()),
+        ),
+    })?;
+    S::export(ingest, request, reservation).await.map_err(|e| (None, ingest_refusal(e)))
+}

@@ -1,0 +1,171 @@
+//! `/metrics` in the Prometheus text format: span metrics and the service graph under the names
+//! the OpenTelemetry Collector's `spanmetrics` and `servicegraph` connectors give them (as
+//! exported by its Prometheus exporter), then the collector's own figures.
+
+use std::fmt::Write;
+
+use throughline_store::{
+    LATENCY_BUCKETS_MS, LatencyHistogram, NodeKind, ServiceGraphEdge, SpanKind, SpanMetricsSeries,
+    StoreStats,
+};
+
+use crate::self_metrics::{CollectorMetrics, RefusalReason, Signal};
+
+/// Escapes a label value (backslash, quote, newline), as the text format requires.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Formats a float the way Prometheus clients do (`+Inf`, no trailing `.0` noise).
+fn number(value: f64) -> String {
+    if value.is_infinite() {
+        "+Inf".to_owned()
+    } else {
+        format!("{value}")
+    }
+}
+
+/// The connector's `span_kind` label value.
+fn span_kind_label(kind: SpanKind) -> &'static str {
+    kind.as_str_name()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Writes `name_bucket`, `_sum` and `_count` of a histogram; `scale` converts the stored
+/// milliseconds to the metric's unit.
+fn histogram(out: &mut String, name: &str, base: &str, h: &LatencyHistogram, scale: f64) {
+    let mut cumulative = 0;
+    for (i, count) in h.bucket_counts.iter().enumerate() {
+        cumulative += count;
+        let le = LATENCY_BUCKETS_MS.get(i).map(|b| b * scale).unwrap_or(f64::INFINITY);
+        let _ = writeln!(out, "{name}_bucket{{{base},le=\"{}\"}} {cumulative}", number(le));
+    }
+    if h.bucket_counts.is_empty() {
+        let _ = writeln!(out, "{name}_bucket{{{base},le=\"+Inf\"}} {}", h.count);
+    }
+    let _ = writeln!(out, "{name}_sum{{{base}}} {}", number(h.sum_ms * scale));
+    let _ = writeln!(out, "{name}_count{{{base}}} {}", h.count);
+}
+
+/// The span metrics, as `traces_span_metrics_*`.
+pub fn span_metrics(out: &mut String, series: &[SpanMetricsSeries]) {
+    let _ = writeln!(out, "# HELP traces_span_metrics_calls_total Number of spans, per service, span name, kind and status.");
+    let _ = writeln!(out, "# TYPE traces_span_metrics_calls_total counter");
+    let base = |s: &SpanMetricsSeries| {
+        labels(&[
+            ("service_name", &s.service),
+            ("span_name", &s.span_name),
+            ("span_kind", span_kind_label(s.span_kind)),
+            ("status_code", s.status_code),
+        ])
+    };
+    for s in series {
+        let _ = writeln!(out, "traces_span_metrics_calls_total{{{}}} {}", base(s), s.calls);
+    }
+    let _ = writeln!(out, "# HELP traces_span_metrics_duration_milliseconds Span duration.");
+    let _ = writeln!(out, "# TYPE traces_span_metrics_duration_milliseconds histogram");
+    for s in series {
+        histogram(out, "traces_span_metrics_duration_milliseconds", &base(s), &s.latency, 1.0);
+    }
+}
+
+/// The `connection_type` label of the servicegraph connector for an edge.
+fn connection_type(edge: &ServiceGraphEdge) -> &'static str {
+    match (edge.client_kind, edge.server_kind) {
+        (_, NodeKind::MessagingSystem) | (NodeKind::MessagingSystem, _) => "messaging_system",
+        (_, NodeKind::Database) => "database",
+        (_, NodeKind::External) | (NodeKind::External, _) => "virtual_node",
+        _ => "",
+    }
+}
+
+/// The service graph, as `traces_service_graph_*`.
+pub fn service_graph(out: &mut String, edges: &[ServiceGraphEdge]) {
+    let base = |e: &ServiceGraphEdge| {
+        labels(&[("client", &e.client), ("server", &e.server), ("connection_type", connection_type(e))])
+    };
+    let _ = writeln!(out, "# HELP traces_service_graph_request_total Requests between two nodes.");
+    let _ = writeln!(out, "# TYPE traces_service_graph_request_total counter");
+    for e in edges {
+        let _ = writeln!(out, "traces_service_graph_request_total{{{}}} {}", base(e), e.calls);
+    }
+    let _ = writeln!(out, "# HELP traces_service_graph_request_failed_total Failed requests between two nodes.");
+    let _ = writeln!(out, "# TYPE traces_service_graph_request_failed_total counter");
+    for e in edges {
+        let _ = writeln!(out, "traces_service_graph_request_failed_total{{{}}} {}", base(e), e.failed_calls);
+    }
+    let _ = writeln!(out, "# HELP traces_service_graph_request_server_seconds Request time seen by the server.");
+    let _ = writeln!(out, "# TYPE traces_service_graph_request_server_seconds histogram");
+    for e in edges {
+        histogram(out, "traces_service_graph_request_server_seconds", &base(e), &e.latency, 1e-3);
+    }
+}
+
+/// The collector's own figures and the store's size.
+pub fn own_figures(out: &mut String, metrics: &CollectorMetrics, inflight_bytes: u64, store: &StoreStats) {
+    let counter = |out: &mut String, name: &str, help: &str, value: &dyn Fn(Signal) -> u64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for signal in Signal::ALL {
+            let _ = writeln!(out, "{name}{{signal=\"{}\"}} {}", signal.as_str(), value(signal));
+        }
+    };
+    counter(out, "throughline_collector_received_items_total", "Spans, log records and metrics received in admitted requests.", &|s| metrics.received(s));
+    counter(out, "throughline_collector_stored_items_total", "Spans, log records and metrics made durable.", &|s| metrics.stored(s));
+    counter(out, "throughline_collector_rejected_items_total", "Items received but not kept (partial success or store failure).", &|s| metrics.rejected_items(s));
+    let _ = writeln!(out, "# HELP throughline_collector_refused_requests_total Export requests refused, by reason.");
+    let _ = writeln!(out, "# TYPE throughline_collector_refused_requests_total counter");
+    for signal in Signal::ALL {
+        for reason in RefusalReason::ALL {
+            let _ = writeln!(
+                out,
+                "throughline_collector_refused_requests_total{{signal=\"{}\",reason=\"{}\"}} {}",
+                signal.as_str(),
+                reason.as_str(),
+                metrics.refused(signal, reason)
+            );
+        }
+    }
+    let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    gauge(out, "throughline_collector_inflight_bytes", "Bytes of export requests being decoded or written.", inflight_bytes);
+    gauge(out, "throughline_store_spans", "Spans held by the store.", store.spans);
+    gauge(out, "throughline_store_traces", "Traces held by the store.", store.traces);
+    gauge(out, "throughline_store_disk_bytes", "Bytes the store uses on disk.", store.disk_bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_inf() {
+        let mut counts = vec![0; LATENCY_BUCKETS_MS.len() + 1];
+        counts[0] = 2;
+        counts[5] = 1;
+        counts[LATENCY_BUCKETS_MS.len()] = 1;
+        let h = LatencyHistogram { bucket_counts: counts, count: 4, sum_ms: 20_003.0 };
+        let mut out = String::new();
+        histogram(&mut out, "x", "a=\"b\"", &h, 1.0);
+        assert!(out.contains("x_bucket{a=\"b\",le=\"2\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"50\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"15000\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 4\n"), "{out}");
+        assert!(out.contains("x_count{a=\"b\"} 4\n"), "{out}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,418 @@
+//! The bytes of one stored write: a small uncompressed header and a deflate-compressed body.
+//!
+//! A span block keeps each span's protobuf bytes (re-encoded once, with its trace id taken out
+//! and kept beside it) and each resource/scope once per block, so that reading a trace decodes
+//! only its own spans and a search can skip spans by trace id or service without decoding them.
+//!
+//! ```text
+//! payload: kind u8 | arrival u64 | kind-specific header | deflate(body)
+//! spans header: min_start u64 | max_start u64 | span_count u32 | body_len u32
+//!               | service_count u16 | (len u16, utf-8)*
+//! spans body:   group_count u32 | (resource, scope, service as len-prefixed bytes)*
+//!               | span_count u32 | (trace_id [16] | group u32 | len u32 | span bytes)*
+//! logs/metrics: body_len u32 | deflate(request protobuf)
+//! ```
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use flate2::Compression;
+use flate2::read::DeflateDecoder;
+use flate2::write::DeflateEncoder;
+use prost::Message;
+
+use crate::api::{
+    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
+    InstrumentationScope, Resource, Span,
+};
+use crate::facts::{SpanFacts, service_name_of};
+
+pub const KIND_SPANS: u8 = 1;
+pub const KIND_LOGS: u8 = 2;
+pub const KIND_METRICS: u8 = 3;
+
+/// A block could not be read back: the bytes are not what this module wrote.
+#[derive(Debug, thiserror::Error)]
+#[error("stored block is corrupt: {0}")]
+pub struct CorruptBlock(pub &'static str);
+
+/// What a span block's header says, readable without decompressing the body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanBlockHeader {
+    pub arrival_unix_nanos: u64,
+    pub min_start_unix_nanos: u64,
+    pub max_start_unix_nanos: u64,
+    pub span_count: u32,
+    pub services: Vec<String>,
+}
+
+/// A span block ready to append, with what ingest derived from it.
+#[derive(Debug)]
+pub struct PreparedBlock {
+    pub payload: Vec<u8>,
+    pub header: SpanBlockHeader,
+    pub facts: Vec<SpanFacts>,
+    pub rejected_spans: u64,
+    pub rejection_reason: String,
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CorruptBlock> {
+        if self.bytes.len() < n {
+            return Err(CorruptBlock("truncated"));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, CorruptBlock> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, CorruptBlock> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, CorruptBlock> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, CorruptBlock> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn bytes32(&mut self) -> Result<&'a [u8], CorruptBlock> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn compress(body: &[u8]) -> Vec<u8> {
+    let mut encoder = DeflateEncoder::new(Vec::with_capacity(body.len() / 3), Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    encoder.finish().unwrap_or_default()
+}
+
+fn decompress(bytes: &[u8], len: usize) -> Result<Vec<u8>, CorruptBlock> {
+    let mut out = Vec::with_capacity(len);
+    DeflateDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .map_err(|_| CorruptBlock("bad deflate"))?;
+    if out.len() != len {
+        return Err(CorruptBlock("body length"));
+    }
+    Ok(out)
+}
+
+/// Why a span cannot be stored, or `None` when it can.
+fn invalid_span(span: &Span) -> Option<&'static str> {
+    if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
+        return Some("trace_id must be 16 bytes, not all zero");
+    }
+    if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
+        return Some("span_id must be 8 bytes, not all zero");
+    }
+    if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
+        return Some("parent_span_id must be empty or 8 bytes");
+    }
+    None
+}
+
+/// Encodes a trace export into a span block, extracting each span's facts on the way.
+pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64) -> PreparedBlock {
+    let mut body = Vec::with_capacity(request.encoded_len() + 64);
+    let mut groups = Vec::new();
+    let mut facts = Vec::new();
+    let mut spans_out = Vec::new();
+    let mut services: Vec<String> = Vec::new();
+    let mut rejected_spans = 0u64;
+    let mut rejection_reason = String::new();
+    let (mut min_start, mut max_start) = (u64::MAX, 0u64);
+    let mut span_buf = Vec::with_capacity(512);
+    for resource_spans in request.resource_spans {
+        let resource = resource_spans.resource.unwrap_or_default();
+        let service: Arc<str> = Arc::from(service_name_of(&resource));
+        if !services.iter().any(|s| **s == *service) {
+            services.push(service.to_string());
+        }
+        let resource_bytes = resource.encode_to_vec();
+        for scope_spans in resource_spans.scope_spans {
+            let group = (groups.len() / 3) as u32;
+            let scope_bytes = scope_spans.scope.as_ref().map(|s| s.encode_to_vec());
+            let mut any = false;
+            for mut span in scope_spans.spans {
+                if let Some(reason) = invalid_span(&span) {
+                    rejected_spans += 1;
+                    if rejection_reason.is_empty() {
+                        rejection_reason = format!("span {:?}: {reason}", span.name);
+                    }
+                    continue;
+                }
+                any = true;
+                facts.push(SpanFacts::extract(&service, &span));
+                min_start = min_start.min(span.start_time_unix_nano);
+                max_start = max_start.max(span.start_time_unix_nano);
+                let trace_id = std::mem::take(&mut span.trace_id);
+                span_buf.clear();
+                // Encoding into a Vec cannot fail.
+                let _ = span.encode(&mut span_buf);
+                spans_out.extend_from_slice(&trace_id);
+                spans_out.extend_from_slice(&group.to_le_bytes());
+                put_bytes32(&mut spans_out, &span_buf);
+            }
+            if any {
+                groups.push(resource_bytes.clone());
+                groups.push(
+                    scope_bytes
+                        .map(|mut s| {
+                            s.insert(0, 1);
+                            s
+                        })
+                        .unwrap_or_else(|| vec![0]),
+                );
+                groups.push(service.as_bytes().to_vec());
+            }
+        }
+    }
+    body.extend_from_slice(&((groups.len() / 3) as u32).to_le_bytes());
+    for g in &groups {
+        put_bytes32(&mut body, g);
+    }
+    body.extend_from_slice(&(facts.len() as u32).to_le_bytes());
+    body.extend_from_slice(&spans_out);
+    if facts.is_empty() {
+        min_start = 0;
+    }
+    let header = SpanBlockHeader {
+        arrival_unix_nanos,
+        min_start_unix_nanos: min_start,
+        max_start_unix_nanos: max_start,
+        span_count: facts.len() as u32,
+        services,
+    };
+    let compressed = compress(&body);
+    let mut payload = Vec::with_capacity(compressed.len() + 64);
+    payload.push(KIND_SPANS);
+    payload.extend_from_slice(&arrival_unix_nanos.to_le_bytes());
+    payload.extend_from_slice(&min_start.to_le_bytes());
+    payload.extend_from_slice(&max_start.to_le_bytes());
+    payload.extend_from_slice(&header.span_count.to_le_bytes());
+    payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    payload.extend_from_slice(&(header.services.len() as u16).to_le_bytes());
+    for s in &header.services {
+        let name = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+        payload.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        payload.extend_from_slice(name);
+    }
+    payload.extend_from_slice(&compressed);
+    PreparedBlock {
+        payload,
+        header,
+        facts,
+        rejected_spans,
+        rejection_reason,
+    }
+}
+
+/// Encodes a raw logs or metrics export with its arrival time.
+pub fn prepare_raw(kind: u8, request_bytes: &[u8], arrival_unix_nanos: u64) -> Vec<u8> {
+    let compressed = compress(request_bytes);
+    let mut payload = Vec::with_capacity(compressed.len() + 13);
+    payload.push(kind);
+    payload.extend_from_slice(&arrival_unix_nanos.to_le_bytes());
+    payload.extend_from_slice(&(request_bytes.len() as u32).to_le_bytes());
+    payload.extend_from_slice(&compressed);
+    payload
+}
+
+pub fn encode_logs(request: &ExportLogsServiceRequest) -> Vec<u8> {
+    request.encode_to_vec()
+}
+
+pub fn encode_metrics(request: &ExportMetricsServiceRequest) -> Vec<u8> {
+    request.encode_to_vec()
+}
+
+/// The kind byte of a record payload.
+pub fn kind_of(payload: &[u8]) -> Option<u8> {
+    payload.first().copied()
+}
+
+/// Reads a span block's header; returns it with the compressed body and the body's length.
+pub fn parse_span_header(payload: &[u8]) -> Result<(SpanBlockHeader, &[u8], usize), CorruptBlock> {
+    let mut c = Cursor { bytes: payload };
+    if c.u8()? != KIND_SPANS {
+        return Err(CorruptBlock("not a span block"));
+    }
+    let arrival_unix_nanos = c.u64()?;
+    let min_start_unix_nanos = c.u64()?;
+    let max_start_unix_nanos = c.u64()?;
+    let span_count = c.u32()?;
+    let body_len = c.u32()? as usize;
+    let n = c.u16()?;
+    let mut services = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let len = c.u16()? as usize;
+        let name = c.take(len)?;
+        services.push(String::from_utf8_lossy(name).into_owned());
+    }
+    let header = SpanBlockHeader {
+        arrival_unix_nanos,
+        min_start_unix_nanos,
+        max_start_unix_nanos,
+        span_count,
+        services,
+    };
+    Ok((header, c.bytes, body_len))
+}
+
+/// Reads a logs/metrics record: its arrival time and the request's protobuf bytes.
+pub fn parse_raw(payload: &[u8]) -> Result<(u8, u64, Vec<u8>), CorruptBlock> {
+    let mut c = Cursor { bytes: payload };
+    let kind = c.u8()?;
+    let arrival = c.u64()?;
+    let len = c.u32()? as usize;
+    Ok((kind, arrival, decompress(c.bytes, len)?))
+}
+
+/// The decompressed body of a span block.
+#[derive(Debug)]
+pub struct SpanBlockBody {
+    pub groups: Vec<GroupBytes>,
+    bytes: Vec<u8>,
+    spans_at: usize,
+    pub span_count: u32,
+}
+
+/// One resource/scope group of a block, still encoded.
+#[derive(Debug, Clone)]
+pub struct GroupBytes {
+    pub resource: std::ops::Range<usize>,
+    pub scope: Option<std::ops::Range<usize>>,
+    pub service: String,
+}
+
+/// One span entry of a block body, not yet decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanEntry<'a> {
+    pub trace_id: [u8; 16],
+    pub group: u32,
+    pub bytes: &'a [u8],
+}
+
+impl SpanBlockBody {
+    pub fn decode_payload(payload: &[u8]) -> Result<Self, CorruptBlock> {
+        let (_, compressed, body_len) = parse_span_header(payload)?;
+        Self::parse(decompress(compressed, body_len)?)
+    }
+
+    fn parse(bytes: Vec<u8>) -> Result<Self, CorruptBlock> {
+        let total = bytes.len();
+        let mut c = Cursor { bytes: &bytes };
+        let pos = |c: &Cursor<'_>| total - c.bytes.len();
+        let n = c.u32()?;
+        let mut groups = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let r = c.bytes32()?;
+            let r_end = pos(&c);
+            let resource = r_end - r.len()..r_end;
+            let s = c.bytes32()?;
+            let s_end = pos(&c);
+            let scope = match s.first() {
+                Some(1) => Some(s_end - s.len() + 1..s_end),
+                _ => None,
+            };
+            let service = String::from_utf8_lossy(c.bytes32()?).into_owned();
+            groups.push(GroupBytes {
+                resource,
+                scope,
+                service,
+            });
+        }
+        let span_count = c.u32()?;
+        let spans_at = pos(&c);
+        Ok(Self {
+            groups,
+            bytes,
+            spans_at,
+            span_count,
+        })
+    }
+
+    /// Every span entry, in the order they were written.
+    pub fn entries(&self) -> impl Iterator<Item = SpanEntry<'_>> {
+        let mut c = Cursor {
+            bytes: &self.bytes[self.spans_at..],
+        };
+        (0..self.span_count).map_while(move |_| {
+            let trace = c.take(16).ok()?;
+            let group = c.u32().ok()?;
+            let bytes = c.bytes32().ok()?;
+            let mut trace_id = [0u8; 16];
+            trace_id.copy_from_slice(trace);
+            Some(SpanEntry {
+                trace_id,
+                group,
+                bytes,
+            })
+        })
+    }
+
+    pub fn resource(&self, group: u32) -> Result<Resource, CorruptBlock> {
+        let g = self
+            .groups
+            .get(group as usize)
+            .ok_or(CorruptBlock("group index"))?;
+        Resource::decode(&self.bytes[g.resource.clone()]).map_err(|_| CorruptBlock("resource"))
+    }
+
+    pub fn scope(&self, group: u32) -> Result<Option<InstrumentationScope>, CorruptBlock> {
+        let g = self
+            .groups
+            .get(group as usize)
+            .ok_or(CorruptBlock("group index"))?;
+        match &g.scope {
+            None => Ok(None),
+            Some(r) => InstrumentationScope::decode(&self.bytes[r.clone()])
+                .map(Some)
+                .map_err(|_| CorruptBlock("scope")),
+        }
+    }
+
+    pub fn service(&self, group: u32) -> &str {
+        self.groups
+            .get(group as usize)
+            .map(|g| g.service.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// Decodes a span entry back into the span that was written.
+pub fn decode_span(entry: &SpanEntry<'_>) -> Result<Span, CorruptBlock> {
+    let mut span = Span::decode(entry.bytes).map_err(|_| CorruptBlock("span"))?;
+    span.trace_id = entry.trace_id.to_vec();
+    Ok(span)
+}
+
+/// The 64-bit index key of a trace id (both halves folded, so short Jaeger ids spread too).
+pub fn trace_key(trace_id: &[u8; 16]) -> u64 {
+    let mut hi = [0u8; 8];
+    let mut lo = [0u8; 8];
+    hi.copy_from_slice(&trace_id[..8]);
+    lo.copy_from_slice(&trace_id[8..]);
+    u64::from_le_bytes(lo)
+        ^ u64::from_le_bytes(hi)
+            .rotate_left(29)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
