@@ -1,1 +1,252 @@
-//! A durable local broker that speaks the AWS SQS JSON protocol and EventBridge PutEvents.
+//! A durable local broker that speaks the AWS SQS JSON protocol and EventBridge, so services
+//! using `aws-sdk-sqs`, `aws-sdk-eventbridge` or boto3 run unchanged against it.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use throughline_broker::{Broker, BrokerConfig};
+//! let broker = Broker::open(BrokerConfig::new("/tmp/broker-data")).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9324").await?;
+//! let handle = broker.serve(listener)?;
+//! println!("AWS_ENDPOINT_URL_SQS={}", handle.endpoint_url());
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Every change is committed to SQLite (WAL, `synchronous=FULL`) by one writer thread, grouping
+//! concurrent requests into one commit, before the request that made it is answered.
+
+mod config;
+mod digest;
+mod error;
+mod events;
+mod http;
+mod message;
+mod metrics;
+mod pattern;
+mod queue;
+mod sqs;
+mod state;
+mod store;
+mod validate;
+
+pub use config::{
+    BrokerConfig, DeadLetter, Declarations, QueueDeclaration, RuleDeclaration, TargetDeclaration,
+};
+pub use digest::{md5_of_attributes, md5_of_body};
+pub use error::ApiError;
+pub use message::{AttributeValue, Attributes};
+pub use store::StoreError;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::watch;
+
+use crate::state::{Shared, State, now_ms};
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("declared {what}: {source}")]
+    Declaration { what: String, source: ApiError },
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+    #[error("the storage could not be opened: the opening task stopped")]
+    OpenTask,
+}
+
+/// An opened broker, ready to serve.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    shared: Arc<Shared>,
+}
+
+/// How long in-flight requests (long polls included) get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a client may take to send request headers (also bounds idle keep-alive connections).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Broker {
+    /// Opens the data directory, restores queues, messages and rules, and applies the declared
+    /// queues and rules.
+    pub async fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+        let dir = config.data_dir.clone();
+        let (loaded, writer) = tokio::task::spawn_blocking(move || store::open(&dir))
+            .await
+            .map_err(|_| BrokerError::OpenTask)??;
+        let state = State::restore(loaded)?;
+        let shared = Arc::new(Shared::new(state, writer, config.region, config.account_id));
+        let broker = Self { shared };
+        broker.declare(&config.declarations).await?;
+        Ok(broker)
+    }
+
+    async fn declare(&self, declarations: &Declarations) -> Result<(), BrokerError> {
+        let now = now_ms() / 1000;
+        // Queues without a dead-letter queue first, so every redrive target exists when needed.
+        let mut queues: Vec<&QueueDeclaration> = declarations.queues.iter().collect();
+        queues.sort_by_key(|q| q.dead_letter.is_some());
+        for q in queues {
+            let mut attributes = q.attributes.clone();
+            if let Some(dl) = &q.dead_letter {
+                let policy = serde_json::json!({
+                    "deadLetterTargetArn": self.shared.queue_arn(&dl.queue),
+                    "maxReceiveCount": dl.max_receive_count,
+                });
+                attributes.insert("RedrivePolicy".into(), policy.to_string());
+            }
+            let fail = |source| BrokerError::Declaration {
+                what: format!("queue {:?}", q.name),
+                source,
+            };
+            if !queue::valid_queue_name(&q.name) {
+                return Err(fail(ApiError::invalid_parameter(
+                    "queue name must be 1 to 80 of A-Z a-z 0-9 - _",
+                )));
+            }
+            self.shared
+                .change(|s| {
+                    let op = if s.queues.contains_key(&q.name) {
+                        s.set_queue_attributes(&q.name, &attributes, now)?
+                    } else {
+                        match s.create_queue(&q.name, &attributes, now)? {
+                            Some(op) => op,
+                            None => return Ok(((), vec![])),
+                        }
+                    };
+                    Ok(((), vec![op]))
+                })
+                .await
+                .map_err(fail)?;
+        }
+        for r in &declarations.rules {
+            let fail = |source| BrokerError::Declaration {
+                what: format!("rule {:?}", r.name),
+                source,
+            };
+            let pattern = r.event_pattern.to_string();
+            events::check_rule(&r.name, &pattern).map_err(fail)?;
+            let mut targets = BTreeMap::new();
+            for t in &r.targets {
+                let arn = self.shared.queue_arn(&t.queue);
+                events::check_target(&t.id, &arn)
+                    .map_err(|(code, message)| fail(ApiError::events(&code, message)))?;
+                targets.insert(
+                    t.id.clone(),
+                    events::Target {
+                        id: t.id.clone(),
+                        arn,
+                        input: None,
+                        input_path: None,
+                    },
+                );
+            }
+            let rule = events::Rule {
+                name: r.name.clone(),
+                event_bus: r.event_bus.clone().unwrap_or_else(|| "default".into()),
+                event_pattern: pattern,
+                enabled: true,
+                description: None,
+                targets,
+            };
+            self.shared
+                .change(|s| Ok(((), vec![events::put_rule_in(s, rule)?])))
+                .await
+                .map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// Serves the SQS and EventBridge protocols and `/metrics` on `listener` until
+    /// [`BrokerHandle::shutdown`].
+    pub fn serve(self, listener: tokio::net::TcpListener) -> Result<BrokerHandle, BrokerError> {
+        let addr = listener.local_addr().map_err(BrokerError::Listener)?;
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let router = http::router(self.shared.clone());
+        let task = tokio::spawn(async move {
+            let graceful = GracefulShutdown::new();
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let stream = match accepted {
+                            Ok((stream, _)) => stream,
+                            Err(err) => {
+                                tracing::warn!(error = %err, "accepting a connection failed");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                        };
+                        let _ = stream.set_nodelay(true);
+                        let service = TowerToHyperService::new(router.clone());
+                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                        let conn = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                    }
+                    _ = stop_rx.changed() => break,
+                }
+            }
+            drop(listener);
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+        });
+        Ok(BrokerHandle {
+            addr,
+            stop: stop_tx,
+            task,
+            broker: self,
+        })
+    }
+}
+
+/// A running broker: its address, and a graceful stop.
+#[derive(Debug)]
+pub struct BrokerHandle {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    broker: Broker,
+}
+
+impl BrokerHandle {
+    /// The address the broker listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://addr`, for `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL_EVENTS` or `endpoint_url`.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The broker being served.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to 2 s) and returns.
+    /// Every acknowledged change is already on disk.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (after [`BrokerHandle::shutdown`] from elsewhere, or never).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+}

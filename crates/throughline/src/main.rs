@@ -10,9 +10,14 @@ mod serve;
 mod up;
 mod collector;
 mod verify;
+mod broker;
 
 #[derive(Debug, Parser)]
-#[command(name = "throughline", version, about = "Keep one trace id unbroken through every async hop, and prove it")]
+#[command(
+    name = "throughline",
+    version,
+    about = "Keep one trace id unbroken through every async hop, and prove it"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,6 +35,8 @@ enum Command {
     Collector(collector::CollectorArgs),
     /// Check that traces in a running collector are whole and cross the expected hops.
     Verify(verify::VerifyArgs),
+    /// Run the durable local broker that speaks SQS and EventBridge.
+    Broker(broker::BrokerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +47,6 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Collector(args) => collector::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Broker(args) => broker::run(args),
     }
 }

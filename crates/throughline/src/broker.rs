@@ -1,0 +1,108 @@
+//! `throughline broker`: runs the durable SQS and EventBridge broker until Ctrl-C or SIGTERM.
+
+use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use throughline_broker::{Broker, BrokerConfig, Declarations, QueueDeclaration};
+
+/// Flags of `throughline broker`.
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// Address to listen on (9324 is ElasticMQ's port, so existing set-ups work unchanged).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9324",
+        env = "THROUGHLINE_BROKER_LISTEN"
+    )]
+    pub listen: SocketAddr,
+    /// Directory for the broker's data; created if missing.
+    #[arg(
+        long,
+        default_value = ".throughline/broker",
+        env = "THROUGHLINE_BROKER_DATA_DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// A queue to create at start-up (repeatable); existing queues are kept.
+    #[arg(long = "queue", value_name = "NAME")]
+    pub queues: Vec<String>,
+    /// A JSON file declaring queues (attributes, dead-letter queues) and EventBridge rules.
+    #[arg(long, value_name = "FILE", env = "THROUGHLINE_BROKER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Region in ARNs and event envelopes.
+    #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
+    pub region: String,
+    /// Account id in queue URLs and ARNs.
+    #[arg(long, default_value = "000000000000")]
+    pub account_id: String,
+}
+
+/// Turns the flags into the broker's validated configuration (reading the config file).
+pub fn config(args: &BrokerArgs) -> anyhow::Result<BrokerConfig> {
+    let mut declarations = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--config {}: cannot read the file", path.display()))?;
+            serde_json::from_str::<Declarations>(&text).with_context(|| {
+                format!(
+                    "--config {}: not a valid broker declaration file",
+                    path.display()
+                )
+            })?
+        }
+        None => Declarations::default(),
+    };
+    for name in &args.queues {
+        if !declarations.queues.iter().any(|q| &q.name == name) {
+            declarations
+                .queues
+                .push(QueueDeclaration::named(name.clone()));
+        }
+    }
+    let mut config = BrokerConfig::new(&args.data_dir);
+    config.region = args.region.clone();
+    config.account_id = args.account_id.clone();
+    config.declarations = declarations;
+    Ok(config)
+}
+
+/// Runs the broker in the foreground.
+pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let broker = Broker::open(config)
+            .await
+            .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
+        let handle = broker.serve(listener)?;
+        tracing::info!(endpoint = %handle.endpoint_url(), data_dir = %args.data_dir.display(), "broker listening");
+        wait_for_stop().await;
+        tracing::info!("broker stopping");
+        handle.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
