@@ -1,1 +1,21 @@
 //! A host for the AWS Lambda Runtime API with an SQS event source mapping.
+//!
+//! [`EventSourceMapping`] polls one queue as Lambda's SQS event source mapping does and runs each
+//! batch in an [`Environment`]: the real function process, started cold with the standard Lambda
+//! environment and its own [`RuntimeApi`] on 127.0.0.1, reused warm, frozen (SIGSTOP) between
+//! invocations and killed on timeout. Platform log lines (`START`, `END`, `REPORT`) go to a
+//! [`PlatformLog`].
+
+pub mod config;
+pub mod environment;
+pub mod mapping;
+pub mod platform_log;
+pub mod runtime_api;
+pub mod sqs_event;
+
+pub use config::{ConfigError, HostConfig, RawHostConfig};
+pub use environment::{Environment, EnvironmentSpec, InvocationOutcome, StartError};
+pub use mapping::{EventSourceMapping, MappingError};
+pub use platform_log::{PlatformLog, StdoutLog};
+pub use runtime_api::RuntimeApi;
+pub use sqs_event::{BatchFailure, BatchOutcome, EventSource};

@@ -11,6 +11,7 @@ mod up;
 mod collector;
 mod verify;
 mod broker;
+mod lambda;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +38,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Run the durable local broker that speaks SQS and EventBridge.
     Broker(broker::BrokerArgs),
+    /// Run a Lambda function under the local Lambda host, fed by an SQS queue.
+    Lambda(lambda::LambdaArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,5 +51,6 @@ fn main() -> anyhow::Result<()> {
         Command::Collector(args) => collector::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Broker(args) => broker::run(args),
+        Command::Lambda(args) => lambda::run(args),
     }
 }

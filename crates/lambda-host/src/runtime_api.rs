@@ -1,0 +1,253 @@
+//! The Lambda Runtime API (version 2018-06-01) that one execution environment's runtime talks
+//! to: `GET /runtime/invocation/next`, `POST /runtime/invocation/{id}/response` and `…/error`,
+//! `POST /runtime/init/error`, with the status codes and error bodies AWS documents.
+//!
+//! The server only relays: the environment's driver offers an invocation with
+//! [`RuntimeApi::offer`] and learns what the runtime did from [`RuntimeEvent`]s.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Lambda's limit on a synchronous response or error payload (6 MB, as RAPID counts it).
+pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024 + 100;
+/// How long the runtime may take to send a posted body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const ERROR_TYPE_HEADER: &str = "Lambda-Runtime-Function-Error-Type";
+
+/// One invocation as the runtime receives it from `/next`.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub request_id: String,
+    pub deadline_unix_ms: u128,
+    pub function_arn: String,
+    pub trace_id: String,
+    pub payload: Bytes,
+}
+
+/// What the runtime did, in the order it did it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuntimeEvent {
+    /// The runtime called `/next` and waits for an invocation.
+    Polling { at: Instant },
+    Response { request_id: String, body: Bytes, at: Instant },
+    Error { request_id: String, error_type: Option<String>, body: Bytes, at: Instant },
+    InitError { error_type: Option<String>, body: Bytes },
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    offered: Option<Invocation>,
+    in_flight: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    slot: Mutex<Slot>,
+    offered: Notify,
+    events: mpsc::UnboundedSender<RuntimeEvent>,
+}
+
+/// One environment's Runtime API server, listening on 127.0.0.1.
+#[derive(Debug)]
+pub struct RuntimeApi {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl RuntimeApi {
+    /// Binds an ephemeral loopback port and serves until dropped. The receiver yields what the
+    /// runtime does.
+    pub async fn start() -> std::io::Result<(Self, mpsc::UnboundedReceiver<RuntimeEvent>)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (events, receiver) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared { slot: Mutex::default(), offered: Notify::new(), events });
+        let stop = CancellationToken::new();
+        let app = router(shared.clone());
+        let stopped = stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await;
+            if let Err(err) = served {
+                tracing::warn!(error = %err, "runtime api server stopped");
+            }
+        });
+        Ok((Self { addr, shared, stop }, receiver))
+    }
+
+    /// The `host:port` to put in `AWS_LAMBDA_RUNTIME_API`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Hands an invocation to the runtime's pending (or next) `/next`.
+    pub fn offer(&self, invocation: Invocation) {
+        lock(&self.shared.slot).offered = Some(invocation);
+        self.shared.offered.notify_one();
+    }
+}
+
+impl Drop for RuntimeApi {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    // The slot holds plain data and no code panics while holding the lock; a poisoned lock still
+    // holds consistent data.
+    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(next))
+        .route("/2018-06-01/runtime/invocation/{request_id}/response", post(response))
+        .route("/2018-06-01/runtime/invocation/{request_id}/error", post(invocation_error))
+        .route("/2018-06-01/runtime/init/error", post(init_error))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+/// The documented `ErrorResponse` body.
+fn error_response(status: StatusCode, error_type: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "errorMessage": message, "errorType": error_type });
+    (status, axum::Json(body)).into_response()
+}
+
+fn accepted() -> Response {
+    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "status": "OK" }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "NotFound", "no such runtime api resource")
+}
+
+async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    let _ = shared.events.send(RuntimeEvent::Polling { at: Instant::now() });
+    loop {
+        let notified = shared.offered.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let taken = {
+            let mut slot = lock(&shared.slot);
+            let invocation = slot.offered.take();
+            if let Some(invocation) = &invocation {
+                slot.in_flight = Some(invocation.request_id.clone());
+            }
+            invocation
+        };
+        if let Some(invocation) = taken {
+            return invocation_response(invocation);
+        }
+        notified.await;
+    }
+}
+
+fn invocation_response(invocation: Invocation) -> Response {
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    put("Lambda-Runtime-Aws-Request-Id", &invocation.request_id);
+    put("Lambda-Runtime-Deadline-Ms", &invocation.deadline_unix_ms.to_string());
+    put("Lambda-Runtime-Invoked-Function-Arn", &invocation.function_arn);
+    put("Lambda-Runtime-Trace-Id", &invocation.trace_id);
+    put("Content-Type", "application/json");
+    (StatusCode::OK, headers, invocation.payload).into_response()
+}
+
+/// Reads a posted body up to Lambda's payload limit, or the documented error response.
+async fn read_payload(body: Body) -> Result<Bytes, Response> {
+    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_PAYLOAD_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!("Exceeded maximum allowed payload size ({MAX_PAYLOAD_BYTES} bytes)."),
+        )),
+        Err(_) => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "the request body was not sent in time",
+        )),
+    }
+}
+
+/// Ends the in-flight invocation `request_id`, or says why it cannot.
+fn finish(shared: &Shared, request_id: &str) -> Result<(), Response> {
+    let mut slot = lock(&shared.slot);
+    match slot.in_flight.as_deref() {
+        Some(current) if current == request_id => {
+            slot.in_flight = None;
+            Ok(())
+        }
+        Some(_) => Err(error_response(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID")),
+        None => Err(error_response(
+            StatusCode::FORBIDDEN,
+            "InvalidStateTransition",
+            "State transition is not allowed: no invocation is in progress",
+        )),
+    }
+}
+
+async fn response(
+    State(shared): State<Arc<Shared>>,
+    Path(request_id): Path<String>,
+    body: Body,
+) -> Response {
+    let body = match read_payload(body).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection,
+    };
+    if let Err(rejection) = finish(&shared, &request_id) {
+        return rejection;
+    }
+    let _ = shared.events.send(RuntimeEvent::Response { request_id, body, at: Instant::now() });
+    accepted()
+}
+
+fn error_type(headers: &HeaderMap) -> Option<String> {
+    headers.get(ERROR_TYPE_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+async fn invocation_error(
+    State(shared): State<Arc<Shared>>,
+    Path(request_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_payload(body).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection,
+    };
+    if let Err(rejection) = finish(&shared, &request_id) {
+        return rejection;
+    }
+    let error_type = error_type(&headers);
+    let _ = shared.events.send(RuntimeEvent::Error { request_id, error_type, body, at: Instant::now() });
+    accepted()
+}
+
+async fn init_error(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_payload(body).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection,
+    };
+    let _ = shared.events.send(RuntimeEvent::InitError { error_type: error_type(&headers), body });
+    accepted()
+}
