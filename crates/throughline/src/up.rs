@@ -43,6 +43,12 @@ pub struct UpArgs {
     /// Records per invocation.
     #[arg(long, default_value_t = 10)]
     pub batch_size: u32,
+    /// Execution environments of the worker that may run at once.
+    #[arg(long, default_value_t = 2)]
+    pub worker_concurrency: u32,
+    /// The worker's function timeout.
+    #[arg(long, default_value_t = 10)]
+    pub function_timeout_secs: u64,
     /// Worker failures to inject, as `step=rate,…` (e.g. `compliance=0.05`).
     #[arg(long, default_value = "")]
     pub failures: String,
@@ -114,11 +120,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             "collector".into(),
             "--data-dir".into(),
             data.join("collector").display().to_string(),
-            "--otlp-grpc".into(),
+            "--grpc-addr".into(),
             args.otlp_grpc_addr.to_string(),
-            "--otlp-http".into(),
+            "--http-addr".into(),
             args.otlp_http_addr.to_string(),
-            "--query".into(),
+            "--query-addr".into(),
             args.query_addr.to_string(),
         ],
         &[],
@@ -182,6 +188,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             args.queue.clone(),
             "--batch-size".into(),
             args.batch_size.to_string(),
+            "--concurrency".into(),
+            args.worker_concurrency.to_string(),
+            "--timeout-secs".into(),
+            args.function_timeout_secs.to_string(),
+            "--function-name".into(),
+            "onboarding-lambda".into(),
             "--".into(),
             exe.display().to_string(),
             "serve".into(),
