@@ -168,6 +168,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut api_env = common.clone();
     api_env.push(("OTEL_SERVICE_NAME".into(), "onboarding-api".into()));
     api_env.push(("ONBOARDING_API_ADDR".into(), args.api_addr.to_string()));
+    // Export within a second, so a trace is whole in the APM moments after its request.
+    api_env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "1000".into()));
     if args.untraced_api {
         api_env.push(("OTEL_SDK_DISABLED".into(), "true".into()));
     }
