@@ -115,7 +115,10 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
 /// Sends the load and checks the traces.
 pub async fn onboarding(args: OnboardingArgs) -> anyhow::Result<LoadSummary> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
-    anyhow::ensure!((0.0..=1.0).contains(&args.invalid_ratio), "--invalid-ratio must be between 0 and 1");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.invalid_ratio),
+        "--invalid-ratio must be between 0 and 1"
+    );
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .tcp_nodelay(true)
@@ -123,7 +126,10 @@ pub async fn onboarding(args: OnboardingArgs) -> anyhow::Result<LoadSummary> {
         .build()?;
     let total = match (args.rate, args.duration) {
         (Some(rate), Some(secs)) => {
-            anyhow::ensure!(rate > 0.0 && secs > 0.0, "--rate and --duration must be positive");
+            anyhow::ensure!(
+                rate > 0.0 && secs > 0.0,
+                "--rate and --duration must be positive"
+            );
             (rate * secs).round() as u64
         }
         _ => args.requests,
@@ -135,8 +141,10 @@ pub async fn onboarding(args: OnboardingArgs) -> anyhow::Result<LoadSummary> {
     } else {
         let bar = ProgressBar::new(total);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} requests  {per_sec}  eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} {bar:40} {pos}/{len} requests  {per_sec}  eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar
     };
@@ -145,13 +153,19 @@ pub async fn onboarding(args: OnboardingArgs) -> anyhow::Result<LoadSummary> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, next, url, run_id, progress) =
-            (client.clone(), next.clone(), url.clone(), run_id.clone(), progress.clone());
+        let (client, next, url, run_id, progress) = (
+            client.clone(),
+            next.clone(),
+            url.clone(),
+            run_id.clone(),
+            progress.clone(),
+        );
         let invalid_ratio = args.invalid_ratio;
         tasks.push(tokio::spawn(async move {
             let mut out = Outcome {
                 // 1 µs to 60 s, 3 significant digits: the bounds are constants, so this is valid.
-                latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+                latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                    .expect("valid histogram bounds"),
                 accepted_traces: Vec::new(),
                 accepted: 0,
                 rejected_as_expected: 0,
@@ -202,11 +216,14 @@ pub async fn onboarding(args: OnboardingArgs) -> anyhow::Result<LoadSummary> {
             out
         }));
     }
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
+    let mut latency =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds");
     let (mut accepted, mut rejected, mut errors, mut traces) = (0, 0, BTreeMap::new(), Vec::new());
     for task in tasks {
         let out = task.await.context("a load task panicked")?;
-        latency.add(&out.latency).context("merging latency histograms")?;
+        latency
+            .add(&out.latency)
+            .context("merging latency histograms")?;
         accepted += out.accepted;
         rejected += out.rejected_as_expected;
         traces.extend(out.accepted_traces);
@@ -227,7 +244,16 @@ pub async fn onboarding(args: OnboardingArgs) -> anyhow::Result<LoadSummary> {
     let traces = if args.no_verify || traces.is_empty() {
         None
     } else {
-        Some(check_traces(&client, &args.query, traces, Duration::from_secs(args.settle_secs), args.quiet || args.json).await)
+        Some(
+            check_traces(
+                &client,
+                &args.query,
+                traces,
+                Duration::from_secs(args.settle_secs),
+                args.quiet || args.json,
+            )
+            .await,
+        )
     };
     Ok(LoadSummary {
         sent,
@@ -243,13 +269,28 @@ pub async fn onboarding(args: OnboardingArgs) -> anyhow::Result<LoadSummary> {
 
 /// A realistic payload in one of the seeds' two shapes; `false` when invalid on purpose.
 fn payload(run_id: &str, n: u64, invalid_ratio: f64) -> (Value, bool) {
-    const COMPANIES: &[&str] = &["Acme Corp", "Globex", "Initech", "Umbrella Labs", "Stark Industries", "Wayne Enterprises", "Hooli", "Vandelay Imports"];
+    const COMPANIES: &[&str] = &[
+        "Acme Corp",
+        "Globex",
+        "Initech",
+        "Umbrella Labs",
+        "Stark Industries",
+        "Wayne Enterprises",
+        "Hooli",
+        "Vandelay Imports",
+    ];
     let mut rng = rand::rng();
     let id = format!("LOAD-{run_id}-{n:07}");
     let email = format!("customer{n}@example.com");
     let company = COMPANIES.choose(&mut rng).copied().unwrap_or("Acme Corp");
     let roll: f64 = rng.random();
-    let tier = if roll < 0.6 { "standard" } else if roll < 0.9 { "premium" } else { "enterprise" };
+    let tier = if roll < 0.6 {
+        "standard"
+    } else if roll < 0.9 {
+        "premium"
+    } else {
+        "enterprise"
+    };
     let size = match tier {
         "standard" => "small",
         "premium" => "medium",
@@ -258,8 +299,12 @@ fn payload(run_id: &str, n: u64, invalid_ratio: f64) -> (Value, bool) {
     if rng.random::<f64>() < invalid_ratio {
         let bad = match n % 3 {
             0 => json!({"customer_id": id, "name": company, "type": tier}),
-            1 => json!({"customer_id": id, "email": "not-an-email", "company_name": company, "type": tier}),
-            _ => json!({"customer_id": id, "email": email, "company_name": company, "type": "platinum"}),
+            1 => {
+                json!({"customer_id": id, "email": "not-an-email", "company_name": company, "type": tier})
+            }
+            _ => {
+                json!({"customer_id": id, "email": email, "company_name": company, "type": "platinum"})
+            }
         };
         return (bad, false);
     }
@@ -272,15 +317,28 @@ fn payload(run_id: &str, n: u64, invalid_ratio: f64) -> (Value, bool) {
 }
 
 /// Reads every trace back until each is whole or `settle` has passed.
-async fn check_traces(client: &reqwest::Client, query: &str, ids: Vec<String>, settle: Duration, quiet: bool) -> TraceCheck {
+async fn check_traces(
+    client: &reqwest::Client,
+    query: &str,
+    ids: Vec<String>,
+    settle: Duration,
+    quiet: bool,
+) -> TraceCheck {
     let deadline = Instant::now() + settle;
-    let progress = if quiet { ProgressBar::hidden() } else { ProgressBar::new(ids.len() as u64) };
+    let progress = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(ids.len() as u64)
+    };
     progress.set_style(
         ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} traces whole")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut pending = ids;
-    let mut check = TraceCheck { checked: pending.len() as u64, ..TraceCheck::default() };
+    let mut check = TraceCheck {
+        checked: pending.len() as u64,
+        ..TraceCheck::default()
+    };
     let mut last_problems: BTreeMap<String, String> = BTreeMap::new();
     loop {
         let verdicts = check_batch(client, query, &pending).await;
@@ -306,21 +364,36 @@ async fn check_traces(client: &reqwest::Client, query: &str, ids: Vec<String>, s
     }
     progress.finish_and_clear();
     for id in &pending {
-        let problem = last_problems.get(id).cloned().unwrap_or_else(|| "unknown".into());
+        let problem = last_problems
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into());
         *check.problems.entry(problem).or_default() += 1;
     }
     check
 }
 
 /// Checks `ids` with up to 32 requests in flight.
-async fn check_batch(client: &reqwest::Client, query: &str, ids: &[String]) -> Vec<Result<u64, String>> {
+async fn check_batch(
+    client: &reqwest::Client,
+    query: &str,
+    ids: &[String],
+) -> Vec<Result<u64, String>> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(32));
     let mut handles = Vec::with_capacity(ids.len());
     for id in ids {
-        let (client, url, semaphore) = (client.clone(), format!("{}/api/traces/{id}", query.trim_end_matches('/')), semaphore.clone());
+        let (client, url, semaphore) = (
+            client.clone(),
+            format!("{}/api/traces/{id}", query.trim_end_matches('/')),
+            semaphore.clone(),
+        );
         handles.push(tokio::spawn(async move {
             let _permit = semaphore.acquire().await.map_err(|e| e.to_string())?;
-            let resp = client.get(&url).send().await.map_err(|e| format!("query api: {e}"))?;
+            let resp = client
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| format!("query api: {e}"))?;
             if resp.status() == reqwest::StatusCode::NOT_FOUND {
                 return Err("trace not in the collector".to_owned());
             }
@@ -339,39 +412,72 @@ async fn check_batch(client: &reqwest::Client, query: &str, ids: &[String]) -> V
 /// no orphan, the API's SERVER and PRODUCER spans, and the worker's CONSUMER span as the
 /// producer's child. `Ok` carries how many extra deliveries the worker made.
 pub fn onboarding_trace_verdict(body: &Value) -> Result<u64, String> {
-    let trace = body.get("data").and_then(|d| d.get(0)).ok_or("trace not in the collector")?;
-    let spans = trace.get("spans").and_then(Value::as_array).ok_or("trace has no spans")?;
+    let trace = body
+        .get("data")
+        .and_then(|d| d.get(0))
+        .ok_or("trace not in the collector")?;
+    let spans = trace
+        .get("spans")
+        .and_then(Value::as_array)
+        .ok_or("trace has no spans")?;
     let processes = trace.get("processes").cloned().unwrap_or(Value::Null);
     let service = |s: &Value| {
         let pid = s.get("processID").and_then(Value::as_str).unwrap_or("");
-        processes.get(pid).and_then(|p| p.get("serviceName")).and_then(Value::as_str).unwrap_or("").to_owned()
+        processes
+            .get(pid)
+            .and_then(|p| p.get("serviceName"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
     };
     let kind = |s: &Value| {
         s.get("tags")
             .and_then(Value::as_array)
-            .and_then(|tags| tags.iter().find(|t| t.get("key").and_then(Value::as_str) == Some("span.kind")))
+            .and_then(|tags| {
+                tags.iter()
+                    .find(|t| t.get("key").and_then(Value::as_str) == Some("span.kind"))
+            })
             .and_then(|t| t.get("value").and_then(Value::as_str))
             .unwrap_or("")
             .to_owned()
     };
-    let id = |s: &Value| s.get("spanID").and_then(Value::as_str).unwrap_or("").to_owned();
+    let id = |s: &Value| {
+        s.get("spanID")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
     let parent = |s: &Value| {
-        s.get("references").and_then(Value::as_array).and_then(|refs| {
-            refs.iter()
-                .find(|r| r.get("refType").and_then(Value::as_str) == Some("CHILD_OF"))
-                .and_then(|r| r.get("spanID").and_then(Value::as_str))
-                .map(str::to_owned)
-        })
+        s.get("references")
+            .and_then(Value::as_array)
+            .and_then(|refs| {
+                refs.iter()
+                    .find(|r| r.get("refType").and_then(Value::as_str) == Some("CHILD_OF"))
+                    .and_then(|r| r.get("spanID").and_then(Value::as_str))
+                    .map(str::to_owned)
+            })
     };
     let ids: std::collections::HashSet<String> = spans.iter().map(&id).collect();
     let roots = spans.iter().filter(|s| parent(s).is_none()).count();
     if roots != 1 {
         return Err(format!("{roots} root spans"));
     }
-    if let Some(orphan) = spans.iter().find(|s| parent(s).is_some_and(|p| !ids.contains(&p))) {
-        return Err(format!("orphan span {:?}", orphan.get("operationName").and_then(Value::as_str).unwrap_or("")));
+    if let Some(orphan) = spans
+        .iter()
+        .find(|s| parent(s).is_some_and(|p| !ids.contains(&p)))
+    {
+        return Err(format!(
+            "orphan span {:?}",
+            orphan
+                .get("operationName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        ));
     }
-    let server = spans.iter().find(|s| service(s) == "onboarding-api" && kind(s) == "server").ok_or("no onboarding-api SERVER span")?;
+    let server = spans
+        .iter()
+        .find(|s| service(s) == "onboarding-api" && kind(s) == "server")
+        .ok_or("no onboarding-api SERVER span")?;
     let producer = spans
         .iter()
         .find(|s| service(s) == "onboarding-api" && kind(s) == "producer")
@@ -381,7 +487,11 @@ pub fn onboarding_trace_verdict(body: &Value) -> Result<u64, String> {
     }
     let consumers = spans
         .iter()
-        .filter(|s| service(s) == "onboarding-lambda" && kind(s) == "consumer" && parent(s).as_deref() == Some(id(producer).as_str()))
+        .filter(|s| {
+            service(s) == "onboarding-lambda"
+                && kind(s) == "consumer"
+                && parent(s).as_deref() == Some(id(producer).as_str())
+        })
         .count() as u64;
     if consumers == 0 {
         return Err("no onboarding-lambda CONSUMER span under the PRODUCER span".into());
@@ -391,7 +501,10 @@ pub fn onboarding_trace_verdict(body: &Value) -> Result<u64, String> {
 
 fn print_summary(s: &LoadSummary) {
     println!();
-    println!("onboarding load: {} requests in {:.2} s = {:.0} req/s", s.sent, s.elapsed_secs, s.throughput_rps);
+    println!(
+        "onboarding load: {} requests in {:.2} s = {:.0} req/s",
+        s.sent, s.elapsed_secs, s.throughput_rps
+    );
     println!(
         "  accepted {}   rejected as expected (invalid on purpose) {}   errors {}",
         s.accepted,
@@ -400,7 +513,13 @@ fn print_summary(s: &LoadSummary) {
     );
     let l = &s.latency_ms;
     let get = |k: &str| l.get(k).copied().unwrap_or(0.0);
-    println!("  latency  p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   max {:.2} ms", get("p50"), get("p90"), get("p99"), get("max"));
+    println!(
+        "  latency  p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+        get("p50"),
+        get("p90"),
+        get("p99"),
+        get("max")
+    );
     for (kind, n) in &s.errors {
         println!("  error  {kind}: {n}");
     }
@@ -427,7 +546,10 @@ mod tests {
             "processes": {"p1": {"serviceName": "onboarding-api"}, "p2": {"serviceName": "onboarding-lambda"}}}]})
     }
     fn span(id: &str, parent: Option<&str>, pid: &str, kind: &str) -> Value {
-        let refs: Vec<Value> = parent.map(|p| json!({"refType": "CHILD_OF", "traceID": "t", "spanID": p})).into_iter().collect();
+        let refs: Vec<Value> = parent
+            .map(|p| json!({"refType": "CHILD_OF", "traceID": "t", "spanID": p}))
+            .into_iter()
+            .collect();
         json!({"spanID": id, "operationName": id, "processID": pid, "references": refs,
                "tags": [{"key": "span.kind", "type": "string", "value": kind}]})
     }
@@ -445,12 +567,33 @@ mod tests {
 
     #[test]
     fn names_what_is_missing() {
-        let no_consumer = trace(json!([span("s", None, "p1", "server"), span("p", Some("s"), "p1", "producer")]));
-        assert!(onboarding_trace_verdict(&no_consumer).unwrap_err().contains("CONSUMER"));
-        let orphan = trace(json!([span("s", None, "p1", "server"), span("c", Some("gone"), "p2", "consumer")]));
-        assert!(onboarding_trace_verdict(&orphan).unwrap_err().contains("orphan"));
-        let two_roots = trace(json!([span("s", None, "p1", "server"), span("c", None, "p2", "consumer")]));
-        assert!(onboarding_trace_verdict(&two_roots).unwrap_err().contains("2 root"));
+        let no_consumer = trace(json!([
+            span("s", None, "p1", "server"),
+            span("p", Some("s"), "p1", "producer")
+        ]));
+        assert!(
+            onboarding_trace_verdict(&no_consumer)
+                .unwrap_err()
+                .contains("CONSUMER")
+        );
+        let orphan = trace(json!([
+            span("s", None, "p1", "server"),
+            span("c", Some("gone"), "p2", "consumer")
+        ]));
+        assert!(
+            onboarding_trace_verdict(&orphan)
+                .unwrap_err()
+                .contains("orphan")
+        );
+        let two_roots = trace(json!([
+            span("s", None, "p1", "server"),
+            span("c", None, "p2", "consumer")
+        ]));
+        assert!(
+            onboarding_trace_verdict(&two_roots)
+                .unwrap_err()
+                .contains("2 root")
+        );
         assert!(onboarding_trace_verdict(&json!({"data": []})).is_err());
     }
 

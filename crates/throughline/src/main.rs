@@ -5,13 +5,13 @@
 
 use clap::{Parser, Subcommand};
 
+mod broker;
+mod collector;
+mod lambda;
 mod load;
 mod serve;
 mod up;
-mod collector;
 mod verify;
-mod broker;
-mod lambda;
 
 #[derive(Debug, Parser)]
 #[command(

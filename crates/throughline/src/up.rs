@@ -82,10 +82,12 @@ impl System {
 
     /// The first part that exited on its own, with its status.
     fn exited(&mut self) -> Option<(&'static str, std::process::ExitStatus, PathBuf)> {
-        self.parts.iter_mut().find_map(|p| match p.child.try_wait() {
-            Ok(Some(status)) => Some((p.name, status, p.log.clone())),
-            _ => None,
-        })
+        self.parts
+            .iter_mut()
+            .find_map(|p| match p.child.try_wait() {
+                Ok(Some(status)) => Some((p.name, status, p.log.clone())),
+                _ => None,
+            })
     }
 }
 
@@ -100,13 +102,22 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     check_ports_free(&[
         (args.api_addr, "onboarding-api", "--api-addr"),
         (args.broker_addr, "broker", "--broker-addr"),
-        (args.otlp_grpc_addr, "collector OTLP/gRPC", "--otlp-grpc-addr"),
-        (args.otlp_http_addr, "collector OTLP/HTTP", "--otlp-http-addr"),
+        (
+            args.otlp_grpc_addr,
+            "collector OTLP/gRPC",
+            "--otlp-grpc-addr",
+        ),
+        (
+            args.otlp_http_addr,
+            "collector OTLP/HTTP",
+            "--otlp-http-addr",
+        ),
         (args.query_addr, "query API and APM", "--query-addr"),
     ])?;
     let data = absolute(&args.data_dir)?;
     for sub in ["collector", "broker", "onboarding", "logs"] {
-        std::fs::create_dir_all(data.join(sub)).with_context(|| format!("creating {}", data.join(sub).display()))?;
+        std::fs::create_dir_all(data.join(sub))
+            .with_context(|| format!("creating {}", data.join(sub).display()))?;
     }
     let exe = std::env::current_exe().context("finding this executable")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
@@ -135,7 +146,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let broker = spawn(
         &exe,
         "broker",
-        &["broker".into(), "--data-dir".into(), data.join("broker").display().to_string(), "--listen".into(), args.broker_addr.to_string()],
+        &[
+            "broker".into(),
+            "--data-dir".into(),
+            data.join("broker").display().to_string(),
+            "--listen".into(),
+            args.broker_addr.to_string(),
+        ],
         &[],
         &data,
     )?;
@@ -158,12 +175,18 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         ("AWS_SECRET_ACCESS_KEY".into(), "local".into()),
         ("DATABASE_URL".into(), format!("sqlite:{}", db.display())),
         ("ONBOARDING_QUEUE_NAME".into(), args.queue.clone()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), format!("http://{}", args.otlp_grpc_addr)),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+            format!("http://{}", args.otlp_grpc_addr),
+        ),
         ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "grpc".into()),
         ("OTEL_TRACES_SAMPLER".into(), "parentbased_always_on".into()),
         ("OTEL_PROPAGATORS".into(), "tracecontext,baggage".into()),
         ("OTEL_METRICS_EXPORTER".into(), "none".into()),
-        ("OTEL_RESOURCE_ATTRIBUTES".into(), "deployment.environment.name=local".into()),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES".into(),
+            "deployment.environment.name=local".into(),
+        ),
     ];
     let mut api_env = common.clone();
     api_env.push(("OTEL_SERVICE_NAME".into(), "onboarding-api".into()));
@@ -173,13 +196,28 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     if args.untraced_api {
         api_env.push(("OTEL_SDK_DISABLED".into(), "true".into()));
     }
-    let api = spawn(&exe, "onboarding-api", &["serve".into(), "onboarding-api".into()], &api_env, &data)?;
+    let api = spawn(
+        &exe,
+        "onboarding-api",
+        &["serve".into(), "onboarding-api".into()],
+        &api_env,
+        &data,
+    )?;
     system.parts.push(api);
 
     common.push(("OTEL_SERVICE_NAME".into(), "onboarding-lambda".into()));
-    common.push(("AWS_LAMBDA_FUNCTION_NAME".into(), "onboarding-lambda".into()));
-    common.push(("ONBOARDING_DOCUMENTS_URL".into(), data.join("onboarding/documents").display().to_string()));
-    common.push(("ONBOARDING_OUTBOX_DIR".into(), data.join("onboarding/outbox").display().to_string()));
+    common.push((
+        "AWS_LAMBDA_FUNCTION_NAME".into(),
+        "onboarding-lambda".into(),
+    ));
+    common.push((
+        "ONBOARDING_DOCUMENTS_URL".into(),
+        data.join("onboarding/documents").display().to_string(),
+    ));
+    common.push((
+        "ONBOARDING_OUTBOX_DIR".into(),
+        data.join("onboarding/outbox").display().to_string(),
+    ));
     common.push(("ONBOARDING_FAILURES".into(), args.failures.clone()));
     let worker = spawn(
         &exe,
@@ -207,14 +245,29 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     system.parts.push(worker);
     wait_ready(&mut system, args.api_addr, "onboarding-api")?;
 
-    println!("throughline is up in {:.1} s (data in {})", started.elapsed().as_secs_f64(), data.display());
-    println!("  onboarding API   http://{}   (POST /onboard, GET /customers/{{id}}, GET /health)", args.api_addr);
+    println!(
+        "throughline is up in {:.1} s (data in {})",
+        started.elapsed().as_secs_f64(),
+        data.display()
+    );
+    println!(
+        "  onboarding API   http://{}   (POST /onboard, GET /customers/{{id}}, GET /health)",
+        args.api_addr
+    );
     println!("  APM              http://{}/", args.query_addr);
     println!("  query API        http://{}/api/traces", args.query_addr);
-    println!("  OTLP             grpc http://{}   http http://{}", args.otlp_grpc_addr, args.otlp_http_addr);
-    println!("  SQS broker       {broker_url}   queue {q}, dead letters {q}-dlq", q = args.queue);
+    println!(
+        "  OTLP             grpc http://{}   http http://{}",
+        args.otlp_grpc_addr, args.otlp_http_addr
+    );
+    println!(
+        "  SQS broker       {broker_url}   queue {q}, dead letters {q}-dlq",
+        q = args.queue
+    );
     println!("  logs             {}", data.join("logs").display());
-    println!("try: throughline load onboarding --requests 500 --concurrency 16   (Ctrl-C stops everything)");
+    println!(
+        "try: throughline load onboarding --requests 500 --concurrency 16   (Ctrl-C stops everything)"
+    );
 
     let outcome = runtime.block_on(wait_for_stop(&mut system, args.exit_after_secs));
     eprintln!("stopping…");
@@ -224,7 +277,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
 /// Waits for Ctrl-C, SIGTERM, the time limit, or a part dying on its own (an error).
 async fn wait_for_stop(system: &mut System, exit_after_secs: Option<u64>) -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     let limit = async {
         match exit_after_secs {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -256,23 +310,37 @@ fn check_ports_free(addrs: &[(SocketAddr, &str, &str)]) -> anyhow::Result<()> {
         }
     }
     if !taken.is_empty() {
-        bail!("cannot start: {} address(es) taken\n{}", taken.len(), taken.join("\n"));
+        bail!(
+            "cannot start: {} address(es) taken\n{}",
+            taken.len(),
+            taken.join("\n")
+        );
     }
     Ok(())
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(path).with_context(|| format!("creating the data directory {}", path.display()))?;
-    path.canonicalize().with_context(|| format!("resolving {}", path.display()))
+    std::fs::create_dir_all(path)
+        .with_context(|| format!("creating the data directory {}", path.display()))?;
+    path.canonicalize()
+        .with_context(|| format!("resolving {}", path.display()))
 }
 
 /// Starts `exe args…` in its own process group (so a terminal's Ctrl-C reaches only `up`, which
 /// then stops the parts in order), logging to `logs/NAME.log`.
-fn spawn(exe: &Path, name: &'static str, args: &[String], env: &[(String, String)], data: &Path) -> anyhow::Result<Part> {
+fn spawn(
+    exe: &Path,
+    name: &'static str,
+    args: &[String],
+    env: &[(String, String)],
+    data: &Path,
+) -> anyhow::Result<Part> {
     use std::os::unix::process::CommandExt;
     let log = data.join("logs").join(format!("{name}.log"));
     let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let err = out.try_clone().with_context(|| format!("opening {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .with_context(|| format!("opening {}", log.display()))?;
     let child = Command::new(exe)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -293,7 +361,10 @@ fn wait_ready(system: &mut System, addr: SocketAddr, what: &str) -> anyhow::Resu
             return Ok(());
         }
         if let Some((name, status, log)) = system.exited() {
-            bail!("{name} stopped during start-up ({status}); see {}", log.display());
+            bail!(
+                "{name} stopped during start-up ({status}); see {}",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -323,7 +394,8 @@ fn terminate(child: &mut Child, grace: Duration) {
 
 async fn declare_queues(endpoint: &str, args: &UpArgs) -> anyhow::Result<()> {
     use aws_sdk_sqs::types::QueueAttributeName;
-    let creds = aws_credential_types::Credentials::new("local", "local", None, None, "throughline-up");
+    let creds =
+        aws_credential_types::Credentials::new("local", "local", None, None, "throughline-up");
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -332,8 +404,15 @@ async fn declare_queues(endpoint: &str, args: &UpArgs) -> anyhow::Result<()> {
         .build();
     let sqs = aws_sdk_sqs::Client::from_conf(config);
     let dlq_name = format!("{}-dlq", args.queue);
-    let dlq = sqs.create_queue().queue_name(&dlq_name).send().await.with_context(|| format!("creating {dlq_name}"))?;
-    let dlq_url = dlq.queue_url.context("CreateQueue answered without a QueueUrl")?;
+    let dlq = sqs
+        .create_queue()
+        .queue_name(&dlq_name)
+        .send()
+        .await
+        .with_context(|| format!("creating {dlq_name}"))?;
+    let dlq_url = dlq
+        .queue_url
+        .context("CreateQueue answered without a QueueUrl")?;
     let attrs = sqs
         .get_queue_attributes()
         .queue_url(&dlq_url)
@@ -349,7 +428,10 @@ async fn declare_queues(endpoint: &str, args: &UpArgs) -> anyhow::Result<()> {
     sqs.create_queue()
         .queue_name(&args.queue)
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-        .attributes(QueueAttributeName::VisibilityTimeout, args.visibility_timeout_secs.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            args.visibility_timeout_secs.to_string(),
+        )
         .send()
         .await
         .with_context(|| format!("creating {}", args.queue))?;

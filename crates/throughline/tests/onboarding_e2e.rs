@@ -20,8 +20,12 @@ fn body(n: usize) -> (Value, bool) {
         // Invalid on purpose, each naming a different field.
         let bad = match n % 3 {
             0 => json!({"customer_id": id, "name": "Acme"}),
-            1 => json!({"customer_id": id, "email": format!("p{n}@{EMAIL_DOMAIN}"), "company_name": "Acme", "type": "gold"}),
-            _ => json!({"customer_id": "has space", "email": format!("p{n}@{EMAIL_DOMAIN}"), "name": "Acme"}),
+            1 => {
+                json!({"customer_id": id, "email": format!("p{n}@{EMAIL_DOMAIN}"), "company_name": "Acme", "type": "gold"})
+            }
+            _ => {
+                json!({"customer_id": "has space", "email": format!("p{n}@{EMAIL_DOMAIN}"), "name": "Acme"})
+            }
         };
         return (bad, false);
     }
@@ -38,7 +42,14 @@ fn body(n: usize) -> (Value, bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_accepted_request_has_one_whole_trace_across_api_queue_and_worker() {
     let mut system = System::up(
-        &["--failures", "compliance=0.15", "--visibility-timeout-secs", "1", "--max-receive-count", "5"],
+        &[
+            "--failures",
+            "compliance=0.15",
+            "--visibility-timeout-secs",
+            "1",
+            "--max-receive-count",
+            "5",
+        ],
         &[],
     );
     let client = reqwest::Client::new();
@@ -56,12 +67,24 @@ async fn every_accepted_request_has_one_whole_trace_across_api_queue_and_worker(
             if valid {
                 assert_eq!(status, 200, "request {i}: {answer}");
                 assert_eq!(answer["status"], "success");
-                let trace_id = answer["trace_id"].as_str().expect("trace_id in the answer").to_owned();
+                let trace_id = answer["trace_id"]
+                    .as_str()
+                    .expect("trace_id in the answer")
+                    .to_owned();
                 assert_eq!(trace_id.len(), 32);
-                accepted.insert(trace_id, answer["customer_id"].as_str().unwrap_or("").to_owned());
+                accepted.insert(
+                    trace_id,
+                    answer["customer_id"].as_str().unwrap_or("").to_owned(),
+                );
             } else {
                 assert_eq!(status, 400, "request {i}: {answer}");
-                assert!(!answer["fields"].as_array().expect("fields named").is_empty(), "{answer}");
+                assert!(
+                    !answer["fields"]
+                        .as_array()
+                        .expect("fields named")
+                        .is_empty(),
+                    "{answer}"
+                );
                 invalid_seen += 1;
             }
         }
@@ -82,14 +105,22 @@ async fn every_accepted_request_has_one_whole_trace_across_api_queue_and_worker(
             if done.contains_key(trace_id) {
                 continue;
             }
-            let Some(t) = trace(&client, system.query, trace_id).await else { continue };
+            let Some(t) = trace(&client, system.query, trace_id).await else {
+                continue;
+            };
             let s = spans(&t);
-            let consumers: Vec<_> = s.iter().filter(|s| s.kind == "consumer" && s.service == "onboarding-lambda").collect();
+            let consumers: Vec<_> = s
+                .iter()
+                .filter(|s| s.kind == "consumer" && s.service == "onboarding-lambda")
+                .collect();
             let succeeded = consumers.iter().any(|c| !c.error);
             // Children of the consumer spans arrive in the same export; wait for a success or
             // for every delivery to have failed.
-            let api_arrived = s.iter().any(|x| x.service == "onboarding-api" && x.kind == "producer")
-                && s.iter().any(|x| x.service == "onboarding-api" && x.kind == "server");
+            let api_arrived = s
+                .iter()
+                .any(|x| x.service == "onboarding-api" && x.kind == "producer")
+                && s.iter()
+                    .any(|x| x.service == "onboarding-api" && x.kind == "server");
             if api_arrived && (succeeded || consumers.len() >= 5) {
                 done.insert(trace_id.clone(), t);
             }
@@ -104,7 +135,15 @@ async fn every_accepted_request_has_one_whole_trace_across_api_queue_and_worker(
         "{} of {} traces not done within 60 s; logs:\n{}",
         accepted.len() - done.len(),
         accepted.len(),
-        system.logs().chars().rev().take(4000).collect::<String>().chars().rev().collect::<String>()
+        system
+            .logs()
+            .chars()
+            .rev()
+            .take(4000)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect::<String>()
     );
 
     let mut redelivered = 0;
@@ -115,49 +154,106 @@ async fn every_accepted_request_has_one_whole_trace_across_api_queue_and_worker(
         let ids: std::collections::HashSet<_> = s.iter().map(|s| s.id.clone()).collect();
         for span in &s {
             if let Some(p) = &span.parent {
-                assert!(ids.contains(p), "trace {trace_id}: {} is an orphan", span.name);
+                assert!(
+                    ids.contains(p),
+                    "trace {trace_id}: {} is an orphan",
+                    span.name
+                );
             }
         }
-        let server = s.iter().find(|s| s.service == "onboarding-api" && s.kind == "server").unwrap_or_else(|| panic!("trace {trace_id}: no SERVER span"));
+        let server = s
+            .iter()
+            .find(|s| s.service == "onboarding-api" && s.kind == "server")
+            .unwrap_or_else(|| panic!("trace {trace_id}: no SERVER span"));
         assert_eq!(server.name, "POST /onboard");
         assert!(server.parent.is_none());
-        let producer = s.iter().find(|s| s.service == "onboarding-api" && s.kind == "producer").unwrap_or_else(|| panic!("trace {trace_id}: no PRODUCER span"));
+        let producer = s
+            .iter()
+            .find(|s| s.service == "onboarding-api" && s.kind == "producer")
+            .unwrap_or_else(|| panic!("trace {trace_id}: no PRODUCER span"));
         assert_eq!(producer.parent.as_deref(), Some(server.id.as_str()));
-        assert!(producer.tags.iter().any(|(k, v)| k == "messaging.system" && v == "aws_sqs"));
-        let consumers: Vec<_> = s.iter().filter(|s| s.kind == "consumer" && s.service == "onboarding-lambda").collect();
+        assert!(
+            producer
+                .tags
+                .iter()
+                .any(|(k, v)| k == "messaging.system" && v == "aws_sqs")
+        );
+        let consumers: Vec<_> = s
+            .iter()
+            .filter(|s| s.kind == "consumer" && s.service == "onboarding-lambda")
+            .collect();
         assert!(!consumers.is_empty());
         for c in &consumers {
-            assert_eq!(c.parent.as_deref(), Some(producer.id.as_str()), "trace {trace_id}: CONSUMER under PRODUCER");
+            assert_eq!(
+                c.parent.as_deref(),
+                Some(producer.id.as_str()),
+                "trace {trace_id}: CONSUMER under PRODUCER"
+            );
         }
         if consumers.len() > 1 {
             redelivered += 1;
             // Each redelivery says which attempt it was.
             let attempts: std::collections::BTreeSet<i64> = consumers
                 .iter()
-                .filter_map(|c| c.tags.iter().find(|(k, _)| k == "onboarding.delivery_attempt").and_then(|(_, v)| v.as_i64()))
+                .filter_map(|c| {
+                    c.tags
+                        .iter()
+                        .find(|(k, _)| k == "onboarding.delivery_attempt")
+                        .and_then(|(_, v)| v.as_i64())
+                })
                 .collect();
-            assert!(attempts.len() > 1 && attempts.contains(&2), "trace {trace_id}: attempts {attempts:?}");
+            assert!(
+                attempts.len() > 1 && attempts.contains(&2),
+                "trace {trace_id}: attempts {attempts:?}"
+            );
         }
         // Nothing personal anywhere on the trace.
         let text = t.to_string();
-        assert!(!text.contains(EMAIL_DOMAIN), "trace {trace_id} carries an email");
+        assert!(
+            !text.contains(EMAIL_DOMAIN),
+            "trace {trace_id} carries an email"
+        );
     }
-    assert!(redelivered > 0, "with compliance failing 15% of the time some records are redelivered");
+    assert!(
+        redelivered > 0,
+        "with compliance failing 15% of the time some records are redelivered"
+    );
 
     // The customer's status moved as the worker processed it.
-    let (trace_id, customer) = accepted.iter().find(|(t, _)| spans(&done[*t]).iter().any(|s| s.kind == "consumer" && !s.error)).expect("one processed");
-    assert_eq!(customer_status(&client, system.api, customer).await.as_deref(), Some("completed"), "customer of {trace_id}");
+    let (trace_id, customer) = accepted
+        .iter()
+        .find(|(t, _)| {
+            spans(&done[*t])
+                .iter()
+                .any(|s| s.kind == "consumer" && !s.error)
+        })
+        .expect("one processed");
+    assert_eq!(
+        customer_status(&client, system.api, customer)
+            .await
+            .as_deref(),
+        Some("completed"),
+        "customer of {trace_id}"
+    );
 
     // Ctrl-C (SIGTERM here) stops everything cleanly; no log line carried an email.
     assert!(system.stop(), "throughline up did not stop cleanly");
     for entry in std::fs::read_dir(system.log_dir()).expect("logs") {
         let path = entry.expect("log entry").path();
         let text = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(!text.contains(EMAIL_DOMAIN), "{} holds an email", path.display());
+        assert!(
+            !text.contains(EMAIL_DOMAIN),
+            "{} holds an email",
+            path.display()
+        );
     }
 }
 
-async fn futures_join(client: &reqwest::Client, system: &System, batch: Vec<(usize, (Value, bool))>) -> Vec<(usize, bool, u16, Value)> {
+async fn futures_join(
+    client: &reqwest::Client,
+    system: &System,
+    batch: Vec<(usize, (Value, bool))>,
+) -> Vec<(usize, bool, u16, Value)> {
     let handles: Vec<_> = batch
         .into_iter()
         .map(|(i, (b, valid))| {
@@ -181,13 +277,33 @@ fn up_refuses_a_taken_port_naming_it_and_the_flag() {
     let addr = taken.local_addr().expect("addr");
     let dir = tempfile::tempdir().expect("temp dir");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_throughline"))
-        .args(["up", "--data-dir", dir.path().to_str().expect("utf-8"), "--api-addr", &addr.to_string()])
-        .args(["--broker-addr", "127.0.0.1:0", "--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--query-addr", "127.0.0.1:0"])
+        .args([
+            "up",
+            "--data-dir",
+            dir.path().to_str().expect("utf-8"),
+            "--api-addr",
+            &addr.to_string(),
+        ])
+        .args([
+            "--broker-addr",
+            "127.0.0.1:0",
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+            "--query-addr",
+            "127.0.0.1:0",
+        ])
         .output()
         .expect("run throughline up");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&addr.to_string()) && err.contains("onboarding-api") && err.contains("--api-addr"), "{err}");
+    assert!(
+        err.contains(&addr.to_string())
+            && err.contains("onboarding-api")
+            && err.contains("--api-addr"),
+        "{err}"
+    );
     // Nothing was started: the logs directory was never made.
     assert!(!dir.path().join("logs").exists());
 }

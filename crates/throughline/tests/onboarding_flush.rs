@@ -20,12 +20,23 @@ async fn consumer_spans_seen(system: &System, observe: Duration) -> usize {
         let body = json!({"customer_id": format!("F-{n}"), "email": format!("f{n}@example.com"), "name": "Flush Co", "type": "standard"});
         let (status, answer) = onboard(&client, system.api, &body).await;
         assert_eq!(status, 200, "{answer}");
-        accepted.push((answer["customer_id"].as_str().unwrap_or("").to_owned(), answer["trace_id"].as_str().unwrap_or("").to_owned()));
+        accepted.push((
+            answer["customer_id"].as_str().unwrap_or("").to_owned(),
+            answer["trace_id"].as_str().unwrap_or("").to_owned(),
+        ));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     for (customer, _) in &accepted {
-        while customer_status(&client, system.api, customer).await.as_deref() != Some("completed") {
-            assert!(Instant::now() < deadline, "the worker did not complete {customer}; logs:\n{}", system.logs());
+        while customer_status(&client, system.api, customer)
+            .await
+            .as_deref()
+            != Some("completed")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the worker did not complete {customer}; logs:\n{}",
+                system.logs()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -37,8 +48,14 @@ async fn consumer_spans_seen(system: &System, observe: Duration) -> usize {
         for (_, trace_id) in &accepted {
             if let Some(t) = trace(&client, system.query, trace_id).await {
                 let s = spans(&t);
-                seen += usize::from(s.iter().any(|s| s.service == "onboarding-lambda" && s.kind == "consumer"));
-                api_seen += usize::from(s.iter().any(|s| s.service == "onboarding-api" && s.kind == "producer"));
+                seen += usize::from(
+                    s.iter()
+                        .any(|s| s.service == "onboarding-lambda" && s.kind == "consumer"),
+                );
+                api_seen += usize::from(
+                    s.iter()
+                        .any(|s| s.service == "onboarding-api" && s.kind == "producer"),
+                );
             }
         }
         if Instant::now() >= deadline || (seen == RECORDS && api_seen == RECORDS) {
@@ -56,7 +73,10 @@ async fn without_the_flush_a_frozen_worker_loses_its_spans_and_with_it_none_are_
     let without = System::up(&[], &[("ONBOARDING_FLUSH", "off")]);
     let lost_case = consumer_spans_seen(&without, Duration::from_secs(7)).await;
     drop(without);
-    assert_eq!(lost_case, 0, "without the flush, spans of a frozen worker never leave it");
+    assert_eq!(
+        lost_case, 0,
+        "without the flush, spans of a frozen worker never leave it"
+    );
 
     // With the flush (the default): every record's CONSUMER span arrives.
     let with = System::up(&[], &[]);

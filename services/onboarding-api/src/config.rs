@@ -40,19 +40,28 @@ pub struct ApiConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name}: {value:?} {problem}")]
-    Invalid { name: &'static str, value: String, problem: &'static str },
+    Invalid {
+        name: &'static str,
+        value: String,
+        problem: &'static str,
+    },
 }
 
 impl ApiConfig {
     /// Reads the configuration from an environment map, applying defaults.
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let addr = parse(get("ONBOARDING_API_ADDR").unwrap_or(DEFAULT_ADDR), "ONBOARDING_API_ADDR", "is not an ip:port address")?;
+        let addr = parse(
+            get("ONBOARDING_API_ADDR").unwrap_or(DEFAULT_ADDR),
+            "ONBOARDING_API_ADDR",
+            "is not an ip:port address",
+        )?;
         let database_path = database_path(get("DATABASE_URL").unwrap_or(DEFAULT_DATABASE))?;
         let ms = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
             match get(name) {
                 None => Ok(Duration::from_millis(default)),
-                Some(v) => parse::<u64>(v, name, "is not a number of milliseconds").map(Duration::from_millis),
+                Some(v) => parse::<u64>(v, name, "is not a number of milliseconds")
+                    .map(Duration::from_millis),
             }
         };
         let max_body_bytes = match get("ONBOARDING_MAX_BODY_BYTES") {
@@ -62,9 +71,16 @@ impl ApiConfig {
         Ok(Self {
             addr,
             database_path,
-            queue_name: get("ONBOARDING_QUEUE_NAME").unwrap_or(DEFAULT_QUEUE).to_owned(),
-            sqs_endpoint: get("AWS_ENDPOINT_URL_SQS").or_else(|| get("AWS_ENDPOINT_URL")).map(str::to_owned),
-            region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")).unwrap_or("us-east-1").to_owned(),
+            queue_name: get("ONBOARDING_QUEUE_NAME")
+                .unwrap_or(DEFAULT_QUEUE)
+                .to_owned(),
+            sqs_endpoint: get("AWS_ENDPOINT_URL_SQS")
+                .or_else(|| get("AWS_ENDPOINT_URL"))
+                .map(str::to_owned),
+            region: get("AWS_REGION")
+                .or_else(|| get("AWS_DEFAULT_REGION"))
+                .unwrap_or("us-east-1")
+                .to_owned(),
             queue_wait: ms("ONBOARDING_QUEUE_WAIT_MS", 10_000)?,
             queue_timeout: ms("ONBOARDING_QUEUE_TIMEOUT_MS", 5_000)?,
             request_timeout: ms("ONBOARDING_REQUEST_TIMEOUT_MS", 10_000)?,
@@ -73,8 +89,16 @@ impl ApiConfig {
     }
 }
 
-fn parse<T: std::str::FromStr>(v: &str, name: &'static str, problem: &'static str) -> Result<T, ConfigError> {
-    v.parse().map_err(|_| ConfigError::Invalid { name, value: v.to_owned(), problem })
+fn parse<T: std::str::FromStr>(
+    v: &str,
+    name: &'static str,
+    problem: &'static str,
+) -> Result<T, ConfigError> {
+    v.parse().map_err(|_| ConfigError::Invalid {
+        name,
+        value: v.to_owned(),
+        problem,
+    })
 }
 
 /// `sqlite:PATH`, `sqlite://PATH` or a plain path. PostgreSQL is not in this build.
@@ -86,9 +110,16 @@ fn database_path(url: &str) -> Result<PathBuf, ConfigError> {
             problem: "names PostgreSQL, which this build does not support yet (use sqlite:PATH)",
         });
     }
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
     if path.is_empty() || path.contains("://") {
-        return Err(ConfigError::Invalid { name: "DATABASE_URL", value: url.to_owned(), problem: "is not sqlite:PATH or a file path" });
+        return Err(ConfigError::Invalid {
+            name: "DATABASE_URL",
+            value: url.to_owned(),
+            problem: "is not sqlite:PATH or a file path",
+        });
     }
     Ok(PathBuf::from(path))
 }
@@ -105,7 +136,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -135,8 +169,13 @@ mod tests {
     #[test]
     fn refuses_bad_values_naming_them() {
         let e = ApiConfig::from_env(&env(&[("ONBOARDING_API_ADDR", "localhost")])).unwrap_err();
-        assert!(e.to_string().starts_with("ONBOARDING_API_ADDR: \"localhost\""), "{e}");
-        let e = ApiConfig::from_env(&env(&[("DATABASE_URL", "postgres://u:secret@db/x")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("ONBOARDING_API_ADDR: \"localhost\""),
+            "{e}"
+        );
+        let e =
+            ApiConfig::from_env(&env(&[("DATABASE_URL", "postgres://u:secret@db/x")])).unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");
         assert!(e.to_string().contains("PostgreSQL"), "{e}");
         let e = ApiConfig::from_env(&env(&[("ONBOARDING_QUEUE_TIMEOUT_MS", "soon")])).unwrap_err();

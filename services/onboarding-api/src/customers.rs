@@ -71,14 +71,20 @@ pub enum CustomerStoreError {
     #[error("customer {0:?} already exists")]
     Duplicate(String),
     #[error("customer database {path}: {source}")]
-    Database { path: PathBuf, source: rusqlite::Error },
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     /// A group commit failed; every request in it gets the same message.
     #[error("customer database {path}: {message}")]
     Batch { path: PathBuf, message: String },
     #[error("customer database {0}: the writer thread has stopped")]
     WriterGone(PathBuf),
     #[error("customer database {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 enum Job {
@@ -106,15 +112,23 @@ impl std::fmt::Debug for Job {
 
 /// Opens (creating when missing) an SQLite file for either service, with the settings both use.
 pub fn open_connection(path: &Path) -> Result<Connection, CustomerStoreError> {
-    let db_err = |source| CustomerStoreError::Database { path: path.to_owned(), source };
+    let db_err = |source| CustomerStoreError::Database {
+        path: path.to_owned(),
+        source,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| CustomerStoreError::Io { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| CustomerStoreError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
     }
     let conn = Connection::open(path).map_err(db_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db_err)?;
     conn.execute(SCHEMA, []).map_err(db_err)?;
     Ok(conn)
 }
@@ -130,8 +144,15 @@ impl CustomerStore {
         std::thread::Builder::new()
             .name("customers-writer".into())
             .spawn(move || run_writer(write_conn, rx, thread_path))
-            .map_err(|source| CustomerStoreError::Io { path: path.to_owned(), source })?;
-        Ok(Self { path: path.to_owned(), writer: tx, reader: Arc::new(Mutex::new(reader)) })
+            .map_err(|source| CustomerStoreError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: tx,
+            reader: Arc::new(Mutex::new(reader)),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -142,7 +163,10 @@ impl CustomerStore {
     pub async fn insert(&self, customer: NewCustomer) -> Result<(), CustomerStoreError> {
         let (tx, rx) = oneshot::channel();
         let gone = || CustomerStoreError::WriterGone(self.path.clone());
-        self.writer.send(Job::Insert(customer, tx)).await.map_err(|_| gone())?;
+        self.writer
+            .send(Job::Insert(customer, tx))
+            .await
+            .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 
@@ -221,7 +245,10 @@ fn run_writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, path: PathBuf) 
         for job in batch.drain(..) {
             if let Job::Insert(c, reply) = job {
                 let result = match &outcome {
-                    Err(e) => Err(CustomerStoreError::Batch { path: path.clone(), message: e.to_string() }),
+                    Err(e) => Err(CustomerStoreError::Batch {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    }),
                     Ok(duplicates) if duplicates.contains(&c.customer_id) => {
                         Err(CustomerStoreError::Duplicate(c.customer_id))
                     }

@@ -18,7 +18,10 @@ pub enum RunError {
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -38,7 +41,10 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
-            .map_err(|source| RunError::Bind { addr: config.addr, source })?;
+            .map_err(|source| RunError::Bind {
+                addr: config.addr,
+                source,
+            })?;
         crate::serve(config, Telemetry::global(), listener, shutdown_signal()).await?;
         Ok(())
     });

@@ -47,7 +47,13 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Listener(std::io::Error::other(e)))??;
     let client = queue::sqs_client(config.sqs_endpoint.as_deref(), &config.region).await;
-    let queue = queue::SqsQueue::resolve(client, &config.queue_name, config.queue_wait, config.queue_timeout).await?;
+    let queue = queue::SqsQueue::resolve(
+        client,
+        &config.queue_name,
+        config.queue_wait,
+        config.queue_timeout,
+    )
+    .await?;
     let port = listener.local_addr().map_err(ServeError::Listener)?.port();
     tracing::info!(
         addr = %listener.local_addr().map_err(ServeError::Listener)?,
@@ -56,6 +62,12 @@ pub async fn serve(
         "onboarding-api listening"
     );
     let app = Arc::new(App::new(store, queue, telemetry, port));
-    server::serve_router(listener, routes::router(app, config.max_body_bytes), config.request_timeout, shutdown).await;
+    server::serve_router(
+        listener,
+        routes::router(app, config.max_body_bytes),
+        config.request_timeout,
+        shutdown,
+    )
+    .await;
     Ok(())
 }

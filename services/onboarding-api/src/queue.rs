@@ -30,7 +30,10 @@ pub trait MessageQueue: Send + Sync + 'static {
     /// The queue's name, as spans name it (`messaging.destination.name`).
     fn name(&self) -> &str;
     /// Sends one message; returns the id the queue gave it.
-    fn send(&self, message: OutgoingMessage) -> impl Future<Output = Result<String, QueueError>> + Send;
+    fn send(
+        &self,
+        message: OutgoingMessage,
+    ) -> impl Future<Output = Result<String, QueueError>> + Send;
     /// Proves the queue answers, for `/health`.
     fn probe(&self) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
@@ -55,11 +58,17 @@ impl SqsQueue {
     ) -> Result<Self, QueueError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let attempt = tokio::time::timeout(timeout, client.get_queue_url().queue_name(name).send()).await;
+            let attempt =
+                tokio::time::timeout(timeout, client.get_queue_url().queue_name(name).send()).await;
             let message = match attempt {
                 Ok(Ok(out)) => match out.queue_url {
                     Some(url) => {
-                        return Ok(Self { client, name: name.to_owned(), url, timeout });
+                        return Ok(Self {
+                            client,
+                            name: name.to_owned(),
+                            url,
+                            timeout,
+                        });
                     }
                     None => "the answer holds no QueueUrl".to_owned(),
                 },
@@ -67,7 +76,10 @@ impl SqsQueue {
                 Err(_) => format!("no answer within {} ms", timeout.as_millis()),
             };
             if tokio::time::Instant::now() >= deadline {
-                return Err(QueueError::Resolve { queue: name.to_owned(), message });
+                return Err(QueueError::Resolve {
+                    queue: name.to_owned(),
+                    message,
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -90,7 +102,10 @@ impl MessageQueue for SqsQueue {
                 .data_type("String")
                 .string_value(v)
                 .build()
-                .map_err(|e| QueueError::Send { queue: self.name.clone(), message: e.to_string() })?;
+                .map_err(|e| QueueError::Send {
+                    queue: self.name.clone(),
+                    message: e.to_string(),
+                })?;
             attributes.insert(k, value);
         }
         let request = self
@@ -139,7 +154,8 @@ impl MessageQueue for SqsQueue {
 pub async fn sqs_client(endpoint: Option<&str>, region: &str) -> aws_sdk_sqs::Client {
     match endpoint {
         Some(endpoint) => {
-            let creds = aws_credential_types::Credentials::new("local", "local", None, None, "throughline");
+            let creds =
+                aws_credential_types::Credentials::new("local", "local", None, None, "throughline");
             let config = aws_sdk_sqs::Config::builder()
                 .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
                 .endpoint_url(endpoint)

@@ -34,7 +34,10 @@ pub struct Telemetry {
 
 impl Telemetry {
     pub fn global() -> Self {
-        Self { tracer: global::tracer("onboarding-api"), meter: global::meter("onboarding-api") }
+        Self {
+            tracer: global::tracer("onboarding-api"),
+            meter: global::meter("onboarding-api"),
+        }
     }
 }
 
@@ -73,7 +76,13 @@ impl<Q: MessageQueue> App<Q> {
                 .with_description("POST /onboard duration by customer type")
                 .build(),
         };
-        Self { store, queue, tracer: telemetry.tracer, metrics, server_port: i64::from(server_port) }
+        Self {
+            store,
+            queue,
+            tracer: telemetry.tracer,
+            metrics,
+            server_port: i64::from(server_port),
+        }
     }
 }
 
@@ -97,15 +106,29 @@ struct Answer {
 
 impl Answer {
     fn ok(status: StatusCode, body: serde_json::Value) -> Self {
-        Self { status, body, error_type: None }
+        Self {
+            status,
+            body,
+            error_type: None,
+        }
     }
     fn error(status: StatusCode, error_type: &'static str, body: serde_json::Value) -> Self {
-        Self { status, body, error_type: Some(error_type) }
+        Self {
+            status,
+            body,
+            error_type: Some(error_type),
+        }
     }
 }
 
 /// Starts the SERVER span of a request, continuing the caller's trace when it sent one.
-fn server_span<Q: MessageQueue>(app: &App<Q>, headers: &HeaderMap, method: &'static str, route: &'static str, path: String) -> Context {
+fn server_span<Q: MessageQueue>(
+    app: &App<Q>,
+    headers: &HeaderMap,
+    method: &'static str,
+    route: &'static str,
+    path: String,
+) -> Context {
     let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     let mut attributes = vec![
         KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
@@ -114,7 +137,10 @@ fn server_span<Q: MessageQueue>(app: &App<Q>, headers: &HeaderMap, method: &'sta
         KeyValue::new(semconv::URL_SCHEME, "http"),
         KeyValue::new(semconv::SERVER_PORT, app.server_port),
     ];
-    if let Some(ua) = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()) {
+    if let Some(ua) = headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
         attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_owned()));
     }
     let span = app
@@ -129,7 +155,10 @@ fn server_span<Q: MessageQueue>(app: &App<Q>, headers: &HeaderMap, method: &'sta
 /// Ends the SERVER span and builds the response with its `traceresponse` header.
 fn finish(cx: &Context, answer: Answer) -> Response {
     let span = cx.span();
-    span.set_attribute(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(answer.status.as_u16())));
+    span.set_attribute(KeyValue::new(
+        semconv::HTTP_RESPONSE_STATUS_CODE,
+        i64::from(answer.status.as_u16()),
+    ));
     if let Some(kind) = answer.error_type {
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, kind));
         span.set_status(Status::error(kind));
@@ -139,7 +168,12 @@ fn finish(cx: &Context, answer: Answer) -> Response {
     let mut response = (answer.status, axum::Json(answer.body)).into_response();
     if sc.is_valid() {
         // W3C Trace Context Level 2 `traceresponse`: version-traceid-childid-flags.
-        let value = format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8());
+        let value = format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        );
         if let Ok(v) = HeaderValue::from_str(&value) {
             response.headers_mut().insert("traceresponse", v);
         }
@@ -147,42 +181,72 @@ fn finish(cx: &Context, answer: Answer) -> Response {
     response
 }
 
-async fn onboard<Q: MessageQueue>(State(app): State<Arc<App<Q>>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn onboard<Q: MessageQueue>(
+    State(app): State<Arc<App<Q>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
     let cx = server_span(&app, &headers, "POST", "/onboard", "/onboard".to_owned());
     let (answer, customer_type, outcome) = accept(&app, &cx, &body).with_context(cx.clone()).await;
     let type_attr = KeyValue::new(names::CUSTOMER_TYPE, customer_type);
-    app.metrics.requests.add(1, &[type_attr.clone(), KeyValue::new(names::ONBOARDING_OUTCOME, outcome)]);
+    app.metrics.requests.add(
+        1,
+        &[
+            type_attr.clone(),
+            KeyValue::new(names::ONBOARDING_OUTCOME, outcome),
+        ],
+    );
     if outcome == "accepted" {
         app.metrics.success.add(1, std::slice::from_ref(&type_attr));
     }
-    app.metrics.duration.record(started.elapsed().as_secs_f64(), &[type_attr]);
+    app.metrics
+        .duration
+        .record(started.elapsed().as_secs_f64(), &[type_attr]);
     finish(&cx, answer)
 }
 
 /// Validates, stores and queues one request. Returns the answer, the customer type (`unknown`
 /// when the body did not say) and the outcome for the metrics.
-async fn accept<Q: MessageQueue>(app: &App<Q>, cx: &Context, body: &[u8]) -> (Answer, &'static str, &'static str) {
+async fn accept<Q: MessageQueue>(
+    app: &App<Q>,
+    cx: &Context,
+    body: &[u8],
+) -> (Answer, &'static str, &'static str) {
     let span = cx.span();
     let request = match validation::validate(body) {
         Ok(r) => r,
         Err(ValidationError::NotAnObject(problem)) => {
             let body = json!({"status": "error", "error": "request body must be a JSON object",
                               "fields": [{"field": "body", "problem": problem}]});
-            return (Answer::ok(StatusCode::BAD_REQUEST, body), "unknown", "invalid");
+            return (
+                Answer::ok(StatusCode::BAD_REQUEST, body),
+                "unknown",
+                "invalid",
+            );
         }
         Err(ValidationError::Fields(fields)) => {
             let names: Vec<_> = fields.iter().map(|f| f.field).collect();
             let body = json!({"status": "error", "error": format!("invalid fields: {}", names.join(", ")),
                               "fields": fields});
-            return (Answer::ok(StatusCode::BAD_REQUEST, body), "unknown", "invalid");
+            return (
+                Answer::ok(StatusCode::BAD_REQUEST, body),
+                "unknown",
+                "invalid",
+            );
         }
     };
     let customer_type = request.customer_type.as_str();
-    span.set_attribute(KeyValue::new(names::CUSTOMER_ID, request.customer_id.clone()));
+    span.set_attribute(KeyValue::new(
+        names::CUSTOMER_ID,
+        request.customer_id.clone(),
+    ));
     span.set_attribute(KeyValue::new(names::CUSTOMER_TYPE, customer_type));
     let request_id = uuid::Uuid::new_v4().simple().to_string();
-    span.set_attribute(KeyValue::new(names::ONBOARDING_REQUEST_ID, request_id.clone()));
+    span.set_attribute(KeyValue::new(
+        names::ONBOARDING_REQUEST_ID,
+        request_id.clone(),
+    ));
     let trace_id = span.span_context().trace_id().to_string();
     let now = now_rfc3339();
 
@@ -217,14 +281,22 @@ async fn accept<Q: MessageQueue>(app: &App<Q>, cx: &Context, body: &[u8]) -> (An
             db_cx.span().end();
             let body = json!({"status": "error", "error": format!("customer {id} already exists"),
                               "fields": [{"field": "customer_id", "problem": "already exists"}]});
-            return (Answer::ok(StatusCode::CONFLICT, body), customer_type, "duplicate");
+            return (
+                Answer::ok(StatusCode::CONFLICT, body),
+                customer_type,
+                "duplicate",
+            );
         }
         Err(e) => {
             db_cx.span().set_status(Status::error(e.to_string()));
             db_cx.span().end();
             tracing::error!(error = %e, trace_id = %trace_id, "customer could not be stored");
             let body = json!({"status": "error", "error": "customer database unavailable", "trace_id": trace_id});
-            return (Answer::error(StatusCode::SERVICE_UNAVAILABLE, "database", body), customer_type, "unavailable");
+            return (
+                Answer::error(StatusCode::SERVICE_UNAVAILABLE, "database", body),
+                customer_type,
+                "unavailable",
+            );
         }
     }
 
@@ -244,7 +316,9 @@ async fn accept<Q: MessageQueue>(app: &App<Q>, cx: &Context, body: &[u8]) -> (An
         .start_with_context(&app.tracer, cx);
     let producer_cx = cx.with_span(producer);
     let mut attributes = HashMap::new();
-    global::get_text_map_propagator(|p| p.inject_context(&producer_cx, &mut AttributeInjector(&mut attributes)));
+    global::get_text_map_propagator(|p| {
+        p.inject_context(&producer_cx, &mut AttributeInjector(&mut attributes))
+    });
     let message = json!({
         "customer_id": request.customer_id,
         "email": request.email,
@@ -255,14 +329,21 @@ async fn accept<Q: MessageQueue>(app: &App<Q>, cx: &Context, body: &[u8]) -> (An
         "requested_at": now,
     });
     let body = message.to_string();
-    producer_cx.span().set_attribute(KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, body.len() as i64));
+    producer_cx.span().set_attribute(KeyValue::new(
+        semconv::MESSAGING_MESSAGE_BODY_SIZE,
+        body.len() as i64,
+    ));
     match app.queue.send(OutgoingMessage { body, attributes }).await {
         Ok(message_id) => {
-            producer_cx.span().set_attribute(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, message_id));
+            producer_cx
+                .span()
+                .set_attribute(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, message_id));
             producer_cx.span().end();
         }
         Err(e) => {
-            producer_cx.span().set_attribute(KeyValue::new(semconv::ERROR_TYPE, "queue"));
+            producer_cx
+                .span()
+                .set_attribute(KeyValue::new(semconv::ERROR_TYPE, "queue"));
             producer_cx.span().set_status(Status::error(e.to_string()));
             producer_cx.span().end();
             tracing::error!(error = %e, trace_id = %trace_id, "onboarding message could not be queued");
@@ -272,7 +353,11 @@ async fn accept<Q: MessageQueue>(app: &App<Q>, cx: &Context, body: &[u8]) -> (An
             }
             let body = json!({"status": "error", "error": format!("onboarding queue {queue} unavailable"),
                               "trace_id": trace_id});
-            return (Answer::error(StatusCode::SERVICE_UNAVAILABLE, "queue", body), customer_type, "unavailable");
+            return (
+                Answer::error(StatusCode::SERVICE_UNAVAILABLE, "queue", body),
+                customer_type,
+                "unavailable",
+            );
         }
     }
 
@@ -287,8 +372,18 @@ async fn accept<Q: MessageQueue>(app: &App<Q>, cx: &Context, body: &[u8]) -> (An
     (Answer::ok(StatusCode::OK, body), customer_type, "accepted")
 }
 
-async fn customer<Q: MessageQueue>(State(app): State<Arc<App<Q>>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    let cx = server_span(&app, &headers, "GET", "/customers/{id}", format!("/customers/{id}"));
+async fn customer<Q: MessageQueue>(
+    State(app): State<Arc<App<Q>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let cx = server_span(
+        &app,
+        &headers,
+        "GET",
+        "/customers/{id}",
+        format!("/customers/{id}"),
+    );
     let answer = match app.store.get(id.clone()).with_context(cx.clone()).await {
         Ok(Some(c)) => Answer::ok(StatusCode::OK, json!(c)),
         Ok(None) => Answer::ok(
@@ -298,7 +393,11 @@ async fn customer<Q: MessageQueue>(State(app): State<Arc<App<Q>>>, Path(id): Pat
         ),
         Err(e) => {
             tracing::error!(error = %e, "customer could not be read");
-            Answer::error(StatusCode::SERVICE_UNAVAILABLE, "database", json!({"status": "error", "error": "customer database unavailable"}))
+            Answer::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database",
+                json!({"status": "error", "error": "customer database unavailable"}),
+            )
         }
     };
     finish(&cx, answer)
@@ -328,7 +427,11 @@ async fn health<Q: MessageQueue>(State(app): State<Arc<App<Q>>>) -> Response {
             "queue": dep(&queue, queue_ms),
         },
     });
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body)).into_response()
 }
 

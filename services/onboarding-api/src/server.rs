@@ -23,12 +23,14 @@ pub async fn serve_router(
     request_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let router = router.layer(
-        ServiceBuilder::new()
-            .layer(TimeoutLayer::with_status_code(http::StatusCode::SERVICE_UNAVAILABLE, request_timeout)),
-    );
+    let router = router.layer(ServiceBuilder::new().layer(TimeoutLayer::with_status_code(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        request_timeout,
+    )));
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -80,17 +80,28 @@ pub fn validate(body: &[u8]) -> Result<OnboardRequest, ValidationError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ValidationError::NotAnObject(e.to_string()))?;
     let Value::Object(obj) = value else {
-        return Err(ValidationError::NotAnObject(format!("found {}", json_kind(&value))));
+        return Err(ValidationError::NotAnObject(format!(
+            "found {}",
+            json_kind(&value)
+        )));
     };
     let mut errors = Vec::new();
 
     let customer_id = required_string(&obj, "customer_id", &mut errors).and_then(|id| {
-        let valid_chars = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let valid_chars = id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if id.chars().count() > MAX_CUSTOMER_ID_CHARS {
-            errors.push(field("customer_id", format!("longer than {MAX_CUSTOMER_ID_CHARS} characters")));
+            errors.push(field(
+                "customer_id",
+                format!("longer than {MAX_CUSTOMER_ID_CHARS} characters"),
+            ));
             None
         } else if !valid_chars {
-            errors.push(field("customer_id", "may hold only letters, digits, '-' and '_'"));
+            errors.push(field(
+                "customer_id",
+                "may hold only letters, digits, '-' and '_'",
+            ));
             None
         } else {
             Some(id)
@@ -99,7 +110,10 @@ pub fn validate(body: &[u8]) -> Result<OnboardRequest, ValidationError> {
 
     let email = required_string(&obj, "email", &mut errors).and_then(|email| {
         if email.chars().count() > MAX_EMAIL_CHARS {
-            errors.push(field("email", format!("longer than {MAX_EMAIL_CHARS} characters")));
+            errors.push(field(
+                "email",
+                format!("longer than {MAX_EMAIL_CHARS} characters"),
+            ));
             None
         } else if !looks_like_email(&email) {
             // The value itself is personal data: the problem never repeats it.
@@ -110,7 +124,11 @@ pub fn validate(body: &[u8]) -> Result<OnboardRequest, ValidationError> {
         }
     });
 
-    let name_key = if obj.contains_key("company_name") { "company_name" } else { "name" };
+    let name_key = if obj.contains_key("company_name") {
+        "company_name"
+    } else {
+        "name"
+    };
     let name = match obj.get(name_key) {
         None | Some(Value::Null) => {
             errors.push(field("name", "is required (as name or company_name)"));
@@ -118,7 +136,10 @@ pub fn validate(body: &[u8]) -> Result<OnboardRequest, ValidationError> {
         }
         Some(_) => required_string(&obj, name_key, &mut errors).and_then(|name| {
             if name.chars().count() > MAX_NAME_CHARS {
-                errors.push(field(name_key, format!("longer than {MAX_NAME_CHARS} characters")));
+                errors.push(field(
+                    name_key,
+                    format!("longer than {MAX_NAME_CHARS} characters"),
+                ));
                 None
             } else if name.chars().any(char::is_control) {
                 errors.push(field(name_key, "holds control characters"));
@@ -133,14 +154,20 @@ pub fn validate(body: &[u8]) -> Result<OnboardRequest, ValidationError> {
     let size_type = company_size.as_deref().and_then(|size| {
         let t = CustomerType::from_company_size(size);
         if t.is_none() {
-            errors.push(field("company_size", "must be one of small, medium, large, enterprise"));
+            errors.push(field(
+                "company_size",
+                "must be one of small, medium, large, enterprise",
+            ));
         }
         t
     });
     let explicit_type = optional_string(&obj, "type", &mut errors).and_then(|t| {
         let parsed = CustomerType::parse(&t);
         if parsed.is_none() {
-            errors.push(field("type", "must be one of standard, premium, enterprise"));
+            errors.push(field(
+                "type",
+                "must be one of standard, premium, enterprise",
+            ));
         }
         parsed
     });
@@ -150,7 +177,9 @@ pub fn validate(body: &[u8]) -> Result<OnboardRequest, ValidationError> {
             customer_id,
             email,
             name,
-            customer_type: explicit_type.or(size_type).unwrap_or(CustomerType::Standard),
+            customer_type: explicit_type
+                .or(size_type)
+                .unwrap_or(CustomerType::Standard),
             company_size,
         }),
         _ => Err(ValidationError::Fields(errors)),
@@ -158,7 +187,10 @@ pub fn validate(body: &[u8]) -> Result<OnboardRequest, ValidationError> {
 }
 
 fn field(name: &'static str, problem: impl Into<String>) -> FieldError {
-    FieldError { field: name, problem: problem.into() }
+    FieldError {
+        field: name,
+        problem: problem.into(),
+    }
 }
 
 fn required_string(
@@ -177,7 +209,10 @@ fn required_string(
         }
         Some(Value::String(s)) => Some(s.trim().to_owned()),
         Some(other) => {
-            errors.push(field(key, format!("must be a string, found {}", json_kind(other))));
+            errors.push(field(
+                key,
+                format!("must be a string, found {}", json_kind(other)),
+            ));
             None
         }
     }
@@ -195,7 +230,9 @@ fn optional_string(
 }
 
 fn looks_like_email(s: &str) -> bool {
-    let Some((local, domain)) = s.split_once('@') else { return false };
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && !domain.contains('@')
         && domain.contains('.')
@@ -258,12 +295,22 @@ mod tests {
     fn names_every_bad_field() {
         assert_eq!(fields(r#"{}"#), ["customer_id", "email", "name"]);
         assert_eq!(
-            fields(r#"{"customer_id":"bad id!","email":"nope","name":"","type":"gold","company_size":"huge"}"#),
+            fields(
+                r#"{"customer_id":"bad id!","email":"nope","name":"","type":"gold","company_size":"huge"}"#
+            ),
             ["customer_id", "email", "name", "company_size", "type"]
         );
-        assert_eq!(fields(r#"{"customer_id":7,"email":"a@b.io","company_name":"x"}"#), ["customer_id"]);
+        assert_eq!(
+            fields(r#"{"customer_id":7,"email":"a@b.io","company_name":"x"}"#),
+            ["customer_id"]
+        );
         let long = "x".repeat(65);
-        assert_eq!(fields(&format!(r#"{{"customer_id":"{long}","email":"a@b.io","name":"n"}}"#)), ["customer_id"]);
+        assert_eq!(
+            fields(&format!(
+                r#"{{"customer_id":"{long}","email":"a@b.io","name":"n"}}"#
+            )),
+            ["customer_id"]
+        );
     }
 
     #[test]
@@ -278,9 +325,18 @@ mod tests {
 
     #[test]
     fn refuses_non_objects() {
-        assert!(matches!(validate(b"[1]"), Err(ValidationError::NotAnObject(_))));
-        assert!(matches!(validate(b"{"), Err(ValidationError::NotAnObject(_))));
-        assert!(matches!(validate(b""), Err(ValidationError::NotAnObject(_))));
+        assert!(matches!(
+            validate(b"[1]"),
+            Err(ValidationError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            validate(b"{"),
+            Err(ValidationError::NotAnObject(_))
+        ));
+        assert!(matches!(
+            validate(b""),
+            Err(ValidationError::NotAnObject(_))
+        ));
     }
 
     #[test]
@@ -288,7 +344,9 @@ mod tests {
         for ok in ["a@b.io", "first.last+tag@sub.example.com"] {
             assert!(looks_like_email(ok), "{ok}");
         }
-        for bad in ["", "a", "a@", "@b.io", "a@b", "a@@b.io", "a b@c.io", "a@.io", "a@b.io."] {
+        for bad in [
+            "", "a", "a@", "@b.io", "a@b", "a@@b.io", "a b@c.io", "a@.io", "a@b.io.",
+        ] {
             assert!(!looks_like_email(bad), "{bad}");
         }
     }

@@ -20,7 +20,10 @@ pub enum ConsumerContext {
 pub enum DocumentsLocation {
     Local(PathBuf),
     /// `s3://bucket/prefix`; needs the `s3` feature.
-    S3 { bucket: String, prefix: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
 }
 
 /// Validated configuration of the worker.
@@ -64,10 +67,17 @@ impl WorkerConfig {
         };
         let db = get("DATABASE_URL").unwrap_or("data/onboarding.sqlite3");
         if db.starts_with("postgres") {
-            return Err(err("DATABASE_URL", "postgres://…", "names PostgreSQL, which this build does not support yet"));
+            return Err(err(
+                "DATABASE_URL",
+                "postgres://…",
+                "names PostgreSQL, which this build does not support yet",
+            ));
         }
-        let database_path =
-            PathBuf::from(db.strip_prefix("sqlite://").or_else(|| db.strip_prefix("sqlite:")).unwrap_or(db));
+        let database_path = PathBuf::from(
+            db.strip_prefix("sqlite://")
+                .or_else(|| db.strip_prefix("sqlite:"))
+                .unwrap_or(db),
+        );
         let documents = match get("ONBOARDING_DOCUMENTS_URL") {
             None => DocumentsLocation::Local(PathBuf::from("data/documents")),
             Some(url) => match url.strip_prefix("s3://") {
@@ -76,15 +86,26 @@ impl WorkerConfig {
                     if bucket.is_empty() {
                         return Err(err("ONBOARDING_DOCUMENTS_URL", url, "names no bucket"));
                     }
-                    DocumentsLocation::S3 { bucket: bucket.to_owned(), prefix: prefix.trim_matches('/').to_owned() }
+                    DocumentsLocation::S3 {
+                        bucket: bucket.to_owned(),
+                        prefix: prefix.trim_matches('/').to_owned(),
+                    }
                 }
-                None => DocumentsLocation::Local(PathBuf::from(url.strip_prefix("file://").unwrap_or(url))),
+                None => DocumentsLocation::Local(PathBuf::from(
+                    url.strip_prefix("file://").unwrap_or(url),
+                )),
             },
         };
         let consumer_context = match get("ONBOARDING_CONSUMER_CONTEXT").unwrap_or("parent") {
             "parent" => ConsumerContext::Parent,
             "link" => ConsumerContext::Link,
-            other => return Err(err("ONBOARDING_CONSUMER_CONTEXT", other, "is neither parent nor link")),
+            other => {
+                return Err(err(
+                    "ONBOARDING_CONSUMER_CONTEXT",
+                    other,
+                    "is neither parent nor link",
+                ));
+            }
         };
         let mut failure_rates = HashMap::new();
         if let Some(spec) = get("ONBOARDING_FAILURES") {
@@ -93,14 +114,20 @@ impl WorkerConfig {
                     return Err(err("ONBOARDING_FAILURES", part, "is not step=rate"));
                 };
                 let step = Step::parse(step.trim()).ok_or_else(|| {
-                    err("ONBOARDING_FAILURES", step, &format!("is not a step (one of {})", Step::names()))
+                    err(
+                        "ONBOARDING_FAILURES",
+                        step,
+                        &format!("is not a step (one of {})", Step::names()),
+                    )
                 })?;
                 let rate: f64 = rate
                     .trim()
                     .parse()
                     .ok()
                     .filter(|r: &f64| (0.0..=1.0).contains(r))
-                    .ok_or_else(|| err("ONBOARDING_FAILURES", rate, "is not a rate between 0 and 1"))?;
+                    .ok_or_else(|| {
+                        err("ONBOARDING_FAILURES", rate, "is not a rate between 0 and 1")
+                    })?;
                 failure_rates.insert(step, rate);
             }
         }
@@ -111,15 +138,21 @@ impl WorkerConfig {
         };
         let flush_timeout = match get("ONBOARDING_FLUSH_TIMEOUT_MS") {
             None => Duration::from_secs(2),
-            Some(v) => Duration::from_millis(
-                v.parse().map_err(|_| err("ONBOARDING_FLUSH_TIMEOUT_MS", v, "is not a number of milliseconds"))?,
-            ),
+            Some(v) => Duration::from_millis(v.parse().map_err(|_| {
+                err(
+                    "ONBOARDING_FLUSH_TIMEOUT_MS",
+                    v,
+                    "is not a number of milliseconds",
+                )
+            })?),
         };
         Ok(Self {
             database_path,
             documents,
             outbox_dir: PathBuf::from(get("ONBOARDING_OUTBOX_DIR").unwrap_or("data/outbox")),
-            queue_name: get("ONBOARDING_QUEUE_NAME").unwrap_or("onboarding-queue").to_owned(),
+            queue_name: get("ONBOARDING_QUEUE_NAME")
+                .unwrap_or("onboarding-queue")
+                .to_owned(),
             consumer_context,
             failure_rates,
             flush,
@@ -133,7 +166,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -142,7 +178,10 @@ mod tests {
         assert_eq!(c.consumer_context, ConsumerContext::Parent);
         assert!(c.flush);
         assert!(c.failure_rates.is_empty());
-        assert_eq!(c.documents, DocumentsLocation::Local(PathBuf::from("data/documents")));
+        assert_eq!(
+            c.documents,
+            DocumentsLocation::Local(PathBuf::from("data/documents"))
+        );
     }
 
     #[test]
@@ -157,7 +196,13 @@ mod tests {
         assert_eq!(c.failure_rates[&Step::Compliance], 0.1);
         assert_eq!(c.failure_rates[&Step::Notification], 1.0);
         assert_eq!(c.consumer_context, ConsumerContext::Link);
-        assert_eq!(c.documents, DocumentsLocation::S3 { bucket: "docs".into(), prefix: "onboarding".into() });
+        assert_eq!(
+            c.documents,
+            DocumentsLocation::S3 {
+                bucket: "docs".into(),
+                prefix: "onboarding".into()
+            }
+        );
         assert!(!c.flush);
     }
 
@@ -170,7 +215,9 @@ mod tests {
             ("ONBOARDING_CONSUMER_CONTEXT", "child", "parent nor link"),
             ("ONBOARDING_FLUSH_TIMEOUT_MS", "soon", "milliseconds"),
         ] {
-            let e = WorkerConfig::from_env(&env(&[(k, v)])).unwrap_err().to_string();
+            let e = WorkerConfig::from_env(&env(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with(k) && e.contains(needle), "{e}");
         }
     }

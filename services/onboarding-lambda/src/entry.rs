@@ -40,9 +40,14 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     let worker_telemetry = WorkerTelemetry {
         tracer: opentelemetry::global::tracer("onboarding-lambda"),
         meter: opentelemetry::global::meter("onboarding-lambda"),
-        flush: Some(Arc::new(move |timeout: Duration| flush_handle.flush(timeout).is_exported())),
+        flush: Some(Arc::new(move |timeout: Duration| {
+            flush_handle.flush(timeout).is_exported()
+        })),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(RunError::Runtime)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
     runtime.block_on(async move {
         let worker = tokio::task::spawn_blocking(move || Worker::new(config, worker_telemetry))
             .await

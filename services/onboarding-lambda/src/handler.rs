@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
+use aws_lambda_events::event::sqs::{
+    BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute,
+};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::propagation::Extractor;
@@ -53,7 +55,9 @@ pub struct WorkerTelemetry {
 
 impl std::fmt::Debug for WorkerTelemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerTelemetry").field("flush", &self.flush.is_some()).finish_non_exhaustive()
+        f.debug_struct("WorkerTelemetry")
+            .field("flush", &self.flush.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -75,7 +79,9 @@ pub struct Worker {
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worker").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,14 +117,24 @@ impl Worker {
                 .with_description("processing time of a record by customer type")
                 .build(),
         };
-        Ok(Self { config, processor, metrics, flush: telemetry.flush, cold: AtomicBool::new(true) })
+        Ok(Self {
+            config,
+            processor,
+            metrics,
+            flush: telemetry.flush,
+            cold: AtomicBool::new(true),
+        })
     }
 
     /// Handles one SQS batch; never fails as a whole: bad records are reported individually.
     pub async fn handle(&self, event: SqsEvent, invocation: Invocation) -> SqsBatchResponse {
         let coldstart = self.cold.swap(false, Ordering::Relaxed);
         let queue = self.config.queue_name.clone();
-        let function_name = if invocation.function_name.is_empty() { "onboarding-lambda".to_owned() } else { invocation.function_name.clone() };
+        let function_name = if invocation.function_name.is_empty() {
+            "onboarding-lambda".to_owned()
+        } else {
+            invocation.function_name.clone()
+        };
         let mut server_attributes = vec![
             KeyValue::new(semconv::FAAS_TRIGGER, "pubsub"),
             KeyValue::new(semconv::FAAS_INVOCATION_ID, invocation.request_id.clone()),
@@ -126,7 +142,10 @@ impl Worker {
             KeyValue::new(semconv::MESSAGING_SYSTEM, "aws_sqs"),
         ];
         if !invocation.function_arn.is_empty() {
-            server_attributes.push(KeyValue::new(semconv::CLOUD_RESOURCE_ID, invocation.function_arn.clone()));
+            server_attributes.push(KeyValue::new(
+                semconv::CLOUD_RESOURCE_ID,
+                invocation.function_arn.clone(),
+            ));
         }
         let server = self
             .processor
@@ -140,7 +159,11 @@ impl Worker {
         let producers: Vec<Context> = event
             .records
             .iter()
-            .map(|r| global::get_text_map_propagator(|p| p.extract(&RecordExtractor(&r.message_attributes))))
+            .map(|r| {
+                global::get_text_map_propagator(|p| {
+                    p.extract(&RecordExtractor(&r.message_attributes))
+                })
+            })
             .collect();
         let links: Vec<Link> = producers
             .iter()
@@ -158,7 +181,10 @@ impl Worker {
                 KeyValue::new(semconv::MESSAGING_SYSTEM, "aws_sqs"),
                 KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, queue.clone()),
                 KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
-                KeyValue::new(semconv::MESSAGING_BATCH_MESSAGE_COUNT, event.records.len() as i64),
+                KeyValue::new(
+                    semconv::MESSAGING_BATCH_MESSAGE_COUNT,
+                    event.records.len() as i64,
+                ),
             ])
             .start_with_context(&self.processor.tracer, &inv_cx);
         let batch_cx = inv_cx.with_span(batch);
@@ -174,10 +200,16 @@ impl Worker {
             }
         }
 
-        batch_cx.span().set_attribute(KeyValue::new(names::BATCH_FAILURES, failures.len() as i64));
+        batch_cx
+            .span()
+            .set_attribute(KeyValue::new(names::BATCH_FAILURES, failures.len() as i64));
         batch_cx.span().end();
         if !failures.is_empty() {
-            inv_cx.span().set_status(Status::error(format!("{} of {} records failed", failures.len(), event.records.len())));
+            inv_cx.span().set_status(Status::error(format!(
+                "{} of {} records failed",
+                failures.len(),
+                event.records.len()
+            )));
         }
         inv_cx.span().end();
         self.flush_spans().await;
@@ -189,19 +221,35 @@ impl Worker {
 
     /// Flushes within the configured bound, off the runtime's worker threads.
     async fn flush_spans(&self) {
-        let (Some(flush), true) = (self.flush.clone(), self.config.flush) else { return };
+        let (Some(flush), true) = (self.flush.clone(), self.config.flush) else {
+            return;
+        };
         let timeout = self.config.flush_timeout;
         let started = Instant::now();
-        let exported = tokio::task::spawn_blocking(move || flush(timeout)).await.unwrap_or(false);
+        let exported = tokio::task::spawn_blocking(move || flush(timeout))
+            .await
+            .unwrap_or(false);
         if !exported {
-            tracing::warn!(elapsed_ms = started.elapsed().as_millis() as u64, "span flush did not complete");
+            tracing::warn!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "span flush did not complete"
+            );
         }
     }
 
     /// Processes one record under its CONSUMER span; `Err(step)` names the step that failed.
-    async fn process_record(&self, record: &SqsMessage, producer: Context, batch_cx: &Context) -> Result<(), &'static str> {
+    async fn process_record(
+        &self,
+        record: &SqsMessage,
+        producer: Context,
+        batch_cx: &Context,
+    ) -> Result<(), &'static str> {
         let started = Instant::now();
-        let attempt: i64 = record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok()).unwrap_or(1);
+        let attempt: i64 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
         let producer_sc = producer.span().span_context().clone();
         let mut links = vec![Link::with_context(batch_cx.span().span_context().clone())];
         let parent = match self.config.consumer_context {
@@ -215,7 +263,10 @@ impl Worker {
         };
         let mut attributes = vec![
             KeyValue::new(semconv::MESSAGING_SYSTEM, "aws_sqs"),
-            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, self.config.queue_name.clone()),
+            KeyValue::new(
+                semconv::MESSAGING_DESTINATION_NAME,
+                self.config.queue_name.clone(),
+            ),
             KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "process"),
             KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
             KeyValue::new(names::DELIVERY_ATTEMPT, attempt),
@@ -233,25 +284,43 @@ impl Worker {
             .start_with_context(&self.processor.tracer, &parent);
         let cx = parent.with_span(span);
 
-        let parsed: Result<CustomerRecord, _> = serde_json::from_str(record.body.as_deref().unwrap_or(""));
+        let parsed: Result<CustomerRecord, _> =
+            serde_json::from_str(record.body.as_deref().unwrap_or(""));
         let (outcome, customer_type) = match parsed {
             Err(e) => {
                 // A body that is not ours: fail it so it ends in the dead-letter queue.
-                cx.span().set_attribute(KeyValue::new(semconv::ERROR_TYPE, "invalid_body"));
-                cx.span().set_status(Status::error(format!("message body is not an onboarding record: {e}")));
+                cx.span()
+                    .set_attribute(KeyValue::new(semconv::ERROR_TYPE, "invalid_body"));
+                cx.span().set_status(Status::error(format!(
+                    "message body is not an onboarding record: {e}"
+                )));
                 (Err("body"), "unknown".to_owned())
             }
             Ok(customer) => {
-                cx.span().set_attribute(KeyValue::new(names::CUSTOMER_ID, customer.customer_id.clone()));
-                cx.span().set_attribute(KeyValue::new(names::CUSTOMER_TYPE, customer.customer_type.clone()));
-                let result = self.processor.process(&cx, &customer, attempt).with_context(cx.clone()).await;
+                cx.span().set_attribute(KeyValue::new(
+                    names::CUSTOMER_ID,
+                    customer.customer_id.clone(),
+                ));
+                cx.span().set_attribute(KeyValue::new(
+                    names::CUSTOMER_TYPE,
+                    customer.customer_type.clone(),
+                ));
+                let result = self
+                    .processor
+                    .process(&cx, &customer, attempt)
+                    .with_context(cx.clone())
+                    .await;
                 let outcome = match result {
                     Ok(()) => Ok(()),
                     Err(e) => {
-                        cx.span().set_attribute(KeyValue::new(names::FAILED_STEP, e.step()));
-                        cx.span().set_attribute(KeyValue::new(semconv::ERROR_TYPE, e.step()));
+                        cx.span()
+                            .set_attribute(KeyValue::new(names::FAILED_STEP, e.step()));
+                        cx.span()
+                            .set_attribute(KeyValue::new(semconv::ERROR_TYPE, e.step()));
                         cx.span().set_status(Status::error(e.to_string()));
-                        self.processor.mark_failed(&customer.customer_id, &e.to_string(), attempt).await;
+                        self.processor
+                            .mark_failed(&customer.customer_id, &e.to_string(), attempt)
+                            .await;
                         Err(e.step())
                     }
                 };
@@ -260,12 +329,26 @@ impl Worker {
         };
         cx.span().end();
         let type_attr = KeyValue::new(names::CUSTOMER_TYPE, customer_type);
-        let outcome_name = if outcome.is_ok() { "success" } else { "failure" };
-        self.metrics.requests.add(1, &[type_attr.clone(), KeyValue::new(names::OUTCOME, outcome_name)]);
+        let outcome_name = if outcome.is_ok() {
+            "success"
+        } else {
+            "failure"
+        };
+        self.metrics.requests.add(
+            1,
+            &[
+                type_attr.clone(),
+                KeyValue::new(names::OUTCOME, outcome_name),
+            ],
+        );
         if outcome.is_ok() {
-            self.metrics.success.add(1, std::slice::from_ref(&type_attr));
+            self.metrics
+                .success
+                .add(1, std::slice::from_ref(&type_attr));
         }
-        self.metrics.duration.record(started.elapsed().as_secs_f64(), &[type_attr]);
+        self.metrics
+            .duration
+            .record(started.elapsed().as_secs_f64(), &[type_attr]);
         outcome
     }
 }

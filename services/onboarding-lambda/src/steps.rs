@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::{FutureExt, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
@@ -107,9 +107,15 @@ impl StepError {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("database {path}: {source}")]
-    Database { path: PathBuf, source: rusqlite::Error },
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("directory {path}: {source}")]
-    Directory { path: PathBuf, source: std::io::Error },
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("document store: {0}")]
     Documents(#[from] object_store::Error),
     #[error("ONBOARDING_DOCUMENTS_URL names S3, but this build lacks the `s3` feature")]
@@ -154,22 +160,54 @@ impl Processor {
     }
 
     /// Runs every step under `cx` (the record's CONSUMER span); stops at the first failure.
-    pub async fn process(&self, cx: &Context, record: &CustomerRecord, attempt: i64) -> Result<(), StepError> {
-        let risk = self.step(cx, Step::Validation, async { Ok(validate(record)) }).await?;
-        cx.span().set_attribute(KeyValue::new(names::RISK_SCORE, risk.score));
-        self.step(cx, Step::Compliance, self.compliance(cx, record, risk)).await?;
-        self.step(cx, Step::Audit, self.audit(record, attempt)).await?;
-        self.step(cx, Step::Documents, self.store_documents(record, risk)).await?;
-        self.step(cx, Step::Status, self.update_status(&record.customer_id, "completed", None, Some(risk.score), attempt))
+    pub async fn process(
+        &self,
+        cx: &Context,
+        record: &CustomerRecord,
+        attempt: i64,
+    ) -> Result<(), StepError> {
+        let risk = self
+            .step(cx, Step::Validation, async { Ok(validate(record)) })
             .await?;
-        self.step(cx, Step::Notification, self.notify(record)).await?;
-        self.step(cx, Step::FollowUp, async { Ok(follow_up(record)) }).await?;
+        cx.span()
+            .set_attribute(KeyValue::new(names::RISK_SCORE, risk.score));
+        self.step(cx, Step::Compliance, self.compliance(cx, record, risk))
+            .await?;
+        self.step(cx, Step::Audit, self.audit(record, attempt))
+            .await?;
+        self.step(cx, Step::Documents, self.store_documents(record, risk))
+            .await?;
+        self.step(
+            cx,
+            Step::Status,
+            self.update_status(
+                &record.customer_id,
+                "completed",
+                None,
+                Some(risk.score),
+                attempt,
+            ),
+        )
+        .await?;
+        self.step(cx, Step::Notification, self.notify(record))
+            .await?;
+        self.step(cx, Step::FollowUp, async { Ok(follow_up(record)) })
+            .await?;
         Ok(())
     }
 
     /// Records a failed attempt on the customer, best effort (the record will be redelivered).
     pub async fn mark_failed(&self, customer_id: &str, detail: &str, attempt: i64) {
-        if let Err(e) = self.update_status(customer_id, "failed", Some(detail.to_owned()), None, attempt).await {
+        if let Err(e) = self
+            .update_status(
+                customer_id,
+                "failed",
+                Some(detail.to_owned()),
+                None,
+                attempt,
+            )
+            .await
+        {
             tracing::warn!(error = %e, customer_id, "failed status could not be recorded");
         }
     }
@@ -183,12 +221,20 @@ impl Processor {
     ) -> Result<T, StepError> {
         let mut attributes = vec![KeyValue::new(names::STEP, step.name())];
         if matches!(step, Step::Audit | Step::Status) {
-            let (op, table) = if step == Step::Audit { ("INSERT", "audit_trail") } else { ("UPDATE", "customers") };
+            let (op, table) = if step == Step::Audit {
+                ("INSERT", "audit_trail")
+            } else {
+                ("UPDATE", "customers")
+            };
             attributes.push(KeyValue::new(semconv::DB_SYSTEM_NAME, "sqlite"));
             attributes.push(KeyValue::new(semconv::DB_OPERATION_NAME, op));
             attributes.push(KeyValue::new(semconv::DB_COLLECTION_NAME, table));
         }
-        let kind = if matches!(step, Step::Audit | Step::Status) { SpanKind::Client } else { SpanKind::Internal };
+        let kind = if matches!(step, Step::Audit | Step::Status) {
+            SpanKind::Client
+        } else {
+            SpanKind::Internal
+        };
         let span = self
             .tracer
             .span_builder(step.span_name())
@@ -211,10 +257,19 @@ impl Processor {
         result
     }
 
-    async fn compliance(&self, cx: &Context, record: &CustomerRecord, risk: Risk) -> Result<(), StepError> {
+    async fn compliance(
+        &self,
+        cx: &Context,
+        record: &CustomerRecord,
+        risk: Risk,
+    ) -> Result<(), StepError> {
         // KYC, AML, sanctions and PEP screening: each its own span under "compliance checks".
         let parent = Context::current();
-        let parent = if parent.span().span_context().is_valid() { parent } else { cx.clone() };
+        let parent = if parent.span().span_context().is_valid() {
+            parent
+        } else {
+            cx.clone()
+        };
         let enhanced = record.customer_type == "enterprise" || risk.level == "high";
         for check in ["kyc", "aml", "sanctions", "pep"] {
             let span = self
@@ -229,7 +284,9 @@ impl Processor {
                 .start_with_context(&self.tracer, &parent);
             drop(span); // ends the span
         }
-        parent.span().set_attribute(KeyValue::new(names::COMPLIANCE_CHECKS, 4_i64));
+        parent
+            .span()
+            .set_attribute(KeyValue::new(names::COMPLIANCE_CHECKS, 4_i64));
         Ok(())
     }
 
@@ -262,13 +319,18 @@ impl Processor {
         let bytes = bytes::Bytes::from(profile.to_string());
         let len = bytes.len() as i64;
         let path = ObjectPath::from(format!("customers/{}/profile.json", record.customer_id));
-        self.documents.put(&path, bytes.into()).await.map_err(|e| StepError::Failed {
-            step: Step::Documents.name(),
-            message: e.to_string(),
-        })?;
+        self.documents
+            .put(&path, bytes.into())
+            .await
+            .map_err(|e| StepError::Failed {
+                step: Step::Documents.name(),
+                message: e.to_string(),
+            })?;
         let span = Context::current();
-        span.span().set_attribute(KeyValue::new(names::DOCUMENT_COUNT, 1_i64));
-        span.span().set_attribute(KeyValue::new(names::DOCUMENT_BYTES, len));
+        span.span()
+            .set_attribute(KeyValue::new(names::DOCUMENT_COUNT, 1_i64));
+        span.span()
+            .set_attribute(KeyValue::new(names::DOCUMENT_BYTES, len));
         Ok(())
     }
 
@@ -310,31 +372,56 @@ impl Processor {
             "subject": format!("Welcome to throughline, {}", record.name),
             "queued_at": now_rfc3339(),
         });
-        let path = ObjectPath::from(format!("welcome-{}-{}.json", record.customer_id, record.request_id));
-        self.outbox.put(&path, bytes::Bytes::from(message.to_string()).into()).await.map_err(|e| {
-            StepError::Failed { step: Step::Notification.name(), message: e.to_string() }
-        })?;
+        let path = ObjectPath::from(format!(
+            "welcome-{}-{}.json",
+            record.customer_id, record.request_id
+        ));
+        self.outbox
+            .put(&path, bytes::Bytes::from(message.to_string()).into())
+            .await
+            .map_err(|e| StepError::Failed {
+                step: Step::Notification.name(),
+                message: e.to_string(),
+            })?;
         let cx = Context::current();
-        cx.span().set_attribute(KeyValue::new(names::NOTIFICATION_CHANNEL, "email"));
-        cx.span().set_attribute(KeyValue::new(names::NOTIFICATION_TEMPLATE, "welcome"));
+        cx.span()
+            .set_attribute(KeyValue::new(names::NOTIFICATION_CHANNEL, "email"));
+        cx.span()
+            .set_attribute(KeyValue::new(names::NOTIFICATION_TEMPLATE, "welcome"));
         Ok(())
     }
 }
 
 /// Validation and enrichment: a deterministic risk score from the customer id and type.
 fn validate(record: &CustomerRecord) -> Risk {
-    let hash = record.customer_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = record
+        .customer_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
     let base = (hash % 1000) as f64 / 10.0; // 0.0 ..= 99.9
     let score = match record.customer_type.as_str() {
         "enterprise" => base * 0.6,
         "premium" => base * 0.8,
         _ => base,
     };
-    let level = if score >= 70.0 { "high" } else if score >= 35.0 { "medium" } else { "low" };
+    let level = if score >= 70.0 {
+        "high"
+    } else if score >= 35.0 {
+        "medium"
+    } else {
+        "low"
+    };
     let cx = Context::current();
-    cx.span().set_attribute(KeyValue::new(names::CUSTOMER_TYPE, record.customer_type.clone()));
-    cx.span().set_attribute(KeyValue::new(names::RISK_SCORE, score));
-    cx.span().set_attribute(KeyValue::new(names::RISK_LEVEL, level));
+    cx.span().set_attribute(KeyValue::new(
+        names::CUSTOMER_TYPE,
+        record.customer_type.clone(),
+    ));
+    cx.span()
+        .set_attribute(KeyValue::new(names::RISK_SCORE, score));
+    cx.span()
+        .set_attribute(KeyValue::new(names::RISK_LEVEL, level));
     Risk { score, level }
 }
 
@@ -344,7 +431,10 @@ fn follow_up(record: &CustomerRecord) {
         workflows.push("compliance_monitoring");
     }
     let cx = Context::current();
-    cx.span().set_attribute(KeyValue::new(names::FOLLOWUP_WORKFLOWS, workflows.len() as i64));
+    cx.span().set_attribute(KeyValue::new(
+        names::FOLLOWUP_WORKFLOWS,
+        workflows.len() as i64,
+    ));
 }
 
 async fn blocking(
@@ -353,19 +443,34 @@ async fn blocking(
 ) -> Result<(), StepError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StepError::Failed { step: step.name(), message: e.to_string() })?
-        .map_err(|message| StepError::Failed { step: step.name(), message })
+        .map_err(|e| StepError::Failed {
+            step: step.name(),
+            message: e.to_string(),
+        })?
+        .map_err(|message| StepError::Failed {
+            step: step.name(),
+            message,
+        })
 }
 
 fn open_database(path: &Path) -> Result<rusqlite::Connection, OpenError> {
-    let db_err = |source| OpenError::Database { path: path.to_owned(), source };
+    let db_err = |source| OpenError::Database {
+        path: path.to_owned(),
+        source,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory { path: dir.to_owned(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
+            path: dir.to_owned(),
+            source,
+        })?;
     }
     let conn = rusqlite::Connection::open(path).map_err(db_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(db_err)?;
     conn.execute(
         "CREATE TABLE IF NOT EXISTS audit_trail (
             id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL, request_id TEXT NOT NULL,
@@ -377,13 +482,18 @@ fn open_database(path: &Path) -> Result<rusqlite::Connection, OpenError> {
 }
 
 fn local_store(dir: &Path) -> Result<object_store::local::LocalFileSystem, OpenError> {
-    std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory { path: dir.to_owned(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
+        path: dir.to_owned(),
+        source,
+    })?;
     Ok(object_store::local::LocalFileSystem::new_with_prefix(dir)?)
 }
 
 #[cfg(feature = "s3")]
 fn s3_store(bucket: &str, prefix: &str) -> Result<Arc<dyn ObjectStore>, OpenError> {
-    let s3 = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket).build()?;
+    let s3 = object_store::aws::AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .build()?;
     if prefix.is_empty() {
         Ok(Arc::new(s3))
     } else {

@@ -24,13 +24,28 @@ impl System {
     /// Starts the system with extra flags and environment, and waits for the API.
     pub fn up(flags: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (api, broker, grpc, http, query) =
-            (free_loopback_addr(), free_loopback_addr(), free_loopback_addr(), free_loopback_addr(), free_loopback_addr());
+        let (api, broker, grpc, http, query) = (
+            free_loopback_addr(),
+            free_loopback_addr(),
+            free_loopback_addr(),
+            free_loopback_addr(),
+            free_loopback_addr(),
+        );
         let child = Command::new(env!("CARGO_BIN_EXE_throughline"))
             .arg("up")
             .args(["--data-dir", dir.path().to_str().expect("utf-8 temp path")])
-            .args(["--api-addr", &api.to_string(), "--broker-addr", &broker.to_string()])
-            .args(["--otlp-grpc-addr", &grpc.to_string(), "--otlp-http-addr", &http.to_string()])
+            .args([
+                "--api-addr",
+                &api.to_string(),
+                "--broker-addr",
+                &broker.to_string(),
+            ])
+            .args([
+                "--otlp-grpc-addr",
+                &grpc.to_string(),
+                "--otlp-http-addr",
+                &http.to_string(),
+            ])
             .args(["--query-addr", &query.to_string()])
             .args(flags)
             .envs(env.iter().copied())
@@ -38,8 +53,18 @@ impl System {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start throughline up");
-        let system = Self { child: Some(child), dir, api, query, broker };
-        assert!(wait_for_port(api, Duration::from_secs(30)), "onboarding-api did not come up; logs:\n{}", system.logs());
+        let system = Self {
+            child: Some(child),
+            dir,
+            api,
+            query,
+            broker,
+        };
+        assert!(
+            wait_for_port(api, Duration::from_secs(30)),
+            "onboarding-api did not come up; logs:\n{}",
+            system.logs()
+        );
         system
     }
 
@@ -47,7 +72,11 @@ impl System {
         let mut out = String::new();
         if let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) {
             for e in entries.flatten() {
-                out.push_str(&format!("--- {}\n{}\n", e.path().display(), std::fs::read_to_string(e.path()).unwrap_or_default()));
+                out.push_str(&format!(
+                    "--- {}\n{}\n",
+                    e.path().display(),
+                    std::fs::read_to_string(e.path()).unwrap_or_default()
+                ));
             }
         }
         out
@@ -59,8 +88,13 @@ impl System {
 
     /// SIGTERM, as Ctrl-C would stop it; returns whether it exited cleanly within 20 s.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -82,7 +116,11 @@ impl Drop for System {
 
 /// The Jaeger-format trace, or `None` while the collector has none of it.
 pub async fn trace(client: &reqwest::Client, query: SocketAddr, trace_id: &str) -> Option<Value> {
-    let resp = client.get(format!("http://{query}/api/traces/{trace_id}")).send().await.ok()?;
+    let resp = client
+        .get(format!("http://{query}/api/traces/{trace_id}"))
+        .send()
+        .await
+        .ok()?;
     if !resp.status().is_success() {
         return None;
     }
@@ -104,23 +142,46 @@ pub struct SpanView {
 
 pub fn spans(trace: &Value) -> Vec<SpanView> {
     let processes = trace.get("processes").cloned().unwrap_or(Value::Null);
-    let Some(spans) = trace.get("spans").and_then(Value::as_array) else { return Vec::new() };
+    let Some(spans) = trace.get("spans").and_then(Value::as_array) else {
+        return Vec::new();
+    };
     spans
         .iter()
         .map(|s| {
             let tags: Vec<(String, Value)> = s
                 .get("tags")
                 .and_then(Value::as_array)
-                .map(|t| t.iter().map(|t| (t["key"].as_str().unwrap_or("").to_owned(), t["value"].clone())).collect())
+                .map(|t| {
+                    t.iter()
+                        .map(|t| {
+                            (
+                                t["key"].as_str().unwrap_or("").to_owned(),
+                                t["value"].clone(),
+                            )
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
-            let tag = |k: &str| tags.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            let tag = |k: &str| {
+                tags.iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+            };
             SpanView {
                 id: s["spanID"].as_str().unwrap_or("").to_owned(),
                 parent: s["references"].as_array().and_then(|r| {
-                    r.iter().find(|r| r["refType"] == "CHILD_OF").and_then(|r| r["spanID"].as_str()).map(str::to_owned)
+                    r.iter()
+                        .find(|r| r["refType"] == "CHILD_OF")
+                        .and_then(|r| r["spanID"].as_str())
+                        .map(str::to_owned)
                 }),
-                service: processes[s["processID"].as_str().unwrap_or("")]["serviceName"].as_str().unwrap_or("").to_owned(),
-                kind: tag("span.kind").and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                service: processes[s["processID"].as_str().unwrap_or("")]["serviceName"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                kind: tag("span.kind")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
                 name: s["operationName"].as_str().unwrap_or("").to_owned(),
                 error: tag("error") == Some(Value::Bool(true)),
                 tags,
@@ -131,12 +192,30 @@ pub fn spans(trace: &Value) -> Vec<SpanView> {
 
 /// POSTs one customer; returns the status and the answer.
 pub async fn onboard(client: &reqwest::Client, api: SocketAddr, body: &Value) -> (u16, Value) {
-    let resp = client.post(format!("http://{api}/onboard")).json(body).send().await.expect("POST /onboard");
+    let resp = client
+        .post(format!("http://{api}/onboard"))
+        .json(body)
+        .send()
+        .await
+        .expect("POST /onboard");
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-pub async fn customer_status(client: &reqwest::Client, api: SocketAddr, id: &str) -> Option<String> {
-    let body: Value = client.get(format!("http://{api}/customers/{id}")).send().await.ok()?.json().await.ok()?;
-    body.get("status").and_then(Value::as_str).map(str::to_owned)
+pub async fn customer_status(
+    client: &reqwest::Client,
+    api: SocketAddr,
+    id: &str,
+) -> Option<String> {
+    let body: Value = client
+        .get(format!("http://{api}/customers/{id}"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    body.get("status")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
