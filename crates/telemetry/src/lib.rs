@@ -24,3 +24,4 @@ pub mod testing;
 
 pub use config::{ConfigError, TelemetryConfig};
 pub use setup::{FlushOutcome, InitError, Telemetry, TelemetryBuilder};
+pub use throughline_propagation::Propagators;

@@ -113,13 +113,12 @@ pub fn detect(
         put(semconv::CLOUD_PROVIDER, "aws".into());
         put(semconv::CLOUD_PLATFORM, "aws_ecs".into());
     }
-    if lambda_function.is_some() || ecs {
-        if let Some(region) = env
+    if (lambda_function.is_some() || ecs)
+        && let Some(region) = env
             .get("AWS_REGION")
             .or_else(|| env.get("AWS_DEFAULT_REGION"))
-        {
-            put(semconv::CLOUD_REGION, region.to_owned().into());
-        }
+    {
+        put(semconv::CLOUD_REGION, region.to_owned().into());
     }
 
     let fallback_name = lambda_function

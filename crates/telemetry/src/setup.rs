@@ -136,6 +136,12 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Uses these process and host facts instead of reading them from this process (tests).
+    pub fn process_facts(mut self, facts: ProcessFacts) -> Self {
+        self.facts = Some(facts);
+        self
+    }
+
     /// Replaces the exporter `OTEL_TRACES_EXPORTER` chose (tests, benchmarks). It still runs
     /// behind the batch processor configured by `OTEL_BSP_*`, on the export runtime.
     pub fn span_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
@@ -275,6 +281,9 @@ macro_rules! otlp_exporter {
     ($builder:expr, $otlp:expr, $handle:expr, $signal:literal) => {{
         let otlp: &OtlpConfig = $otlp;
         // Built inside the export runtime: tonic's lazy channel spawns its worker there.
+        // Endpoint, timeout and compression set here override the process environment. Headers
+        // do not: opentelemetry-otlp 0.33 also reads OTEL_EXPORTER_OTLP_*HEADERS from the process
+        // environment and merges them over ours (same values when the map is `std::env::vars()`).
         let _enter = $handle.enter();
         let built = match otlp.protocol {
             OtlpProtocol::Grpc => {

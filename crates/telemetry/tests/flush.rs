@@ -230,3 +230,23 @@ fn a_disabled_sdk_has_no_tracer_and_nothing_to_flush() {
     assert!(telemetry.tracer("x").is_none());
     assert!(telemetry.flush(Duration::from_millis(10)).is_exported());
 }
+
+#[test]
+fn dropping_the_guard_inside_a_runtime_exports_what_is_pending() {
+    let exporter = throughline_telemetry::testing::InMemorySpanExporter::new();
+    let config = TelemetryConfig::from_env([("OTEL_BSP_SCHEDULE_DELAY", "600000")]).expect("valid");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("current_thread runtime");
+    rt.block_on(async {
+        let telemetry = Telemetry::builder(config)
+            .span_exporter(exporter.clone())
+            .build()
+            .expect("telemetry builds");
+        emit_spans(&telemetry);
+        // Dropped here, inside the async context.
+    });
+    let tree = exporter.span_tree();
+    tree.assert_parent("sqs-record", "invocation");
+}

@@ -90,8 +90,11 @@ fn json_lines_carry_the_ids_of_the_span_they_are_in() {
     assert_eq!(inside["span_id"], span.span_context.span_id().to_string());
 }
 
+/// A received log record: its body (debug-printed) and its trace id bytes.
+type ReceivedLog = (String, Vec<u8>);
+
 #[derive(Debug, Clone, Default)]
-struct LogsReceiver(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+struct LogsReceiver(Arc<Mutex<Vec<ReceivedLog>>>);
 
 #[tonic::async_trait]
 impl LogsService for LogsReceiver {

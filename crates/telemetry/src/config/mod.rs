@@ -133,7 +133,8 @@ pub struct TelemetryConfig {
     pub traces_exporter: ExporterKind,
     /// `OTEL_LOGS_EXPORTER` (default `none` here: JSON lines always go to stdout).
     pub logs_exporter: ExporterKind,
-    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`).
+    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`;
+    /// the argument, when set, must be a number in [0, 1] whatever the sampler).
     pub sampler: SamplerConfig,
     /// `OTEL_BSP_*`.
     pub batch: BatchConfig,
