@@ -182,7 +182,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "grpc".into()),
         ("OTEL_TRACES_SAMPLER".into(), "parentbased_always_on".into()),
         ("OTEL_PROPAGATORS".into(), "tracecontext,baggage".into()),
-        ("OTEL_METRICS_EXPORTER".into(), "none".into()),
+        ("OTEL_METRICS_EXPORTER".into(), "otlp".into()),
         (
             "OTEL_RESOURCE_ATTRIBUTES".into(),
             "deployment.environment.name=local".into(),

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::{ApiConfig, ConfigError, ServeError, Telemetry};
 
+/// How often the business metrics are pushed.
+const METRICS_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Why the process stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -29,7 +32,7 @@ pub enum RunError {
 /// Runs the API as a process: blocks until a shutdown signal, then flushes telemetry.
 pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     let config = ApiConfig::from_env(&env)?;
-    let telemetry_config = throughline_telemetry::TelemetryConfig::from_env(env)?;
+    let telemetry_config = throughline_telemetry::TelemetryConfig::from_env(env.clone())?;
     let telemetry = throughline_telemetry::Telemetry::builder(telemetry_config)
         .default_service_name("onboarding-api")
         .default_service_version(env!("CARGO_PKG_VERSION"))
@@ -45,7 +48,14 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
                 addr: config.addr,
                 source,
             })?;
-        crate::serve(config, Telemetry::global(), listener, shutdown_signal()).await?;
+        // Metrics first: the instruments take their meter from the global provider.
+        let metrics = crate::metrics_export::install(&env, "onboarding-api", METRICS_INTERVAL);
+        let served = crate::serve(config, Telemetry::global(), listener, shutdown_signal()).await;
+        if let Some(metrics) = metrics {
+            // Blocking (waits for the last export): off the runtime's workers.
+            let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
+        }
+        served?;
         Ok(())
     });
     let _ = telemetry.shutdown(Duration::from_secs(2));

@@ -12,6 +12,7 @@ pub mod carrier;
 pub mod config;
 pub mod customers;
 pub mod entry;
+pub mod metrics_export;
 pub mod names;
 pub mod queue;
 pub mod routes;

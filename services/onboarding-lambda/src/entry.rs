@@ -27,7 +27,7 @@ pub enum RunError {
 /// Runs the worker as a Lambda process: cold start, then invocations until the runtime stops.
 pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     let config = WorkerConfig::from_env(&env)?;
-    let telemetry_config = throughline_telemetry::TelemetryConfig::from_env(env)?;
+    let telemetry_config = throughline_telemetry::TelemetryConfig::from_env(env.clone())?;
     let telemetry = throughline_telemetry::Telemetry::builder(telemetry_config)
         .default_service_name("onboarding-lambda")
         .default_service_version(env!("CARGO_PKG_VERSION"))
@@ -37,6 +37,18 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     telemetry.install_subscriber()?;
     let telemetry = Arc::new(telemetry);
     let flush_handle = telemetry.clone();
+    // One worker thread: the gRPC connection of the metrics exporter makes progress while the
+    // invocation thread waits on a flush.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    // Metrics first: the worker's instruments take their meter from the global provider.
+    let metrics = {
+        let _entered = runtime.enter();
+        crate::metrics_export::install(&env, "onboarding-lambda", Duration::from_secs(60))
+    };
     let worker_telemetry = WorkerTelemetry {
         tracer: opentelemetry::global::tracer("onboarding-lambda"),
         meter: opentelemetry::global::meter("onboarding-lambda"),
@@ -44,14 +56,10 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
             flush_handle.flush(timeout).is_exported()
         })),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(RunError::Runtime)?;
     runtime.block_on(async move {
         let worker = tokio::task::spawn_blocking(move || Worker::new(config, worker_telemetry))
             .await
             .map_err(|e| RunError::Runtime(std::io::Error::other(e)))??;
-        crate::run(worker).await.map_err(RunError::Lambda)
+        crate::run(worker, metrics).await.map_err(RunError::Lambda)
     })
 }

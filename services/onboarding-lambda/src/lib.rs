@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod entry;
+pub mod metrics_export;
 pub mod handler;
 pub mod names;
 pub mod steps;
@@ -19,14 +20,35 @@ pub use handler::{FlushFn, Invocation, Worker, WorkerTelemetry};
 
 /// Serves invocations from the Lambda Runtime API named by `AWS_LAMBDA_RUNTIME_API` until the
 /// runtime stops.
-pub async fn run(worker: Worker) -> Result<(), lambda_runtime::Error> {
+/// `metrics`, when given, is flushed before an invocation returns (at most once a second, within
+/// 500 ms), so nothing waits long in a frozen environment.
+pub async fn run(worker: Worker, metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>) -> Result<(), lambda_runtime::Error> {
     let worker = Arc::new(worker);
+    let last_push = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
-            let worker = worker.clone();
+            let (worker, metrics, last_push) = (worker.clone(), metrics.clone(), last_push.clone());
             async move {
                 let invocation = Invocation::from(&event.context);
-                Ok::<_, lambda_runtime::Error>(worker.handle(event.payload, invocation).await)
+                let response = worker.handle(event.payload, invocation).await;
+                if let Some(metrics) = metrics {
+                    let due = {
+                        // A poisoned lock only means a push panicked; the instant is still usable.
+                        let mut last = last_push.lock().unwrap_or_else(|p| p.into_inner());
+                        let due = last.elapsed() >= std::time::Duration::from_secs(1);
+                        if due {
+                            *last = std::time::Instant::now();
+                        }
+                        due
+                    };
+                    if due {
+                        let flush = tokio::task::spawn_blocking(move || metrics.force_flush());
+                        if tokio::time::timeout(std::time::Duration::from_millis(500), flush).await.is_err() {
+                            tracing::warn!("metrics flush did not finish within 500 ms");
+                        }
+                    }
+                }
+                Ok::<_, lambda_runtime::Error>(response)
             }
         },
     ))
