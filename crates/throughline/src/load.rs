@@ -308,7 +308,7 @@ fn payload(run_id: &str, n: u64, invalid_ratio: f64) -> (Value, bool) {
         };
         return (bad, false);
     }
-    let body = if n % 2 == 0 {
+    let body = if n.is_multiple_of(2) {
         json!({"customer_id": id, "email": email, "name": company, "company_size": size})
     } else {
         json!({"customer_id": id, "email": email, "company_name": company, "type": tier})

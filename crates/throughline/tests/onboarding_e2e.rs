@@ -30,7 +30,7 @@ fn body(n: usize) -> (Value, bool) {
         return (bad, false);
     }
     let email = format!("person{n}@{EMAIL_DOMAIN}");
-    let b = if n % 2 == 0 {
+    let b = if n.is_multiple_of(2) {
         json!({"customer_id": id, "email": email, "name": "Test Company", "company_size": "medium"})
     } else {
         let tier = ["standard", "premium", "enterprise"][n % 3];

@@ -169,7 +169,7 @@ impl Worker {
             .iter()
             .map(|c| c.span().span_context().clone())
             .filter(|sc| sc.is_valid())
-            .map(|sc| Link::with_context(sc))
+            .map(Link::with_context)
             .collect();
         let batch = self
             .processor

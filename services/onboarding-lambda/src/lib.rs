@@ -8,8 +8,8 @@
 
 pub mod config;
 pub mod entry;
-pub mod metrics_export;
 pub mod handler;
+pub mod metrics_export;
 pub mod names;
 pub mod steps;
 
@@ -22,7 +22,10 @@ pub use handler::{FlushFn, Invocation, Worker, WorkerTelemetry};
 /// runtime stops.
 /// `metrics`, when given, is flushed before an invocation returns (at most once a second, within
 /// 500 ms), so nothing waits long in a frozen environment.
-pub async fn run(worker: Worker, metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>) -> Result<(), lambda_runtime::Error> {
+pub async fn run(
+    worker: Worker,
+    metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+) -> Result<(), lambda_runtime::Error> {
     let worker = Arc::new(worker);
     let last_push = Arc::new(std::sync::Mutex::new(std::time::Instant::now()));
     lambda_runtime::run(lambda_runtime::service_fn(
@@ -43,7 +46,10 @@ pub async fn run(worker: Worker, metrics: Option<opentelemetry_sdk::metrics::Sdk
                     };
                     if due {
                         let flush = tokio::task::spawn_blocking(move || metrics.force_flush());
-                        if tokio::time::timeout(std::time::Duration::from_millis(500), flush).await.is_err() {
+                        if tokio::time::timeout(std::time::Duration::from_millis(500), flush)
+                            .await
+                            .is_err()
+                        {
                             tracing::warn!("metrics flush did not finish within 500 ms");
                         }
                     }

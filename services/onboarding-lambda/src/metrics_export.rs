@@ -14,13 +14,20 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 
 /// Installs a global meter provider exporting over OTLP/gRPC every `interval`; `None` when
 /// `OTEL_METRICS_EXPORTER=none` or `OTEL_SDK_DISABLED=true`.
-pub fn install(env: &HashMap<String, String>, service_name: &'static str, interval: Duration) -> Option<SdkMeterProvider> {
+pub fn install(
+    env: &HashMap<String, String>,
+    service_name: &'static str,
+    interval: Duration,
+) -> Option<SdkMeterProvider> {
     let is = |k: &str, v: &str| env.get(k).is_some_and(|x| x.trim().eq_ignore_ascii_case(v));
     if is("OTEL_METRICS_EXPORTER", "none") || is("OTEL_SDK_DISABLED", "true") {
         return None;
     }
     let mut builder = opentelemetry_otlp::MetricExporter::builder().with_tonic();
-    if let Some(endpoint) = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").or_else(|| env.get("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+    if let Some(endpoint) = env
+        .get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
+        .or_else(|| env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    {
         builder = builder.with_endpoint(endpoint.clone());
     }
     let exporter = match builder.build() {
@@ -30,9 +37,16 @@ pub fn install(env: &HashMap<String, String>, service_name: &'static str, interv
             return None;
         }
     };
-    let reader = PeriodicReader::builder(exporter).with_interval(interval).build();
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name).build();
-    let provider = SdkMeterProvider::builder().with_resource(resource).with_reader(reader).build();
+    let reader = PeriodicReader::builder(exporter)
+        .with_interval(interval)
+        .build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name)
+        .build();
+    let provider = SdkMeterProvider::builder()
+        .with_resource(resource)
+        .with_reader(reader)
+        .build();
     opentelemetry::global::set_meter_provider(provider.clone());
     Some(provider)
 }

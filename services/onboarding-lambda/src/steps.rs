@@ -191,8 +191,11 @@ impl Processor {
         .await?;
         self.step(cx, Step::Notification, self.notify(record))
             .await?;
-        self.step(cx, Step::FollowUp, async { Ok(follow_up(record)) })
-            .await?;
+        self.step(cx, Step::FollowUp, async {
+            follow_up(record);
+            Ok(())
+        })
+        .await?;
         Ok(())
     }
 
