@@ -229,11 +229,11 @@ impl Worker {
         let exported = tokio::task::spawn_blocking(move || flush(timeout))
             .await
             .unwrap_or(false);
-        if !exported {
-            tracing::warn!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "span flush did not complete"
-            );
+        let flush_us = started.elapsed().as_micros() as u64;
+        if exported {
+            tracing::info!(flush_us, "spans flushed");
+        } else {
+            tracing::warn!(flush_us, "span flush did not complete");
         }
     }
 
