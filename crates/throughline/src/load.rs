@@ -393,11 +393,11 @@ async fn check_batch(
                 .get(&url)
                 .send()
                 .await
-                .map_err(|e| format!("query api: {e}"))?;
+                .map_err(|e| format!("query api: {}", e.without_url()))?;
             if resp.status() == reqwest::StatusCode::NOT_FOUND {
                 return Err("trace not in the collector".to_owned());
             }
-            let body: Value = resp.json().await.map_err(|e| format!("query api: {e}"))?;
+            let body: Value = resp.json().await.map_err(|e| format!("query api: {}", e.without_url()))?;
             onboarding_trace_verdict(&body)
         }));
     }
