@@ -397,7 +397,10 @@ async fn check_batch(
             if resp.status() == reqwest::StatusCode::NOT_FOUND {
                 return Err("trace not in the collector".to_owned());
             }
-            let body: Value = resp.json().await.map_err(|e| format!("query api: {}", e.without_url()))?;
+            let body: Value = resp
+                .json()
+                .await
+                .map_err(|e| format!("query api: {}", e.without_url()))?;
             onboarding_trace_verdict(&body)
         }));
     }
