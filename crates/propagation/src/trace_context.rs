@@ -62,9 +62,13 @@ impl TraceContextPropagator {
         };
         let traceparent = parse_traceparent(value).ok()?;
 
-        let (trace_state, extra) = match extractor.get_all(TRACESTATE_HEADER) {
+        // `get` first: most requests carry no tracestate, and `get_all` may allocate.
+        let (trace_state, extra) = match extractor.get(TRACESTATE_HEADER) {
             None => (TraceState::NONE, None),
-            Some(values) => extract_tracestate(&values, traceparent.trace_id),
+            Some(_) => match extractor.get_all(TRACESTATE_HEADER) {
+                None => (TraceState::NONE, None),
+                Some(values) => extract_tracestate(&values, traceparent.trace_id),
+            },
         };
         let span_context = SpanContext::new(
             traceparent.trace_id,

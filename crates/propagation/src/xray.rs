@@ -177,6 +177,11 @@ fn xray_fields() -> &'static [String; 1] {
 }
 
 /// AWS X-Ray propagator (`X-Amzn-Trace-Id`).
+///
+/// On extract, a header that names the span the context already holds (because `tracecontext`
+/// ran first and found the same ids) changes nothing, so the tracestate and the random flag the
+/// X-Ray form cannot carry are kept; a header naming another span replaces it, as the last
+/// propagator of a composite does.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct XRayPropagator {
     _private: (),
@@ -221,6 +226,14 @@ impl TextMapPropagator for XRayPropagator {
             return cx.clone();
         };
         match Self::span_context_from_header(value) {
+            // The same span already extracted (by `tracecontext` before us, when both headers
+            // were sent): keep that richer context, with its tracestate and random flag.
+            Ok(span_context)
+                if cx.span().span_context().trace_id() == span_context.trace_id()
+                    && cx.span().span_context().span_id() == span_context.span_id() =>
+            {
+                cx.clone()
+            }
             Ok(span_context) => cx.with_remote_span_context(span_context),
             Err(_) => cx.clone(),
         }

@@ -262,3 +262,31 @@ fn composite_injects_every_named_header_and_none_injects_nothing() {
         .inject_context(&cx, &mut out);
     assert!(out.is_empty());
 }
+
+#[test]
+fn xray_after_tracecontext_keeps_the_richer_context_for_the_same_span() {
+    let mut carrier = HashMap::new();
+    carrier.insert(
+        "traceparent".to_owned(),
+        "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-03".to_owned(),
+    );
+    carrier.insert("tracestate".to_owned(), "v=1".to_owned());
+    carrier.insert(
+        "x-amzn-trace-id".to_owned(),
+        format!("Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1"),
+    );
+    let p = Propagators::from_otel_propagators("tracecontext,xray").unwrap();
+    let cx = p.extract_with_context(&Context::new(), &carrier);
+    assert_eq!(cx.span().span_context().trace_flags().to_u8(), 0x03);
+    assert_eq!(cx.span().span_context().trace_state().header(), "v=1");
+
+    carrier.insert(
+        "x-amzn-trace-id".to_owned(),
+        format!("Root={ROOT};Parent=1111111111111111;Sampled=0"),
+    );
+    let cx = p.extract_with_context(&Context::new(), &carrier);
+    assert_eq!(
+        cx.span().span_context().span_id(),
+        SpanId::from(0x1111111111111111)
+    );
+}

@@ -12,6 +12,7 @@ mod load;
 mod serve;
 mod up;
 mod verify;
+mod conformance;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +41,11 @@ enum Command {
     Broker(broker::BrokerArgs),
     /// Run a Lambda function under the local Lambda host, fed by an SQS queue.
     Lambda(lambda::LambdaArgs),
+    /// Serve the protocol of an official conformance test suite.
+    Conformance {
+        #[command(subcommand)]
+        suite: conformance::Suite,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +58,6 @@ fn main() -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args),
         Command::Broker(args) => broker::run(args),
         Command::Lambda(args) => lambda::run(args),
+        Command::Conformance { suite } => conformance::run(suite),
     }
 }
