@@ -8,7 +8,6 @@
 //! [`serve`] runs it on a bound listener; the binary in `main.rs` and `throughline serve
 //! onboarding-api` are thin wrappers around it.
 
-pub mod carrier;
 pub mod config;
 pub mod customers;
 pub mod entry;

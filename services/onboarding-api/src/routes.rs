@@ -18,11 +18,11 @@ use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use serde_json::json;
 
-use crate::carrier::{AttributeInjector, HeaderExtractor};
 use crate::customers::{CustomerStore, CustomerStoreError, NewCustomer};
 use crate::names;
 use crate::queue::{MessageQueue, OutgoingMessage};
 use crate::validation::{self, ValidationError};
+use throughline_carriers::{HeaderExtractor, SqsAttributeCollector};
 
 /// The tracer and meter the API reports through. [`Telemetry::global`] takes them from the
 /// global providers (set up by `throughline-telemetry`); tests pass their own.
@@ -315,10 +315,9 @@ async fn accept<Q: MessageQueue>(
         ])
         .start_with_context(&app.tracer, cx);
     let producer_cx = cx.with_span(producer);
-    let mut attributes = HashMap::new();
-    global::get_text_map_propagator(|p| {
-        p.inject_context(&producer_cx, &mut AttributeInjector(&mut attributes))
-    });
+    let mut collector = SqsAttributeCollector::default();
+    global::get_text_map_propagator(|p| p.inject_context(&producer_cx, &mut collector));
+    let attributes: HashMap<String, String> = collector.fields.into_iter().collect();
     let message = json!({
         "customer_id": request.customer_id,
         "email": request.email,

@@ -6,12 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{
-    BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute,
-};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
-use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{FutureExt, Link, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_semantic_conventions::attribute as semconv;
@@ -85,18 +82,6 @@ impl std::fmt::Debug for Worker {
     }
 }
 
-/// Reads trace context from a Lambda SQS record's `messageAttributes`.
-struct RecordExtractor<'a>(&'a std::collections::HashMap<String, SqsMessageAttribute>);
-
-impl Extractor for RecordExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|a| a.string_value.as_deref())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
-}
-
 impl Worker {
     /// Opens the worker's resources. Blocking (files): call it before serving invocations.
     pub fn new(config: WorkerConfig, telemetry: WorkerTelemetry) -> Result<Self, OpenError> {
@@ -161,7 +146,7 @@ impl Worker {
             .iter()
             .map(|r| {
                 global::get_text_map_propagator(|p| {
-                    p.extract(&RecordExtractor(&r.message_attributes))
+                    throughline_carriers::extract_lambda_sqs_record(p, r)
                 })
             })
             .collect();
