@@ -3,18 +3,17 @@
 //! Each part adds one variant to [`Command`] and one module that turns its arguments into the
 //! part's validated configuration and runs it. Nothing else lives here.
 
-mod apm;
-
 use clap::{Parser, Subcommand};
 
-mod collector;
-mod verify;
-
-mod conformance;
-
-mod lambda;
-
+mod apm;
 mod broker;
+mod collector;
+mod conformance;
+mod lambda;
+mod load;
+mod serve;
+mod up;
+mod verify;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,39 +28,40 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the APM pages (search, traces, service map, services, integrity) over a store folder
-    Apm(apm::ApmArgs),
-
-    /// Receive OTLP (gRPC :4317, HTTP :4318), keep every span, serve the Jaeger API (:16686).
+    /// Run the whole onboarding system locally: broker, collector with store and APM, API, worker.
+    Up(up::UpArgs),
+    /// Drive a reference system with load and check its traces.
+    Load(load::LoadArgs),
+    /// Receive OTLP (gRPC :4317, HTTP :4318), keep every span, serve the APM and Jaeger API (:16686).
     Collector(collector::CollectorArgs),
     /// Check that traces in a running collector are whole and cross the expected hops.
     Verify(verify::VerifyArgs),
-
+    /// Run the durable local broker that speaks SQS and EventBridge.
+    Broker(broker::BrokerArgs),
+    /// Run a Lambda function under the local Lambda host, fed by an SQS queue.
+    Lambda(lambda::LambdaArgs),
+    /// Run one reference service as this process (what `up` starts).
+    Serve(serve::ServeArgs),
+    /// Serve the APM pages over the store folder of a stopped collector.
+    Apm(apm::ApmArgs),
     /// Serve the protocol of an official conformance test suite.
     Conformance {
         #[command(subcommand)]
         suite: conformance::Suite,
     },
-
-    /// Run a Lambda function under the local Lambda host, fed by an SQS queue.
-    Lambda(lambda::LambdaArgs),
-
-    /// Run the durable local broker that speaks SQS and EventBridge.
-    Broker(broker::BrokerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Apm(args) => apm::run(args),
-
+        Command::Up(args) => up::run(args),
+        Command::Load(args) => load::run(args),
         Command::Collector(args) => collector::run(args),
         Command::Verify(args) => verify::run(args),
-
-        Command::Conformance { suite } => conformance::run(suite),
-
-        Command::Lambda(args) => lambda::run(args),
-
         Command::Broker(args) => broker::run(args),
+        Command::Lambda(args) => lambda::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Apm(args) => apm::run(args),
+        Command::Conformance { suite } => conformance::run(suite),
     }
 }

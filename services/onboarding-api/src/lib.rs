@@ -1,1 +1,73 @@
 //! The onboarding API of the reference system: POST /onboard to SQS.
+//!
+//! `POST /onboard` validates a customer (a 400 names each bad field), stores it in an embedded
+//! SQLite file, and sends one SQS message whose attributes carry the trace context of its
+//! PRODUCER span; `GET /customers/{id}` shows the customer and its onboarding status as the
+//! worker moves it; `GET /health` reports the database and the queue.
+//!
+//! [`serve`] runs it on a bound listener; the binary in `main.rs` and `throughline serve
+//! onboarding-api` are thin wrappers around it.
+
+pub mod config;
+pub mod customers;
+pub mod entry;
+pub mod metrics_export;
+pub mod names;
+pub mod queue;
+pub mod routes;
+pub mod server;
+pub mod validation;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use config::{ApiConfig, ConfigError};
+pub use routes::{App, Telemetry};
+
+/// Why the API could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] customers::CustomerStoreError),
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
+    #[error("listener: {0}")]
+    Listener(std::io::Error),
+}
+
+/// Opens the store, finds the queue, and serves until `shutdown` resolves.
+pub async fn serve(
+    config: ApiConfig,
+    telemetry: Telemetry,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let path = config.database_path.clone();
+    let store = tokio::task::spawn_blocking(move || customers::CustomerStore::open(&path))
+        .await
+        .map_err(|e| ServeError::Listener(std::io::Error::other(e)))??;
+    let client = queue::sqs_client(config.sqs_endpoint.as_deref(), &config.region).await;
+    let queue = queue::SqsQueue::resolve(
+        client,
+        &config.queue_name,
+        config.queue_wait,
+        config.queue_timeout,
+    )
+    .await?;
+    let port = listener.local_addr().map_err(ServeError::Listener)?.port();
+    tracing::info!(
+        addr = %listener.local_addr().map_err(ServeError::Listener)?,
+        queue_url = queue.url(),
+        database = %config.database_path.display(),
+        "onboarding-api listening"
+    );
+    let app = Arc::new(App::new(store, queue, telemetry, port));
+    server::serve_router(
+        listener,
+        routes::router(app, config.max_body_bytes),
+        config.request_timeout,
+        shutdown,
+    )
+    .await;
+    Ok(())
+}
