@@ -15,6 +15,7 @@
 pub mod config;
 mod export_runtime;
 pub mod logs;
+pub mod metrics;
 mod processors;
 pub mod propagators;
 pub mod resource;

@@ -49,7 +49,8 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
                 source,
             })?;
         // Metrics first: the instruments take their meter from the global provider.
-        let metrics = crate::metrics_export::install(&env, "onboarding-api", METRICS_INTERVAL);
+        let metrics =
+            throughline_telemetry::metrics::install(&env, "onboarding-api", METRICS_INTERVAL);
         let served = crate::serve(config, Telemetry::global(), listener, shutdown_signal()).await;
         if let Some(metrics) = metrics {
             // Blocking (waits for the last export): off the runtime's workers.

@@ -11,7 +11,6 @@
 pub mod config;
 pub mod customers;
 pub mod entry;
-pub mod metrics_export;
 pub mod names;
 pub mod queue;
 pub mod routes;

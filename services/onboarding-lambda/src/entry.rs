@@ -47,7 +47,7 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     // Metrics first: the worker's instruments take their meter from the global provider.
     let metrics = {
         let _entered = runtime.enter();
-        crate::metrics_export::install(&env, "onboarding-lambda", Duration::from_secs(60))
+        throughline_telemetry::metrics::install(&env, "onboarding-lambda", Duration::from_secs(60))
     };
     let worker_telemetry = WorkerTelemetry {
         tracer: opentelemetry::global::tracer("onboarding-lambda"),

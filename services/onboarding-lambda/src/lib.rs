@@ -9,7 +9,6 @@
 pub mod config;
 pub mod entry;
 pub mod handler;
-pub mod metrics_export;
 pub mod names;
 pub mod steps;
 

@@ -1,6 +1,5 @@
-//! OTLP export of the business metrics: an SDK meter provider with a periodic reader (the
-//! telemetry crate sets up traces and logs only). The same module as onboarding-api's, until the
-//! telemetry crate offers metrics; the worker also flushes it before each invocation returns.
+//! OTLP export of a service's own metrics: an SDK meter provider with a periodic reader, beside
+//! the tracer and logger providers that [`crate::Telemetry`] builds.
 //!
 //! `OTEL_METRICS_EXPORTER=none` turns it off; the endpoint comes from the standard
 //! `OTEL_EXPORTER_OTLP_*` variables. Build it inside the tokio runtime that will carry the gRPC
