@@ -5,7 +5,6 @@
 //! [`QueryServer`] is the query API alone, for embedding.
 
 pub mod ingest;
-pub mod integrity;
 pub mod jaeger;
 pub mod otlp_grpc;
 pub mod otlp_http;

@@ -70,7 +70,7 @@ pub mod testdata;
 
 pub use api::*;
 pub use facts::UNKNOWN_SERVICE;
-pub use query::DEFAULT_LIMIT;
+pub use query::{DEFAULT_LIMIT, summarize_trace};
 pub use store::{Store, StoreConfig};
 
 /// Why a store operation failed.

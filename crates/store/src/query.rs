@@ -87,8 +87,10 @@ fn span_matches(query: &TraceQuery, span: &Span, resource: &dyn Fn() -> Option<R
     })
 }
 
-/// A summary of a trace from all its spans.
-fn summarize(trace_id: TraceId, spans: &[StoredSpan], settling: bool) -> TraceSummary {
+/// A summary of a trace from all its spans; `settling` says the trace may still grow (then its
+/// integrity is [`TraceIntegrity::Settling`] whatever the spans show). Public so that a reader
+/// judging a trace it asked for by id (the collector's integrity endpoint) uses the same rules.
+pub fn summarize_trace(trace_id: TraceId, spans: &[StoredSpan], settling: bool) -> TraceSummary {
     let root = spans.iter().find(|s| s.span.parent_span_id.is_empty());
     let mut services: Vec<String> = Vec::new();
     for s in spans {
@@ -135,7 +137,7 @@ impl Store {
             return Ok(None);
         }
         let settling = last_arrival.saturating_add(self.settle_nanos()) > now_nanos();
-        Ok(Some(summarize(trace_id, &spans, settling)))
+        Ok(Some(summarize_trace(trace_id, &spans, settling)))
     }
 
     /// Whether a stored trace has a span matching the query's span-level conditions.
@@ -170,7 +172,7 @@ impl Store {
                 continue;
             }
             let settling = last_arrival.saturating_add(self.settle_nanos()) > now_nanos();
-            let summary = summarize(id, &spans, settling);
+            let summary = summarize_trace(id, &spans, settling);
             if matches!(summary.integrity, TraceIntegrity::Incomplete(_)) {
                 out.push(summary);
                 if out.len() >= limit {
