@@ -14,6 +14,7 @@
 
 pub mod config;
 mod export_runtime;
+mod invocation;
 pub mod logs;
 pub mod metrics;
 mod processors;

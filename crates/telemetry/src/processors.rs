@@ -9,13 +9,13 @@ use opentelemetry::{Context, InstrumentationScope};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{BatchLogProcessor, LogProcessor, SdkLogRecord};
-use opentelemetry_sdk::trace::{BatchSpanProcessor, Span, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
-/// Hands the provider a reference to a batch span processor the guard also holds.
+/// Hands the provider a reference to a span processor the guard also holds.
 #[derive(Debug)]
-pub(crate) struct SharedSpanProcessor(pub(crate) Arc<BatchSpanProcessor>);
+pub(crate) struct SharedSpanProcessor<P>(pub(crate) Arc<P>);
 
-impl SpanProcessor for SharedSpanProcessor {
+impl<P: SpanProcessor> SpanProcessor for SharedSpanProcessor<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
         self.0.on_start(span, cx);
     }

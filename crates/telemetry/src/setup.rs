@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -22,6 +22,7 @@ use crate::config::{
     TelemetryConfig,
 };
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
+use crate::invocation::InvocationSpanProcessor;
 use crate::processors::{SharedLogProcessor, SharedSpanProcessor};
 use crate::propagators::build_propagator;
 use crate::resource::{ProcessFacts, ServiceDefaults, detect};
@@ -73,6 +74,14 @@ impl FlushOutcome {
         matches!(self, FlushOutcome::Exported)
     }
 
+    /// The first failure of the two, or `Exported` when both exported.
+    fn and(self, other: FlushOutcome) -> Self {
+        match self {
+            FlushOutcome::Exported => other,
+            failed => failed,
+        }
+    }
+
     fn from_results(results: [OTelSdkResult; 2]) -> Self {
         for result in results {
             match result {
@@ -85,15 +94,41 @@ impl FlushOutcome {
     }
 }
 
-type ProcessorFactory =
-    Box<dyn FnOnce(&Handle, &BatchConfig, &Resource) -> BatchSpanProcessor + Send>;
+type PipelineFactory =
+    Box<dyn FnOnce(&Handle, &BatchConfig, &Resource, SpanDelivery) -> SpanPipeline + Send>;
+
+/// When finished spans leave the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpanDelivery {
+    /// The SDK's batch processor: on its timer, when a batch fills, and on flush.
+    Batched,
+    /// Only on [`Telemetry::flush`]: the Lambda pipeline (see [`TelemetryBuilder::export_on_flush`]).
+    OnFlush,
+}
+
+/// The span processor the guard holds beside the provider, to flush and shut it down.
+#[derive(Debug, Clone)]
+enum SpanPipeline {
+    Batch(Arc<BatchSpanProcessor>),
+    OnFlush(Arc<InvocationSpanProcessor>),
+}
+
+impl SpanPipeline {
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match self {
+            SpanPipeline::Batch(p) => p.shutdown_with_timeout(timeout),
+            SpanPipeline::OnFlush(p) => p.shutdown_with_timeout(timeout),
+        }
+    }
+}
 
 /// Builds a [`Telemetry`] from a validated configuration.
 pub struct TelemetryBuilder {
     config: TelemetryConfig,
     defaults: ServiceDefaults,
     facts: Option<ProcessFacts>,
-    span_exporter: Option<ProcessorFactory>,
+    span_exporter: Option<PipelineFactory>,
+    delivery: SpanDelivery,
 }
 
 impl std::fmt::Debug for TelemetryBuilder {
@@ -102,6 +137,7 @@ impl std::fmt::Debug for TelemetryBuilder {
             .field("config", &self.config)
             .field("defaults", &self.defaults)
             .field("custom_span_exporter", &self.span_exporter.is_some())
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
@@ -114,6 +150,7 @@ impl TelemetryBuilder {
             defaults: ServiceDefaults::default(),
             facts: None,
             span_exporter: None,
+            delivery: SpanDelivery::Batched,
         }
     }
 
@@ -143,11 +180,23 @@ impl TelemetryBuilder {
     }
 
     /// Replaces the exporter `OTEL_TRACES_EXPORTER` chose (tests, benchmarks). It still runs
-    /// behind the batch processor configured by `OTEL_BSP_*`, on the export runtime.
+    /// behind the processor configured by `OTEL_BSP_*` (and [`Self::export_on_flush`]), on the
+    /// export runtime.
     pub fn span_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
-        self.span_exporter = Some(Box::new(move |handle, batch, resource| {
-            batch_processor(exporter, handle, batch, resource)
+        self.span_exporter = Some(Box::new(move |handle, batch, resource, delivery| {
+            span_pipeline(exporter, handle, batch, resource, delivery)
         }));
+        self
+    }
+
+    /// Holds finished spans in memory and exports them only when [`Telemetry::flush`] (or
+    /// [`Telemetry::flush_async`]) is called, in one request per `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`
+    /// spans, straight from the export runtime. This is the pipeline for AWS Lambda, where the
+    /// environment is frozen between invocations: flush before each invocation returns. No
+    /// background thread and no timer; `OTEL_BSP_SCHEDULE_DELAY` does not apply, and at most
+    /// `OTEL_BSP_MAX_QUEUE_SIZE` spans wait between flushes.
+    pub fn export_on_flush(mut self) -> Self {
+        self.delivery = SpanDelivery::OnFlush;
         self
     }
 
@@ -170,26 +219,40 @@ impl TelemetryBuilder {
             let mut builder = SdkTracerProvider::builder()
                 .with_resource(resource.clone())
                 .with_sampler(sampler(config.sampler));
-            let processor = match self.span_exporter {
-                Some(factory) => Some(factory(&handle, &config.batch, &resource)),
+            let delivery = self.delivery;
+            let pipeline = match self.span_exporter {
+                Some(factory) => Some(factory(&handle, &config.batch, &resource, delivery)),
                 None => match &config.traces_exporter {
                     ExporterKind::Otlp(otlp) => {
                         let exporter = otlp_span_exporter(otlp, &handle)?;
-                        Some(batch_processor(exporter, &handle, &config.batch, &resource))
+                        Some(span_pipeline(
+                            exporter,
+                            &handle,
+                            &config.batch,
+                            &resource,
+                            delivery,
+                        ))
                     }
-                    ExporterKind::Console => Some(batch_processor(
+                    ExporterKind::Console => Some(span_pipeline(
                         opentelemetry_stdout::SpanExporter::default(),
                         &handle,
                         &config.batch,
                         &resource,
+                        delivery,
                     )),
                     ExporterKind::None => None,
                 },
             };
-            if let Some(processor) = processor {
-                let processor = Arc::new(processor);
-                builder = builder.with_span_processor(SharedSpanProcessor(Arc::clone(&processor)));
-                span_processor = Some(processor);
+            if let Some(pipeline) = pipeline {
+                builder = match &pipeline {
+                    SpanPipeline::Batch(p) => {
+                        builder.with_span_processor(SharedSpanProcessor(Arc::clone(p)))
+                    }
+                    SpanPipeline::OnFlush(p) => {
+                        builder.with_span_processor(SharedSpanProcessor(Arc::clone(p)))
+                    }
+                };
+                span_processor = Some(pipeline);
             }
             let logger_provider = match &config.logs_exporter {
                 ExporterKind::Otlp(otlp) => {
@@ -225,14 +288,19 @@ impl TelemetryBuilder {
     }
 }
 
-fn batch_processor<E: SpanExporter + 'static>(
+fn span_pipeline<E: SpanExporter + 'static>(
     mut exporter: E,
     handle: &Handle,
     batch: &BatchConfig,
     resource: &Resource,
-) -> BatchSpanProcessor {
+    delivery: SpanDelivery,
+) -> SpanPipeline {
     exporter.set_resource(resource);
     let exporter = OnExportRuntime::new(exporter, handle.clone(), batch.export_timeout);
+    if delivery == SpanDelivery::OnFlush {
+        let processor = InvocationSpanProcessor::new(exporter, handle.clone(), batch);
+        return SpanPipeline::OnFlush(Arc::new(processor));
+    }
     // `BatchConfigBuilder::default` reads OTEL_BSP_* from the process environment; each is
     // overwritten here with the validated value. The export timeout is enforced by
     // `OnExportRuntime` (the SDK's own setting is behind an experimental feature).
@@ -241,9 +309,11 @@ fn batch_processor<E: SpanExporter + 'static>(
         .with_max_queue_size(batch.max_queue_size)
         .with_max_export_batch_size(batch.max_export_batch_size)
         .build();
-    BatchSpanProcessor::builder(exporter)
-        .with_batch_config(config)
-        .build()
+    SpanPipeline::Batch(Arc::new(
+        BatchSpanProcessor::builder(exporter)
+            .with_batch_config(config)
+            .build(),
+    ))
 }
 
 fn sampler(config: SamplerConfig) -> Sampler {
@@ -349,7 +419,7 @@ pub struct Telemetry {
     pub(crate) config: TelemetryConfig,
     tracer_provider: Option<SdkTracerProvider>,
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
-    span_processor: Option<Arc<BatchSpanProcessor>>,
+    span_processor: Option<SpanPipeline>,
     log_processor: Option<Arc<BatchLogProcessor>>,
     propagator: Propagators,
     runtime: Option<ExportRuntime>,
@@ -413,43 +483,62 @@ impl Telemetry {
     /// on the guard's own runtime, and this thread only waits. The SDK's batch processor gives up
     /// on its own after five seconds, so a longer `timeout` ends at about five seconds.
     pub fn flush(&self, timeout: Duration) -> FlushOutcome {
-        let Some(rx) = self.start_flush() else {
-            return FlushOutcome::Exported;
+        let started = Instant::now();
+        let direct = match &self.span_processor {
+            Some(SpanPipeline::OnFlush(p)) => p.export_pending_blocking(timeout),
+            _ => Ok(()),
         };
-        match rx.recv_timeout(timeout) {
+        let Some(rx) = self.start_flush() else {
+            return FlushOutcome::from_results([direct, Ok(())]);
+        };
+        let rest = match rx.recv_timeout(timeout.saturating_sub(started.elapsed())) {
             Ok(outcome) => outcome,
             Err(mpsc::RecvTimeoutError::Timeout) => FlushOutcome::TimedOut,
             Err(mpsc::RecvTimeoutError::Disconnected) => FlushOutcome::Failed(
                 OTelSdkError::InternalFailure("the flush thread ended without an outcome".into()),
             ),
-        }
+        };
+        FlushOutcome::from_results([direct, Ok(())]).and(rest)
     }
 
     /// [`Telemetry::flush`] for async callers: the runtime's thread is not blocked.
     pub async fn flush_async(&self, timeout: Duration) -> FlushOutcome {
-        let Some(rx) = self.start_flush() else {
-            return FlushOutcome::Exported;
+        let started = Instant::now();
+        let direct = match &self.span_processor {
+            Some(SpanPipeline::OnFlush(p)) => p.export_pending(timeout).await,
+            _ => Ok(()),
         };
+        let direct = FlushOutcome::from_results([direct, Ok(())]);
+        let Some(rx) = self.start_flush() else {
+            return direct;
+        };
+        let timeout = timeout.saturating_sub(started.elapsed());
         let (tx, done) = tokio::sync::oneshot::channel();
         // Bridges the std channel to the async world without blocking a runtime worker.
         std::thread::spawn(move || {
             let _ = tx.send(rx.recv_timeout(timeout));
         });
-        match tokio::time::timeout(timeout, done).await {
+        let rest = match tokio::time::timeout(timeout, done).await {
             Ok(Ok(Ok(outcome))) => outcome,
             Ok(Ok(Err(mpsc::RecvTimeoutError::Timeout))) | Err(_) => FlushOutcome::TimedOut,
             Ok(Ok(Err(mpsc::RecvTimeoutError::Disconnected))) | Ok(Err(_)) => FlushOutcome::Failed(
                 OTelSdkError::InternalFailure("the flush thread ended without an outcome".into()),
             ),
-        }
+        };
+        direct.and(rest)
     }
 
-    /// Starts a flush on a thread of its own; `None` when there is nothing to flush.
+    /// Starts a flush of the batch processors on a thread of its own; `None` when there is
+    /// nothing for it to flush. The on-flush span pipeline is not its business: the caller
+    /// exports it directly.
     fn start_flush(&self) -> Option<mpsc::Receiver<FlushOutcome>> {
-        if self.span_processor.is_none() && self.log_processor.is_none() {
+        let tracer = match &self.span_processor {
+            Some(SpanPipeline::Batch(p)) => Some(Arc::clone(p)),
+            Some(SpanPipeline::OnFlush(_)) | None => None,
+        };
+        if tracer.is_none() && self.log_processor.is_none() {
             return None;
         }
-        let tracer = self.span_processor.clone();
         let logger = self.log_processor.clone();
         let (tx, rx) = mpsc::sync_channel(1);
         let spawned = std::thread::Builder::new()

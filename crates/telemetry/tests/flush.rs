@@ -166,6 +166,93 @@ fn flush_async_on_a_current_thread_runtime_reaches_the_grpc_receiver() {
 }
 
 #[test]
+fn export_on_flush_sends_nothing_before_the_flush_and_everything_at_it() {
+    let (addr, receiver) = start_receiver();
+    // A batch processor would export on this 1 ms timer; the on-flush pipeline has no timer.
+    let config = grpc_config(
+        &format!("http://{addr}"),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "1")],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("current_thread runtime");
+    let telemetry = Telemetry::builder(config)
+        .export_on_flush()
+        .build()
+        .expect("telemetry builds");
+    emit_spans(&telemetry);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        receiver
+            .0
+            .lock()
+            .expect("receiver lock")
+            .span_names
+            .is_empty(),
+        "spans left before the flush"
+    );
+    // Awaited on a current_thread runtime: the export runs on the guard's runtime, not this one.
+    let outcome = rt.block_on(telemetry.flush_async(Duration::from_secs(5)));
+    assert!(outcome.is_exported(), "flush outcome: {outcome:?}");
+    assert_eq!(
+        receiver.0.lock().expect("receiver lock").span_names,
+        BTreeSet::from(["invocation".to_owned(), "sqs-record".to_owned()])
+    );
+    // The blocking flush works the same from inside block_on.
+    let tracer = telemetry.tracer("flush-test").expect("the SDK is enabled");
+    tracer.in_span("second-invocation", |_| {});
+    let outcome = rt.block_on(async { telemetry.flush(Duration::from_secs(5)) });
+    assert!(outcome.is_exported(), "flush outcome: {outcome:?}");
+    assert!(
+        receiver
+            .0
+            .lock()
+            .expect("receiver lock")
+            .span_names
+            .contains("second-invocation")
+    );
+}
+
+#[test]
+fn export_on_flush_against_an_endpoint_that_never_answers_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("bound address");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let config = grpc_config(
+        &format!("http://{addr}"),
+        &[
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "30000"),
+        ],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("current_thread runtime");
+    let telemetry = Telemetry::builder(config)
+        .export_on_flush()
+        .build()
+        .expect("telemetry builds");
+    emit_spans(&telemetry);
+    let flush = rt.block_on(telemetry.flush_async(Duration::from_millis(300)));
+    assert!(
+        matches!(flush, FlushOutcome::TimedOut),
+        "flush outcome: {flush:?}"
+    );
+    let shutdown = telemetry.shutdown(Duration::from_millis(300));
+    assert!(
+        matches!(shutdown, FlushOutcome::Exported | FlushOutcome::TimedOut),
+        "shutdown outcome: {shutdown:?}"
+    );
+}
+
+#[test]
 fn flush_against_an_endpoint_that_never_answers_times_out() {
     // Accepts connections and holds them open without ever writing a byte.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");

@@ -9,6 +9,7 @@ mod apm;
 mod broker;
 mod collector;
 mod conformance;
+mod heap;
 mod lambda;
 mod load;
 mod serve;
@@ -51,8 +52,25 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Servers that live on after a burst of load, whose freed heap is worth giving back.
+    fn is_long_running_server(&self) -> bool {
+        matches!(
+            self,
+            Command::Collector(_)
+                | Command::Broker(_)
+                | Command::Lambda(_)
+                | Command::Serve(_)
+                | Command::Apm(_)
+        )
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.command.is_long_running_server() {
+        heap::trim_when_idle();
+    }
     match cli.command {
         Command::Up(args) => up::run(args),
         Command::Load(args) => load::run(args),

@@ -28,11 +28,18 @@ pub enum RunError {
 pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     let config = WorkerConfig::from_env(&env)?;
     let telemetry_config = throughline_telemetry::TelemetryConfig::from_env(env.clone())?;
-    let telemetry = throughline_telemetry::Telemetry::builder(telemetry_config)
+    let mut builder = throughline_telemetry::Telemetry::builder(telemetry_config)
         .default_service_name("onboarding-lambda")
         .default_service_version(env!("CARGO_PKG_VERSION"))
-        .default_service_namespace("customer-onboarding")
-        .build()?;
+        .default_service_namespace("customer-onboarding");
+    if config.flush {
+        // Lambda freezes the environment between invocations: spans leave at the flush that
+        // ends each invocation, not from a batch thread that would run frozen. With the flush
+        // off (`ONBOARDING_FLUSH=off`) the worker keeps the SDK's batch processor, as a worker
+        // without this layer would, and shows what the freeze does to it.
+        builder = builder.export_on_flush();
+    }
+    let telemetry = builder.build()?;
     telemetry.install_global();
     telemetry.install_subscriber()?;
     let telemetry = Arc::new(telemetry);
@@ -53,7 +60,8 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
         tracer: opentelemetry::global::tracer("onboarding-lambda"),
         meter: opentelemetry::global::meter("onboarding-lambda"),
         flush: Some(Arc::new(move |timeout: Duration| {
-            flush_handle.flush(timeout).is_exported()
+            let telemetry = Arc::clone(&flush_handle);
+            Box::pin(async move { telemetry.flush_async(timeout).await.is_exported() })
         })),
     };
     runtime.block_on(async move {

@@ -2,6 +2,8 @@
 //! record a CONSUMER span continuing the producer's trace; failed records go to
 //! `batchItemFailures`; spans are flushed, bounded, before the invocation returns.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -39,8 +41,10 @@ impl From<&lambda_runtime::Context> for Invocation {
     }
 }
 
-/// Flushes the span pipeline within a bound; returns whether everything was exported.
-pub type FlushFn = Arc<dyn Fn(Duration) -> bool + Send + Sync>;
+/// Flushes the span pipeline within a bound; resolves to whether everything was exported.
+/// Awaited on the invocation's runtime, so it must not block the thread it is polled on.
+pub type FlushFn =
+    Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 /// The tracer, meter and flush the worker reports through.
 pub struct WorkerTelemetry {
@@ -204,16 +208,13 @@ impl Worker {
         response
     }
 
-    /// Flushes within the configured bound, off the runtime's worker threads.
+    /// Flushes within the configured bound.
     async fn flush_spans(&self) {
-        let (Some(flush), true) = (self.flush.clone(), self.config.flush) else {
+        let (Some(flush), true) = (self.flush.as_ref(), self.config.flush) else {
             return;
         };
-        let timeout = self.config.flush_timeout;
         let started = Instant::now();
-        let exported = tokio::task::spawn_blocking(move || flush(timeout))
-            .await
-            .unwrap_or(false);
+        let exported = flush(self.config.flush_timeout).await;
         let flush_us = started.elapsed().as_micros() as u64;
         if exported {
             tracing::info!(flush_us, "spans flushed");
