@@ -153,6 +153,15 @@ fn is_export_machinery(target: &str) -> bool {
         || ["h2", "hyper", "hyper_util", "tonic", "tower", "reqwest"].contains(&krate)
 }
 
+/// Spans of the Lambda runtime crate itself: its `Lambda runtime invoke` span wraps every
+/// invocation, but it ends after the handler's flush, so exported it would wait in the frozen
+/// environment and then arrive as a second, one-span trace per invocation beside the handler's
+/// own FaaS SERVER span, which is the invocation's span in the trace.
+fn is_runtime_machinery(target: &str) -> bool {
+    let krate = target.split("::").next().unwrap_or(target);
+    ["lambda_runtime", "lambda_runtime_api_client"].contains(&krate)
+}
+
 impl Telemetry {
     /// The log filter: `RUST_LOG` from the configuration's environment, else `info`.
     pub fn log_filter(&self) -> Result<EnvFilter, InitError> {
@@ -163,8 +172,9 @@ impl Telemetry {
         })
     }
 
-    /// A subscriber writing JSON lines to `writer`, with spans going to the tracer provider and,
-    /// when `OTEL_LOGS_EXPORTER=otlp`, events going to OTLP. Use it with
+    /// A subscriber writing JSON lines to `writer`, with spans going to the tracer provider (but
+    /// not the export machinery's nor the Lambda runtime's own) and, when
+    /// `OTEL_LOGS_EXPORTER=otlp`, events going to OTLP. Use it with
     /// `tracing::subscriber::with_default` (tests) or install it with
     /// [`Telemetry::install_subscriber`].
     pub fn subscriber<W>(
@@ -175,9 +185,13 @@ impl Telemetry {
     where
         W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
     {
-        let otel_layer = self
-            .tracer("throughline")
-            .map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
+        let otel_layer = self.tracer("throughline").map(|tracer| {
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(filter_fn(|meta| {
+                    !is_export_machinery(meta.target()) && !is_runtime_machinery(meta.target())
+                }))
+        });
         let log_export = self.logger_provider.as_ref().map(|provider| {
             OpenTelemetryTracingBridge::new(provider)
                 .with_filter(filter_fn(|meta| !is_export_machinery(meta.target())))
@@ -209,5 +223,14 @@ mod tests {
         assert!(is_export_machinery("opentelemetry_sdk"));
         assert!(!is_export_machinery("hyperion"));
         assert!(!is_export_machinery("onboarding_api::routes"));
+    }
+
+    #[test]
+    fn the_lambda_runtimes_own_spans_are_recognised() {
+        assert!(is_runtime_machinery("lambda_runtime"));
+        assert!(is_runtime_machinery("lambda_runtime::layers::otel"));
+        assert!(is_runtime_machinery("lambda_runtime_api_client"));
+        assert!(!is_runtime_machinery("lambda_runtimes"));
+        assert!(!is_runtime_machinery("onboarding_lambda::handler"));
     }
 }

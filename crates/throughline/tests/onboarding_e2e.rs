@@ -219,6 +219,31 @@ async fn every_accepted_request_has_one_whole_trace_across_api_queue_and_worker(
         "with compliance failing 15% of the time some records are redelivered"
     );
 
+    // The worker's invocations show as its own FaaS spans, not as the Lambda runtime crate's
+    // `Lambda runtime invoke` spans in one-span traces of their own.
+    let operations: Value = client
+        .get(format!(
+            "http://{}/api/services/onboarding-lambda/operations",
+            system.query
+        ))
+        .send()
+        .await
+        .expect("operations answer")
+        .json()
+        .await
+        .expect("operations JSON");
+    let operations: Vec<&str> = operations["data"]
+        .as_array()
+        .expect("operations list")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        operations.contains(&"process onboarding-queue")
+            && !operations.contains(&"Lambda runtime invoke"),
+        "worker operations: {operations:?}"
+    );
+
     // The customer's status moved as the worker processed it.
     let (trace_id, customer) = accepted
         .iter()
