@@ -321,7 +321,9 @@ impl Processor {
         });
         let bytes = bytes::Bytes::from(profile.to_string());
         let len = bytes.len() as i64;
-        let path = ObjectPath::from(format!("customers/{}/profile.json", record.customer_id));
+        // One flat key per document kind: on local files a directory per customer would cost an
+        // inode allocation per record, the most expensive thing the worker did.
+        let path = ObjectPath::from(format!("profiles/{}.json", record.customer_id));
         self.documents
             .put(&path, bytes.into())
             .await
