@@ -187,14 +187,15 @@ fn run_writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, path: PathBuf) 
             }
         }
         let outcome = write_batch(&mut conn, &mut batch);
-        for job in batch.drain(..) {
+        for (index, job) in batch.drain(..).enumerate() {
             if let Job::Insert(c, reply) = job {
                 let result = match &outcome {
                     Err(e) => Err(CustomerStoreError::Batch {
                         path: path.clone(),
                         message: e.to_string(),
                     }),
-                    Ok(duplicates) if duplicates.contains(&c.customer_id) => {
+                    // `duplicates` is in ascending order: positions were pushed in order.
+                    Ok(duplicates) if duplicates.binary_search(&index).is_ok() => {
                         Err(CustomerStoreError::Duplicate(c.customer_id))
                     }
                     Ok(_) => Ok(()),
@@ -206,8 +207,10 @@ fn run_writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, path: PathBuf) 
     }
 }
 
-/// Writes a batch in one transaction; returns the ids that already existed.
-fn write_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<Vec<String>> {
+/// Writes a batch in one transaction; returns the positions in `batch` of the inserts whose id
+/// already existed. (Positions, not ids: when one batch holds the same id twice, the first
+/// insert succeeded and only the second is a duplicate.)
+fn write_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<Vec<usize>> {
     let tx = conn.transaction()?;
     let mut duplicates = Vec::new();
     {
@@ -218,7 +221,7 @@ fn write_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<Vec
              ON CONFLICT(customer_id) DO NOTHING",
         )?;
         let mut delete = tx.prepare_cached("DELETE FROM customers WHERE customer_id = ?1")?;
-        for job in batch.iter() {
+        for (index, job) in batch.iter().enumerate() {
             match job {
                 Job::Insert(c, _) => {
                     let n = insert.execute(params![
@@ -232,7 +235,7 @@ fn write_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<Vec
                         c.created_at
                     ])?;
                     if n == 0 {
-                        duplicates.push(c.customer_id.clone());
+                        duplicates.push(index);
                     }
                 }
                 Job::Delete(id) => {
