@@ -28,8 +28,9 @@ pub enum DocumentsLocation {
 }
 
 /// The default PostgreSQL pool size (`DATABASE_MAX_CONNECTIONS`): records are processed one at a
-/// time, so one connection is busy and a second covers a reconnect.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 2;
+/// time, so one connection per execution environment is enough. (With two, sqlx opens the
+/// second while the first is still being checked on its way back to the pool.)
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1;
 
 /// The database shared with onboarding-api: `DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +48,7 @@ pub struct PostgresConfig {
     url: String,
     /// The URL with its password replaced by `***`.
     pub redacted_url: String,
-    /// `DATABASE_MAX_CONNECTIONS`: the pool's size (default 2).
+    /// `DATABASE_MAX_CONNECTIONS`: the pool's size (default 1).
     pub max_connections: u32,
     /// `DATABASE_CONNECT_TIMEOUT_MS`: how long a connection may take (default 5000).
     pub connect_timeout: Duration,
@@ -365,12 +366,12 @@ mod tests {
 
         let c = WorkerConfig::from_env(&env(&[
             ("DATABASE_URL", "postgres://db/x"),
-            ("DATABASE_MAX_CONNECTIONS", "1"),
+            ("DATABASE_MAX_CONNECTIONS", "2"),
         ]))
         .unwrap();
         let DatabaseConfig::Postgres(pg) = c.database else {
             panic!("not PostgreSQL")
         };
-        assert_eq!(pg.max_connections, 1);
+        assert_eq!(pg.max_connections, 2);
     }
 }
