@@ -52,7 +52,9 @@ async fn api_and_worker_share_one_postgres_database() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        customer_status(&client, system.api, "PG-5").await.as_deref(),
+        customer_status(&client, system.api, "PG-5")
+            .await
+            .as_deref(),
         Some("completed")
     );
     assert_eq!(
@@ -98,6 +100,12 @@ async fn api_and_worker_share_one_postgres_database() {
 
     assert!(system.stop(), "throughline up did not stop cleanly");
     let logs = system.logs();
-    assert!(!logs.contains(PASSWORD), "a log holds the password:\n{logs}");
-    assert!(logs.contains("postgres://postgres:***@127.0.0.1:"), "{logs}");
+    assert!(
+        !logs.contains(PASSWORD),
+        "a log holds the password:\n{logs}"
+    );
+    assert!(
+        logs.contains("postgres://postgres:***@127.0.0.1:"),
+        "{logs}"
+    );
 }

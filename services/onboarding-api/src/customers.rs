@@ -73,6 +73,11 @@ pub enum CustomerStoreError {
     /// PostgreSQL could not be reached, or refused us, at start-up.
     #[error("DATABASE_URL {url}: cannot open the customer database: {source}")]
     Connect { url: String, source: sqlx::Error },
+    /// PostgreSQL did not answer within `DATABASE_CONNECT_TIMEOUT_MS` at start-up.
+    #[error(
+        "DATABASE_URL {url}: cannot open the customer database: no answer within {timeout_ms} ms"
+    )]
+    ConnectTimeout { url: String, timeout_ms: u64 },
     #[error("customer database {url}: {source}")]
     Postgres { url: String, source: sqlx::Error },
 }

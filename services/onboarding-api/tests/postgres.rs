@@ -273,6 +273,7 @@ async fn a_bad_database_stops_start_up_naming_database_url_without_the_password(
         )),
         "{e}"
     );
+    assert!(e.contains("Connection refused"), "{e}");
     assert!(!e.contains(PASSWORD), "{e}");
 
     // The server is there, the database is not: PostgreSQL's own reason.

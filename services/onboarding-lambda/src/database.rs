@@ -65,6 +65,7 @@ pub struct PostgresDatabase {
     url: String,
     schema: OnceCell<()>,
     attributes: Vec<KeyValue>,
+    connect_timeout: std::time::Duration,
 }
 
 impl WorkerDatabase {
@@ -85,13 +86,17 @@ impl WorkerDatabase {
     pub async fn connect(&self) -> Result<(), OpenError> {
         match self {
             Self::Sqlite { .. } => Ok(()),
-            Self::Postgres(pg) => pg
-                .ensure_schema()
-                .await
-                .map_err(|source| OpenError::Connect {
+            // sqlx retries a refused connection until the deadline, then says only that.
+            Self::Postgres(pg) => pg.ensure_schema().await.map_err(|source| match source {
+                sqlx::Error::PoolTimedOut => OpenError::ConnectTimeout {
+                    url: pg.url.clone(),
+                    timeout_ms: pg.connect_timeout.as_millis() as u64,
+                },
+                source => OpenError::Connect {
                     url: pg.url.clone(),
                     source,
-                }),
+                },
+            }),
         }
     }
 
@@ -241,6 +246,7 @@ impl PostgresDatabase {
             url: config.redacted_url.clone(),
             schema: OnceCell::new(),
             attributes,
+            connect_timeout: config.connect_timeout,
         })
     }
 

@@ -116,6 +116,9 @@ pub enum OpenError {
     /// PostgreSQL could not be reached, or refused us; `url` has its password redacted.
     #[error("DATABASE_URL {url}: cannot open the database: {source}")]
     Connect { url: String, source: sqlx::Error },
+    /// No connection within `DATABASE_CONNECT_TIMEOUT_MS` (nothing listening, or no answer).
+    #[error("DATABASE_URL {url}: cannot open the database: no connection within {timeout_ms} ms")]
+    ConnectTimeout { url: String, timeout_ms: u64 },
     #[error("directory {path}: {source}")]
     Directory {
         path: PathBuf,

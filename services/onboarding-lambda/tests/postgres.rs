@@ -222,22 +222,44 @@ async fn failures_and_unknown_customers_are_recorded_without_the_password() {
 }
 
 #[tokio::test]
-async fn an_unreachable_database_stops_the_cold_start_naming_database_url() {
+async fn a_bad_database_stops_the_cold_start_naming_database_url() {
     let port = throughline_testkit::free_loopback_addr().port();
-    let (_dir, worker, _exporter, _p) = worker(
+    let (_dir, unreachable, _exporter, _p) = worker(
         &format!("postgres://app:{PASSWORD}@127.0.0.1:{port}/shop"),
         &[],
     );
-    let e = worker
+    let e = unreachable
         .connect_database()
         .await
         .expect_err("nothing listens there")
         .to_string();
     assert!(
         e.starts_with(&format!(
-            "DATABASE_URL postgres://app:***@127.0.0.1:{port}/shop: cannot open the database"
+            "DATABASE_URL postgres://app:***@127.0.0.1:{port}/shop: cannot open the database: \
+             no connection within 1000 ms"
         )),
         "{e}"
     );
+    assert!(!e.contains(PASSWORD), "{e}");
+
+    // The server is there, the database is not: PostgreSQL's own reason.
+    let pg = PostgresServer::start();
+    let (_dir2, missing, _exporter2, _p2) = worker(
+        &format!(
+            "postgresql://postgres:{PASSWORD}@127.0.0.1:{}/nosuchdb",
+            pg.port()
+        ),
+        &[],
+    );
+    let e = missing
+        .connect_database()
+        .await
+        .expect_err("no such database")
+        .to_string();
+    assert!(
+        e.starts_with("DATABASE_URL postgresql://postgres:***@"),
+        "{e}"
+    );
+    assert!(e.contains("\"nosuchdb\" does not exist"), "{e}");
     assert!(!e.contains(PASSWORD), "{e}");
 }

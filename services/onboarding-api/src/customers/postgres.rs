@@ -71,7 +71,10 @@ impl PostgresCustomers {
         let mut conn =
             tokio::time::timeout(config.connect_timeout, PgConnection::connect_with(&options))
                 .await
-                .map_err(|_| connect_err(sqlx::Error::PoolTimedOut))?
+                .map_err(|_| CustomerStoreError::ConnectTimeout {
+                    url: url.to_string(),
+                    timeout_ms: config.connect_timeout.as_millis() as u64,
+                })?
                 .map_err(connect_err)?;
         create_schema(&mut conn).await.map_err(connect_err)?;
         // Closing politely is a courtesy; a failure here changes nothing for the pool.
