@@ -38,10 +38,12 @@ impl PostgresServer {
     /// binaries are not there, or with the server's log when it does not start.
     pub fn start() -> Self {
         let bin = binaries();
+        // In /tmp rather than $TMPDIR: the `postgres` user must be able to reach it when we run as
+        // root, and the unix socket's path must stay under the 107-byte limit.
         let dir = tempfile::Builder::new()
             .prefix("throughline-pg-")
-            .tempdir()
-            .expect("create a temporary directory for the PostgreSQL cluster");
+            .tempdir_in("/tmp")
+            .expect("create a temporary directory for the PostgreSQL cluster in /tmp");
         let run_as = run_as_user();
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))

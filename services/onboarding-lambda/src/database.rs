@@ -15,12 +15,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use tokio::sync::OnceCell;
 
 use crate::config::{DatabaseConfig, PostgresConfig};
+use crate::names::{DB_SYSTEM_POSTGRESQL, DB_SYSTEM_SQLITE};
 use crate::steps::OpenError;
-
-/// `db.system.name` of an SQLite database (a well-known value of the semantic conventions).
-pub const DB_SYSTEM_SQLITE: &str = "sqlite";
-/// `db.system.name` of a PostgreSQL database (a well-known value of the semantic conventions).
-pub const DB_SYSTEM_POSTGRESQL: &str = "postgresql";
 
 /// Key of the advisory lock held while creating tables; the same value as onboarding-api's
 /// `customers::postgres::SCHEMA_LOCK_KEY`, so the two never create tables at once.
