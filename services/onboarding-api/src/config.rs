@@ -181,8 +181,9 @@ fn parse<T: std::str::FromStr>(
     })
 }
 
+/// `postgres:…` and `postgresql:…` name PostgreSQL (and must then be `scheme://…` URLs).
 fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres://") || url.starts_with("postgresql://")
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
 }
 
 /// Checks a PostgreSQL URL now, so a bad one stops start-up naming `DATABASE_URL`.
@@ -192,7 +193,7 @@ fn postgres_config(
     connect_timeout: Duration,
 ) -> Result<PostgresConfig, ConfigError> {
     let redacted_url = redact_password(url);
-    if sqlx::postgres::PgConnectOptions::from_str(url).is_err() {
+    if !url.contains("://") || sqlx::postgres::PgConnectOptions::from_str(url).is_err() {
         return Err(ConfigError::Invalid {
             name: "DATABASE_URL",
             value: redacted_url,
@@ -312,6 +313,8 @@ mod tests {
             .unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");
         assert!(e.to_string().starts_with("DATABASE_URL: "), "{e}");
+        let e = ApiConfig::from_env(&env(&[("DATABASE_URL", "postgresql:x")])).unwrap_err();
+        assert!(e.to_string().contains("is not a PostgreSQL URL"), "{e}");
         let e = ApiConfig::from_env(&env(&[
             ("DATABASE_URL", "postgres://u:secret@db/x"),
             ("DATABASE_MAX_CONNECTIONS", "0"),

@@ -112,9 +112,9 @@ impl WorkerConfig {
             problem: problem.to_owned(),
         };
         let db = get("DATABASE_URL").unwrap_or("data/onboarding.sqlite3");
-        let database = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        let database = if db.starts_with("postgres:") || db.starts_with("postgresql:") {
             let redacted_url = redact_password(db);
-            if sqlx::postgres::PgConnectOptions::from_str(db).is_err() {
+            if !db.contains("://") || sqlx::postgres::PgConnectOptions::from_str(db).is_err() {
                 return Err(err(
                     "DATABASE_URL",
                     &redacted_url,
@@ -338,6 +338,7 @@ mod tests {
                 "postgres://u:secret@db:port/x",
                 "PostgreSQL URL",
             ),
+            ("DATABASE_URL", "postgres:x", "PostgreSQL URL"),
             ("DATABASE_URL", "mysql://u:secret@db/x", "sqlite:PATH"),
         ] {
             let e = WorkerConfig::from_env(&env(&[(k, v)]))
