@@ -2,7 +2,12 @@
 //! that holds interop peers (boto3, moto, the Python OpenTelemetry SDK), and child processes that
 //! are killed when the test ends.
 //!
-//! Integration tests only; nothing here is used by shipped code.
+//! Integration tests only; nothing here is used by shipped code. [`PostgresServer`] starts a
+//! throwaway PostgreSQL from the Debian packages.
+
+mod postgres;
+
+pub use postgres::{POSTGRES_DATABASE, POSTGRES_USER, PostgresServer};
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

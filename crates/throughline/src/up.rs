@@ -55,6 +55,10 @@ pub struct UpArgs {
     /// Run the API without tracing (`OTEL_SDK_DISABLED=true`): the benchmark's baseline.
     #[arg(long)]
     pub untraced_api: bool,
+    /// The customer database, `postgres://user@host:port/db` for PostgreSQL (a password is
+    /// better given as PGPASSWORD); an SQLite file in the data directory when not given.
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// Exit after this many seconds (for tests and benchmarks); Ctrl-C otherwise.
     #[arg(long)]
     pub exit_after_secs: Option<u64>,
@@ -167,13 +171,18 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("declaring the queues")?;
 
     // 4. The API and the worker under the Lambda host.
-    let db = data.join("onboarding/onboarding.sqlite3");
+    let db = args.database_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite:{}",
+            data.join("onboarding/onboarding.sqlite3").display()
+        )
+    });
     let mut common: Vec<(String, String)> = vec![
         ("AWS_ENDPOINT_URL_SQS".into(), broker_url.clone()),
         ("AWS_REGION".into(), "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID".into(), "local".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "local".into()),
-        ("DATABASE_URL".into(), format!("sqlite:{}", db.display())),
+        ("DATABASE_URL".into(), db),
         ("ONBOARDING_QUEUE_NAME".into(), args.queue.clone()),
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT".into(),

@@ -1,37 +1,22 @@
-//! The customer table in an embedded SQLite file, written in group commits by one thread.
+//! The customer table, in an embedded SQLite file (the default) or in PostgreSQL when
+//! `DATABASE_URL` names one. [`CustomerStore`] is the one type the routes use; each backend
+//! lives in its own module.
 //!
-//! The worker (`onboarding-lambda`) opens the same file to move a customer's `status` as it
-//! processes the record; [`SCHEMA`] is the contract between the two. SQLite runs in WAL mode with
-//! a busy timeout so the two processes can write the same file.
+//! The worker (`onboarding-lambda`) opens the same database to move a customer's `status` as it
+//! processes the record: [`SCHEMA`] and [`postgres::SCHEMA`] are the contract between the two.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+pub mod postgres;
+pub mod sqlite;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use std::path::PathBuf;
+
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
 
-/// The table both services use. `status` moves `received` → `processing` → `completed`, or to
-/// `failed` when a step failed (the record is redelivered, so it may move on again).
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS customers (
-    customer_id   TEXT PRIMARY KEY,
-    email         TEXT NOT NULL,
-    name          TEXT NOT NULL,
-    customer_type TEXT NOT NULL,
-    company_size  TEXT,
-    status        TEXT NOT NULL,
-    status_detail TEXT,
-    risk_score    REAL,
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    request_id    TEXT NOT NULL,
-    trace_id      TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
-    updated_at    TEXT NOT NULL
-)";
+use crate::config::DatabaseConfig;
+use crate::names;
 
-/// Rows written per transaction at most: one commit (one fsync in WAL) serves many requests.
-const MAX_GROUP_COMMIT_ROWS: usize = 512;
+pub use postgres::PostgresCustomers;
+pub use sqlite::{SCHEMA, SqliteCustomers, open_connection};
 
 /// A customer to insert.
 #[derive(Debug, Clone)]
@@ -65,7 +50,7 @@ pub struct Customer {
     pub updated_at: String,
 }
 
-/// Why a store operation failed.
+/// Why a store operation failed. PostgreSQL errors name the URL with its password redacted.
 #[derive(Debug, thiserror::Error)]
 pub enum CustomerStoreError {
     #[error("customer {0:?} already exists")]
@@ -85,217 +70,106 @@ pub enum CustomerStoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// PostgreSQL could not be reached, or refused us, at start-up.
+    #[error("DATABASE_URL {url}: cannot open the customer database: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    /// PostgreSQL did not answer within `DATABASE_CONNECT_TIMEOUT_MS` at start-up.
+    #[error(
+        "DATABASE_URL {url}: cannot open the customer database: no answer within {timeout_ms} ms"
+    )]
+    ConnectTimeout { url: String, timeout_ms: u64 },
+    #[error("customer database {url}: {source}")]
+    Postgres { url: String, source: sqlx::Error },
 }
 
-enum Job {
-    Insert(NewCustomer, oneshot::Sender<Result<(), CustomerStoreError>>),
-    Delete(String),
+/// What a database CLIENT span says about where the customers are (the semantic conventions'
+/// `db.system.name`, `db.namespace`, `server.address`, `server.port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseTarget {
+    /// [`names::DB_SYSTEM_SQLITE`] or [`names::DB_SYSTEM_POSTGRESQL`].
+    pub system: &'static str,
+    pub namespace: Option<String>,
+    /// A host name or address, or a unix socket's path.
+    pub server_address: Option<String>,
+    pub server_port: Option<u16>,
 }
 
-/// The customer store: inserts go through one writer thread in group commits; reads use their
-/// own connection on the blocking pool.
-#[derive(Debug, Clone)]
-pub struct CustomerStore {
-    path: PathBuf,
-    writer: mpsc::Sender<Job>,
-    reader: Arc<Mutex<Connection>>,
-}
-
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Insert(c, _) => write!(f, "Insert({})", c.customer_id),
-            Self::Delete(id) => write!(f, "Delete({id})"),
+impl DatabaseTarget {
+    fn sqlite() -> Self {
+        Self {
+            system: names::DB_SYSTEM_SQLITE,
+            namespace: None,
+            server_address: None,
+            server_port: None,
         }
     }
 }
 
-/// Opens (creating when missing) an SQLite file for either service, with the settings both use.
-pub fn open_connection(path: &Path) -> Result<Connection, CustomerStoreError> {
-    let db_err = |source| CustomerStoreError::Database {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| CustomerStoreError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
-    let conn = Connection::open(path).map_err(db_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(db_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(db_err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(db_err)?;
-    conn.execute(SCHEMA, []).map_err(db_err)?;
-    Ok(conn)
+/// The customer store the routes use: SQLite (one writer thread, group commits) or PostgreSQL
+/// (a connection pool). Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum CustomerStore {
+    Sqlite(SqliteCustomers),
+    Postgres(PostgresCustomers),
 }
 
 impl CustomerStore {
-    /// Opens the file, creates the table, and starts the writer thread. Blocking: call it before
-    /// serving or from `spawn_blocking`.
-    pub fn open(path: &Path) -> Result<Self, CustomerStoreError> {
-        let write_conn = open_connection(path)?;
-        let reader = open_connection(path)?;
-        let (tx, rx) = mpsc::channel(4096);
-        let thread_path = path.to_owned();
-        std::thread::Builder::new()
-            .name("customers-writer".into())
-            .spawn(move || run_writer(write_conn, rx, thread_path))
-            .map_err(|source| CustomerStoreError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(Self {
-            path: path.to_owned(),
-            writer: tx,
-            reader: Arc::new(Mutex::new(reader)),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Opens the database `config` names and creates the table when missing. PostgreSQL is
+    /// connected to now, so an unreachable server stops start-up.
+    pub async fn open(config: &DatabaseConfig) -> Result<Self, CustomerStoreError> {
+        match config {
+            DatabaseConfig::Sqlite(path) => {
+                let owned = path.clone();
+                tokio::task::spawn_blocking(move || SqliteCustomers::open(&owned))
+                    .await
+                    .map_err(|e| CustomerStoreError::Io {
+                        path: path.clone(),
+                        source: std::io::Error::other(e),
+                    })?
+                    .map(Self::Sqlite)
+            }
+            DatabaseConfig::Postgres(pg) => {
+                PostgresCustomers::connect(pg).await.map(Self::Postgres)
+            }
+        }
     }
 
     /// Inserts a new customer; [`CustomerStoreError::Duplicate`] when the id exists.
     pub async fn insert(&self, customer: NewCustomer) -> Result<(), CustomerStoreError> {
-        let (tx, rx) = oneshot::channel();
-        let gone = || CustomerStoreError::WriterGone(self.path.clone());
-        self.writer
-            .send(Job::Insert(customer, tx))
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
+        match self {
+            Self::Sqlite(s) => s.insert(customer).await,
+            Self::Postgres(p) => p.insert(customer).await,
+        }
     }
 
     /// Removes a customer whose message could not be queued, so the client may retry.
     pub async fn delete(&self, customer_id: String) -> Result<(), CustomerStoreError> {
-        self.writer
-            .send(Job::Delete(customer_id))
-            .await
-            .map_err(|_| CustomerStoreError::WriterGone(self.path.clone()))
+        match self {
+            Self::Sqlite(s) => s.delete(customer_id).await,
+            Self::Postgres(p) => p.delete(&customer_id).await,
+        }
     }
 
     pub async fn get(&self, customer_id: String) -> Result<Option<Customer>, CustomerStoreError> {
-        let reader = self.reader.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            // A poisoned lock only means another read panicked; the connection is still usable.
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            read_customer(&conn, &customer_id)
-                .map_err(|source| CustomerStoreError::Database { path, source })
-        })
-        .await
-        .map_err(|_| CustomerStoreError::WriterGone(self.path.clone()))?
+        match self {
+            Self::Sqlite(s) => s.get(customer_id).await,
+            Self::Postgres(p) => p.get(&customer_id).await,
+        }
     }
 
-    /// A cheap query that proves the file answers, for `/health`.
+    /// A cheap query that proves the database answers, for `/health`.
     pub async fn ping(&self) -> Result<(), CustomerStoreError> {
-        let reader = self.reader.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            conn.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(|source| CustomerStoreError::Database { path, source })
-        })
-        .await
-        .map_err(|_| CustomerStoreError::WriterGone(self.path.clone()))?
-    }
-}
-
-fn read_customer(conn: &Connection, id: &str) -> rusqlite::Result<Option<Customer>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT customer_id, email, name, customer_type, company_size, status, status_detail,
-                risk_score, attempts, request_id, trace_id, created_at, updated_at
-         FROM customers WHERE customer_id = ?1",
-    )?;
-    stmt.query_row([id], |r| {
-        Ok(Customer {
-            customer_id: r.get(0)?,
-            email: r.get(1)?,
-            name: r.get(2)?,
-            customer_type: r.get(3)?,
-            company_size: r.get(4)?,
-            status: r.get(5)?,
-            status_detail: r.get(6)?,
-            risk_score: r.get(7)?,
-            attempts: r.get(8)?,
-            request_id: r.get(9)?,
-            trace_id: r.get(10)?,
-            created_at: r.get(11)?,
-            updated_at: r.get(12)?,
-        })
-    })
-    .optional()
-}
-
-fn run_writer(mut conn: Connection, mut rx: mpsc::Receiver<Job>, path: PathBuf) {
-    let mut batch = Vec::with_capacity(MAX_GROUP_COMMIT_ROWS);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_GROUP_COMMIT_ROWS {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let outcome = write_batch(&mut conn, &mut batch);
-        for job in batch.drain(..) {
-            if let Job::Insert(c, reply) = job {
-                let result = match &outcome {
-                    Err(e) => Err(CustomerStoreError::Batch {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    }),
-                    Ok(duplicates) if duplicates.contains(&c.customer_id) => {
-                        Err(CustomerStoreError::Duplicate(c.customer_id))
-                    }
-                    Ok(_) => Ok(()),
-                };
-                // The requester may have gone (client disconnected); nothing to do then.
-                let _ = reply.send(result);
-            }
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+            Self::Postgres(p) => p.ping().await,
         }
     }
-}
 
-/// Writes a batch in one transaction; returns the ids that already existed.
-fn write_batch(conn: &mut Connection, batch: &mut [Job]) -> rusqlite::Result<Vec<String>> {
-    let tx = conn.transaction()?;
-    let mut duplicates = Vec::new();
-    {
-        let mut insert = tx.prepare_cached(
-            "INSERT INTO customers (customer_id, email, name, customer_type, company_size, status,
-                                    request_id, trace_id, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'received', ?6, ?7, ?8, ?8)
-             ON CONFLICT(customer_id) DO NOTHING",
-        )?;
-        let mut delete = tx.prepare_cached("DELETE FROM customers WHERE customer_id = ?1")?;
-        for job in batch.iter() {
-            match job {
-                Job::Insert(c, _) => {
-                    let n = insert.execute(params![
-                        c.customer_id,
-                        c.email,
-                        c.name,
-                        c.customer_type,
-                        c.company_size,
-                        c.request_id,
-                        c.trace_id,
-                        c.created_at
-                    ])?;
-                    if n == 0 {
-                        duplicates.push(c.customer_id.clone());
-                    }
-                }
-                Job::Delete(id) => {
-                    delete.execute([id])?;
-                }
-            }
+    /// Where the customers are, for the attributes of database spans.
+    pub fn target(&self) -> DatabaseTarget {
+        match self {
+            Self::Sqlite(_) => DatabaseTarget::sqlite(),
+            Self::Postgres(p) => p.target().clone(),
         }
     }
-    tx.commit()?;
-    Ok(duplicates)
 }

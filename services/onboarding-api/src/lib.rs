@@ -1,7 +1,7 @@
 //! The onboarding API of the reference system: POST /onboard to SQS.
 //!
 //! `POST /onboard` validates a customer (a 400 names each bad field), stores it in an embedded
-//! SQLite file, and sends one SQS message whose attributes carry the trace context of its
+//! SQLite file or in PostgreSQL (`DATABASE_URL`), and sends one SQS message whose attributes carry the trace context of its
 //! PRODUCER span; `GET /customers/{id}` shows the customer and its onboarding status as the
 //! worker moves it; `GET /health` reports the database and the queue.
 //!
@@ -41,10 +41,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let path = config.database_path.clone();
-    let store = tokio::task::spawn_blocking(move || customers::CustomerStore::open(&path))
-        .await
-        .map_err(|e| ServeError::Listener(std::io::Error::other(e)))??;
+    let store = customers::CustomerStore::open(&config.database).await?;
     let client = queue::sqs_client(config.sqs_endpoint.as_deref(), &config.region).await;
     let queue = queue::SqsQueue::resolve(
         client,
@@ -57,7 +54,7 @@ pub async fn serve(
     tracing::info!(
         addr = %listener.local_addr().map_err(ServeError::Listener)?,
         queue_url = queue.url(),
-        database = %config.database_path.display(),
+        database = %config.database,
         "onboarding-api listening"
     );
     let app = Arc::new(App::new(store, queue, telemetry, port));

@@ -10,6 +10,11 @@ pub const ONBOARDING_REQUEST_ID: &str = "onboarding.request_id";
 /// `accepted`, `invalid`, `duplicate`, `unavailable`: what became of a request.
 pub const ONBOARDING_OUTCOME: &str = "onboarding.outcome";
 
+/// `db.system.name` of the SQLite store (a well-known value of the semantic conventions).
+pub const DB_SYSTEM_SQLITE: &str = "sqlite";
+/// `db.system.name` of the PostgreSQL store (a well-known value of the semantic conventions).
+pub const DB_SYSTEM_POSTGRESQL: &str = "postgresql";
+
 /// Counter: every `POST /onboard` (seed 002's `onboarding_requests_total`).
 pub const METRIC_REQUESTS: &str = "onboarding.requests";
 /// Counter: accepted requests (seed 002's `onboarding_success_total`).

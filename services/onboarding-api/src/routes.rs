@@ -56,6 +56,8 @@ pub struct App<Q> {
     tracer: BoxedTracer,
     metrics: Metrics,
     server_port: i64,
+    /// `db.*` and `server.*` attributes of the store's CLIENT spans, built once.
+    db_attributes: Vec<KeyValue>,
 }
 
 impl<Q: MessageQueue> App<Q> {
@@ -76,12 +78,24 @@ impl<Q: MessageQueue> App<Q> {
                 .with_description("POST /onboard duration by customer type")
                 .build(),
         };
+        let target = store.target();
+        let mut db_attributes = vec![KeyValue::new(semconv::DB_SYSTEM_NAME, target.system)];
+        if let Some(namespace) = target.namespace {
+            db_attributes.push(KeyValue::new(semconv::DB_NAMESPACE, namespace));
+        }
+        if let Some(address) = target.server_address {
+            db_attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, address));
+        }
+        if let Some(port) = target.server_port {
+            db_attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+        }
         Self {
             store,
             queue,
             tracer: telemetry.tracer,
             metrics,
             server_port: i64::from(server_port),
+            db_attributes,
         }
     }
 }
@@ -251,15 +265,15 @@ async fn accept<Q: MessageQueue>(
     let now = now_rfc3339();
 
     // 1. Store the customer (a CLIENT span for the database, as the service map shows it).
+    let mut db_attributes = Vec::with_capacity(app.db_attributes.len() + 2);
+    db_attributes.extend(app.db_attributes.iter().cloned());
+    db_attributes.push(KeyValue::new(semconv::DB_OPERATION_NAME, "INSERT"));
+    db_attributes.push(KeyValue::new(semconv::DB_COLLECTION_NAME, "customers"));
     let db_span = app
         .tracer
         .span_builder("INSERT customers")
         .with_kind(SpanKind::Client)
-        .with_attributes([
-            KeyValue::new(semconv::DB_SYSTEM_NAME, "sqlite"),
-            KeyValue::new(semconv::DB_OPERATION_NAME, "INSERT"),
-            KeyValue::new(semconv::DB_COLLECTION_NAME, "customers"),
-        ])
+        .with_attributes(db_attributes)
         .start_with_context(&app.tracer, cx);
     let db_cx = cx.with_span(db_span);
     let stored = app

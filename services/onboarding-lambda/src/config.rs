@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::steps::Step;
@@ -26,11 +27,56 @@ pub enum DocumentsLocation {
     },
 }
 
+/// The default PostgreSQL pool size (`DATABASE_MAX_CONNECTIONS`): records are processed one at a
+/// time, so one connection per execution environment is enough. (With two, sqlx opens the
+/// second while the first is still being checked on its way back to the pool.)
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1;
+
+/// The database shared with onboarding-api: `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseConfig {
+    /// `sqlite:PATH`, `sqlite://PATH` or a plain path (default `data/onboarding.sqlite3`).
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`.
+    Postgres(PostgresConfig),
+}
+
+/// A PostgreSQL database. `Debug` and every message show [`Self::redacted_url`] only.
+#[derive(Clone, PartialEq)]
+pub struct PostgresConfig {
+    /// The URL as given, password included: only for connecting.
+    url: String,
+    /// The URL with its password replaced by `***`.
+    pub redacted_url: String,
+    /// `DATABASE_MAX_CONNECTIONS`: the pool's size (default 1).
+    pub max_connections: u32,
+    /// `DATABASE_CONNECT_TIMEOUT_MS`: how long a connection may take (default 5000).
+    pub connect_timeout: Duration,
+}
+
+impl PostgresConfig {
+    /// The connection options; the URL was checked by [`WorkerConfig::from_env`]. `PG*`
+    /// variables of the process fill what the URL leaves out, as with libpq.
+    pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
+        sqlx::postgres::PgConnectOptions::from_str(&self.url)
+    }
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &self.redacted_url)
+            .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
 /// Validated configuration of the worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerConfig {
-    /// The SQLite file shared with onboarding-api (`DATABASE_URL`), for status updates.
-    pub database_path: PathBuf,
+    /// The database shared with onboarding-api (`DATABASE_URL`), for status updates.
+    pub database: DatabaseConfig,
     /// `ONBOARDING_DOCUMENTS_URL`: a directory (default `data/documents`) or `s3://bucket/prefix`.
     pub documents: DocumentsLocation,
     /// `ONBOARDING_OUTBOX_DIR`: where notifications are written (default `data/outbox`).
@@ -66,18 +112,55 @@ impl WorkerConfig {
             problem: problem.to_owned(),
         };
         let db = get("DATABASE_URL").unwrap_or("data/onboarding.sqlite3");
-        if db.starts_with("postgres") {
-            return Err(err(
-                "DATABASE_URL",
-                "postgres://…",
-                "names PostgreSQL, which this build does not support yet",
-            ));
-        }
-        let database_path = PathBuf::from(
-            db.strip_prefix("sqlite://")
+        let database = if db.starts_with("postgres:") || db.starts_with("postgresql:") {
+            let redacted_url = redact_password(db);
+            if !db.contains("://") || sqlx::postgres::PgConnectOptions::from_str(db).is_err() {
+                return Err(err(
+                    "DATABASE_URL",
+                    &redacted_url,
+                    "is not a PostgreSQL URL (postgres://user:password@host:port/database)",
+                ));
+            }
+            let max_connections = match get("DATABASE_MAX_CONNECTIONS") {
+                None => DEFAULT_MAX_CONNECTIONS,
+                Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    err(
+                        "DATABASE_MAX_CONNECTIONS",
+                        v,
+                        "is not a number of at least 1",
+                    )
+                })?,
+            };
+            let connect_timeout = match get("DATABASE_CONNECT_TIMEOUT_MS") {
+                None => Duration::from_secs(5),
+                Some(v) => Duration::from_millis(v.parse().map_err(|_| {
+                    err(
+                        "DATABASE_CONNECT_TIMEOUT_MS",
+                        v,
+                        "is not a number of milliseconds",
+                    )
+                })?),
+            };
+            DatabaseConfig::Postgres(PostgresConfig {
+                url: db.to_owned(),
+                redacted_url,
+                max_connections,
+                connect_timeout,
+            })
+        } else {
+            let path = db
+                .strip_prefix("sqlite://")
                 .or_else(|| db.strip_prefix("sqlite:"))
-                .unwrap_or(db),
-        );
+                .unwrap_or(db);
+            if path.is_empty() || path.contains("://") {
+                return Err(err(
+                    "DATABASE_URL",
+                    &redact_password(db),
+                    "is not sqlite:PATH, a file path, or postgres://…",
+                ));
+            }
+            DatabaseConfig::Sqlite(PathBuf::from(path))
+        };
         let documents = match get("ONBOARDING_DOCUMENTS_URL") {
             None => DocumentsLocation::Local(PathBuf::from("data/documents")),
             Some(url) => match url.strip_prefix("s3://") {
@@ -147,7 +230,7 @@ impl WorkerConfig {
             })?),
         };
         Ok(Self {
-            database_path,
+            database,
             documents,
             outbox_dir: PathBuf::from(get("ONBOARDING_OUTBOX_DIR").unwrap_or("data/outbox")),
             queue_name: get("ONBOARDING_QUEUE_NAME")
@@ -159,6 +242,42 @@ impl WorkerConfig {
             flush_timeout,
         })
     }
+}
+
+/// The URL with the password of its user info (`user:PASSWORD@`) and of a `password=` query
+/// parameter replaced by `***`. Works on text that does not parse as a URL, too.
+pub fn redact_password(url: &str) -> String {
+    let Some(start) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    // The user info ends at the last `@` before the query: a password may hold `/` or `@`.
+    let query_at = url[start..].find('?').map_or(url.len(), |i| start + i);
+    let mut out = match url[start..query_at].rfind('@') {
+        Some(at) => {
+            let userinfo = &url[start..start + at];
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let masked = if userinfo.contains(':') { ":***" } else { "" };
+            format!(
+                "{}{user}{masked}{}",
+                &url[..start],
+                &url[start + at..query_at]
+            )
+        }
+        None => url[..query_at].to_owned(),
+    };
+    if query_at < url.len() {
+        let query = url[query_at + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out.push('?');
+        out.push_str(&query);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -214,11 +333,46 @@ mod tests {
             ("ONBOARDING_FAILURES", "audit=2", "between 0 and 1"),
             ("ONBOARDING_CONSUMER_CONTEXT", "child", "parent nor link"),
             ("ONBOARDING_FLUSH_TIMEOUT_MS", "soon", "milliseconds"),
+            (
+                "DATABASE_URL",
+                "postgres://u:secret@db:port/x",
+                "PostgreSQL URL",
+            ),
+            ("DATABASE_URL", "postgres:x", "PostgreSQL URL"),
+            ("DATABASE_URL", "mysql://u:secret@db/x", "sqlite:PATH"),
         ] {
             let e = WorkerConfig::from_env(&env(&[(k, v)]))
                 .unwrap_err()
                 .to_string();
             assert!(e.starts_with(k) && e.contains(needle), "{e}");
+            assert!(!e.contains("secret"), "{e}");
         }
+    }
+
+    #[test]
+    fn reads_postgres_with_a_small_pool_and_never_shows_the_password() {
+        let c = WorkerConfig::from_env(&env(&[(
+            "DATABASE_URL",
+            "postgresql://u:secret@db:6543/x?password=secret",
+        )]))
+        .unwrap();
+        let DatabaseConfig::Postgres(pg) = &c.database else {
+            panic!("not PostgreSQL: {:?}", c.database)
+        };
+        assert_eq!(pg.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(pg.redacted_url, "postgresql://u:***@db:6543/x?password=***");
+        assert!(!format!("{c:?}").contains("secret"));
+        let options = pg.connect_options().unwrap();
+        assert_eq!((options.get_host(), options.get_port()), ("db", 6543));
+
+        let c = WorkerConfig::from_env(&env(&[
+            ("DATABASE_URL", "postgres://db/x"),
+            ("DATABASE_MAX_CONNECTIONS", "2"),
+        ]))
+        .unwrap();
+        let DatabaseConfig::Postgres(pg) = c.database else {
+            panic!("not PostgreSQL")
+        };
+        assert_eq!(pg.max_connections, 2);
     }
 }

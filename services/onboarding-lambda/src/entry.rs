@@ -68,6 +68,7 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
         let worker = tokio::task::spawn_blocking(move || Worker::new(config, worker_telemetry))
             .await
             .map_err(|e| RunError::Runtime(std::io::Error::other(e)))??;
+        worker.connect_database().await?;
         crate::run(worker, metrics).await.map_err(RunError::Lambda)
     })
 }

@@ -115,6 +115,12 @@ impl Worker {
         })
     }
 
+    /// Connects to the database now (PostgreSQL; nothing to do for SQLite), so a cold start
+    /// stops on an unreachable one instead of failing the first records.
+    pub async fn connect_database(&self) -> Result<(), OpenError> {
+        self.processor.connect().await
+    }
+
     /// Handles one SQS batch; never fails as a whole: bad records are reported individually.
     pub async fn handle(&self, event: SqsEvent, invocation: Invocation) -> SqsBatchResponse {
         let coldstart = self.cold.swap(false, Ordering::Relaxed);

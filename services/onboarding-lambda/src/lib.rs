@@ -7,6 +7,7 @@
 //! returns. [`run`] is the whole binary; `main.rs` and `throughline serve onboarding-lambda` call it.
 
 pub mod config;
+pub mod database;
 pub mod entry;
 pub mod handler;
 pub mod names;
@@ -14,7 +15,7 @@ pub mod steps;
 
 use std::sync::Arc;
 
-pub use config::{ConfigError, ConsumerContext, WorkerConfig};
+pub use config::{ConfigError, ConsumerContext, DatabaseConfig, WorkerConfig};
 pub use handler::{FlushFn, Invocation, Worker, WorkerTelemetry};
 
 /// Serves invocations from the Lambda Runtime API named by `AWS_LAMBDA_RUNTIME_API` until the

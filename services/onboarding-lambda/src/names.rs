@@ -23,6 +23,12 @@ pub const FOLLOWUP_WORKFLOWS: &str = "onboarding.followup.workflow_count";
 /// Records of a batch reported in `batchItemFailures`.
 pub const BATCH_FAILURES: &str = "onboarding.batch.failure_count";
 
+/// `db.system.name` of the shared SQLite file (a well-known value of the semantic conventions).
+pub const DB_SYSTEM_SQLITE: &str = "sqlite";
+/// `db.system.name` of a shared PostgreSQL database (a well-known value of the semantic
+/// conventions).
+pub const DB_SYSTEM_POSTGRESQL: &str = "postgresql";
+
 /// Counter: records processed, by customer type and outcome (seed 002's
 /// `lambda_processing_requests_total`).
 pub const METRIC_PROCESSING_REQUESTS: &str = "lambda.processing.requests";

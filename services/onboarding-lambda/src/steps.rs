@@ -1,9 +1,10 @@
 //! The processing steps of seed 002, each a child span with business attributes, and the
-//! resources they touch: the shared SQLite file, the document store, the outbox.
+//! resources they touch: the shared database (see [`crate::database`]), the document store, the
+//! outbox.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -14,6 +15,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use serde::Deserialize;
 
 use crate::config::{DocumentsLocation, WorkerConfig};
+use crate::database::{StatusUpdate, WorkerDatabase};
 use crate::names;
 
 /// One processing step. Failures can be injected per step.
@@ -111,6 +113,12 @@ pub enum OpenError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// PostgreSQL could not be reached, or refused us; `url` has its password redacted.
+    #[error("DATABASE_URL {url}: cannot open the database: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    /// No connection within `DATABASE_CONNECT_TIMEOUT_MS` (nothing listening, or no answer).
+    #[error("DATABASE_URL {url}: cannot open the database: no connection within {timeout_ms} ms")]
+    ConnectTimeout { url: String, timeout_ms: u64 },
     #[error("directory {path}: {source}")]
     Directory {
         path: PathBuf,
@@ -133,17 +141,20 @@ struct Risk {
 #[derive(Debug)]
 pub struct Processor {
     pub(crate) tracer: BoxedTracer,
-    db: Arc<Mutex<rusqlite::Connection>>,
-    db_path: PathBuf,
+    db: WorkerDatabase,
+    /// The database's `db.*`/`server.*` span attributes, built once.
+    db_attributes: Vec<KeyValue>,
     documents: Arc<dyn ObjectStore>,
     outbox: Arc<dyn ObjectStore>,
     failure_rates: HashMap<Step, f64>,
 }
 
 impl Processor {
-    /// Opens the database, the document store and the outbox. Blocking (file system).
+    /// Opens the database, the document store and the outbox. Blocking (file system);
+    /// PostgreSQL is connected to on [`Self::connect`] or first use.
     pub fn open(config: &WorkerConfig, tracer: BoxedTracer) -> Result<Self, OpenError> {
-        let db = open_database(&config.database_path)?;
+        let db = WorkerDatabase::open(&config.database)?;
+        let db_attributes = db.span_attributes();
         let documents: Arc<dyn ObjectStore> = match &config.documents {
             DocumentsLocation::Local(dir) => Arc::new(local_store(dir)?),
             DocumentsLocation::S3 { bucket, prefix } => s3_store(bucket, prefix)?,
@@ -151,12 +162,17 @@ impl Processor {
         let outbox: Arc<dyn ObjectStore> = Arc::new(local_store(&config.outbox_dir)?);
         Ok(Self {
             tracer,
-            db: Arc::new(Mutex::new(db)),
-            db_path: config.database_path.clone(),
+            db,
+            db_attributes,
             documents,
             outbox,
             failure_rates: config.failure_rates.clone(),
         })
+    }
+
+    /// Connects to the database now (PostgreSQL), so a cold start fails on an unreachable one.
+    pub async fn connect(&self) -> Result<(), OpenError> {
+        self.db.connect().await
     }
 
     /// Runs every step under `cx` (the record's CONSUMER span); stops at the first failure.
@@ -229,7 +245,7 @@ impl Processor {
             } else {
                 ("UPDATE", "customers")
             };
-            attributes.push(KeyValue::new(semconv::DB_SYSTEM_NAME, "sqlite"));
+            attributes.extend(self.db_attributes.iter().cloned());
             attributes.push(KeyValue::new(semconv::DB_OPERATION_NAME, op));
             attributes.push(KeyValue::new(semconv::DB_COLLECTION_NAME, table));
         }
@@ -294,19 +310,18 @@ impl Processor {
     }
 
     async fn audit(&self, record: &CustomerRecord, attempt: i64) -> Result<(), StepError> {
-        let db = self.db.clone();
-        let (id, req) = (record.customer_id.clone(), record.request_id.clone());
-        let at = now_rfc3339();
-        blocking(Step::Audit, move || {
-            let conn = db.lock().unwrap_or_else(|p| p.into_inner());
-            conn.execute(
-                "INSERT INTO audit_trail (customer_id, request_id, event, attempt, at) VALUES (?1, ?2, 'onboarding_processed', ?3, ?4)",
-                rusqlite::params![id, req, attempt, at],
+        self.db
+            .insert_audit(
+                record.customer_id.clone(),
+                record.request_id.clone(),
+                attempt,
+                now_rfc3339(),
             )
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-        })
-        .await
+            .await
+            .map_err(|message| StepError::Failed {
+                step: Step::Audit.name(),
+                message,
+            })
     }
 
     async fn store_documents(&self, record: &CustomerRecord, risk: Risk) -> Result<(), StepError> {
@@ -347,25 +362,20 @@ impl Processor {
         risk_score: Option<f64>,
         attempt: i64,
     ) -> Result<(), StepError> {
-        let db = self.db.clone();
-        let id = customer_id.to_owned();
-        let now = now_rfc3339();
-        let path = self.db_path.clone();
-        blocking(Step::Status, move || {
-            let conn = db.lock().unwrap_or_else(|p| p.into_inner());
-            let n = conn
-                .execute(
-                    "UPDATE customers SET status = ?1, status_detail = ?2, risk_score = COALESCE(?3, risk_score),
-                            attempts = MAX(attempts, ?4), updated_at = ?5 WHERE customer_id = ?6",
-                    rusqlite::params![status, detail, risk_score, attempt, now, id],
-                )
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err(format!("no customer {id} in {}", path.display()));
-            }
-            Ok(())
-        })
-        .await
+        self.db
+            .update_status(StatusUpdate {
+                customer_id: customer_id.to_owned(),
+                status,
+                detail,
+                risk_score,
+                attempt,
+                updated_at: now_rfc3339(),
+            })
+            .await
+            .map_err(|message| StepError::Failed {
+                step: Step::Status.name(),
+                message,
+            })
     }
 
     async fn notify(&self, record: &CustomerRecord) -> Result<(), StepError> {
@@ -440,50 +450,6 @@ fn follow_up(record: &CustomerRecord) {
         names::FOLLOWUP_WORKFLOWS,
         workflows.len() as i64,
     ));
-}
-
-async fn blocking(
-    step: Step,
-    f: impl FnOnce() -> Result<(), String> + Send + 'static,
-) -> Result<(), StepError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StepError::Failed {
-            step: step.name(),
-            message: e.to_string(),
-        })?
-        .map_err(|message| StepError::Failed {
-            step: step.name(),
-            message,
-        })
-}
-
-fn open_database(path: &Path) -> Result<rusqlite::Connection, OpenError> {
-    let db_err = |source| OpenError::Database {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
-    let conn = rusqlite::Connection::open(path).map_err(db_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(db_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(db_err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(db_err)?;
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS audit_trail (
-            id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL, request_id TEXT NOT NULL,
-            event TEXT NOT NULL, attempt INTEGER NOT NULL, at TEXT NOT NULL)",
-        [],
-    )
-    .map_err(db_err)?;
-    Ok(conn)
 }
 
 fn local_store(dir: &Path) -> Result<object_store::local::LocalFileSystem, OpenError> {
