@@ -1,6 +1,6 @@
 //! The worker's configuration, read from an environment map and validated once at cold start.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,7 +24,93 @@ pub enum DocumentsLocation {
     S3 {
         bucket: String,
         prefix: String,
+        /// The `AWS_*` variables of the environment map: credentials, region, endpoint.
+        settings: S3Settings,
     },
+}
+
+/// The `AWS_*` pairs of the worker's environment map, kept for the S3 client of the document
+/// store: credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, the
+/// `AWS_CONTAINER_*` variables), `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL_S3`/
+/// `AWS_ENDPOINT_URL`/`AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, `AWS_MAX_ATTEMPTS` and the rest that
+/// `object_store` knows (the document store skips the others, such as `AWS_LAMBDA_*`).
+///
+/// Values hold secrets: `Debug` shows the keys only, and [`Self::redact`] masks secret values in
+/// any text before it is shown.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Settings(BTreeMap<String, String>);
+
+impl S3Settings {
+    /// The non-empty `AWS_*` pairs of `env`, values trimmed. `AWS_MAX_ATTEMPTS`, when given,
+    /// must be a number of at least 1 (attempts per request, the first included, as in the AWS
+    /// SDKs).
+    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let vars: BTreeMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.clone(), v.trim().to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        if let Some(v) = vars.get(MAX_ATTEMPTS)
+            && v.parse::<u32>().ok().filter(|n| *n > 0).is_none()
+        {
+            return Err(ConfigError {
+                name: MAX_ATTEMPTS,
+                value: v.clone(),
+                problem: "is not a number of at least 1".to_owned(),
+            });
+        }
+        Ok(Self(vars))
+    }
+
+    /// The kept pairs, in the order of their names.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The value of one variable.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// `AWS_MAX_ATTEMPTS`: attempts per request, the first included (checked by
+    /// [`Self::from_env`]).
+    pub fn max_attempts(&self) -> Option<u32> {
+        self.get(MAX_ATTEMPTS)?.parse().ok().filter(|n| *n > 0)
+    }
+
+    /// `text` with the value of every secret variable (a key, token, secret or password; not a
+    /// `…_FILE` path) replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (name, value) in &self.0 {
+            if is_secret(name) {
+                out = out.replace(value.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+/// `AWS_MAX_ATTEMPTS`, the AWS SDKs' name for attempts per request.
+const MAX_ATTEMPTS: &str = "AWS_MAX_ATTEMPTS";
+
+/// Whether an `AWS_*` variable holds a credential (`AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+/// `AWS_ACCESS_KEY_ID`, `AWS_SSE_CUSTOMER_KEY_BASE64`, …) rather than a path to one.
+fn is_secret(name: &str) -> bool {
+    !name.ends_with("_FILE")
+        && ["SECRET", "TOKEN", "KEY", "PASSWORD"]
+            .iter()
+            .any(|word| name.contains(word))
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keys only: the values hold credentials.
+        f.debug_tuple("S3Settings")
+            .field(&self.0.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// The default PostgreSQL pool size (`DATABASE_MAX_CONNECTIONS`): records are processed one at a
@@ -172,6 +258,7 @@ impl WorkerConfig {
                     DocumentsLocation::S3 {
                         bucket: bucket.to_owned(),
                         prefix: prefix.trim_matches('/').to_owned(),
+                        settings: S3Settings::from_env(env)?,
                     }
                 }
                 None => DocumentsLocation::Local(PathBuf::from(
@@ -310,6 +397,7 @@ mod tests {
             ("ONBOARDING_CONSUMER_CONTEXT", "link"),
             ("ONBOARDING_DOCUMENTS_URL", "s3://docs/onboarding/"),
             ("ONBOARDING_FLUSH", "off"),
+            ("AWS_REGION", "eu-west-1"),
         ]))
         .unwrap();
         assert_eq!(c.failure_rates[&Step::Compliance], 0.1);
@@ -319,7 +407,8 @@ mod tests {
             c.documents,
             DocumentsLocation::S3 {
                 bucket: "docs".into(),
-                prefix: "onboarding".into()
+                prefix: "onboarding".into(),
+                settings: S3Settings::from_env(&env(&[("AWS_REGION", "eu-west-1")])).unwrap(),
             }
         );
         assert!(!c.flush);
@@ -333,6 +422,11 @@ mod tests {
             ("ONBOARDING_FAILURES", "audit=2", "between 0 and 1"),
             ("ONBOARDING_CONSUMER_CONTEXT", "child", "parent nor link"),
             ("ONBOARDING_FLUSH_TIMEOUT_MS", "soon", "milliseconds"),
+            (
+                "ONBOARDING_DOCUMENTS_URL",
+                "s3:///prefix",
+                "names no bucket",
+            ),
             (
                 "DATABASE_URL",
                 "postgres://u:secret@db:port/x",
@@ -374,5 +468,100 @@ mod tests {
             panic!("not PostgreSQL")
         };
         assert_eq!(pg.max_connections, 2);
+    }
+
+    fn s3_settings(config: &WorkerConfig) -> &S3Settings {
+        match &config.documents {
+            DocumentsLocation::S3 { settings, .. } => settings,
+            other => panic!("not S3: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn s3_keeps_the_aws_pairs_of_the_map_and_drops_the_rest() {
+        let c = WorkerConfig::from_env(&env(&[
+            ("ONBOARDING_DOCUMENTS_URL", "s3://docs"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
+            ("AWS_SESSION_TOKEN", "FwoGZXIvYXdzE"),
+            ("AWS_REGION", " eu-west-1 "),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("AWS_ALLOW_HTTP", "true"),
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://127.0.0.1:1234/creds",
+            ),
+            ("AWS_PROFILE", ""),
+            ("DATABASE_URL", "sqlite:x.db"),
+            ("HOME", "/root"),
+            ("aws_region", "lower-case-is-not-aws"),
+        ]))
+        .unwrap();
+        let settings = s3_settings(&c);
+        let names: Vec<_> = settings.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            names,
+            [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_ALLOW_HTTP",
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "AWS_DEFAULT_REGION",
+                "AWS_ENDPOINT_URL",
+                "AWS_REGION",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+            ]
+        );
+        assert_eq!(settings.get("AWS_REGION"), Some("eu-west-1"));
+        assert_eq!(
+            settings.get("AWS_ENDPOINT_URL"),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(settings.max_attempts(), None);
+        // The local store keeps nothing of the AWS variables.
+        let local = WorkerConfig::from_env(&env(&[("AWS_SECRET_ACCESS_KEY", "x")])).unwrap();
+        assert!(matches!(local.documents, DocumentsLocation::Local(_)));
+    }
+
+    #[test]
+    fn s3_settings_never_show_a_secret_value() {
+        let c = WorkerConfig::from_env(&env(&[
+            ("ONBOARDING_DOCUMENTS_URL", "s3://docs/p"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
+            ("AWS_SESSION_TOKEN", "FwoGZXIvYXdzE"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+            ("AWS_REGION", "eu-west-1"),
+        ]))
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in ["AKIDEXAMPLE", "wJalrXUtnFEMI", "FwoGZXIvYXdzE", "eu-west-1"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("AWS_SECRET_ACCESS_KEY"), "{shown}");
+        let redacted = s3_settings(&c).redact(
+            "key AKIDEXAMPLE secret wJalrXUtnFEMI token FwoGZXIvYXdzE file /var/run/token in eu-west-1",
+        );
+        assert_eq!(
+            redacted,
+            "key *** secret *** token *** file /var/run/token in eu-west-1"
+        );
+    }
+
+    #[test]
+    fn s3_max_attempts_is_a_number_of_at_least_one() {
+        let url = ("ONBOARDING_DOCUMENTS_URL", "s3://docs");
+        let c = WorkerConfig::from_env(&env(&[url, ("AWS_MAX_ATTEMPTS", "3")])).unwrap();
+        assert_eq!(s3_settings(&c).max_attempts(), Some(3));
+        for bad in ["0", "-1", "many"] {
+            let e = WorkerConfig::from_env(&env(&[url, ("AWS_MAX_ATTEMPTS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("AWS_MAX_ATTEMPTS") && e.contains("at least 1"),
+                "{e}"
+            );
+        }
     }
 }

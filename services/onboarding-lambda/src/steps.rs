@@ -14,7 +14,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use serde::Deserialize;
 
-use crate::config::{DocumentsLocation, WorkerConfig};
+use crate::config::{DocumentsLocation, S3Settings, WorkerConfig};
 use crate::database::{StatusUpdate, WorkerDatabase};
 use crate::names;
 
@@ -126,6 +126,10 @@ pub enum OpenError {
     },
     #[error("document store: {0}")]
     Documents(#[from] object_store::Error),
+    /// The S3 client could not be built from the `AWS_*` settings; `message` has every secret
+    /// value masked.
+    #[error("ONBOARDING_DOCUMENTS_URL s3://{bucket}: cannot build the S3 client: {message}")]
+    S3 { bucket: String, message: String },
     #[error("ONBOARDING_DOCUMENTS_URL names S3, but this build lacks the `s3` feature")]
     S3NotBuilt,
 }
@@ -145,6 +149,8 @@ pub struct Processor {
     /// The database's `db.*`/`server.*` span attributes, built once.
     db_attributes: Vec<KeyValue>,
     documents: Arc<dyn ObjectStore>,
+    /// Masks credentials in the document store's errors (empty for local files).
+    documents_settings: S3Settings,
     outbox: Arc<dyn ObjectStore>,
     failure_rates: HashMap<Step, f64>,
 }
@@ -155,9 +161,15 @@ impl Processor {
     pub fn open(config: &WorkerConfig, tracer: BoxedTracer) -> Result<Self, OpenError> {
         let db = WorkerDatabase::open(&config.database)?;
         let db_attributes = db.span_attributes();
-        let documents: Arc<dyn ObjectStore> = match &config.documents {
-            DocumentsLocation::Local(dir) => Arc::new(local_store(dir)?),
-            DocumentsLocation::S3 { bucket, prefix } => s3_store(bucket, prefix)?,
+        let (documents, documents_settings): (Arc<dyn ObjectStore>, S3Settings) = match &config
+            .documents
+        {
+            DocumentsLocation::Local(dir) => (Arc::new(local_store(dir)?), S3Settings::default()),
+            DocumentsLocation::S3 {
+                bucket,
+                prefix,
+                settings,
+            } => (s3_store(bucket, prefix, settings)?, settings.clone()),
         };
         let outbox: Arc<dyn ObjectStore> = Arc::new(local_store(&config.outbox_dir)?);
         Ok(Self {
@@ -165,6 +177,7 @@ impl Processor {
             db,
             db_attributes,
             documents,
+            documents_settings,
             outbox,
             failure_rates: config.failure_rates.clone(),
         })
@@ -344,7 +357,7 @@ impl Processor {
             .await
             .map_err(|e| StepError::Failed {
                 step: Step::Documents.name(),
-                message: e.to_string(),
+                message: self.documents_settings.redact(&e.to_string()),
             })?;
         let span = Context::current();
         span.span()
@@ -460,11 +473,39 @@ fn local_store(dir: &Path) -> Result<object_store::local::LocalFileSystem, OpenE
     Ok(object_store::local::LocalFileSystem::new_with_prefix(dir)?)
 }
 
+/// The S3 document store, configured from the `AWS_*` pairs of the environment map only (never
+/// the process environment). Names are lower-cased as `AmazonS3Builder::from_env` does, so
+/// `AWS_ENDPOINT_URL`/`AWS_ENDPOINT` set the endpoint, `AWS_ENDPOINT_URL_S3` one that wins over
+/// it, `AWS_REGION` the region (`AWS_DEFAULT_REGION` when it is absent); names `object_store`
+/// does not know (`AWS_LAMBDA_*`, `AWS_PROFILE`, …) are skipped. `AWS_MAX_ATTEMPTS` bounds the
+/// attempts per request (`object_store` otherwise retries for up to three minutes).
 #[cfg(feature = "s3")]
-fn s3_store(bucket: &str, prefix: &str) -> Result<Arc<dyn ObjectStore>, OpenError> {
-    let s3 = object_store::aws::AmazonS3Builder::from_env()
+fn s3_store(
+    bucket: &str,
+    prefix: &str,
+    settings: &S3Settings,
+) -> Result<Arc<dyn ObjectStore>, OpenError> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+
+    let mut builder = AmazonS3Builder::new();
+    for (name, value) in settings.iter() {
+        if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+            builder = builder.with_config(key, value);
+        }
+    }
+    if let Some(attempts) = settings.max_attempts() {
+        builder = builder.with_retry(object_store::RetryConfig {
+            max_retries: attempts.saturating_sub(1) as usize,
+            ..Default::default()
+        });
+    }
+    let s3 = builder
         .with_bucket_name(bucket)
-        .build()?;
+        .build()
+        .map_err(|e| OpenError::S3 {
+            bucket: bucket.to_owned(),
+            message: settings.redact(&e.to_string()),
+        })?;
     if prefix.is_empty() {
         Ok(Arc::new(s3))
     } else {
@@ -473,7 +514,11 @@ fn s3_store(bucket: &str, prefix: &str) -> Result<Arc<dyn ObjectStore>, OpenErro
 }
 
 #[cfg(not(feature = "s3"))]
-fn s3_store(_bucket: &str, _prefix: &str) -> Result<Arc<dyn ObjectStore>, OpenError> {
+fn s3_store(
+    _bucket: &str,
+    _prefix: &str,
+    _settings: &S3Settings,
+) -> Result<Arc<dyn ObjectStore>, OpenError> {
     Err(OpenError::S3NotBuilt)
 }
 
