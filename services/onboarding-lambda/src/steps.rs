@@ -528,3 +528,60 @@ pub(crate) fn now_rfc3339() -> String {
         // Formatting the current UTC time as RFC 3339 cannot fail (the year is in range).
         .unwrap_or_default()
 }
+
+#[cfg(all(test, feature = "s3"))]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> S3Settings {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        S3Settings::from_env(&env).unwrap()
+    }
+
+    #[test]
+    fn s3_store_is_built_from_the_settings_skipping_unknown_names() {
+        let store = s3_store(
+            "docs",
+            "",
+            &settings(&[
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("AWS_REGION", "eu-west-1"),
+                ("AWS_LAMBDA_FUNCTION_NAME", "onboarding-lambda"),
+                ("AWS_PROFILE", "default"),
+                ("AWS_MAX_ATTEMPTS", "2"),
+            ]),
+        )
+        .unwrap();
+        // Names object_store does not know (and AWS_MAX_ATTEMPTS, taken apart) are no error.
+        assert_eq!(store.to_string(), "AmazonS3(docs)");
+    }
+
+    #[test]
+    fn s3_build_errors_name_the_url_and_hide_secrets() {
+        let Err(e) = s3_store(
+            "docs",
+            "",
+            &settings(&[
+                ("AWS_ACCESS_KEY_ID", "AKIDNEVERSHOWN"),
+                ("AWS_SESSION_TOKEN", "token-never-shown"),
+            ]),
+        ) else {
+            panic!("an access key without its secret was accepted");
+        };
+        let message = e.to_string();
+        assert!(
+            message.starts_with("ONBOARDING_DOCUMENTS_URL s3://docs: cannot build the S3 client"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("NEVERSHOWN") && !message.contains("never-shown"),
+            "{message}"
+        );
+    }
+}
