@@ -165,6 +165,31 @@ fn flush_async_on_a_current_thread_runtime_reaches_the_grpc_receiver() {
     );
 }
 
+/// A configuration exporting to an endpoint that accepts connections and holds them open without
+/// ever writing a byte (with 30 s exporter timeouts), and a current_thread runtime to flush on.
+fn black_hole_setup() -> (TelemetryConfig, tokio::runtime::Runtime) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("bound address");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let config = grpc_config(
+        &format!("http://{addr}"),
+        &[
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "30000"),
+        ],
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("current_thread runtime");
+    (config, rt)
+}
+
 #[test]
 fn export_on_flush_sends_nothing_before_the_flush_and_everything_at_it() {
     let (addr, receiver) = start_receiver();
@@ -216,25 +241,7 @@ fn export_on_flush_sends_nothing_before_the_flush_and_everything_at_it() {
 
 #[test]
 fn export_on_flush_against_an_endpoint_that_never_answers_times_out() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let addr = listener.local_addr().expect("bound address");
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
-    let config = grpc_config(
-        &format!("http://{addr}"),
-        &[
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
-            ("OTEL_BSP_EXPORT_TIMEOUT", "30000"),
-        ],
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("current_thread runtime");
+    let (config, rt) = black_hole_setup();
     let telemetry = Telemetry::builder(config)
         .export_on_flush()
         .build()
@@ -254,26 +261,7 @@ fn export_on_flush_against_an_endpoint_that_never_answers_times_out() {
 
 #[test]
 fn flush_against_an_endpoint_that_never_answers_times_out() {
-    // Accepts connections and holds them open without ever writing a byte.
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let addr = listener.local_addr().expect("bound address");
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
-    let config = grpc_config(
-        &format!("http://{addr}"),
-        &[
-            ("OTEL_EXPORTER_OTLP_TIMEOUT", "30000"),
-            ("OTEL_BSP_EXPORT_TIMEOUT", "30000"),
-        ],
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("current_thread runtime");
+    let (config, rt) = black_hole_setup();
     let (flush, shutdown) = rt.block_on(async {
         let telemetry = Telemetry::builder(config)
             .build()
