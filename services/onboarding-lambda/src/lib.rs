@@ -11,6 +11,7 @@ pub mod database;
 pub mod entry;
 pub mod handler;
 pub mod names;
+pub mod outbox;
 pub mod steps;
 
 use std::sync::Arc;

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::config::{DocumentsLocation, S3Settings, WorkerConfig};
 use crate::database::{StatusUpdate, WorkerDatabase};
 use crate::names;
+use crate::outbox::{Outbox, OutboxError};
 
 /// One processing step. Failures can be injected per step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,6 +127,8 @@ pub enum OpenError {
     },
     #[error("document store: {0}")]
     Documents(#[from] object_store::Error),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
     /// The S3 client could not be built from the `AWS_*` settings; `message` has every secret
     /// value masked.
     #[error("ONBOARDING_DOCUMENTS_URL s3://{bucket}: cannot build the S3 client: {message}")]
@@ -151,7 +154,7 @@ pub struct Processor {
     documents: Arc<dyn ObjectStore>,
     /// Masks credentials in the document store's errors (empty for local files).
     documents_settings: S3Settings,
-    outbox: Arc<dyn ObjectStore>,
+    outbox: Outbox,
     failure_rates: HashMap<Step, f64>,
 }
 
@@ -171,7 +174,7 @@ impl Processor {
                 settings,
             } => (s3_store(bucket, prefix, settings)?, settings.clone()),
         };
-        let outbox: Arc<dyn ObjectStore> = Arc::new(local_store(&config.outbox_dir)?);
+        let outbox = Outbox::open(&config.outbox_dir)?;
         Ok(Self {
             tracer,
             db,
@@ -400,12 +403,8 @@ impl Processor {
             "subject": format!("Welcome to throughline, {}", record.name),
             "queued_at": now_rfc3339(),
         });
-        let path = ObjectPath::from(format!(
-            "welcome-{}-{}.json",
-            record.customer_id, record.request_id
-        ));
         self.outbox
-            .put(&path, bytes::Bytes::from(message.to_string()).into())
+            .send(&message)
             .await
             .map_err(|e| StepError::Failed {
                 step: Step::Notification.name(),
