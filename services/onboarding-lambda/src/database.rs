@@ -118,11 +118,14 @@ impl WorkerDatabase {
                 blocking(move || {
                     // A poisoned lock only means another step panicked; the connection is usable.
                     let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-                    conn.execute(
+                    // Cached: the statement is parsed once per environment, not per record.
+                    conn.prepare_cached(
                         "INSERT INTO audit_trail (customer_id, request_id, event, attempt, at)
                          VALUES (?1, ?2, 'onboarding_processed', ?3, ?4)",
-                        rusqlite::params![customer_id, request_id, attempt, at],
                     )
+                    .and_then(|mut insert| {
+                        insert.execute(rusqlite::params![customer_id, request_id, attempt, at])
+                    })
                     .map(|_| ())
                     .map_err(|e| e.to_string())
                 })
@@ -154,20 +157,22 @@ impl WorkerDatabase {
                 blocking(move || {
                     let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
                     let n = conn
-                        .execute(
+                        .prepare_cached(
                             "UPDATE customers SET status = ?1, status_detail = ?2,
                                     risk_score = COALESCE(?3, risk_score),
                                     attempts = MAX(attempts, ?4), updated_at = ?5
                              WHERE customer_id = ?6",
-                            rusqlite::params![
+                        )
+                        .and_then(|mut update_row| {
+                            update_row.execute(rusqlite::params![
                                 update.status,
                                 update.detail,
                                 update.risk_score,
                                 update.attempt,
                                 update.updated_at,
                                 update.customer_id
-                            ],
-                        )
+                            ])
+                        })
                         .map_err(|e| e.to_string())?;
                     if n == 0 {
                         return Err(format!(
