@@ -215,12 +215,12 @@ impl Target {
     async fn send_batch(&self, batch: Vec<Pending>) {
         let mut entries = Vec::with_capacity(batch.len());
         let mut waiting = HashMap::with_capacity(batch.len());
-        for (n, pending) in batch.into_iter().enumerate() {
+        for (n, Pending { message, outcome }) in batch.into_iter().enumerate() {
             let id = n.to_string();
-            let entry = self.attributes(&pending.message).and_then(|attributes| {
+            let entry = self.attributes(&message).and_then(|attributes| {
                 SendMessageBatchRequestEntry::builder()
                     .id(&id)
-                    .message_body(pending.message.body.clone())
+                    .message_body(message.body)
                     .set_message_attributes(Some(attributes))
                     .build()
                     .map_err(|e| self.send_error(e))
@@ -228,10 +228,10 @@ impl Target {
             match entry {
                 Ok(entry) => {
                     entries.push(entry);
-                    waiting.insert(id, pending.outcome);
+                    waiting.insert(id, outcome);
                 }
                 Err(err) => {
-                    let _ = pending.outcome.send(Err(err));
+                    let _ = outcome.send(Err(err));
                 }
             }
         }
