@@ -176,29 +176,30 @@ impl Target {
 
     fn attributes(
         &self,
-        message: &OutgoingMessage,
+        strings: HashMap<String, String>,
     ) -> Result<HashMap<String, MessageAttributeValue>, QueueError> {
-        let mut attributes = HashMap::with_capacity(message.attributes.len());
-        for (k, v) in &message.attributes {
+        let mut attributes = HashMap::with_capacity(strings.len());
+        for (k, v) in strings {
             let value = MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(v)
                 .build()
                 .map_err(|e| self.send_error(e))?;
-            attributes.insert(k.clone(), value);
+            attributes.insert(k, value);
         }
         Ok(attributes)
     }
 
     /// One `SendMessage`.
     async fn send_one(&self, pending: Pending) {
-        let outcome = async {
-            let attributes = self.attributes(&pending.message)?;
+        let Pending { message, outcome } = pending;
+        let result = async {
+            let attributes = self.attributes(message.attributes)?;
             let request = self
                 .client
                 .send_message()
                 .queue_url(&self.url)
-                .message_body(pending.message.body)
+                .message_body(message.body)
                 .set_message_attributes(Some(attributes))
                 .send();
             match tokio::time::timeout(self.timeout, request).await {
@@ -208,7 +209,7 @@ impl Target {
             }
         }
         .await;
-        let _ = pending.outcome.send(outcome);
+        let _ = outcome.send(result);
     }
 
     /// One `SendMessageBatch`; each message gets its own entry's outcome.
@@ -217,7 +218,7 @@ impl Target {
         let mut waiting = HashMap::with_capacity(batch.len());
         for (n, Pending { message, outcome }) in batch.into_iter().enumerate() {
             let id = n.to_string();
-            let entry = self.attributes(&message).and_then(|attributes| {
+            let entry = self.attributes(message.attributes).and_then(|attributes| {
                 SendMessageBatchRequestEntry::builder()
                     .id(&id)
                     .message_body(message.body)
