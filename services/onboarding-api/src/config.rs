@@ -3,71 +3,28 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
+
+use onboarding_db::DatabaseDefaults;
+pub use onboarding_db::{DatabaseConfig, PostgresConfig};
 
 /// The default listen address (the seeds' port).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
 /// The default queue name.
 pub const DEFAULT_QUEUE: &str = "onboarding-queue";
 /// The default SQLite file, relative to the working directory.
-pub const DEFAULT_DATABASE: &str = "data/onboarding.sqlite3";
+pub const DEFAULT_DATABASE: &str = onboarding_db::DEFAULT_SQLITE_PATH;
 /// The default PostgreSQL pool size (`DATABASE_MAX_CONNECTIONS`).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// The default bound on connecting to PostgreSQL (`DATABASE_CONNECT_TIMEOUT_MS`).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = onboarding_db::DEFAULT_CONNECT_TIMEOUT;
 
-/// Where customers are stored: `DATABASE_URL`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DatabaseConfig {
-    /// `sqlite:PATH`, `sqlite://PATH` or a plain path (the default): an embedded file.
-    Sqlite(PathBuf),
-    /// `postgres://…` or `postgresql://…`.
-    Postgres(PostgresConfig),
-}
-
-impl std::fmt::Display for DatabaseConfig {
-    /// The path, or the URL with its password redacted: safe for logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Sqlite(path) => write!(f, "{}", path.display()),
-            Self::Postgres(pg) => f.write_str(&pg.redacted_url),
-        }
-    }
-}
-
-/// A PostgreSQL database. `Debug` and every message show [`Self::redacted_url`] only.
-#[derive(Clone, PartialEq)]
-pub struct PostgresConfig {
-    /// The URL as given, password included: only for connecting.
-    url: String,
-    /// The URL with its password replaced by `***`.
-    pub redacted_url: String,
-    /// `DATABASE_MAX_CONNECTIONS`: the pool's size.
-    pub max_connections: u32,
-    /// `DATABASE_CONNECT_TIMEOUT_MS`: how long a connection (or a free one from the pool) may take.
-    pub connect_timeout: Duration,
-}
-
-impl PostgresConfig {
-    /// The connection options; the URL was checked by [`ApiConfig::from_env`], so this does
-    /// not fail for a config made there. `PG*` variables of the process fill what the URL
-    /// leaves out, as with libpq.
-    pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
-        sqlx::postgres::PgConnectOptions::from_str(&self.url)
-    }
-}
-
-impl std::fmt::Debug for PostgresConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresConfig")
-            .field("url", &self.redacted_url)
-            .field("max_connections", &self.max_connections)
-            .field("connect_timeout", &self.connect_timeout)
-            .finish()
-    }
-}
+/// The API's defaults for `DATABASE_*`.
+const DATABASE_DEFAULTS: DatabaseDefaults = DatabaseDefaults {
+    url: DEFAULT_DATABASE,
+    max_connections: DEFAULT_MAX_CONNECTIONS,
+    connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+};
 
 /// Validated configuration of the API.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +60,16 @@ pub enum ConfigError {
     },
 }
 
+impl From<onboarding_db::DatabaseConfigError> for ConfigError {
+    fn from(e: onboarding_db::DatabaseConfigError) -> Self {
+        Self::Invalid {
+            name: e.name,
+            value: e.value,
+            problem: e.problem,
+        }
+    }
+}
+
 impl ApiConfig {
     /// Reads the configuration from an environment map, applying defaults.
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
@@ -123,31 +90,7 @@ impl ApiConfig {
             None => 16 * 1024,
             Some(v) => parse(v, "ONBOARDING_MAX_BODY_BYTES", "is not a number of bytes")?,
         };
-        let url = get("DATABASE_URL").unwrap_or(DEFAULT_DATABASE);
-        let database = if is_postgres(url) {
-            let max_connections = match get("DATABASE_MAX_CONNECTIONS") {
-                None => DEFAULT_MAX_CONNECTIONS,
-                Some(v) => parse::<u32>(v, "DATABASE_MAX_CONNECTIONS", "is not a number")
-                    .and_then(|n| match n {
-                        0 => Err(ConfigError::Invalid {
-                            name: "DATABASE_MAX_CONNECTIONS",
-                            value: v.to_owned(),
-                            problem: "must be at least 1",
-                        }),
-                        n => Ok(n),
-                    })?,
-            };
-            DatabaseConfig::Postgres(postgres_config(
-                url,
-                max_connections,
-                ms(
-                    "DATABASE_CONNECT_TIMEOUT_MS",
-                    DEFAULT_CONNECT_TIMEOUT.as_millis() as u64,
-                )?,
-            )?)
-        } else {
-            DatabaseConfig::Sqlite(sqlite_path(url)?)
-        };
+        let database = DatabaseConfig::from_env(env, &DATABASE_DEFAULTS)?;
         Ok(Self {
             addr,
             database,
@@ -181,88 +124,10 @@ fn parse<T: std::str::FromStr>(
     })
 }
 
-/// `postgres:…` and `postgresql:…` name PostgreSQL (and must then be `scheme://…` URLs).
-fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres:") || url.starts_with("postgresql:")
-}
-
-/// Checks a PostgreSQL URL now, so a bad one stops start-up naming `DATABASE_URL`.
-fn postgres_config(
-    url: &str,
-    max_connections: u32,
-    connect_timeout: Duration,
-) -> Result<PostgresConfig, ConfigError> {
-    let redacted_url = redact_password(url);
-    if !url.contains("://") || sqlx::postgres::PgConnectOptions::from_str(url).is_err() {
-        return Err(ConfigError::Invalid {
-            name: "DATABASE_URL",
-            value: redacted_url,
-            problem: "is not a PostgreSQL URL (postgres://user:password@host:port/database)",
-        });
-    }
-    Ok(PostgresConfig {
-        url: url.to_owned(),
-        redacted_url,
-        max_connections,
-        connect_timeout,
-    })
-}
-
-/// `sqlite:PATH`, `sqlite://PATH` or a plain path.
-fn sqlite_path(url: &str) -> Result<PathBuf, ConfigError> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    if path.is_empty() || path.contains("://") {
-        return Err(ConfigError::Invalid {
-            name: "DATABASE_URL",
-            value: redact_password(url),
-            problem: "is not sqlite:PATH, a file path, or postgres://…",
-        });
-    }
-    Ok(PathBuf::from(path))
-}
-
-/// The URL with the password of its user info (`user:PASSWORD@`) and of a `password=` query
-/// parameter replaced by `***`. Works on text that does not parse as a URL, too.
-pub fn redact_password(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    // The user info ends at the last `@` before the query: a password may hold `/` or `@`.
-    let query_at = url[start..].find('?').map_or(url.len(), |i| start + i);
-    let mut out = match url[start..query_at].rfind('@') {
-        Some(at) => {
-            let userinfo = &url[start..start + at];
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let masked = if userinfo.contains(':') { ":***" } else { "" };
-            format!(
-                "{}{user}{masked}{}",
-                &url[..start],
-                &url[start + at..query_at]
-            )
-        }
-        None => url[..query_at].to_owned(),
-    };
-    if query_at < url.len() {
-        let query = url[query_at + 1..]
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        out.push('?');
-        out.push_str(&query);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -359,27 +224,5 @@ mod tests {
         };
         assert_eq!(pg.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(pg.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
-    }
-
-    #[test]
-    fn redacts_passwords_wherever_they_are() {
-        for (url, shown) in [
-            ("postgres://u:pw@h:5432/d", "postgres://u:***@h:5432/d"),
-            ("postgres://u@h/d", "postgres://u@h/d"),
-            ("postgres://h/d", "postgres://h/d"),
-            ("postgres://u:p@w/rd@h/d", "postgres://u:***@h/d"),
-            (
-                "postgres://u:pw@h/d?sslmode=disable",
-                "postgres://u:***@h/d?sslmode=disable",
-            ),
-            (
-                "postgres://h/d?user=u&password=pw",
-                "postgres://h/d?user=u&password=***",
-            ),
-            ("postgres://h/d?a@b", "postgres://h/d?a@b"),
-            ("not a url u:pw@h", "not a url u:pw@h"),
-        ] {
-            assert_eq!(redact_password(url), shown, "{url}");
-        }
     }
 }

@@ -2,8 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
+
+use onboarding_db::DatabaseDefaults;
+pub use onboarding_db::{DatabaseConfig, PostgresConfig};
 
 use crate::steps::Step;
 
@@ -118,45 +120,12 @@ impl std::fmt::Debug for S3Settings {
 /// second while the first is still being checked on its way back to the pool.)
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1;
 
-/// The database shared with onboarding-api: `DATABASE_URL`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DatabaseConfig {
-    /// `sqlite:PATH`, `sqlite://PATH` or a plain path (default `data/onboarding.sqlite3`).
-    Sqlite(PathBuf),
-    /// `postgres://…` or `postgresql://…`.
-    Postgres(PostgresConfig),
-}
-
-/// A PostgreSQL database. `Debug` and every message show [`Self::redacted_url`] only.
-#[derive(Clone, PartialEq)]
-pub struct PostgresConfig {
-    /// The URL as given, password included: only for connecting.
-    url: String,
-    /// The URL with its password replaced by `***`.
-    pub redacted_url: String,
-    /// `DATABASE_MAX_CONNECTIONS`: the pool's size (default 1).
-    pub max_connections: u32,
-    /// `DATABASE_CONNECT_TIMEOUT_MS`: how long a connection may take (default 5000).
-    pub connect_timeout: Duration,
-}
-
-impl PostgresConfig {
-    /// The connection options; the URL was checked by [`WorkerConfig::from_env`]. `PG*`
-    /// variables of the process fill what the URL leaves out, as with libpq.
-    pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
-        sqlx::postgres::PgConnectOptions::from_str(&self.url)
-    }
-}
-
-impl std::fmt::Debug for PostgresConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresConfig")
-            .field("url", &self.redacted_url)
-            .field("max_connections", &self.max_connections)
-            .field("connect_timeout", &self.connect_timeout)
-            .finish()
-    }
-}
+/// The worker's defaults for `DATABASE_*`: the API's file, a pool of one.
+const DATABASE_DEFAULTS: DatabaseDefaults = DatabaseDefaults {
+    url: onboarding_db::DEFAULT_SQLITE_PATH,
+    max_connections: DEFAULT_MAX_CONNECTIONS,
+    connect_timeout: onboarding_db::DEFAULT_CONNECT_TIMEOUT,
+};
 
 /// Validated configuration of the worker.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,6 +158,16 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+impl From<onboarding_db::DatabaseConfigError> for ConfigError {
+    fn from(e: onboarding_db::DatabaseConfigError) -> Self {
+        Self {
+            name: e.name,
+            value: e.value,
+            problem: e.problem.to_owned(),
+        }
+    }
+}
+
 impl WorkerConfig {
     pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -197,56 +176,7 @@ impl WorkerConfig {
             value: value.to_owned(),
             problem: problem.to_owned(),
         };
-        let db = get("DATABASE_URL").unwrap_or("data/onboarding.sqlite3");
-        let database = if db.starts_with("postgres:") || db.starts_with("postgresql:") {
-            let redacted_url = redact_password(db);
-            if !db.contains("://") || sqlx::postgres::PgConnectOptions::from_str(db).is_err() {
-                return Err(err(
-                    "DATABASE_URL",
-                    &redacted_url,
-                    "is not a PostgreSQL URL (postgres://user:password@host:port/database)",
-                ));
-            }
-            let max_connections = match get("DATABASE_MAX_CONNECTIONS") {
-                None => DEFAULT_MAX_CONNECTIONS,
-                Some(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    err(
-                        "DATABASE_MAX_CONNECTIONS",
-                        v,
-                        "is not a number of at least 1",
-                    )
-                })?,
-            };
-            let connect_timeout = match get("DATABASE_CONNECT_TIMEOUT_MS") {
-                None => Duration::from_secs(5),
-                Some(v) => Duration::from_millis(v.parse().map_err(|_| {
-                    err(
-                        "DATABASE_CONNECT_TIMEOUT_MS",
-                        v,
-                        "is not a number of milliseconds",
-                    )
-                })?),
-            };
-            DatabaseConfig::Postgres(PostgresConfig {
-                url: db.to_owned(),
-                redacted_url,
-                max_connections,
-                connect_timeout,
-            })
-        } else {
-            let path = db
-                .strip_prefix("sqlite://")
-                .or_else(|| db.strip_prefix("sqlite:"))
-                .unwrap_or(db);
-            if path.is_empty() || path.contains("://") {
-                return Err(err(
-                    "DATABASE_URL",
-                    &redact_password(db),
-                    "is not sqlite:PATH, a file path, or postgres://…",
-                ));
-            }
-            DatabaseConfig::Sqlite(PathBuf::from(path))
-        };
+        let database = DatabaseConfig::from_env(env, &DATABASE_DEFAULTS)?;
         let documents = match get("ONBOARDING_DOCUMENTS_URL") {
             None => DocumentsLocation::Local(PathBuf::from("data/documents")),
             Some(url) => match url.strip_prefix("s3://") {
@@ -329,42 +259,6 @@ impl WorkerConfig {
             flush_timeout,
         })
     }
-}
-
-/// The URL with the password of its user info (`user:PASSWORD@`) and of a `password=` query
-/// parameter replaced by `***`. Works on text that does not parse as a URL, too.
-pub fn redact_password(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    // The user info ends at the last `@` before the query: a password may hold `/` or `@`.
-    let query_at = url[start..].find('?').map_or(url.len(), |i| start + i);
-    let mut out = match url[start..query_at].rfind('@') {
-        Some(at) => {
-            let userinfo = &url[start..start + at];
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let masked = if userinfo.contains(':') { ":***" } else { "" };
-            format!(
-                "{}{user}{masked}{}",
-                &url[..start],
-                &url[start + at..query_at]
-            )
-        }
-        None => url[..query_at].to_owned(),
-    };
-    if query_at < url.len() {
-        let query = url[query_at + 1..]
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        out.push('?');
-        out.push_str(&query);
-    }
-    out
 }
 
 #[cfg(test)]

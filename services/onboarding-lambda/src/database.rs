@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use onboarding_db::SqliteOpenError;
+use onboarding_db::schema::SCHEMA_LOCK_KEY;
 use opentelemetry::KeyValue;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -17,10 +19,6 @@ use tokio::sync::OnceCell;
 use crate::config::{DatabaseConfig, PostgresConfig};
 use crate::names::{DB_SYSTEM_POSTGRESQL, DB_SYSTEM_SQLITE};
 use crate::steps::OpenError;
-
-/// Key of the advisory lock held while creating tables; the same value as onboarding-api's
-/// `customers::postgres::SCHEMA_LOCK_KEY`, so the two never create tables at once.
-const SCHEMA_LOCK_KEY: i64 = 0x7468_726f_7567_6800; // "through\0"
 
 const SQLITE_AUDIT_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit_trail (
     id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL, request_id TEXT NOT NULL,
@@ -272,26 +270,12 @@ impl PostgresDatabase {
     }
 }
 
+/// Opens the shared file with the settings both services use and creates `audit_trail`.
 fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, OpenError> {
-    let db_err = |source| OpenError::Database {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
-    let conn = rusqlite::Connection::open(path).map_err(db_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(db_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(db_err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(db_err)?;
-    conn.execute(SQLITE_AUDIT_SCHEMA, []).map_err(db_err)?;
-    Ok(conn)
+    onboarding_db::open_sqlite(path, SQLITE_AUDIT_SCHEMA).map_err(|e| match e {
+        SqliteOpenError::Directory { path, source } => OpenError::Directory { path, source },
+        SqliteOpenError::Database { path, source } => OpenError::Database { path, source },
+    })
 }
 
 async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Result<(), String> {

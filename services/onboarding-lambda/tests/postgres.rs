@@ -39,7 +39,7 @@ fn event(records: Vec<SqsMessage>) -> SqsEvent {
 
 /// The `customers` table exactly as onboarding-api creates it, with a few customers received.
 fn customers_table(pg: &PostgresServer, ids: &[&str]) {
-    pg.psql(onboarding_api::customers::postgres::SCHEMA);
+    pg.psql(onboarding_db::schema::CUSTOMERS_POSTGRES);
     for id in ids {
         pg.psql(&format!(
             "INSERT INTO customers (customer_id, email, name, customer_type, status, request_id,

@@ -13,26 +13,9 @@ use crate::config::PostgresConfig;
 use crate::names;
 
 /// The PostgreSQL form of [`super::SCHEMA`]: the same columns, PostgreSQL types.
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS customers (
-    customer_id   TEXT PRIMARY KEY,
-    email         TEXT NOT NULL,
-    name          TEXT NOT NULL,
-    customer_type TEXT NOT NULL,
-    company_size  TEXT,
-    status        TEXT NOT NULL,
-    status_detail TEXT,
-    risk_score    DOUBLE PRECISION,
-    attempts      BIGINT NOT NULL DEFAULT 0,
-    request_id    TEXT NOT NULL,
-    trace_id      TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
-    updated_at    TEXT NOT NULL
-)";
-
-/// Key of the advisory lock held while creating tables, shared with `onboarding-lambda`:
-/// concurrent `CREATE TABLE IF NOT EXISTS` can otherwise fail on PostgreSQL's catalog.
-pub const SCHEMA_LOCK_KEY: i64 = 0x7468_726f_7567_6800; // "through\0"
+pub use onboarding_db::schema::CUSTOMERS_POSTGRES as SCHEMA;
+/// Key of the advisory lock held while creating tables, shared with `onboarding-lambda`.
+pub use onboarding_db::schema::SCHEMA_LOCK_KEY;
 
 /// SQLSTATE `unique_violation`: the customer id is taken.
 const UNIQUE_VIOLATION: &str = "23505";

@@ -5,29 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use onboarding_db::SqliteOpenError;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Customer, CustomerStoreError, NewCustomer};
 
-/// The table both services use. `status` moves `received` → `processing` → `completed`, or to
-/// `failed` when a step failed (the record is redelivered, so it may move on again).
-pub const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS customers (
-    customer_id   TEXT PRIMARY KEY,
-    email         TEXT NOT NULL,
-    name          TEXT NOT NULL,
-    customer_type TEXT NOT NULL,
-    company_size  TEXT,
-    status        TEXT NOT NULL,
-    status_detail TEXT,
-    risk_score    REAL,
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    request_id    TEXT NOT NULL,
-    trace_id      TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
-    updated_at    TEXT NOT NULL
-)";
+/// The table both services use (the contract lives in `onboarding-db`).
+pub use onboarding_db::schema::CUSTOMERS_SQLITE as SCHEMA;
 
 /// Rows written per transaction at most: one commit (one fsync in WAL) serves many requests.
 const MAX_GROUP_COMMIT_ROWS: usize = 512;
@@ -55,27 +40,13 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// Opens (creating when missing) an SQLite file for either service, with the settings both use.
+/// Opens (creating when missing) the customer file with the settings both services use, and
+/// creates [`SCHEMA`].
 pub fn open_connection(path: &Path) -> Result<Connection, CustomerStoreError> {
-    let db_err = |source| CustomerStoreError::Database {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| CustomerStoreError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
-    let conn = Connection::open(path).map_err(db_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(db_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(db_err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(db_err)?;
-    conn.execute(SCHEMA, []).map_err(db_err)?;
-    Ok(conn)
+    onboarding_db::open_sqlite(path, SCHEMA).map_err(|e| match e {
+        SqliteOpenError::Directory { path, source } => CustomerStoreError::Io { path, source },
+        SqliteOpenError::Database { path, source } => CustomerStoreError::Database { path, source },
+    })
 }
 
 impl SqliteCustomers {
