@@ -69,6 +69,7 @@ impl Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.command.is_long_running_server() {
+        heap::limit_arenas();
         heap::trim_when_idle();
     }
     match cli.command {
