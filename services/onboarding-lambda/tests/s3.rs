@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
-use onboarding_lambda::{Invocation, Worker, WorkerConfig, WorkerTelemetry, names};
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{Status, TracerProvider as _};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+mod common;
+
+use common::{attr, event, record, setup};
+use onboarding_lambda::{Invocation, names};
+use opentelemetry::trace::Status;
+use opentelemetry_sdk::trace::SpanData;
 use throughline_testkit::{ChildGuard, free_loopback_addr, python, wait_for_port};
 
 /// The access key pair moto accepts; any value works, these are what the task's peers use.
@@ -95,81 +96,6 @@ impl Moto {
     }
 }
 
-fn record(n: usize) -> SqsMessage {
-    let mut attr = SqsMessageAttribute::default();
-    attr.string_value = Some(format!(
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b{n}-01"
-    ));
-    attr.data_type = Some("String".into());
-    let mut m = SqsMessage::default();
-    m.message_id = Some(format!("msg-{n}"));
-    m.body = Some(
-        serde_json::json!({"customer_id": format!("C-{n}"), "email": format!("person{n}@secret.example"),
-                           "name": "Acme", "type": "premium", "request_id": format!("r{n}")})
-        .to_string(),
-    );
-    m.message_attributes = HashMap::from([("traceparent".to_owned(), attr)]);
-    m.attributes = HashMap::from([("ApproximateReceiveCount".to_owned(), "1".to_owned())]);
-    m
-}
-
-fn event(records: Vec<SqsMessage>) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    e.records = records;
-    e
-}
-
-/// The worker as `tests/handler.rs` builds it (SQLite in a tempdir, in-memory spans), with the
-/// given `AWS_*` and `ONBOARDING_DOCUMENTS_URL` pairs in its environment map only.
-fn setup(
-    documents_env: &[(&str, &str)],
-) -> (
-    tempfile::TempDir,
-    Worker,
-    InMemorySpanExporter,
-    SdkTracerProvider,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("db.sqlite3");
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch(
-        "CREATE TABLE customers (customer_id TEXT PRIMARY KEY, status TEXT, status_detail TEXT, risk_score REAL,
-                                 attempts INTEGER NOT NULL DEFAULT 0, updated_at TEXT);
-         INSERT INTO customers (customer_id, status) VALUES ('C-0','received'),('C-1','received');",
-    )
-    .unwrap();
-    let mut env: HashMap<String, String> = HashMap::from([
-        ("DATABASE_URL".into(), db.display().to_string()),
-        (
-            "ONBOARDING_OUTBOX_DIR".into(),
-            dir.path().join("outbox").display().to_string(),
-        ),
-    ]);
-    env.extend(
-        documents_env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let telemetry = WorkerTelemetry {
-        tracer: BoxedTracer::new(Box::new(provider.tracer("onboarding-lambda"))),
-        meter: opentelemetry::global::meter("test"),
-        flush: None,
-    };
-    let worker = Worker::new(WorkerConfig::from_env(&env).unwrap(), telemetry).unwrap();
-    (dir, worker, exporter, provider)
-}
-
-fn attr<'a>(s: &'a SpanData, key: &str) -> Option<&'a opentelemetry::Value> {
-    s.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| &kv.value)
-}
-
 fn status_text(s: &SpanData) -> String {
     match &s.status {
         Status::Error { description } => description.to_string(),
@@ -193,7 +119,13 @@ async fn profiles_are_stored_in_s3_configured_from_the_environment_map() {
     let (_dir, worker, exporter, _provider) = setup(&env);
 
     let out = worker
-        .handle(event(vec![record(0), record(1)]), Invocation::default())
+        .handle(
+            event(vec![
+                record(0, "00f067aa0ba902b0"),
+                record(1, "00f067aa0ba902b1"),
+            ]),
+            Invocation::default(),
+        )
         .await;
     assert!(
         out.batch_item_failures.is_empty(),
@@ -260,7 +192,10 @@ async fn an_unreachable_endpoint_fails_the_record_at_the_documents_step() {
     ]);
 
     let out = worker
-        .handle(event(vec![record(0)]), Invocation::default())
+        .handle(
+            event(vec![record(0, "00f067aa0ba902b0")]),
+            Invocation::default(),
+        )
         .await;
     let ids: Vec<_> = out
         .batch_item_failures
