@@ -3,6 +3,9 @@
 //!
 //! PostgreSQL refuses to run as root; when the tests run as root (CI), the cluster directory is
 //! handed to the `postgres` system user (made by the Debian package) and the server runs as it.
+//!
+//! [`PostgresServer::start_with_tls`] also serves TLS, with a server certificate for 127.0.0.1
+//! signed by a throwaway CA, both made with the `openssl` command.
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -25,6 +28,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct PostgresServer {
     child: Option<Child>,
     port: u16,
+    /// The CA that signed the server's certificate, when it serves TLS.
+    tls_ca: Option<PathBuf>,
     bin: PathBuf,
     log: PathBuf,
     // Dropped last: the server must be gone before its directory is removed.
@@ -37,6 +42,16 @@ impl PostgresServer {
     /// Panics with a message saying what is missing (`apt-get install postgresql`) when the
     /// binaries are not there, or with the server's log when it does not start.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// [`Self::start`], serving TLS as well (`ssl=on`) with a certificate for `127.0.0.1` signed by
+    /// the CA at [`Self::tls_ca`]. Panics saying `apt-get install openssl` when that is missing.
+    pub fn start_with_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let bin = binaries();
         // In /tmp rather than $TMPDIR: the `postgres` user must be able to reach it when we run as
         // root, and the unix socket's path must stay under the 107-byte limit.
@@ -74,9 +89,24 @@ impl PostgresServer {
             String::from_utf8_lossy(&out.stderr)
         );
 
+        let tls_ca = tls.then(|| make_certificates(dir.path(), run_as));
         let port = crate::free_loopback_addr().port();
         let log_file = File::create(&log).expect("create the PostgreSQL log file");
-        let child = pg("postgres")
+        let mut postgres = pg("postgres");
+        if tls {
+            postgres.args(["-c", "ssl=on"]).args([
+                "-c",
+                "ssl_cert_file=server.crt",
+                "-c",
+                "ssl_key_file=server.key",
+            ]);
+            // Relative paths are read from the data directory: the files live beside it.
+            for name in ["server.crt", "server.key"] {
+                std::fs::rename(dir.path().join(name), data.join(name))
+                    .expect("move the server's certificate into the data directory");
+            }
+        }
+        let child = postgres
             .arg("-D")
             .arg(&data)
             .arg("-p")
@@ -95,6 +125,7 @@ impl PostgresServer {
         let mut server = Self {
             child: Some(child),
             port,
+            tls_ca,
             bin,
             log,
             dir,
@@ -140,6 +171,12 @@ impl PostgresServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The PEM file of the CA that signed the server's certificate (`sslrootcert=`); `None` unless
+    /// started with [`Self::start_with_tls`].
+    pub fn tls_ca(&self) -> Option<&Path> {
+        self.tls_ca.as_deref()
     }
 
     /// The directory holding the cluster, its unix socket and its log.
@@ -224,6 +261,81 @@ impl Drop for PostgresServer {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// Makes `ca.crt` and a `server.crt` / `server.key` for 127.0.0.1 signed by it in `dir`, the key
+/// readable by the server's user only (PostgreSQL insists); returns the CA's path.
+fn make_certificates(dir: &Path, run_as: Option<(u32, u32)>) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("could not run openssl ({e}): `apt-get install openssl` is needed for the TLS tests")
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=throughline test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n")
+        .expect("write the certificate's extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+    let key = dir.join("server.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("restrict the server key's permissions");
+    if let Some((uid, gid)) = run_as {
+        for name in ["server.key", "server.crt"] {
+            std::os::unix::fs::chown(dir.join(name), Some(uid), Some(gid))
+                .expect("hand the server's certificate to the postgres user");
+        }
+    }
+    dir.join("ca.crt")
 }
 
 /// The bin directory of the newest PostgreSQL installed the Debian way.

@@ -290,3 +290,47 @@ async fn a_bad_database_stops_start_up_naming_database_url_without_the_password(
     assert!(e.contains("\"nosuchdb\" does not exist"), "{e}");
     assert!(!e.contains(PASSWORD), "{e}");
 }
+
+#[tokio::test]
+async fn tls_with_the_servers_ca_verified_carries_every_connection() {
+    let pg = PostgresServer::start_with_tls();
+    let ca = pg.tls_ca().expect("a TLS server has a CA");
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.url(),
+        ca.display()
+    );
+    let api = api(&url).await;
+    let (status, answer) = call(&api.router, "POST", "/onboard", Some(customer("TLS-1"))).await;
+    assert_eq!(status, 200, "{answer}");
+    // Every connection of the API's pool is encrypted; psql's own (this query's) is not counted.
+    let connections = pg.psql(
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'throughline' AND s.pid <> pg_backend_pid()",
+    );
+    let (all, encrypted) = connections.split_once('|').expect("two counts");
+    assert!(all.parse::<u32>().expect("a count") > 0, "{connections}");
+    assert_eq!(all, encrypted, "connections, encrypted ones: {connections}");
+}
+
+#[tokio::test]
+async fn tls_required_of_a_server_without_it_stops_start_up_naming_database_url() {
+    let pg = PostgresServer::start();
+    let url = format!(
+        "postgres://postgres:{PASSWORD}@127.0.0.1:{}/throughline?sslmode=require",
+        pg.port()
+    );
+    let (telemetry, _exporter, _provider) = telemetry();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let e = onboarding_api::serve(config(&url), telemetry, listener, std::future::pending())
+        .await
+        .expect_err("start-up must fail")
+        .to_string();
+    assert!(
+        e.starts_with("DATABASE_URL postgres://postgres:***@"),
+        "{e}"
+    );
+    assert!(!e.contains(PASSWORD), "{e}");
+}
