@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
-use onboarding_lambda::{Invocation, Worker, WorkerConfig, WorkerTelemetry};
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+mod common;
+
+use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
+use common::event;
+use onboarding_lambda::Invocation;
+use opentelemetry_sdk::trace::SpanData;
 use throughline_testkit::PostgresServer;
 
 const PASSWORD: &str = "worker-secret-5519";
@@ -31,12 +31,6 @@ fn record(id: &str, attempt: u32) -> SqsMessage {
     m
 }
 
-fn event(records: Vec<SqsMessage>) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    e.records = records;
-    e
-}
-
 /// The `customers` table exactly as onboarding-api creates it, with a few customers received.
 fn customers_table(pg: &PostgresServer, ids: &[&str]) {
     pg.psql(onboarding_db::schema::CUSTOMERS_POSTGRES);
@@ -50,44 +44,10 @@ fn customers_table(pg: &PostgresServer, ids: &[&str]) {
     }
 }
 
-fn worker(
-    database_url: &str,
-    extra: &[(&str, &str)],
-) -> (
-    tempfile::TempDir,
-    Worker,
-    InMemorySpanExporter,
-    SdkTracerProvider,
-) {
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut env: HashMap<String, String> = HashMap::from([
-        ("DATABASE_URL".into(), database_url.to_owned()),
-        ("DATABASE_CONNECT_TIMEOUT_MS".into(), "1000".into()),
-        (
-            "ONBOARDING_DOCUMENTS_URL".into(),
-            dir.path().join("docs").display().to_string(),
-        ),
-        (
-            "ONBOARDING_OUTBOX_DIR".into(),
-            dir.path().join("outbox").display().to_string(),
-        ),
-    ]);
-    for (k, v) in extra {
-        env.insert((*k).to_owned(), (*v).to_owned());
-    }
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let telemetry = WorkerTelemetry {
-        tracer: BoxedTracer::new(Box::new(provider.tracer("onboarding-lambda"))),
-        meter: opentelemetry::global::meter("test"),
-        flush: None,
-    };
-    let config = WorkerConfig::from_env(&env).expect("a valid configuration");
-    let worker = Worker::new(config, telemetry).expect("the worker opens");
-    (dir, worker, exporter, provider)
+fn worker(database_url: &str, extra: &[(&str, &str)]) -> common::TestWorker {
+    let mut env = vec![("DATABASE_CONNECT_TIMEOUT_MS", "1000")];
+    env.extend_from_slice(extra);
+    common::worker_on(tempfile::tempdir().expect("temp dir"), database_url, &env)
 }
 
 fn attr(span: &SpanData, key: &str) -> Option<opentelemetry::Value> {

@@ -29,15 +29,15 @@ pub fn record(n: usize, producer_span: &str) -> SqsMessage {
     m
 }
 
-pub fn setup(
-    extra: &[(&str, &str)],
-) -> (
+/// A worker as the tests hold it: its temp dir, itself, its finished spans and their provider.
+pub type TestWorker = (
     tempfile::TempDir,
     Worker,
     InMemorySpanExporter,
     SdkTracerProvider,
-) {
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+);
+
+pub fn setup(extra: &[(&str, &str)]) -> TestWorker {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite3");
     let conn = rusqlite::Connection::open(&db).unwrap();
@@ -47,8 +47,15 @@ pub fn setup(
          INSERT INTO customers (customer_id, status) VALUES ('C-0','received'),('C-1','received'),('C-2','received');",
     )
     .unwrap();
+    worker_on(dir, &db.display().to_string(), extra)
+}
+
+/// The worker on `database_url`, its documents and outbox in `dir`, spans kept in memory; `extra`
+/// pairs are added to (or override) its environment map.
+pub fn worker_on(dir: tempfile::TempDir, database_url: &str, extra: &[(&str, &str)]) -> TestWorker {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let mut env: HashMap<String, String> = HashMap::from([
-        ("DATABASE_URL".into(), db.display().to_string()),
+        ("DATABASE_URL".into(), database_url.to_owned()),
         (
             "ONBOARDING_DOCUMENTS_URL".into(),
             dir.path().join("docs").display().to_string(),
@@ -70,7 +77,8 @@ pub fn setup(
         meter: opentelemetry::global::meter("test"),
         flush: None,
     };
-    let worker = Worker::new(WorkerConfig::from_env(&env).unwrap(), telemetry).unwrap();
+    let config = WorkerConfig::from_env(&env).expect("a valid configuration");
+    let worker = Worker::new(config, telemetry).expect("the worker opens");
     (dir, worker, exporter, provider)
 }
 
