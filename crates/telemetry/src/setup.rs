@@ -82,6 +82,10 @@ impl FlushOutcome {
         }
     }
 
+    fn from_result(result: OTelSdkResult) -> Self {
+        Self::from_results([result, Ok(())])
+    }
+
     fn from_results(results: [OTelSdkResult; 2]) -> Self {
         for result in results {
             match result {
@@ -489,7 +493,7 @@ impl Telemetry {
             _ => Ok(()),
         };
         let Some(rx) = self.start_flush() else {
-            return FlushOutcome::from_results([direct, Ok(())]);
+            return FlushOutcome::from_result(direct);
         };
         let rest = match rx.recv_timeout(timeout.saturating_sub(started.elapsed())) {
             Ok(outcome) => outcome,
@@ -498,7 +502,7 @@ impl Telemetry {
                 OTelSdkError::InternalFailure("the flush thread ended without an outcome".into()),
             ),
         };
-        FlushOutcome::from_results([direct, Ok(())]).and(rest)
+        FlushOutcome::from_result(direct).and(rest)
     }
 
     /// [`Telemetry::flush`] for async callers: the runtime's thread is not blocked.
@@ -508,7 +512,7 @@ impl Telemetry {
             Some(SpanPipeline::OnFlush(p)) => p.export_pending(timeout).await,
             _ => Ok(()),
         };
-        let direct = FlushOutcome::from_results([direct, Ok(())]);
+        let direct = FlushOutcome::from_result(direct);
         let Some(rx) = self.start_flush() else {
             return direct;
         };
