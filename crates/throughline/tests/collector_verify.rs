@@ -21,6 +21,9 @@ fn verify(query: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1), "a failed check exits 1: {text}");
+    }
     (out.status.success(), text)
 }
 
