@@ -107,7 +107,8 @@ fn the_quick_start_passes_as_printed_with_moved_ports() {
 
 #[test]
 fn load_says_the_api_is_untraced_and_skips_the_trace_check() {
-    let system = System::up(&["--untraced-api"], &[]);
+    // `up SYSTEM` names the system to run.
+    let system = System::up(&["onboarding", "--untraced-api"], &[]);
     let out = throughline(&[
         "load",
         "onboarding",
@@ -300,6 +301,41 @@ async fn up_restarts_a_killed_broker_and_every_acknowledged_request_completes() 
     );
 }
 
+/// The collector only handles telemetry: killing it never takes the API down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_collector_never_takes_the_api_down() {
+    let mut system = System::up(&[], &[]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let collector = system
+        .part_pid("collector")
+        .expect("the collector runs under up");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(collector as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 the collector");
+    for n in 0..30 {
+        let (status, answer) = onboard(&client, system.api, &customer(&format!("NOCOL-{n}"))).await;
+        assert_eq!(
+            status, 200,
+            "request {n} while the collector is down or restarting: {answer}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while system
+        .part_pid("collector")
+        .is_none_or(|pid| pid == collector)
+    {
+        assert!(Instant::now() < deadline, "the collector was not restarted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (clean, stderr) = system.stop_with_output();
+    assert!(clean && stderr.contains("collector restarted"), "{stderr}");
+}
+
 /// `kill -9` of `up` takes every part with it, the worker's Lambda environments included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_and_lambda_environments_die_with_up() {
@@ -395,4 +431,39 @@ async fn records_that_keep_failing_reach_the_dead_letter_queue() {
         "in the DLQ: {seen:?}; logs:\n{}",
         system.logs()
     );
+}
+
+/// With failures injected, `load` waits for the redeliveries, so the count it reports is real.
+#[test]
+fn load_waits_for_redeliveries_when_deliveries_fail() {
+    let system = System::up(
+        &[
+            "--failures",
+            "compliance=0.3",
+            "--visibility-timeout-secs",
+            "1",
+            "--max-receive-count",
+            "10",
+        ],
+        &[],
+    );
+    let out = throughline(&[
+        "load",
+        "onboarding",
+        "--api",
+        &format!("http://{}", system.api),
+        "--query",
+        &format!("http://{}", system.query),
+        "--requests",
+        "60",
+        "--invalid-ratio",
+        "0",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("load --json");
+    let traces = &summary["traces"];
+    assert_eq!(traces["whole"], traces["checked"], "{summary}");
+    assert!(traces["redeliveries"].as_u64() > Some(0), "{summary}");
+    assert_eq!(traces["failed_every_delivery"], 0, "{summary}");
 }
