@@ -11,9 +11,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 use serde_json::Value;
-use throughline_collector::IntegrityReport;
-
-use crate::jaeger::{Span, Trace};
+use throughline_jaeger::{IntegrityReport, Span, Trace};
 
 /// A span of a service, optionally of one kind (`onboarding-api/producer`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,8 +35,11 @@ impl SpanPattern {
         }
     }
     fn matches(&self, trace: &Trace, span: &Span) -> bool {
-        trace.service_of(span) == self.service
-            && self.kind.as_deref().is_none_or(|k| span.kind() == k)
+        let kind = match span.kind() {
+            "" => "internal",
+            kind => kind,
+        };
+        trace.service_of(span) == self.service && self.kind.as_deref().is_none_or(|k| kind == k)
     }
 }
 
@@ -214,7 +215,7 @@ pub fn judge(
 
 /// The hop half of [`judge`], for a trace the store judged whole.
 pub fn judge_shape(trace: &Trace, expected: &TraceExpectation) -> Judgement {
-    let root = trace.spans.iter().find(|s| s.parent().is_none());
+    let root = trace.spans.iter().find(|s| s.parent_span_id().is_none());
     let rejected = root.is_some_and(|r| status_code(r).is_some_and(|c| c >= 400));
     if rejected {
         return Judgement {
@@ -252,7 +253,7 @@ pub fn judge_shape(trace: &Trace, expected: &TraceExpectation) -> Judgement {
         }
         if i + 1 == expected.hops.len() {
             redeliveries = to.len() as u64 - 1;
-            retrying = to.iter().all(|s| s.is_error());
+            retrying = to.iter().all(|s| is_error(s));
         }
     }
     let verdict = if !problems.is_empty() {
@@ -270,8 +271,20 @@ pub fn judge_shape(trace: &Trace, expected: &TraceExpectation) -> Judgement {
     }
 }
 
+/// The span's `error` tag (Jaeger's mark of an error status).
+fn is_error(span: &Span) -> bool {
+    match span
+        .tag(throughline_jaeger::model::ERROR_TAG)
+        .map(|t| &t.value)
+    {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true",
+        _ => false,
+    }
+}
+
 fn status_code(span: &Span) -> Option<i64> {
-    match span.tag("http.response.status_code")? {
+    match &span.tag("http.response.status_code")?.value {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.parse().ok(),
         _ => None,

@@ -14,7 +14,6 @@
 //!   summary) and [`readback`], which reads traces back and judges them.
 
 pub mod expect;
-pub mod jaeger;
 pub mod load;
 pub mod lock;
 pub mod logs;

@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use throughline_collector::IntegrityReport;
+use throughline_jaeger::{Envelope, IntegrityReport, Trace};
 
 use crate::expect::{Judgement, TraceExpectation, Verdict, judge};
-use crate::jaeger::{Envelope, Trace};
 
 /// Trace ids per integrity request.
 const IDS_PER_REQUEST: usize = 100;
