@@ -35,8 +35,9 @@ pub struct UpArgs {
     /// The query API and APM pages.
     #[arg(long, default_value = "127.0.0.1:16686")]
     pub query_addr: SocketAddr,
-    /// Seconds after a trace's last span before the collector judges it whole or not.
-    #[arg(long, default_value_t = 2)]
+    /// Seconds after a trace's last span before the collector judges it whole or not (also how
+    /// long the service graph waits to pair a producer with its consumer).
+    #[arg(long, default_value_t = 10)]
     pub settle_secs: u64,
     /// Milliseconds the services' span batches wait before export.
     #[arg(long, default_value_t = 200)]

@@ -140,7 +140,7 @@ async fn verify(args: &VerifyArgs) -> Result<bool, ReadError> {
     println!("{found} traces: {whole} whole, {broken} broken, {settling} settling");
     if settling > 0 {
         println!(
-            "settling: the collector judges a trace once no span arrived for its settle time (`up` sets 2 s, `throughline collector` 10 s by default)"
+            "settling: the collector judges a trace once no span arrived for its settle time (10 s unless the collector or `up` was given --settle-secs)"
         );
     }
     if !args.trace_ids.is_empty() && found < args.trace_ids.len() {

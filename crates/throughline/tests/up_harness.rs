@@ -37,6 +37,18 @@ fn customer(id: &str) -> Value {
 fn the_quick_start_passes_as_printed_with_moved_ports() {
     let mut system = System::up(&[], &[]);
     let banner = system.banner();
+    // The API exports its spans within a few hundred milliseconds, not the SDK's 5 s.
+    let api_pid = system
+        .part_pid("serve")
+        .expect("onboarding-api runs under up");
+    let environ = std::fs::read(format!("/proc/{api_pid}/environ")).expect("the API's environment");
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ
+            .split('\0')
+            .any(|kv| kv == "OTEL_BSP_SCHEDULE_DELAY=200"),
+        "{environ}"
+    );
     let (api, query) = (
         format!("http://{}", system.api),
         format!("http://{}", system.query),
