@@ -8,6 +8,8 @@ use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// Bytes read from a part's output at once.
+const COPY_BUFFER: usize = 64 * 1024;
 /// Lines kept for [`LogFile::last_lines`].
 const TAIL_LINES: usize = 400;
 
@@ -70,7 +72,11 @@ impl LogFile {
 
     /// Appends one line (colour codes removed), rotating when the file is full.
     pub fn write_line(&self, line: &str) {
-        let clean = strip_ansi(line);
+        self.write_lines(std::iter::once(line));
+    }
+
+    /// Appends lines in one write (colour codes removed), rotating first when the file is full.
+    pub fn write_lines<'a>(&self, lines: impl IntoIterator<Item = &'a str>) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -81,13 +87,19 @@ impl LogFile {
             inner.file = file;
             inner.written = 0;
         }
-        if writeln!(inner.file, "{clean}").is_ok() {
-            inner.written += clean.len() as u64 + 1;
+        let mut out = String::new();
+        for line in lines {
+            let clean = strip_ansi(line);
+            out.push_str(&clean);
+            out.push('\n');
+            if inner.tail.len() == TAIL_LINES {
+                inner.tail.pop_front();
+            }
+            inner.tail.push_back(clean);
         }
-        if inner.tail.len() == TAIL_LINES {
-            inner.tail.pop_front();
+        if inner.file.write_all(out.as_bytes()).is_ok() {
+            inner.written += out.len() as u64;
         }
-        inner.tail.push_back(clean);
     }
 
     /// The last lines written since the part last started, oldest first.
@@ -142,20 +154,36 @@ impl LogFile {
         std::thread::Builder::new()
             .name("log-copy".into())
             .spawn(move || {
-                let mut reader = BufReader::new(stream);
-                let mut buf = Vec::new();
+                // Whatever is available is written at once, whole lines only (a line longer
+                // than the buffer is cut), so a busy part costs one write per read.
+                let mut reader = BufReader::with_capacity(COPY_BUFFER, stream);
+                let mut pending: Vec<u8> = Vec::new();
                 loop {
-                    buf.clear();
-                    match reader.read_until(b'\n', &mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {
-                            let text = String::from_utf8_lossy(&buf);
-                            log.write_line(text.trim_end_matches(['\n', '\r']));
-                        }
-                    }
+                    let chunk = match reader.fill_buf() {
+                        Ok([]) | Err(_) => break,
+                        Ok(chunk) => chunk,
+                    };
+                    let n = chunk.len();
+                    pending.extend_from_slice(chunk);
+                    reader.consume(n);
+                    let cut = match pending.iter().rposition(|b| *b == b'\n') {
+                        Some(at) => at + 1,
+                        None if pending.len() >= COPY_BUFFER => pending.len(),
+                        None => continue,
+                    };
+                    let complete: Vec<u8> = pending.drain(..cut).collect();
+                    log.write_lines(lines(&String::from_utf8_lossy(&complete)));
+                }
+                if !pending.is_empty() {
+                    log.write_lines(lines(&String::from_utf8_lossy(&pending)));
                 }
             })
     }
+}
+
+/// The lines of a chunk, without their line ends.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(|l| l.trim_end_matches('\r'))
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -253,5 +281,21 @@ mod tests {
         quiet.write_line("one");
         quiet.write_line("two");
         assert_eq!(quiet.error_lines(1), ["two"]);
+    }
+
+    #[test]
+    fn a_stream_is_copied_whole_lines_at_a_time() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("copy.log");
+        let log = LogFile::open(&path, Rotation::default()).expect("open");
+        let input: &[u8] = b"one\r\n\x1b[31mtwo\x1b[0m\nthree without end";
+        log.copy_from(input)
+            .expect("thread")
+            .join()
+            .expect("copied");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "one\ntwo\nthree without end\n"
+        );
     }
 }

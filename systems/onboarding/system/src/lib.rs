@@ -134,6 +134,9 @@ pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
         ready: Some(opts.api_addr),
     };
     let mut worker_env = shared("onboarding-lambda");
+    // The worker flushes before each invocation returns (the host freezes it between
+    // invocations, so a batch timer would fire while frozen): the SDK's own schedule stays.
+    worker_env.retain(|(k, _)| k != "OTEL_BSP_SCHEDULE_DELAY" && k != "OTEL_BLRP_SCHEDULE_DELAY");
     worker_env.extend([
         (
             "AWS_LAMBDA_FUNCTION_NAME".to_owned(),
