@@ -138,6 +138,23 @@ fn load_says_the_api_is_untraced_and_skips_the_trace_check() {
         said.contains("untraced") && said.contains("traces not checked"),
         "{said}"
     );
+
+    // Requests answered unexpectedly (here: sent to the query API, which has no /onboard) exit 1.
+    let out = throughline(&[
+        "load",
+        "onboarding",
+        "--api",
+        &format!("http://{}", system.query),
+        "--requests",
+        "5",
+        "--invalid-ratio",
+        "0",
+        "--no-verify",
+        "--quiet",
+    ]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("error  http 4"), "{said}");
 }
 
 #[test]

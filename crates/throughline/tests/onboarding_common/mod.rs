@@ -191,6 +191,29 @@ pub async fn trace(client: &reqwest::Client, query: SocketAddr, trace_id: &str) 
     body.get("data")?.get(0).cloned()
 }
 
+/// The store's verdict on one trace, asked for by id.
+pub async fn integrity(
+    client: &reqwest::Client,
+    query: SocketAddr,
+    trace_id: &str,
+) -> throughline_jaeger::IntegrityReport {
+    let body: throughline_jaeger::Envelope<Vec<throughline_jaeger::IntegrityReport>> = client
+        .get(format!(
+            "http://{query}/api/throughline/integrity?traceID={trace_id}"
+        ))
+        .send()
+        .await
+        .expect("the integrity API answers")
+        .json()
+        .await
+        .expect("integrity JSON");
+    body.into_result()
+        .expect("no errors")
+        .into_iter()
+        .next()
+        .expect("a report for the trace")
+}
+
 /// One span of a Jaeger trace, flattened for assertions.
 #[derive(Debug, Clone)]
 pub struct SpanView {
