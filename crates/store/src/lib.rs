@@ -46,7 +46,10 @@
 //!   [`StoreConfig::settle_secs`] have passed since its *last* span arrived; then it is judged
 //!   (root present, every parent arrived). Late spans re-judge it from everything stored.
 //! - Service graph: a CLIENT/PRODUCER span pairs with the SERVER/CONSUMER span whose parent is
-//!   it, or which links to it, whatever the arrival order, within the settle time. A client
+//!   it, or which links to it, whatever the arrival order, within the settle time; each client
+//!   or producer pairs once, its own child first, so every message counts once (a batch span
+//!   linking to several messages takes none from their CONSUMER spans). Edges carry the connector's
+//!   [`ConnectionType`] (messaging when a PRODUCER or CONSUMER takes part). A client
 //!   span with `db.system.name`/`db.system` is an edge to a database node (`system/namespace`)
 //!   at once; a client or producer left unpaired after the settle time becomes an edge to a
 //!   messaging node (`system/destination`) or an external node (`peer.service`,

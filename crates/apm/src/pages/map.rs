@@ -451,6 +451,7 @@ mod tests {
             client_kind: ck,
             server: server.into(),
             server_kind: sk,
+            connection: throughline_store::ConnectionType::Direct,
             calls,
             failed_calls: failed,
             latency: histogram::empty(),
