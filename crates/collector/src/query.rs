@@ -113,7 +113,7 @@ enum ApiError {
     Param(#[from] ParamError),
     #[error("trace {0} not found")]
     TraceNotFound(String),
-    #[error("the store could not answer: {0}")]
+    #[error("the store could not answer")]
     Store(#[from] StoreError),
     #[error("the store reader stopped")]
     ReaderGone,
@@ -128,10 +128,30 @@ impl IntoResponse for ApiError {
             ApiError::Store(_) | ApiError::ReaderGone => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::warn!(error = %self, "query failed");
+            tracing::warn!(error = %Causes(&self), "query failed");
         }
-        let body = Envelope::<()>::error(status.as_u16(), self.to_string());
+        // A refused query says why; other store failures stay in the log.
+        let msg = match &self {
+            ApiError::Store(invalid @ StoreError::InvalidQuery(_)) => invalid.to_string(),
+            other => other.to_string(),
+        };
+        let body = Envelope::<()>::error(status.as_u16(), msg);
         (status, axum::Json(body)).into_response()
+    }
+}
+
+/// An error and each of its causes, once each: `the store could not answer: store i/o failed: …`.
+struct Causes<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
     }
 }
 
@@ -456,6 +476,16 @@ mod tests {
         let err = trace_query(&q("end=1"), true).expect_err("no service");
         assert_eq!(err.param, "service");
         assert!(trace_query(&q("end=1"), false).is_ok());
+    }
+
+    #[test]
+    fn store_failures_print_each_cause_once() {
+        let err = ApiError::from(StoreError::from(std::io::Error::other("disk on fire")));
+        let text = Causes(&err).to_string();
+        assert_eq!(
+            text,
+            "the store could not answer: store i/o failed: disk on fire"
+        );
     }
 
     #[test]

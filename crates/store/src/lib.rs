@@ -64,6 +64,7 @@ mod derived;
 mod facts;
 mod graph;
 mod integrity;
+pub mod limits;
 mod metrics;
 mod query;
 mod sealed;
@@ -79,10 +80,19 @@ pub use store::{Store, StoreConfig};
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store i/o: {0}")]
+    /// Reading or writing the store's files failed; the cause is the `source`.
+    #[error("store i/o failed")]
     Io(#[from] std::io::Error),
-    #[error("store database: {0}")]
-    Database(String),
+    /// A record in the store's files does not read back as it was written (a bad block or
+    /// protobuf); the cause is the `source`.
+    #[error("a stored record is corrupt")]
+    CorruptRecord(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::CorruptRecord(Box::new(err))
+    }
 }

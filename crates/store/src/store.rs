@@ -97,10 +97,6 @@ pub(crate) fn now_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn db_err(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Database(err.to_string())
-}
-
 impl Inner {
     /// Writes a sealed segment's index file; a failure only makes the next open slower.
     fn save_index(&self, dir: &Path, seg: &Segment) {
@@ -545,10 +541,10 @@ impl Store {
         let mut out = Vec::new();
         for (file, r) in refs {
             let payload = segment::read_record(&file, r.offset, r.len)?;
-            let (_, arrival, bytes) = block::parse_raw(&payload).map_err(db_err)?;
+            let (_, arrival, bytes) = block::parse_raw(&payload).map_err(StoreError::corrupt)?;
             out.push((
                 arrival,
-                ExportLogsServiceRequest::decode(&bytes[..]).map_err(db_err)?,
+                ExportLogsServiceRequest::decode(&bytes[..]).map_err(StoreError::corrupt)?,
             ));
         }
         Ok(out)
@@ -564,7 +560,7 @@ impl Store {
             }
         }
         let payload = segment::read_record(&r.file, r.offset, r.len)?;
-        let body = Arc::new(SpanBlockBody::decode_payload(&payload).map_err(db_err)?);
+        let body = Arc::new(SpanBlockBody::decode_payload(&payload).map_err(StoreError::corrupt)?);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= BLOCK_CACHE_ENTRIES {
             cache.pop_front();
@@ -585,11 +581,11 @@ impl Store {
             let body = self.body(r)?;
             let mut found = false;
             for entry in body.entries().filter(|e| e.trace_id == trace_id.0) {
-                let span = decode_span(&entry).map_err(db_err)?;
+                let span = decode_span(&entry).map_err(StoreError::corrupt)?;
                 spans.push(StoredSpan {
                     service_name: body.service(entry.group).to_owned(),
-                    resource: body.resource(entry.group).map_err(db_err)?,
-                    scope: body.scope(entry.group).map_err(db_err)?,
+                    resource: body.resource(entry.group).map_err(StoreError::corrupt)?,
+                    scope: body.scope(entry.group).map_err(StoreError::corrupt)?,
                     span,
                 });
                 found = true;
@@ -618,8 +614,9 @@ impl Inner {
     ) -> Result<(), StoreError> {
         match block::kind_of(payload) {
             Some(block::KIND_SPANS) => {
-                let (header, _, _) = block::parse_span_header(payload).map_err(db_err)?;
-                let body = SpanBlockBody::decode_payload(payload).map_err(db_err)?;
+                let (header, _, _) =
+                    block::parse_span_header(payload).map_err(StoreError::corrupt)?;
+                let body = SpanBlockBody::decode_payload(payload).map_err(StoreError::corrupt)?;
                 let mut keys: Vec<u64> = body.entries().map(|e| trace_key(&e.trace_id)).collect();
                 keys.sort_unstable();
                 keys.dedup();
@@ -635,7 +632,7 @@ impl Inner {
                 }
             }
             Some(kind @ (block::KIND_LOGS | block::KIND_METRICS)) => {
-                let (_, arrival, _) = block::parse_raw(payload).map_err(db_err)?;
+                let (_, arrival, _) = block::parse_raw(payload).map_err(StoreError::corrupt)?;
                 let head = self.head();
                 head.raws.push(RawMeta {
                     kind,

@@ -706,3 +706,38 @@ fn every_message_counts_once_on_the_service_graph_whatever_the_export_order() ->
     }
     Ok(())
 }
+
+#[test]
+fn oversized_names_and_values_are_truncated_at_ingest_with_a_marker() -> anyhow::Result<()> {
+    let dir = TempDir::new("caps");
+    let store = Store::open(config(&dir, 0))?;
+    let huge_service = "s".repeat(100_000);
+    let t = TwoServiceTrace::new(1, now() - 60_000 * MS);
+    let mut request = export(&huge_service, t.api_spans());
+    request.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(kv("big", "v".repeat(100_000)));
+    let report = store.write_traces(request)?;
+    assert_eq!(report.rejected_spans, 0);
+    let services = store.services()?;
+    assert_eq!(services.len(), 1);
+    assert!(services[0].len() < 300, "{} bytes", services[0].len());
+    assert!(
+        services[0].ends_with("bytes truncated]"),
+        "{}",
+        &services[0][200..]
+    );
+    let spans = store.trace(t.trace_id)?;
+    let big = spans
+        .iter()
+        .flat_map(|s| &s.span.attributes)
+        .find(|kv| kv.key == "big")
+        .expect("the attribute is kept");
+    let text = format!("{:?}", big.value);
+    assert!(
+        text.len() < 17_000 && text.contains("bytes truncated]"),
+        "{} bytes",
+        text.len()
+    );
+    Ok(())
+}
