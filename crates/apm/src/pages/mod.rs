@@ -7,6 +7,7 @@ pub mod search;
 pub mod services;
 mod span_detail;
 pub mod trace;
+mod trace_tree;
 
 use std::fmt::Write as _;
 
