@@ -70,6 +70,7 @@ mod query;
 mod sealed;
 mod segment;
 mod store;
+#[cfg(any(test, feature = "testdata"))]
 pub mod testdata;
 
 pub use api::*;
