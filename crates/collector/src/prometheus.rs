@@ -148,22 +148,22 @@ pub fn service_graph(out: &mut String, edges: &[ServiceGraphEdge]) {
             e.failed_calls
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP traces_service_graph_request_server_seconds Request time seen by the server."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE traces_service_graph_request_server_seconds histogram"
-    );
-    for e in edges {
-        histogram(
-            out,
-            "traces_service_graph_request_server_seconds",
-            &base(e),
-            &e.latency,
-            1000.0,
-        );
+    for (side, help, pick) in [
+        (
+            "server",
+            "Request time seen by the server.",
+            (|e: &ServiceGraphEdge| &e.latency) as fn(&ServiceGraphEdge) -> &LatencyHistogram,
+        ),
+        ("client", "Request time seen by the client.", |e| {
+            &e.client_latency
+        }),
+    ] {
+        let name = format!("traces_service_graph_request_{side}_seconds");
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for e in edges {
+            histogram(out, &name, &base(e), pick(e), 1000.0);
+        }
     }
 }
 
@@ -305,6 +305,7 @@ mod tests {
             calls: 1,
             failed_calls: 0,
             latency: LatencyHistogram::default(),
+            client_latency: LatencyHistogram::default(),
         };
         let mut out = String::new();
         service_graph(

@@ -242,6 +242,8 @@ pub struct ServiceGraphEdge {
     pub failed_calls: u64,
     /// Latency seen by the server side (or the client side for virtual servers).
     pub latency: LatencyHistogram,
+    /// Latency seen by the client side.
+    pub client_latency: LatencyHistogram,
 }
 
 /// How the two nodes of an edge are connected, as the OpenTelemetry Collector's servicegraph

@@ -58,7 +58,11 @@ type EdgeKey = (u32, u8, u32, u8, u8);
 pub struct EdgeAgg {
     pub calls: u64,
     pub failed_calls: u64,
+    /// As the server saw it.
     pub latency: Hist,
+    /// As the client saw it.
+    #[serde(default)]
+    pub client_latency: Hist,
 }
 
 /// One half of a pair waiting for the other.
@@ -176,7 +180,7 @@ impl ServiceGraph {
         server: (&str, NodeKind),
         connection: ConnectionType,
         start: u64,
-        duration: u64,
+        (server_duration, client_duration): (u64, u64),
         failed: bool,
     ) {
         let key = (
@@ -196,7 +200,8 @@ impl ServiceGraph {
         if failed {
             agg.failed_calls += 1;
         }
-        agg.latency.record(duration);
+        agg.latency.record(server_duration);
+        agg.client_latency.record(client_duration);
     }
 
     fn half(f: &SpanFacts, arrival: u64) -> PendingHalf {
@@ -220,7 +225,7 @@ impl ServiceGraph {
             (&server.service, NodeKind::Service),
             pair_connection(client.messaging, server.messaging),
             client.start_unix_nanos,
-            server.duration_nanos,
+            (server.duration_nanos, client.duration_nanos),
             client.error || server.error,
         );
     }
@@ -235,7 +240,7 @@ impl ServiceGraph {
                     (&db, NodeKind::Database),
                     ConnectionType::Database,
                     f.start_unix_nanos,
-                    f.duration_nanos(),
+                    (f.duration_nanos(), f.duration_nanos()),
                     f.is_error(),
                 );
                 return;
@@ -324,7 +329,7 @@ impl ServiceGraph {
                                 (&name, node_kind(*kind)),
                                 ConnectionType::VirtualNode,
                                 half.start_unix_nanos,
-                                half.duration_nanos,
+                                (half.duration_nanos, half.duration_nanos),
                                 half.error,
                             );
                         }
@@ -352,6 +357,7 @@ impl ServiceGraph {
                 total.calls += agg.calls;
                 total.failed_calls += agg.failed_calls;
                 total.latency.merge(&agg.latency);
+                total.client_latency.merge(&agg.client_latency);
             }
             if total.calls > 0 {
                 out.push(ServiceGraphEdge {
@@ -363,6 +369,7 @@ impl ServiceGraph {
                     calls: total.calls,
                     failed_calls: total.failed_calls,
                     latency: total.latency.to_api(),
+                    client_latency: total.client_latency.to_api(),
                 });
             }
         }

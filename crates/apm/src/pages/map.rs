@@ -457,6 +457,7 @@ mod tests {
             calls,
             failed_calls: failed,
             latency: histogram::empty(),
+            client_latency: histogram::empty(),
         }
     }
 

@@ -196,6 +196,7 @@ pub fn merged(edges: Vec<ServiceGraphEdge>) -> Vec<ServiceGraphEdge> {
                 into.calls += e.calls;
                 into.failed_calls += e.failed_calls;
                 histogram::merge(&mut into.latency, &e.latency);
+                histogram::merge(&mut into.client_latency, &e.client_latency);
             }
             None => {
                 index.insert(key, out.len());
@@ -258,6 +259,7 @@ mod tests {
             connection: ConnectionType::MessagingSystem,
             calls,
             failed_calls: 1,
+            client_latency: latency.clone(),
             latency,
         }
     }
