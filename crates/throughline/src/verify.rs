@@ -17,7 +17,7 @@ pub struct VerifyArgs {
     /// Base URL of the collector's query API.
     #[arg(long, default_value = "http://127.0.0.1:16686")]
     url: String,
-    /// Only traces that touch this service.
+    /// Only traces that touch this service (at least one must be found).
     #[arg(long)]
     service: Option<String>,
     /// Check these traces (repeatable); otherwise the window is searched.
@@ -146,7 +146,9 @@ async fn verify(query: TraceQuery, args: &VerifyArgs) -> Result<bool, ReadError>
         );
         return Ok(false);
     }
-    let expected_something = !expected.is_empty() || !args.trace_ids.is_empty();
+    // Naming a service asks for its traces: none found is a failure, not a pass for nothing.
+    let expected_something =
+        !expected.is_empty() || !args.trace_ids.is_empty() || args.service.is_some();
     if found == 0 && expected_something {
         println!("no traces found, but some were expected");
         return Ok(false);
