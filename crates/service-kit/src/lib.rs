@@ -28,7 +28,7 @@ pub use config::{
     ALLOWED_HOSTS_ENV, AllowedHosts, AllowedHostsError, BodyLimit, ServeConfig, too_large_message,
 };
 pub use process::{
-    RunError, RuntimeShape, ServiceContext, ServiceIdentity, ServiceProcess, run_main,
+    ErrorChain, RunError, RuntimeShape, ServiceContext, ServiceIdentity, ServiceProcess, run_main,
 };
 pub use serve::{HttpServer, serve_http, spawn_http};
 pub use signal::shutdown_signal;

@@ -188,3 +188,33 @@ where
     drop(runtime);
     result.map_err(RunError::Service)
 }
+
+/// Displays an error with each of its causes once, `outer: cause: root`, as a `main` prints it.
+#[derive(Debug)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_reads_each_cause_once() {
+        let err: RunError<std::io::Error> = RunError::Runtime(std::io::Error::other("no threads"));
+        assert_eq!(
+            ErrorChain(&err).to_string(),
+            "could not start the tokio runtime: no threads"
+        );
+    }
+}

@@ -58,12 +58,8 @@ pub async fn serve(
         "onboarding-api listening"
     );
     let app = Arc::new(App::new(store, queue, telemetry, port));
-    server::serve_router(
-        listener,
-        routes::router(app, config.max_body_bytes),
-        config.request_timeout,
-        shutdown,
-    )
-    .await;
+    let serve = server::serve_config(&config);
+    let router = routes::router(app, config.max_body_bytes);
+    throughline_service_kit::serve_http(listener, router, serve, shutdown).await;
     Ok(())
 }
