@@ -103,7 +103,6 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
             )?,
             ..throughline_collector::default_serve_config()
         },
-        ..CollectorConfig::default()
     };
     // The APM pages share the query address with the Jaeger API (`/api/*`, `/metrics`).
     let pages = throughline_apm::router(store.clone());
