@@ -30,8 +30,8 @@ pub enum ServeError {
     Store(#[from] customers::CustomerStoreError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
-    #[error("listener: {0}")]
-    Listener(std::io::Error),
+    #[error("the listener's address could not be read")]
+    Listener(#[source] std::io::Error),
 }
 
 /// Opens the store, finds the queue, and serves until `shutdown` resolves.
