@@ -57,6 +57,8 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
     // Host diagnostics go to stderr; stdout carries the platform lines and the function's output.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, not in a file the output is redirected to.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
