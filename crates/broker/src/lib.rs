@@ -229,7 +229,7 @@ impl BrokerHandle {
         self.addr
     }
 
-    /// `http://addr`, for `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL_EVENTS` or `endpoint_url`.
+    /// `http://addr`, for `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL_EVENTBRIDGE` or `endpoint_url`.
     pub fn endpoint_url(&self) -> String {
         format!("http://{}", self.addr)
     }
