@@ -448,6 +448,22 @@ struct EventEntry {
     trace_header: Option<String>,
 }
 
+/// AWS's limit on the entries of one `PutEvents` request (256 KB), counted as [`EventEntry::size`].
+const MAX_PUT_EVENTS_BYTES: usize = 256 * 1024;
+
+impl EventEntry {
+    /// The entry's size as AWS counts it ("Calculating PutEvents event entry size"): 14 bytes for a
+    /// `Time`, then the UTF-8 bytes of `Source`, `DetailType`, `Detail` and each of `Resources`.
+    fn size(&self) -> usize {
+        let time = if self.time.is_some() { 14 } else { 0 };
+        let text = |s: &Option<String>| s.as_deref().map_or(0, str::len);
+        time + text(&self.source)
+            + text(&self.detail_type)
+            + text(&self.detail)
+            + self.resources.iter().map(String::len).sum::<usize>()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct PutEventsRequest {
@@ -532,6 +548,12 @@ async fn put_events(shared: &Shared, req: PutEventsRequest) -> Result<Value, Api
             "1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length between 1 and 10 (got {})",
             req.entries.len()
         )));
+    }
+    let size: usize = req.entries.iter().map(EventEntry::size).sum();
+    if size > MAX_PUT_EVENTS_BYTES {
+        return Err(validation(
+            "Total size of the entries in the request is over the limit.",
+        ));
     }
     let now = now_ms();
     shared
