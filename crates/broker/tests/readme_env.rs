@@ -42,7 +42,8 @@ async fn boto3_works_with_the_readme_environment_alone() {
     let readme = std::fs::read_to_string(root.join("README.md")).expect("read README.md");
     let env = readme_broker_env(&readme);
     assert!(
-        env.iter().any(|(name, _)| name == "AWS_ENDPOINT_URL_EVENTBRIDGE"),
+        env.iter()
+            .any(|(name, _)| name == "AWS_ENDPOINT_URL_EVENTBRIDGE"),
         "README's broker block sets no AWS_ENDPOINT_URL_EVENTBRIDGE: {env:?}"
     );
     let broker = common::start().await;

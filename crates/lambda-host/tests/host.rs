@@ -415,14 +415,21 @@ async fn an_init_error_after_init_is_refused_and_the_environment_lives_on() -> a
     let answer = std::fs::read_to_string(host.out.path().join("init-error-answer"))?;
     let answer: serde_json::Value = serde_json::from_str(&answer)?;
     assert_eq!(answer["status"], 403, "{answer}");
-    assert_eq!(answer["body"]["errorType"], "InvalidStateTransition", "{answer}");
+    assert_eq!(
+        answer["body"]["errorType"], "InvalidStateTransition",
+        "{answer}"
+    );
     // The next invocation runs in the same (warm) environment: nothing was killed.
     host.send("after").await?;
     host.until("the second invocation", |h| Ok(h.seen()?.len() == 2))
         .await?;
     host.until_queue_empty().await?;
     let seen = host.seen()?;
-    assert_eq!(pid_of(&seen[0]), pid_of(&seen[1]), "the environment was restarted");
+    assert_eq!(
+        pid_of(&seen[0]),
+        pid_of(&seen[1]),
+        "the environment was restarted"
+    );
     assert!(
         !host.log.lines().iter().any(|l| l.contains("init error")),
         "{:?}",
