@@ -24,10 +24,10 @@ mod message;
 mod metrics;
 mod pattern;
 mod queue;
+mod rule;
 mod sqs;
 mod state;
 mod store;
-mod validate;
 
 pub use config::{
     BrokerConfig, DeadLetter, Declarations, QueueDeclaration, RuleDeclaration, TargetDeclaration,
@@ -143,7 +143,7 @@ impl Broker {
                     .map_err(|(code, message)| fail(ApiError::events(&code, message)))?;
                 targets.insert(
                     t.id.clone(),
-                    events::Target {
+                    rule::Target {
                         id: t.id.clone(),
                         arn,
                         input: None,
@@ -151,7 +151,7 @@ impl Broker {
                     },
                 );
             }
-            let rule = events::Rule {
+            let rule = rule::Rule {
                 name: r.name.clone(),
                 event_bus: r.event_bus.clone().unwrap_or_else(|| "default".into()),
                 event_pattern: pattern,

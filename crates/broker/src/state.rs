@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::events::Rule;
 use crate::message::Message;
 use crate::queue::{Queue, Settings, apply_attributes};
+use crate::rule::Rule;
 use crate::store::{self, Loaded, StoreError, WriteOp, Writer};
 
 /// Milliseconds since the Unix epoch, the clock SQS timestamps use.

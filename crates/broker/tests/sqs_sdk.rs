@@ -938,3 +938,36 @@ async fn metrics_page_reports_queue_figures() {
     }
     broker.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_queue_url_of_another_account_does_not_exist() {
+    let broker = start().await;
+    let endpoint = broker.handle.endpoint_url();
+    let client = sqs(&endpoint);
+    create(&client, "mine", &[]).await;
+    let foreign = format!("{endpoint}/123456789012/mine");
+    assert_eq!(
+        code(
+            client
+                .send_message()
+                .queue_url(&foreign)
+                .message_body("b")
+                .send()
+                .await
+        ),
+        "AWS.SimpleQueueService.NonExistentQueue"
+    );
+    assert_eq!(
+        code(client.receive_message().queue_url(&foreign).send().await),
+        "AWS.SimpleQueueService.NonExistentQueue"
+    );
+    // Our own account's URL still works.
+    client
+        .send_message()
+        .queue_url(format!("{endpoint}/000000000000/mine"))
+        .message_body("b")
+        .send()
+        .await
+        .unwrap();
+    broker.handle.shutdown().await;
+}
