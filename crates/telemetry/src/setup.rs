@@ -10,6 +10,7 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{BatchLogProcessor, LogProcessor as _, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanExporter,
     SpanProcessor as _,
@@ -133,7 +134,12 @@ pub struct TelemetryBuilder {
     facts: Option<ProcessFacts>,
     span_exporter: Option<PipelineFactory>,
     delivery: SpanDelivery,
+    metric_interval: Duration,
 }
+
+/// The metric export interval when neither `OTEL_METRIC_EXPORT_INTERVAL` nor
+/// [`TelemetryBuilder::default_metric_export_interval`] sets one (the specification's 60 s).
+const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for TelemetryBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,7 +161,14 @@ impl TelemetryBuilder {
             facts: None,
             span_exporter: None,
             delivery: SpanDelivery::Batched,
+            metric_interval: DEFAULT_METRIC_INTERVAL,
         }
+    }
+
+    /// How often metrics are exported when `OTEL_METRIC_EXPORT_INTERVAL` is not set (else 60 s).
+    pub fn default_metric_export_interval(mut self, interval: Duration) -> Self {
+        self.metric_interval = interval;
+        self
     }
 
     /// The service's own name, used when neither `OTEL_SERVICE_NAME` nor `service.name` in
@@ -215,6 +228,21 @@ impl TelemetryBuilder {
             .unwrap_or_else(|| ProcessFacts::current(&config.env));
         let resource = detect(&config, &self.defaults, &facts);
 
+        let meter_provider = match (&config.metrics_exporter, config.sdk_disabled) {
+            (ExporterKind::Otlp(otlp), false) => {
+                let interval = config
+                    .metric_export_interval
+                    .unwrap_or(self.metric_interval);
+                Some(meter_provider(
+                    otlp,
+                    config.metric_temporality_delta,
+                    interval,
+                    &handle,
+                    &resource,
+                )?)
+            }
+            _ => None,
+        };
         let mut span_processor = None;
         let mut log_processor = None;
         let (tracer_provider, logger_provider) = if config.sdk_disabled {
@@ -283,6 +311,7 @@ impl TelemetryBuilder {
             config,
             tracer_provider,
             logger_provider,
+            meter_provider,
             span_processor,
             log_processor,
             propagator,
@@ -405,6 +434,36 @@ fn otlp_span_exporter(
     )
 }
 
+/// The OTLP metrics pipeline: a periodic reader every `interval`, its exports run (and bounded
+/// by the exporter's timeout) on the export runtime whatever the protocol.
+pub(crate) fn meter_provider(
+    otlp: &OtlpConfig,
+    delta: bool,
+    interval: Duration,
+    handle: &Handle,
+    resource: &Resource,
+) -> Result<SdkMeterProvider, InitError> {
+    let temporality = if delta {
+        Temporality::Delta
+    } else {
+        Temporality::Cumulative
+    };
+    let exporter = otlp_exporter!(
+        opentelemetry_otlp::MetricExporter::builder().with_temporality(temporality),
+        otlp,
+        handle,
+        "metrics"
+    )?;
+    let exporter = OnExportRuntime::new(exporter, handle.clone(), otlp.timeout);
+    let reader = PeriodicReader::builder(exporter)
+        .with_interval(interval)
+        .build();
+    Ok(SdkMeterProvider::builder()
+        .with_resource(resource.clone())
+        .with_reader(reader)
+        .build())
+}
+
 fn otlp_log_exporter(
     otlp: &OtlpConfig,
     handle: &Handle,
@@ -423,6 +482,7 @@ pub struct Telemetry {
     pub(crate) config: TelemetryConfig,
     tracer_provider: Option<SdkTracerProvider>,
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
     span_processor: Option<SpanPipeline>,
     log_processor: Option<Arc<BatchLogProcessor>>,
     propagator: Propagators,
@@ -468,15 +528,25 @@ impl Telemetry {
         self.logger_provider.as_ref()
     }
 
+    /// The meter provider; `Some` when `OTEL_METRICS_EXPORTER=otlp` (the default) and the SDK
+    /// is enabled. [`Telemetry::install_global`] makes it the global one.
+    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
+        self.meter_provider.as_ref()
+    }
+
     /// The propagators `OTEL_PROPAGATORS` asked for, to pass to carriers.
     pub fn propagator(&self) -> &Propagators {
         &self.propagator
     }
 
-    /// Sets the global tracer provider (when the SDK is enabled) and the global propagator.
+    /// Sets the global tracer and meter providers (when the SDK is enabled) and the global
+    /// propagator.
     pub fn install_global(&self) {
         if let Some(provider) = &self.tracer_provider {
             opentelemetry::global::set_tracer_provider(provider.clone());
+        }
+        if let Some(provider) = &self.meter_provider {
+            opentelemetry::global::set_meter_provider(provider.clone());
         }
         opentelemetry::global::set_text_map_propagator(build_propagator(&self.config));
     }
@@ -577,8 +647,9 @@ impl Telemetry {
         let tracer = self.span_processor.clone();
         let logger = self.log_processor.clone();
         let providers = (self.tracer_provider.clone(), self.logger_provider.clone());
+        let meter = self.meter_provider.clone();
         let runtime = self.runtime.take();
-        if tracer.is_none() && logger.is_none() {
+        if tracer.is_none() && logger.is_none() && meter.is_none() {
             return FlushOutcome::Exported;
         }
         // An export still running when the bound passes keeps polling futures that belong to
@@ -592,7 +663,10 @@ impl Telemetry {
             .spawn(move || {
                 let traces = tracer.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
                 let logs = logger.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
-                let outcome = FlushOutcome::from_results([traces, logs]);
+                // The last metric export; its failure is reported like the others'.
+                let metrics = meter.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
+                let outcome = FlushOutcome::from_results([traces, logs])
+                    .and(FlushOutcome::from_result(metrics));
                 // Marks the providers shut down; their processors already are.
                 if let Some(p) = providers.0 {
                     let _ = p.shutdown_with_timeout(Duration::ZERO);

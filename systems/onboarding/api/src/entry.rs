@@ -37,6 +37,7 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
         .default_service_name("onboarding-api")
         .default_service_version(env!("CARGO_PKG_VERSION"))
         .default_service_namespace("customer-onboarding")
+        .default_metric_export_interval(METRICS_INTERVAL)
         .build()?;
     telemetry.install_global();
     telemetry.install_subscriber()?;
@@ -48,15 +49,9 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
                 addr: config.addr,
                 source,
             })?;
-        // Metrics first: the instruments take their meter from the global provider.
-        let metrics =
-            throughline_telemetry::metrics::install(&env, "onboarding-api", METRICS_INTERVAL);
-        let served = crate::serve(config, Telemetry::global(), listener, shutdown_signal()).await;
-        if let Some(metrics) = metrics {
-            // Blocking (waits for the last export): off the runtime's workers.
-            let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
-        }
-        served?;
+        // The instruments take their meter from the global provider `install_global` set; the
+        // last metric export happens in `telemetry.shutdown` below.
+        crate::serve(config, Telemetry::global(), listener, shutdown_signal()).await?;
         Ok(())
     });
     let _ = telemetry.shutdown(Duration::from_secs(2));

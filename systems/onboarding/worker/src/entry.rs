@@ -31,7 +31,8 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     let mut builder = throughline_telemetry::Telemetry::builder(telemetry_config)
         .default_service_name("onboarding-lambda")
         .default_service_version(env!("CARGO_PKG_VERSION"))
-        .default_service_namespace("customer-onboarding");
+        .default_service_namespace("customer-onboarding")
+        .default_metric_export_interval(Duration::from_secs(60));
     if config.flush {
         // Lambda freezes the environment between invocations: spans leave at the flush that
         // ends each invocation, not from a batch thread that would run frozen. With the flush
@@ -51,11 +52,8 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
-    // Metrics first: the worker's instruments take their meter from the global provider.
-    let metrics = {
-        let _entered = runtime.enter();
-        throughline_telemetry::metrics::install(&env, "onboarding-lambda", Duration::from_secs(60))
-    };
+    // The worker's instruments take their meter from the global provider `install_global` set.
+    let metrics = telemetry.meter_provider().cloned();
     let worker_telemetry = WorkerTelemetry {
         tracer: opentelemetry::global::tracer("onboarding-lambda"),
         meter: opentelemetry::global::meter("onboarding-lambda"),
