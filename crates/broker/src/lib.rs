@@ -55,7 +55,7 @@ use crate::state::{Shared, State, now_ms};
 pub enum BrokerError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("declared {what}: {source}")]
+    #[error("declared {what}")]
     Declaration { what: String, source: ApiError },
     #[error("listener: {0}")]
     Listener(std::io::Error),

@@ -32,10 +32,10 @@ use crate::resource::{ProcessFacts, ServiceDefaults, detect};
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     /// The export runtime's thread could not be started.
-    #[error("could not start the telemetry export runtime: {0}")]
+    #[error("could not start the telemetry export runtime")]
     Runtime(#[source] std::io::Error),
     /// The OTLP exporter rejected its settings.
-    #[error("the OTLP {signal} exporter for {endpoint} could not be built: {source}")]
+    #[error("the OTLP {signal} exporter for {endpoint} could not be built")]
     Exporter {
         signal: &'static str,
         endpoint: String,
@@ -47,7 +47,7 @@ pub enum InitError {
     #[error("OTEL_EXPORTER_OTLP_HEADERS: header {name:?} cannot be sent as gRPC metadata")]
     GrpcHeader { name: String },
     /// The log filter (`RUST_LOG`) does not parse.
-    #[error("RUST_LOG: {value:?} is not a valid log filter: {source}")]
+    #[error("RUST_LOG: {value:?} is not a valid log filter")]
     LogFilter {
         value: String,
         #[source]
