@@ -24,6 +24,9 @@ use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tokio::runtime::{Handle, Runtime};
 
+use crate::diagnosis::ExportTarget;
+use std::sync::Arc;
+
 /// A one-worker tokio runtime for exporters; shut down in the background when dropped, so the
 /// guard may be dropped from inside an async context.
 #[derive(Debug)]
@@ -66,6 +69,7 @@ pub(crate) struct OnExportRuntime<E> {
     inner: E,
     handle: Handle,
     timeout: Duration,
+    target: Option<Arc<ExportTarget>>,
 }
 
 impl<E> OnExportRuntime<E> {
@@ -74,7 +78,14 @@ impl<E> OnExportRuntime<E> {
             inner,
             handle,
             timeout,
+            target: None,
         }
+    }
+
+    /// A failed export names `target` and what a probe of it shows (see [`ExportTarget`]).
+    pub(crate) fn explained_by(mut self, target: Option<ExportTarget>) -> Self {
+        self.target = target.map(Arc::new);
+        self
     }
 
     fn bounded<'a>(
@@ -85,10 +96,20 @@ impl<E> OnExportRuntime<E> {
         let _enter = self.handle.enter();
         let timeout = self.timeout;
         let bounded = tokio::time::timeout(timeout, export);
+        let target = self.target.clone();
         InRuntime {
             handle: self.handle.clone(),
             export: Box::pin(async move {
-                bounded.await.unwrap_or(Err(OTelSdkError::Timeout(timeout)))
+                match bounded.await {
+                    Err(_) => Err(OTelSdkError::Timeout(timeout)),
+                    Ok(Err(OTelSdkError::InternalFailure(error))) => match target {
+                        Some(target) => {
+                            Err(OTelSdkError::InternalFailure(target.explain(&error).await))
+                        }
+                        None => Err(OTelSdkError::InternalFailure(error)),
+                    },
+                    Ok(result) => result,
+                }
             }),
         }
     }

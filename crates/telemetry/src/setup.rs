@@ -22,6 +22,7 @@ use crate::config::{
     BatchConfig, ExporterKind, OtlpCompression, OtlpConfig, OtlpProtocol, SamplerConfig,
     TelemetryConfig,
 };
+use crate::diagnosis::ExportTarget;
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
 use crate::invocation::InvocationSpanProcessor;
 use crate::processors::{SharedLogProcessor, SharedSpanProcessor};
@@ -67,6 +68,16 @@ pub enum FlushOutcome {
     TimedOut,
     /// The exporter reported an error.
     Failed(OTelSdkError),
+}
+
+impl std::fmt::Display for FlushOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlushOutcome::Exported => f.write_str("exported"),
+            FlushOutcome::TimedOut => f.write_str("the export did not finish in time"),
+            FlushOutcome::Failed(err) => write!(f, "the export failed: {err}"),
+        }
+    }
 }
 
 impl FlushOutcome {
@@ -201,7 +212,7 @@ impl TelemetryBuilder {
     /// export runtime.
     pub fn span_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
         self.span_exporter = Some(Box::new(move |handle, batch, resource, delivery| {
-            span_pipeline(exporter, handle, batch, resource, delivery)
+            span_pipeline(exporter, handle, batch, resource, delivery, None)
         }));
         self
     }
@@ -263,6 +274,7 @@ impl TelemetryBuilder {
                             &config.batch,
                             &resource,
                             delivery,
+                            Some(ExportTarget::new("traces", otlp)),
                         ))
                     }
                     ExporterKind::Console => Some(span_pipeline(
@@ -271,6 +283,7 @@ impl TelemetryBuilder {
                         &config.batch,
                         &resource,
                         delivery,
+                        None,
                     )),
                     ExporterKind::None => None,
                 },
@@ -291,7 +304,8 @@ impl TelemetryBuilder {
                     let mut exporter = otlp_log_exporter(otlp, &handle)?;
                     opentelemetry_sdk::logs::LogExporter::set_resource(&mut exporter, &resource);
                     let exporter =
-                        OnExportRuntime::new(exporter, handle.clone(), config.batch.export_timeout);
+                        OnExportRuntime::new(exporter, handle.clone(), config.batch.export_timeout)
+                            .explained_by(Some(ExportTarget::new("logs", otlp)));
                     let processor = Arc::new(BatchLogProcessor::builder(exporter).build());
                     log_processor = Some(Arc::clone(&processor));
                     Some(
@@ -327,9 +341,11 @@ fn span_pipeline<E: SpanExporter + 'static>(
     batch: &BatchConfig,
     resource: &Resource,
     delivery: SpanDelivery,
+    target: Option<ExportTarget>,
 ) -> SpanPipeline {
     exporter.set_resource(resource);
-    let exporter = OnExportRuntime::new(exporter, handle.clone(), batch.export_timeout);
+    let exporter =
+        OnExportRuntime::new(exporter, handle.clone(), batch.export_timeout).explained_by(target);
     if delivery == SpanDelivery::OnFlush {
         let processor = InvocationSpanProcessor::new(exporter, handle.clone(), batch);
         return SpanPipeline::OnFlush(Arc::new(processor));
@@ -454,7 +470,8 @@ pub(crate) fn meter_provider(
         handle,
         "metrics"
     )?;
-    let exporter = OnExportRuntime::new(exporter, handle.clone(), otlp.timeout);
+    let exporter = OnExportRuntime::new(exporter, handle.clone(), otlp.timeout)
+        .explained_by(Some(ExportTarget::new("metrics", otlp)));
     let reader = PeriodicReader::builder(exporter)
         .with_interval(interval)
         .build();
