@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::receipts::receipt_handle;
@@ -26,6 +27,22 @@ pub(super) struct ReceiveRequest {
     wait_time_seconds: Option<i64>,
 }
 
+/// One waiting receive in its queue's `waiting` count, for as long as it lives.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn start(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 pub(super) async fn receive_message(
     shared: &Shared,
     req: ReceiveRequest,
@@ -35,12 +52,13 @@ pub(super) async fn receive_message(
         in_range("MaxNumberOfMessages", req.max_number_of_messages, 1, 10)?.unwrap_or(1) as usize;
     let visibility = in_range("VisibilityTimeout", req.visibility_timeout, 0, 43_200)?;
     let wait = in_range("WaitTimeSeconds", req.wait_time_seconds, 0, 20)?;
-    let (wait_secs, notify) = {
+    let (wait_secs, notify, waiting) = {
         let state = shared.lock();
         let q = state.queue(&name)?;
         (
             wait.unwrap_or(u64::from(q.settings.receive_wait_secs)),
             q.notify.clone(),
+            q.waiting.clone(),
         )
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait_secs);
@@ -70,9 +88,13 @@ pub(super) async fn receive_message(
         if tokio::time::Instant::now() >= deadline {
             break received;
         }
-        tokio::select! {
-            () = &mut notified => {}
-            () = tokio::time::sleep_until(wake) => {}
+        {
+            // Counted while it waits (for `/metrics`), also when the client goes away mid-wait.
+            let _waiting = Waiting::start(&waiting);
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
         }
         if shared.lock().queue(&name).is_err() {
             return Err(ApiError::queue_does_not_exist());
