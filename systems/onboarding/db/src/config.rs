@@ -59,7 +59,14 @@ impl PostgresConfig {
     /// The connection options; the URL was checked by [`DatabaseConfig::from_env`], so this does
     /// not fail for a config made there. `PG*` variables of the process fill what the URL
     /// leaves out, as with libpq.
+    ///
+    /// Also installs rustls's ring crypto provider as the process default if none is: sqlx's
+    /// `sslmode=verify-ca` builds its own certificate verifier from the process default, and
+    /// without one it panics when it connects (with more than one provider compiled in, rustls
+    /// cannot pick).
     pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
+        // An error only means a provider is installed already, which is all that is needed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         sqlx::postgres::PgConnectOptions::from_str(&self.url)
     }
 }
