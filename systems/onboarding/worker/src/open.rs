@@ -1,0 +1,37 @@
+//! Why the worker's resources (database, document store, outbox) could not be opened at cold
+//! start.
+
+use std::path::PathBuf;
+
+use crate::outbox::OutboxError;
+
+/// Why the worker's resources could not be opened at cold start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("database {path}: {source}")]
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// PostgreSQL could not be reached, or refused us; `url` has its password redacted.
+    #[error("DATABASE_URL {url}: cannot open the database: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    /// No connection within `DATABASE_CONNECT_TIMEOUT_MS` (nothing listening, or no answer).
+    #[error("DATABASE_URL {url}: cannot open the database: no connection within {timeout_ms} ms")]
+    ConnectTimeout { url: String, timeout_ms: u64 },
+    #[error("directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("document store: {0}")]
+    Documents(#[from] object_store::Error),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The S3 client could not be built from the `AWS_*` settings; `message` has every secret
+    /// value masked.
+    #[error("ONBOARDING_DOCUMENTS_URL s3://{bucket}: cannot build the S3 client: {message}")]
+    S3 { bucket: String, message: String },
+    #[error("ONBOARDING_DOCUMENTS_URL names S3, but this build lacks the `s3` feature")]
+    S3NotBuilt,
+}
