@@ -14,13 +14,13 @@ const METRICS_INTERVAL: Duration = Duration::from_secs(10);
 pub enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("telemetry: {0}")]
+    #[error("telemetry configuration")]
     TelemetryConfig(#[from] throughline_telemetry::ConfigError),
-    #[error("telemetry: {0}")]
+    #[error("telemetry")]
     Telemetry(#[from] throughline_telemetry::InitError),
     #[error(transparent)]
     Serve(#[from] ServeError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: std::net::SocketAddr,
         source: std::io::Error,

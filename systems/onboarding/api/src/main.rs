@@ -5,7 +5,8 @@ fn main() -> std::process::ExitCode {
     match onboarding_api::entry::run_main(std::env::vars().collect()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("onboarding-api: {e}");
+            // Each cause once, after the error that it caused.
+            eprintln!("onboarding-api: {}", throughline_instrument::ErrorChain(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -20,8 +20,8 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use serde_json::json;
 use throughline_instrument::{
-    DbClient, DbOperation, DbSemconv, DbTarget, ErrorType, HttpServerLayer, SharedTracer,
-    SqsProducer,
+    DbClient, DbOperation, DbSemconv, DbTarget, ErrorChain, ErrorType, HttpServerLayer,
+    SharedTracer, SqsProducer,
 };
 
 use crate::customers::{CustomerStore, CustomerStoreError, NewCustomer};
@@ -307,9 +307,9 @@ async fn accept<Q: MessageQueue>(app: &App<Q>, body: &[u8]) -> (Answer, &'static
             );
         }
         Err(e) => {
-            stored.fail_status(&e);
+            stored.fail_status(ErrorChain(&e));
             stored.end();
-            tracing::error!(error = %e, trace_id = %trace_id, "customer could not be stored");
+            tracing::error!(error = %ErrorChain(&e), trace_id = %trace_id, "customer could not be stored");
             let body = json!({"status": "error", "error": "customer database unavailable", "trace_id": trace_id});
             return (
                 Answer::error(StatusCode::SERVICE_UNAVAILABLE, "database", body),
@@ -362,7 +362,7 @@ async fn accept<Q: MessageQueue>(app: &App<Q>, body: &[u8]) -> (Answer, &'static
         tracing::error!(error = %e, trace_id = %trace_id, "onboarding message could not be queued");
         // Without a message the worker never sees the customer: undo, so a retry succeeds.
         if let Err(e) = app.store.delete(request.customer_id.clone()).await {
-            tracing::error!(error = %e, "customer could not be removed after a failed send");
+            tracing::error!(error = %ErrorChain(&e), "customer could not be removed after a failed send");
         }
         let body = json!({"status": "error",
                           "error": format!("onboarding queue {} unavailable", app.queue.name()),
@@ -401,7 +401,7 @@ async fn customer<Q: MessageQueue>(
                    "fields": [{"field": "id", "problem": "no such customer"}]}),
         ),
         Err(e) => {
-            tracing::error!(error = %e, "customer could not be read");
+            tracing::error!(error = %ErrorChain(&e), "customer could not be read");
             Answer::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database",
@@ -423,7 +423,7 @@ async fn health<Q: MessageQueue>(State(app): State<Arc<App<Q>>>) -> Response {
         Ok(()) => json!({"status": "healthy", "latency_ms": ms}),
         Err(e) => json!({"status": "unhealthy", "error": e, "latency_ms": ms}),
     };
-    let db = db.map_err(|e| e.to_string());
+    let db = db.map_err(|e| ErrorChain(&e).to_string());
     let queue = queue.map_err(|e| e.to_string());
     let healthy = db.is_ok() && queue.is_ok();
     let body = json!({

@@ -15,6 +15,7 @@ use onboarding_api::{ApiConfig, App, Telemetry};
 use opentelemetry::global::BoxedTracer;
 use opentelemetry::trace::SpanKind;
 use serde_json::{Value, json};
+use throughline_instrument::{SendOperation, SendReceipt};
 use throughline_telemetry::testing::TestTracing;
 use tower::ServiceExt as _;
 
@@ -228,4 +229,65 @@ async fn health_answers_503_naming_the_queue_when_its_broker_is_down() {
     spans
         .assert_attribute("send onboarding-queue", "error.type", "queue")
         .assert_attribute("POST /onboard", "error.type", "queue");
+}
+
+/// A queue whose every message left in a batch of three.
+#[derive(Debug, Clone, Default)]
+struct Batched;
+
+impl MessageQueue for Batched {
+    fn name(&self) -> &str {
+        "onboarding-queue"
+    }
+    async fn send(&self, _message: OutgoingMessage) -> Result<String, QueueError> {
+        Ok("m-1".to_owned())
+    }
+    async fn send_message(&self, _message: OutgoingMessage) -> Result<SendReceipt, QueueError> {
+        Ok(SendReceipt::new(
+            "m-1",
+            SendOperation::SendMessageBatch { message_count: 3 },
+        ))
+    }
+    async fn probe(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_send_span_names_the_call_that_carried_the_message() {
+    let alone = api(Kept::default()).await;
+    let (status, _, body) = answer(&alone.router, onboard(Some("application/json"), "S-1")).await;
+    assert_eq!(status, 200, "{body}");
+    let spans = alone.tracing.spans();
+    spans
+        .assert_attribute(
+            "send onboarding-queue",
+            "messaging.operation.name",
+            "SendMessage",
+        )
+        .assert_attribute("send onboarding-queue", "messaging.message.id", "m-1");
+    assert!(
+        spans
+            .find("send onboarding-queue")
+            .attributes
+            .iter()
+            .all(|kv| kv.key.as_str() != "messaging.batch.message_count")
+    );
+
+    let batched = api(Batched).await;
+    let (status, _, body) = answer(&batched.router, onboard(Some("application/json"), "S-2")).await;
+    assert_eq!(status, 200, "{body}");
+    batched
+        .tracing
+        .spans()
+        .assert_attribute(
+            "send onboarding-queue",
+            "messaging.operation.name",
+            "SendMessageBatch",
+        )
+        .assert_attribute(
+            "send onboarding-queue",
+            "messaging.batch.message_count",
+            3_i64,
+        );
 }

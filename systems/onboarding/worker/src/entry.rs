@@ -12,9 +12,9 @@ use crate::{ConfigError, Worker, WorkerConfig, WorkerTelemetry};
 pub enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("telemetry: {0}")]
+    #[error("telemetry configuration")]
     TelemetryConfig(#[from] throughline_telemetry::ConfigError),
-    #[error("telemetry: {0}")]
+    #[error("telemetry")]
     Telemetry(#[from] throughline_telemetry::InitError),
     #[error(transparent)]
     Open(#[from] crate::steps::OpenError),

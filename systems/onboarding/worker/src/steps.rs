@@ -11,7 +11,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
 use serde::Deserialize;
-use throughline_instrument::{DbClient, DbOperation, SharedTracer, Spans};
+use throughline_instrument::{DbClient, DbOperation, ErrorChain, SharedTracer, Spans};
 
 use crate::config::{DocumentsLocation, S3Settings, WorkerConfig};
 use crate::database::{StatusUpdate, WorkerDatabase};
@@ -267,7 +267,7 @@ impl Processor {
             .await
             .map_err(|e| StepError::Failed {
                 step: Step::Notification.name(),
-                message: e.to_string(),
+                message: ErrorChain(&e).to_string(),
             })?;
         let cx = Context::current();
         cx.span()
