@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -95,48 +95,61 @@ where
 
 async fn search(
     State(apm): State<Apm>,
-    Query(params): Query<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Html<String>, PageError> {
     render(apm, move |r| {
-        pages::search::page(r, &Params(params), now_unix_nanos())
+        pages::search::page(
+            r,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
+        )
     })
     .await
 }
 
 /// The header's trace-id box submits here; a valid id redirects to its trace page.
-async fn trace_box(Query(params): Query<Vec<(String, String)>>) -> Result<Redirect, PageError> {
-    let params = Params(params);
+async fn trace_box(RawQuery(query): RawQuery) -> Result<Redirect, PageError> {
+    let params = Params::parse(query.as_deref().unwrap_or_default());
     let raw = params.get("id").unwrap_or_default();
-    let id = params::trace_id(raw, "id")?;
+    let id = params::trace_id("id", raw)?;
     Ok(Redirect::to(&format!("/trace/{id}")))
 }
 
 async fn trace(
     State(apm): State<Apm>,
     Path(trace_id): Path<String>,
-    Query(params): Query<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Html<String>, PageError> {
-    let id = params::trace_id(&trace_id, "traceId")?;
-    render(apm, move |r| pages::trace::page(r, id, &Params(params))).await
+    let id = params::trace_id("traceId", &trace_id)?;
+    render(apm, move |r| {
+        pages::trace::page(r, id, &Params::parse(query.as_deref().unwrap_or_default()))
+    })
+    .await
 }
 
-async fn map(
-    State(apm): State<Apm>,
-    Query(params): Query<Vec<(String, String)>>,
-) -> Result<Html<String>, PageError> {
+async fn map(State(apm): State<Apm>, RawQuery(query): RawQuery) -> Result<Html<String>, PageError> {
     let memory = Arc::clone(&apm.map_memory);
     render(apm, move |r| {
-        pages::map::page(r, &memory, &Params(params), now_unix_nanos())
+        pages::map::page(
+            r,
+            &memory,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
+        )
     })
     .await
 }
 
 async fn services(
     State(apm): State<Apm>,
-    Query(params): Query<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Html<String>, PageError> {
     render(apm, move |r| {
-        pages::services::overview(r, &Params(params), now_unix_nanos())
+        pages::services::overview(
+            r,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
+        )
     })
     .await
 }
@@ -144,20 +157,29 @@ async fn services(
 async fn service(
     State(apm): State<Apm>,
     Path(service): Path<String>,
-    Query(params): Query<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Html<String>, PageError> {
     render(apm, move |r| {
-        pages::services::detail(r, &service, &Params(params), now_unix_nanos())
+        pages::services::detail(
+            r,
+            &service,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
+        )
     })
     .await
 }
 
 async fn integrity(
     State(apm): State<Apm>,
-    Query(params): Query<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
 ) -> Result<Html<String>, PageError> {
     render(apm, move |r| {
-        pages::integrity::page(r, &Params(params), now_unix_nanos())
+        pages::integrity::page(
+            r,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
+        )
     })
     .await
 }

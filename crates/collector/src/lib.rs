@@ -5,16 +5,15 @@
 //! [`QueryServer`] is the query API alone, for embedding.
 
 pub mod ingest;
-pub mod jaeger;
 pub mod otlp_grpc;
 pub mod otlp_http;
-pub mod params;
 pub mod prometheus;
 pub mod query;
 pub mod self_metrics;
 pub mod server;
 
 pub use ingest::{Ingest, IngestError, IngestLimits};
-pub use query::{IntegrityReport, QueryServer};
+pub use query::{QueryServer, SEARCH_DEFAULTS};
 pub use self_metrics::{CollectorMetrics, RefusalReason, Signal};
 pub use server::{Collector, CollectorConfig, HttpTimeouts, RunningCollector, StartError};
+pub use throughline_jaeger::IntegrityReport;

@@ -14,22 +14,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
+use throughline_jaeger::params::{self, ParamError, Params, SearchDefaults};
+use throughline_jaeger::{DependencyLink, Envelope, IntegrityReport, Operation, otlp};
 use throughline_store::{
     IntegrityProblem, SpanKind, StoreError, StoredSpan, TraceId, TraceIntegrity, TraceQuery,
     TraceReader, TraceSummary,
 };
 
 use crate::ingest::Ingest;
-use crate::jaeger;
-use crate::params::{self, ParamError};
 use crate::prometheus;
 
-/// Jaeger's default number of traces per search.
-const DEFAULT_LIMIT: usize = 100;
-/// Largest `limit` honoured.
-const MAX_LIMIT: usize = 1500;
-/// Jaeger's default search window.
-const DEFAULT_LOOKBACK_NANOS: u64 = 3600 * 1_000_000_000;
+/// The search defaults of `/api/traces` and `/api/throughline/integrity`: Jaeger's default of 100
+/// traces over the last hour, and at most 1,500 traces per call (the Jaeger UI's own cap).
+pub const SEARCH_DEFAULTS: SearchDefaults = SearchDefaults {
+    limit: 100,
+    max_limit: 1500,
+    lookback_nanos: 3600 * 1_000_000_000,
+};
 /// Jaeger's default dependencies window (24 h), in milliseconds.
 const DEFAULT_DEPENDENCY_LOOKBACK_MS: u64 = 24 * 3600 * 1000;
 
@@ -101,32 +102,8 @@ impl QueryServer {
     }
 }
 
-/// Jaeger's envelope.
-#[derive(Debug, Serialize)]
-struct Envelope<T: Serialize> {
-    data: T,
-    total: usize,
-    limit: usize,
-    offset: usize,
-    errors: Option<Vec<ApiErrorBody>>,
-}
-
-#[derive(Debug, Serialize)]
-struct ApiErrorBody {
-    code: u16,
-    msg: String,
-}
-
 fn ok<T: Serialize>(data: Vec<T>) -> Response {
-    let total = data.len();
-    axum::Json(Envelope {
-        data,
-        total,
-        limit: 0,
-        offset: 0,
-        errors: None,
-    })
-    .into_response()
+    axum::Json(Envelope::list(data)).into_response()
 }
 
 /// An answer that is not data.
@@ -153,16 +130,7 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error = %self, "query failed");
         }
-        let body = Envelope::<Option<()>> {
-            data: None,
-            total: 0,
-            limit: 0,
-            offset: 0,
-            errors: Some(vec![ApiErrorBody {
-                code: status.as_u16(),
-                msg: self.to_string(),
-            }]),
-        };
+        let body = Envelope::<()>::error(status.as_u16(), self.to_string());
         (status, axum::Json(body)).into_response()
     }
 }
@@ -177,68 +145,6 @@ async fn read<T: Send + 'static>(
         .await
         .map_err(|_| ApiError::ReaderGone)?
         .map_err(ApiError::from)
-}
-
-/// Query parameters as Jaeger sends them: repeated keys allowed (`traceID=a&traceID=b`).
-#[derive(Debug, Default)]
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn parse(raw: Option<String>) -> Self {
-        let raw = raw.unwrap_or_default();
-        let pairs = raw
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode_component(k), decode_component(v))
-            })
-            .collect();
-        Self(pairs)
-    }
-
-    /// The last non-empty value of `key`.
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, v)| k == key && !v.is_empty())
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn all(&self, key: &str) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(move |(k, v)| k == key && !v.is_empty())
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Percent-decoding with `+` as space, as HTML forms and the Jaeger UI encode queries.
-fn decode_component(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex_digit(bytes[i + 1]), hex_digit(bytes[i + 2]))
-            {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi * 16 + lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 fn now_nanos() -> u64 {
@@ -264,13 +170,6 @@ async fn service_operations(
     Ok(ok(names))
 }
 
-#[derive(Debug, Serialize)]
-struct OperationJson {
-    name: String,
-    #[serde(rename = "spanKind")]
-    span_kind: &'static str,
-}
-
 fn parse_span_kind(input: &str) -> Result<SpanKind, ParamError> {
     Ok(match input.to_ascii_lowercase().as_str() {
         "server" => SpanKind::Server,
@@ -292,107 +191,38 @@ async fn operations(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(raw);
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
     let service = q
         .get("service")
         .ok_or_else(|| ParamError::new("service", "is required"))?
         .to_owned();
     let kind = q.get("spanKind").map(parse_span_kind).transpose()?;
     let ops = read(&state.reader, move |r| r.operations(&service)).await?;
-    let data: Vec<OperationJson> = ops
+    let data: Vec<Operation> = ops
         .into_iter()
         .filter(|o| kind.is_none_or(|k| o.span_kind == k))
-        .map(|o| OperationJson {
+        .map(|o| Operation {
             name: o.name,
-            span_kind: jaeger::span_kind_name(o.span_kind),
+            span_kind: otlp::span_kind_name(o.span_kind).to_owned(),
         })
         .collect();
     Ok(ok(data))
 }
 
 /// The search parameters shared by `/api/traces` and `/api/throughline/integrity`.
-fn trace_query(q: &Query, require_service: bool) -> Result<TraceQuery, ParamError> {
-    let service = q.get("service").map(str::to_owned);
-    if require_service && service.is_none() {
+fn trace_query(q: &Params, require_service: bool) -> Result<TraceQuery, ParamError> {
+    if require_service && q.get("service").is_none() {
         return Err(ParamError::new("service", "is required"));
     }
-    let end = match q.get("end") {
-        Some(v) => params::unsigned("end", v)?.saturating_mul(1000),
-        None => now_nanos(),
-    };
-    let start = match (q.get("start"), q.get("lookback")) {
-        (Some(v), _) => params::unsigned("start", v)?.saturating_mul(1000),
-        (None, Some(lb)) if lb != "custom" => {
-            end.saturating_sub(params::go_duration_nanos("lookback", lb)?)
-        }
-        _ => end.saturating_sub(DEFAULT_LOOKBACK_NANOS),
-    };
-    if start > end {
-        return Err(ParamError::new("start", "is after end"));
-    }
-    let mut tags = Vec::new();
-    for t in q.all("tags") {
-        tags.extend(params::tags_json("tags", t)?);
-    }
-    for t in q.all("tag") {
-        tags.push(params::tag_pair("tag", t)?);
-    }
-    // Jaeger marks failed spans with the tag error=true; here that is the span status.
-    let errors_only = tags
-        .iter()
-        .any(|(k, v)| k == jaeger::ERROR_TAG && v == "true");
-    tags.retain(|(k, _)| k != jaeger::ERROR_TAG);
-    let min = q
-        .get("minDuration")
-        .map(|v| params::go_duration_nanos("minDuration", v))
-        .transpose()?;
-    let max = q
-        .get("maxDuration")
-        .map(|v| params::go_duration_nanos("maxDuration", v))
-        .transpose()?;
-    if let (Some(min), Some(max)) = (min, max)
-        && min > max
-    {
-        return Err(ParamError::new(
-            "minDuration",
-            "is greater than maxDuration",
-        ));
-    }
-    let limit = match q.get("limit") {
-        Some(v) => (params::unsigned("limit", v)? as usize).min(MAX_LIMIT),
-        None => DEFAULT_LIMIT,
-    };
-    let limit = if limit == 0 { DEFAULT_LIMIT } else { limit };
-    Ok(TraceQuery {
-        service,
-        operation: q.get("operation").map(str::to_owned),
-        tags,
-        start_unix_nanos: start,
-        end_unix_nanos: end,
-        min_duration_nanos: min,
-        max_duration_nanos: max,
-        errors_only,
-        incomplete_only: q.get("incompleteOnly") == Some("true"),
-        limit,
-    })
-}
-
-fn trace_ids(q: &Query) -> Result<Vec<TraceId>, ParamError> {
-    q.all("traceID")
-        .map(|id| {
-            id.parse().map_err(|e: throughline_store::IdParseError| {
-                ParamError::new("traceID", e.to_string())
-            })
-        })
-        .collect()
+    params::trace_query(q, now_nanos(), SEARCH_DEFAULTS)
 }
 
 async fn search_traces(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(raw);
-    let ids = trace_ids(&q)?;
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
+    let ids = params::trace_ids(&q, "traceID")?;
     let ids = if ids.is_empty() {
         let query = trace_query(&q, true)?;
         read(&state.reader, move |r| r.find_traces(&query))
@@ -409,9 +239,9 @@ async fn search_traces(
             .collect::<Result<Vec<_>, _>>()
     })
     .await?;
-    let data: Vec<jaeger::Trace> = traces
+    let data: Vec<throughline_jaeger::Trace> = traces
         .iter()
-        .filter_map(|spans| jaeger::trace(spans))
+        .filter_map(|spans| otlp::trace(spans))
         .collect();
     Ok(ok(data))
 }
@@ -420,27 +250,17 @@ async fn get_trace(
     State(state): State<AppState>,
     Path(raw_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id: TraceId = raw_id
-        .parse()
-        .map_err(|e: throughline_store::IdParseError| ParamError::new("traceID", e.to_string()))?;
+    let id = params::trace_id("traceID", &raw_id)?;
     let spans = read(&state.reader, move |r| r.trace(id)).await?;
-    let trace = jaeger::trace(&spans).ok_or(ApiError::TraceNotFound(id.to_string()))?;
+    let trace = otlp::trace(&spans).ok_or(ApiError::TraceNotFound(id.to_string()))?;
     Ok(ok(vec![trace]))
-}
-
-#[derive(Debug, Serialize)]
-struct DependencyLink {
-    parent: String,
-    child: String,
-    #[serde(rename = "callCount")]
-    call_count: u64,
 }
 
 async fn dependencies(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(raw);
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
     let end_ms = match q.get("endTs") {
         Some(v) => params::unsigned("endTs", v)?,
         None => now_nanos() / 1_000_000,
@@ -468,31 +288,6 @@ async fn dependencies(
     Ok(ok(data))
 }
 
-/// One trace's integrity, as `/api/throughline/integrity` reports it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct IntegrityReport {
-    #[serde(rename = "traceID")]
-    pub trace_id: String,
-    /// `whole`, `settling` or `incomplete`.
-    pub integrity: String,
-    /// Every reason a trace is incomplete, in words.
-    pub problems: Vec<String>,
-    #[serde(rename = "rootService")]
-    pub root_service: Option<String>,
-    #[serde(rename = "rootName")]
-    pub root_name: Option<String>,
-    pub services: Vec<String>,
-    #[serde(rename = "spanCount")]
-    pub span_count: u64,
-    /// Microseconds since the epoch.
-    #[serde(rename = "startTime")]
-    pub start_time: u64,
-    /// Microseconds.
-    pub duration: u64,
-    #[serde(rename = "hasError")]
-    pub has_error: bool,
-}
-
 /// A problem in words: `missing root span`, `3 orphan spans; missing parents: a, b`.
 pub fn describe_problem(problem: &IntegrityProblem) -> String {
     match problem {
@@ -511,28 +306,27 @@ pub fn describe_problem(problem: &IntegrityProblem) -> String {
     }
 }
 
-impl From<&TraceSummary> for IntegrityReport {
-    fn from(s: &TraceSummary) -> Self {
-        let (integrity, problems) = match &s.integrity {
-            TraceIntegrity::Whole => ("whole", Vec::new()),
-            TraceIntegrity::Settling => ("settling", Vec::new()),
-            TraceIntegrity::Incomplete(problems) => (
-                "incomplete",
-                problems.iter().map(describe_problem).collect(),
-            ),
-        };
-        Self {
-            trace_id: s.trace_id.to_string(),
-            integrity: integrity.to_owned(),
-            problems,
-            root_service: s.root_service.clone(),
-            root_name: s.root_name.clone(),
-            services: s.services.clone(),
-            span_count: s.span_count,
-            start_time: s.start_unix_nanos / 1000,
-            duration: s.duration_nanos / 1000,
-            has_error: s.has_error,
-        }
+/// The report of a summarized trace.
+pub fn integrity_report(s: &TraceSummary) -> IntegrityReport {
+    let (integrity, problems) = match &s.integrity {
+        TraceIntegrity::Whole => ("whole", Vec::new()),
+        TraceIntegrity::Settling => ("settling", Vec::new()),
+        TraceIntegrity::Incomplete(problems) => (
+            "incomplete",
+            problems.iter().map(describe_problem).collect(),
+        ),
+    };
+    IntegrityReport {
+        trace_id: s.trace_id.to_string(),
+        integrity: integrity.to_owned(),
+        problems,
+        root_service: s.root_service.clone(),
+        root_name: s.root_name.clone(),
+        services: s.services.clone(),
+        span_count: s.span_count,
+        start_time: s.start_unix_nanos / 1000,
+        duration: s.duration_nanos / 1000,
+        has_error: s.has_error,
     }
 }
 
@@ -542,12 +336,12 @@ async fn integrity(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let q = Query::parse(raw);
-    let ids = trace_ids(&q)?;
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
+    let ids = params::trace_ids(&q, "traceID")?;
     let data: Vec<IntegrityReport> = if ids.is_empty() {
         let query = trace_query(&q, false)?;
         let found = read(&state.reader, move |r| r.find_traces(&query)).await?;
-        found.iter().map(IntegrityReport::from).collect()
+        found.iter().map(integrity_report).collect()
     } else {
         let spans = read(&state.reader, move |r| {
             ids.into_iter()
@@ -580,7 +374,7 @@ fn report_by_id(trace_id: TraceId, spans: &[StoredSpan]) -> IntegrityReport {
             has_error: false,
         };
     }
-    IntegrityReport::from(&throughline_store::summarize_trace(trace_id, spans, false))
+    integrity_report(&throughline_store::summarize_trace(trace_id, spans, false))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -653,46 +447,25 @@ mod tests {
 
     use super::*;
 
-    fn q(s: &str) -> Query {
-        Query::parse(Some(s.to_owned()))
+    fn q(s: &str) -> Params {
+        Params::parse(s)
     }
 
     #[test]
-    fn query_decoding_handles_percent_and_plus() {
-        let query = q("tags=%7B%22a%22%3A%22b+c%22%7D&service=x");
-        assert_eq!(query.get("tags"), Some(r#"{"a":"b c"}"#));
-        assert_eq!(query.get("service"), Some("x"));
-        assert_eq!(decode_component("100%"), "100%");
+    fn trace_query_requires_a_service_on_api_traces() {
+        let err = trace_query(&q("end=1"), true).expect_err("no service");
+        assert_eq!(err.param, "service");
+        assert!(trace_query(&q("end=1"), false).is_ok());
     }
 
     #[test]
-    fn trace_query_reads_jaeger_formats() {
-        let tq = trace_query(
-            &q("service=a&start=1000&end=5000&minDuration=1.5ms&maxDuration=1s&limit=7&tags=%7B%22error%22%3A%22true%22%2C%22k%22%3A%22v%22%7D"),
-            true,
-        )
-        .expect("valid");
-        assert_eq!(tq.start_unix_nanos, 1_000_000);
-        assert_eq!(tq.end_unix_nanos, 5_000_000);
-        assert_eq!(tq.min_duration_nanos, Some(1_500_000));
-        assert_eq!(tq.max_duration_nanos, Some(1_000_000_000));
-        assert_eq!(tq.limit, 7);
-        assert!(tq.errors_only);
-        assert_eq!(tq.tags, vec![("k".to_owned(), "v".to_owned())]);
-    }
-
-    #[test]
-    fn bad_parameters_are_named() {
-        for (query, param) in [
-            ("end=1", "service"),
-            ("service=a&start=x", "start"),
-            ("service=a&minDuration=fast", "minDuration"),
-            ("service=a&lookback=yesterday", "lookback"),
-            ("service=a&tags=nope", "tags"),
-            ("service=a&limit=-1", "limit"),
-        ] {
-            let err = trace_query(&q(query), true).expect_err(query);
-            assert_eq!(err.param, param, "{query}");
-        }
+    fn limit_over_the_cap_is_refused_naming_it() {
+        let err = trace_query(&q("service=a&limit=100000"), true).expect_err("over the cap");
+        assert_eq!(err.param, "limit");
+        assert!(err.to_string().contains("1500"), "{err}");
+        assert_eq!(
+            trace_query(&q("service=a&limit=0"), true).map(|t| t.limit),
+            Ok(100)
+        );
     }
 }

@@ -64,13 +64,24 @@ macro_rules! hex_id {
                     input: s.to_owned(),
                     expected_hex_digits: $len * 2,
                 };
-                if s.is_empty() || s.len() > $len * 2 {
+                // Checked byte by byte before anything is sliced: a multi-byte character
+                // would otherwise put a slice off a char boundary (a panic on outside input).
+                if s.is_empty() || s.len() > $len * 2 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(err());
                 }
-                let padded = format!("{s:0>width$}", width = $len * 2);
+                let digits = s.as_bytes();
+                let pad = $len * 2 - digits.len();
+                let nibble = |i: usize| {
+                    if i < pad {
+                        0
+                    } else {
+                        // An ASCII hex digit, checked above.
+                        (digits[i - pad] as char).to_digit(16).unwrap_or(0) as u8
+                    }
+                };
                 let mut out = [0u8; $len];
                 for (i, byte) in out.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(&padded[i * 2..i * 2 + 2], 16).map_err(|_| err())?;
+                    *byte = nibble(i * 2) << 4 | nibble(i * 2 + 1);
                 }
                 Ok(Self(out))
             }
@@ -279,4 +290,46 @@ pub trait TraceReader: Send + Sync {
         step_nanos: u64,
     ) -> Result<Vec<IntegrityPoint>, StoreError>;
     fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_padded_and_in_either_case() {
+        assert_eq!(
+            "4BF92F3577B34DA6A3CE929D0E0E4736"
+                .parse::<TraceId>()
+                .map(|t| t.to_string()),
+            Ok("4bf92f3577b34da6a3ce929d0e0e4736".to_owned())
+        );
+        assert_eq!(
+            "abc".parse::<SpanId>(),
+            Ok(SpanId([0, 0, 0, 0, 0, 0, 0x0a, 0xbc]))
+        );
+        assert_eq!("1".parse::<TraceId>().map(|t| t.0[15]), Ok(1));
+    }
+
+    #[test]
+    fn non_ascii_ids_are_refused_not_a_panic() {
+        let thirty_zeros_then_e = format!("{}é", "0".repeat(30));
+        let fourteen_zeros_then_e = format!("{}é", "0".repeat(14));
+        for input in [
+            "é",
+            "😀",
+            "0é",
+            thirty_zeros_then_e.as_str(),
+            "ab\u{0}",
+            " 1",
+            "+1",
+        ] {
+            assert!(input.parse::<TraceId>().is_err(), "{input:?}");
+            assert!(input.parse::<SpanId>().is_err(), "{input:?}");
+        }
+        assert!(fourteen_zeros_then_e.parse::<SpanId>().is_err());
+        assert!("".parse::<TraceId>().is_err());
+        assert!("0".repeat(33).parse::<TraceId>().is_err());
+        assert!("0".repeat(17).parse::<SpanId>().is_err());
+    }
 }

@@ -89,7 +89,7 @@ a young trace is settling while its spans may still arrive. \
         if broken_traces.len() == BROKEN_LISTED {
             let _ = write!(
                 body,
-                "<p><a href=\"/search?incomplete=true&amp;limit=1000&amp;start={}&amp;end={}\">All incomplete traces in this window</a></p>",
+                "<p><a href=\"/search?incompleteOnly=true&amp;limit=1000&amp;start={}&amp;end={}\">All incomplete traces in this window</a></p>",
                 start / 1000,
                 end / 1000
             );

@@ -78,7 +78,7 @@ pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<Strin
         if query.errors_only { " checked" } else { "" }
     );
     // Explicit start/end from a shared link are kept, so the form reproduces the same search.
-    for key in ["start", "end", "incomplete"] {
+    for key in ["start", "end", "incompleteOnly"] {
         if let Some(v) = params.get(key) {
             let _ = write!(
                 body,

@@ -168,11 +168,7 @@ pub fn page(reader: &dyn TraceReader, id: TraceId, params: &Params) -> Result<St
     }
     let selected = match params.get("span") {
         Some(v) => {
-            let sid: SpanId = v.parse().map_err(|_| crate::params::ParamError {
-                field: "span",
-                value: v.to_owned(),
-                problem: "is not a span id of up to 16 hex digits",
-            })?;
+            let sid: SpanId = crate::params::span_id("span", v)?;
             let found = spans
                 .iter()
                 .position(|s| s.span.span_id.as_slice() == sid.0.as_slice());

@@ -1,95 +1,21 @@
-//! OTLP spans in Jaeger's JSON model (the `/api/traces` shape of Jaeger's query service), the
-//! way Jaeger's own OTLP translator maps them: links as `FOLLOWS_FROM`, events as logs, resource
-//! attributes as process tags, kind / status / scope as tags.
-
-use std::collections::BTreeMap;
+//! OTLP spans in Jaeger's JSON model, the way Jaeger's own OTLP translator maps them: links as
+//! `FOLLOWS_FROM`, events as logs, resource attributes as process tags, kind / status / scope as
+//! tags.
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_semantic_conventions::attribute::{
     OTEL_SCOPE_NAME, OTEL_SCOPE_VERSION, OTEL_STATUS_CODE, OTEL_STATUS_DESCRIPTION, SERVICE_NAME,
 };
-use serde::Serialize;
 use throughline_store::{AnyValue, KeyValue, SpanKind, StoredSpan};
 
-/// Jaeger's tag for the span kind (not an OpenTelemetry attribute, so not in semconv).
-pub const SPAN_KIND_TAG: &str = "span.kind";
-/// Jaeger's boolean error tag.
-pub const ERROR_TAG: &str = "error";
-/// Jaeger's tag for the W3C `tracestate`.
-pub const TRACE_STATE_TAG: &str = "w3c.tracestate";
-/// The log field holding an event's name.
-pub const EVENT_FIELD: &str = "event";
-
-/// One trace.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Trace {
-    #[serde(rename = "traceID")]
-    pub trace_id: String,
-    pub spans: Vec<Span>,
-    pub processes: BTreeMap<String, Process>,
-    pub warnings: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Span {
-    #[serde(rename = "traceID")]
-    pub trace_id: String,
-    #[serde(rename = "spanID")]
-    pub span_id: String,
-    #[serde(rename = "operationName")]
-    pub operation_name: String,
-    pub references: Vec<Reference>,
-    pub flags: u32,
-    /// Microseconds since the Unix epoch.
-    #[serde(rename = "startTime")]
-    pub start_time: u64,
-    /// Microseconds.
-    pub duration: u64,
-    pub tags: Vec<Tag>,
-    pub logs: Vec<Log>,
-    #[serde(rename = "processID")]
-    pub process_id: String,
-    pub warnings: Option<Vec<String>>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Reference {
-    #[serde(rename = "refType")]
-    pub ref_type: &'static str,
-    #[serde(rename = "traceID")]
-    pub trace_id: String,
-    #[serde(rename = "spanID")]
-    pub span_id: String,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Tag {
-    pub key: String,
-    #[serde(rename = "type")]
-    pub value_type: &'static str,
-    pub value: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Log {
-    pub timestamp: u64,
-    pub fields: Vec<Tag>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Process {
-    #[serde(rename = "serviceName")]
-    pub service_name: String,
-    pub tags: Vec<Tag>,
-}
+use crate::model::{
+    ERROR_TAG, EVENT_FIELD, Log, Process, RefType, Reference, SPAN_KIND_TAG, Span, TRACE_STATE_TAG,
+    Tag, Trace, ValueType,
+};
 
 fn string_tag(key: &str, value: impl Into<String>) -> Tag {
-    Tag {
-        key: key.to_owned(),
-        value_type: "string",
-        value: serde_json::Value::String(value.into()),
-    }
+    Tag::string(key, value)
 }
 
 /// An OTLP value as a Jaeger tag: scalars keep their type; arrays, maps and bytes become
@@ -102,24 +28,24 @@ pub fn tag(key: &str, value: Option<&AnyValue>) -> Tag {
         Value::StringValue(s) => string_tag(key, s.clone()),
         Value::BoolValue(b) => Tag {
             key: key.to_owned(),
-            value_type: "bool",
+            value_type: ValueType::Bool,
             value: (*b).into(),
         },
         Value::IntValue(i) => Tag {
             key: key.to_owned(),
-            value_type: "int64",
+            value_type: ValueType::Int64,
             value: (*i).into(),
         },
         Value::DoubleValue(d) => Tag {
             key: key.to_owned(),
-            value_type: "float64",
+            value_type: ValueType::Float64,
             value: serde_json::Number::from_f64(*d)
                 .map(serde_json::Value::Number)
                 .unwrap_or_else(|| serde_json::Value::String(d.to_string())),
         },
         Value::BytesValue(b) => Tag {
             key: key.to_owned(),
-            value_type: "binary",
+            value_type: ValueType::Binary,
             value: serde_json::Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
         },
         Value::ArrayValue(_) | Value::KvlistValue(_) | Value::StringValueStrindex(_) => {
@@ -198,14 +124,14 @@ pub fn span(stored: &StoredSpan, process_id: &str) -> Span {
     let mut references = Vec::with_capacity(1 + s.links.len());
     if !s.parent_span_id.is_empty() {
         references.push(Reference {
-            ref_type: "CHILD_OF",
+            ref_type: RefType::ChildOf,
             trace_id: trace_id.clone(),
             span_id: hex(&s.parent_span_id),
         });
     }
     for link in &s.links {
         references.push(Reference {
-            ref_type: "FOLLOWS_FROM",
+            ref_type: RefType::FollowsFrom,
             trace_id: hex(&link.trace_id),
             span_id: hex(&link.span_id),
         });
@@ -231,7 +157,7 @@ pub fn span(stored: &StoredSpan, process_id: &str) -> Span {
                 span_tags.push(string_tag(OTEL_STATUS_CODE, "ERROR"));
                 span_tags.push(Tag {
                     key: ERROR_TAG.to_owned(),
-                    value_type: "bool",
+                    value_type: ValueType::Bool,
                     value: true.into(),
                 });
             }
@@ -359,9 +285,9 @@ mod tests {
             ..Default::default()
         };
         let j = super::span(&stored("a", span), "p1");
-        assert_eq!(j.references[0].ref_type, "CHILD_OF");
+        assert_eq!(j.references[0].ref_type, RefType::ChildOf);
         assert_eq!(j.references[0].span_id, "0303030303030303");
-        assert_eq!(j.references[1].ref_type, "FOLLOWS_FROM");
+        assert_eq!(j.references[1].ref_type, RefType::FollowsFrom);
         assert_eq!(j.references[1].trace_id, "09".repeat(16));
     }
 
