@@ -61,11 +61,7 @@ async fn search_page_and_api_agree_on_a_go_duration_lookback() {
             .expect("data")
             .iter()
             .any(|t| t["traceID"] == TRACE_HEX);
-        let (status, page) = get(
-            &app,
-            &format!("/search?service={API}&lookback={lookback}"),
-        )
-        .await;
+        let (status, page) = get(&app, &format!("/search?service={API}&lookback={lookback}")).await;
         assert_eq!(status, StatusCode::OK, "{lookback}: {page}");
         let page_found = page.contains(&format!("/trace/{TRACE_HEX}"));
         assert_eq!(api_found, found, "/api/traces with lookback={lookback}");

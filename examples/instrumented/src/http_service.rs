@@ -67,17 +67,10 @@ async fn place_order(
     insert.end();
 
     let mut detail = json!({"order_id": id});
-    let put = match shop
-        .events_out
-        .start_put(&mut detail, [KeyValue::new("order.id", id.clone())])
-    {
-        Ok(span) => span,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": e.to_string()})),
-            );
-        }
+    let order_attribute = KeyValue::new("order.id", id.clone());
+    let Ok(put) = shop.events_out.start_put(&mut detail, [order_attribute]) else {
+        let error = json!({"error": "the event detail is not an object"});
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(error));
     };
     shop.events
         .lock()

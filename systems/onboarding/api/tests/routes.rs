@@ -45,11 +45,18 @@ struct Api<Q> {
 }
 
 async fn api<Q: MessageQueue + Clone>(queue: Q) -> Api<Q> {
+    api_with(queue, &[]).await
+}
+
+async fn api_with<Q: MessageQueue + Clone>(queue: Q, extra: &[(&str, &str)]) -> Api<Q> {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let env = HashMap::from([(
+    let mut env = HashMap::from([(
         "DATABASE_URL".to_owned(),
         dir.path().join("db.sqlite3").display().to_string(),
     )]);
+    for (k, v) in extra {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
     let config = ApiConfig::from_env(&env).expect("a valid configuration");
     let store = CustomerStore::open(&config.database)
         .await
@@ -59,7 +66,9 @@ async fn api<Q: MessageQueue + Clone>(queue: Q) -> Api<Q> {
         tracer: BoxedTracer::new(Box::new(tracing.tracer("onboarding-api"))),
         meter: opentelemetry::global::meter("test"),
     };
-    let app = Arc::new(App::new(store, queue.clone(), telemetry, 8000));
+    let app = Arc::new(
+        App::new(store, queue.clone(), telemetry, 8000).with_db_semconv(config.db_semconv),
+    );
     Api {
         router: onboarding_api::routes::router(app, config.max_body_bytes),
         queue,
@@ -290,4 +299,35 @@ async fn the_send_span_names_the_call_that_carried_the_message() {
             "messaging.batch.message_count",
             3_i64,
         );
+}
+
+#[tokio::test]
+async fn database_dup_in_the_env_map_adds_the_old_database_names() {
+    let stable = api(Kept::default()).await;
+    answer(&stable.router, onboard(Some("application/json"), "D-1")).await;
+    let spans = stable.tracing.spans();
+    let insert = spans.find("INSERT customers");
+    assert!(
+        insert
+            .attributes
+            .iter()
+            .all(|kv| kv.key.as_str() != "db.system"),
+        "{:?}",
+        insert.attributes
+    );
+
+    let dup = api_with(
+        Kept::default(),
+        &[("OTEL_SEMCONV_STABILITY_OPT_IN", "http,database/dup")],
+    )
+    .await;
+    let (status, _, body) = answer(&dup.router, onboard(Some("application/json"), "D-2")).await;
+    assert_eq!(status, 200, "{body}");
+    dup.tracing
+        .spans()
+        .assert_attribute("INSERT customers", "db.system.name", "sqlite")
+        .assert_attribute("INSERT customers", "db.system", "sqlite")
+        .assert_attribute("INSERT customers", "db.operation.name", "INSERT")
+        .assert_attribute("INSERT customers", "db.operation", "INSERT")
+        .assert_attribute("INSERT customers", "db.sql.table", "customers");
 }
