@@ -43,12 +43,22 @@ struct Metrics {
 }
 
 /// The worker: built once at cold start, then called once per invocation.
-#[derive(Debug)]
 pub struct Worker {
     config: WorkerConfig,
     consumer: SqsBatchConsumer,
     processor: Processor,
     metrics: Metrics,
+}
+
+impl std::fmt::Debug for Worker {
+    /// The configuration only (its URL is redacted): the pool's connect options would show
+    /// the database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Worker {

@@ -188,6 +188,8 @@ async fn a_bad_database_stops_the_cold_start_naming_database_url() {
         &format!("postgres://app:{PASSWORD}@127.0.0.1:{port}/shop"),
         &[],
     );
+    let shown = format!("{unreachable:?}");
+    assert!(!shown.contains(PASSWORD), "{shown}");
     let e = unreachable
         .connect_database()
         .await
