@@ -1,7 +1,7 @@
 //! The broker's configuration: where it stores data, the identity it answers with, and the
 //! queues and rules to have in place at start-up.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -36,7 +36,7 @@ impl BrokerConfig {
 }
 
 /// Queues and rules declared at start-up, as read from a JSON config file or flags.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Declarations {
     #[serde(default)]
@@ -46,7 +46,7 @@ pub struct Declarations {
 }
 
 /// A queue to create at start-up.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueDeclaration {
     pub name: String,
@@ -59,7 +59,7 @@ pub struct QueueDeclaration {
 }
 
 /// A dead-letter queue and `maxReceiveCount`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetter {
     pub queue: String,
@@ -67,7 +67,7 @@ pub struct DeadLetter {
 }
 
 /// An EventBridge rule to create at start-up.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDeclaration {
     pub name: String,
@@ -81,7 +81,7 @@ pub struct RuleDeclaration {
 }
 
 /// An SQS target of a declared rule.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetDeclaration {
     pub id: String,

@@ -1,5 +1,5 @@
 //! `throughline apm`: the APM pages over a store folder, for looking at stored traces locally.
-//! (`throughline collector` serves the same pages next to the Jaeger API.)
+//! The Jaeger query API (`/api/*`) is served beside the pages, as `throughline collector` does.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::http::StatusCode;
+use throughline_collector::QueryServer;
 use throughline_store::{Store, StoreConfig};
 use tower_http::timeout::TimeoutLayer;
 
@@ -50,12 +51,14 @@ pub fn run(args: ApmArgs) -> anyhow::Result<()> {
                 }
             }
         });
-        let app = throughline_apm::router(store).layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ));
+        // The Jaeger `/api/*` beside the pages, so `throughline verify` can read a stopped store.
+        let store: Arc<dyn throughline_store::TraceReader> = store;
+        let pages = throughline_apm::router(Arc::clone(&store));
+        let app = QueryServer::new(store).with_pages(pages).router().layer(
+            TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT),
+        );
         println!(
-            "throughline apm: http://{}/ over {}",
+            "throughline apm: http://{}/ (pages and /api/*) over {}",
             args.listen,
             args.data_dir.display()
         );

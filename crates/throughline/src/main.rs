@@ -13,6 +13,7 @@ mod heap;
 mod lambda;
 mod load;
 mod serve;
+mod systems;
 mod up;
 mod verify;
 
@@ -29,9 +30,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole onboarding system locally: broker, collector with store and APM, API, worker.
+    /// Run reference systems locally (all when none is named) on one collector and one broker.
     Up(up::UpArgs),
-    /// Drive a reference system with load and check its traces.
+    /// Drive a reference system with load and check its traces (`load onboarding`).
     Load(load::LoadArgs),
     /// Receive OTLP (gRPC :4317, HTTP :4318), keep every span, serve the APM and Jaeger API (:16686).
     Collector(collector::CollectorArgs),
@@ -67,6 +68,8 @@ impl Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // A part started by `up` dies with it, however `up` ends.
+    throughline_harness::die_with_parent();
     let cli = Cli::parse();
     if cli.command.is_long_running_server() {
         heap::limit_arenas();
@@ -82,5 +85,27 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Apm(args) => apm::run(args),
         Command::Conformance { suite } => conformance::run(suite),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+        // Each subcommand is built (and its debug assertions run) only when parsed.
+        for args in [
+            &["up", "onboarding", "--api-addr", "127.0.0.1:1"][..],
+            &["load", "onboarding", "--requests", "1"],
+            &["verify", "--expect-hop", "onboarding-api:onboarding-lambda"],
+            &["serve", "onboarding-api"],
+        ] {
+            let argv = std::iter::once("throughline").chain(args.iter().copied());
+            if let Err(err) = super::Cli::try_parse_from(argv) {
+                panic!("{args:?}: {err}");
+            }
+        }
     }
 }

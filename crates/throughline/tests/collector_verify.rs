@@ -21,6 +21,9 @@ fn verify(query: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1), "a failed check exits 1: {text}");
+    }
     (out.status.success(), text)
 }
 
@@ -94,4 +97,40 @@ fn verify_passes_whole_traces_and_fails_broken_ones() {
     );
     assert!(!ok, "{out}");
     assert!(out.contains("no traces found"), "{out}");
+}
+
+#[test]
+fn verify_reads_a_stopped_collectors_store_through_throughline_apm() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let whole = TwoServiceTrace::new(3, now_nanos());
+    {
+        let (_collector, addrs) = start_collector(dir.path());
+        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+        runtime.block_on(async {
+            let mut client = TraceServiceClient::connect(format!("http://{}", addrs.grpc))
+                .await
+                .expect("grpc connects");
+            client
+                .export(whole.request())
+                .await
+                .expect("export succeeds");
+        });
+    } // the collector is gone
+    let listen = throughline_testkit::free_loopback_addr();
+    let _apm = throughline_testkit::ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_throughline"))
+            .args(["apm", "--listen", &listen.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("throughline apm starts"),
+    );
+    assert!(
+        throughline_testkit::wait_for_port(listen, std::time::Duration::from_secs(20)),
+        "apm listens"
+    );
+    let id = whole.trace_id.to_string();
+    let (ok, out) = verify(listen, &["--trace-id", &id]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("{id} whole")), "{out}");
 }

@@ -6,7 +6,7 @@ mod onboarding_common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use onboarding_common::{System, customer_status, onboard, spans, trace};
+use onboarding_common::{System, customer_status, integrity, onboard, spans, trace};
 use serde_json::{Value, json};
 
 const VALID: usize = 240;
@@ -149,18 +149,23 @@ async fn every_accepted_request_has_one_whole_trace_across_api_queue_and_worker(
     let mut redelivered = 0;
     for (trace_id, t) in &done {
         let s = spans(t);
-        let roots: Vec<_> = s.iter().filter(|s| s.parent.is_none()).collect();
-        assert_eq!(roots.len(), 1, "trace {trace_id}: one root");
-        let ids: std::collections::HashSet<_> = s.iter().map(|s| s.id.clone()).collect();
-        for span in &s {
-            if let Some(p) = &span.parent {
-                assert!(
-                    ids.contains(p),
-                    "trace {trace_id}: {} is an orphan",
-                    span.name
-                );
-            }
-        }
+        // The structure, judged as `load` and `verify` judge it: the store's own verdict (one
+        // root, no orphan), then onboarding's expected hops.
+        let report = integrity(&client, system.query, trace_id).await;
+        let parsed: throughline_jaeger::Trace =
+            serde_json::from_value(t.clone()).expect("a Jaeger trace");
+        let judgement = throughline_harness::expect::judge(
+            &report,
+            Some(&parsed),
+            &onboarding_system::expected(),
+        );
+        assert!(
+            matches!(
+                judgement.verdict,
+                throughline_harness::Verdict::Whole | throughline_harness::Verdict::Retrying
+            ),
+            "trace {trace_id}: {judgement:?}"
+        );
         let server = s
             .iter()
             .find(|s| s.service == "onboarding-api" && s.kind == "server")

@@ -23,7 +23,11 @@ pub struct System {
 impl System {
     /// Starts the system with extra flags and environment, and waits for the API.
     pub fn up(flags: &[&str], env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::up_in(tempfile::tempdir().expect("temp dir"), flags, env)
+    }
+
+    /// As [`System::up`], in a data directory of the caller's (e.g. one a stopped system used).
+    pub fn up_in(dir: tempfile::TempDir, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let (api, broker, grpc, http, query) = (
             free_loopback_addr(),
             free_loopback_addr(),
@@ -82,6 +86,51 @@ impl System {
         out
     }
 
+    /// `up`'s own output up to its `try:` line (the banner), read from its stdout.
+    pub fn banner(&mut self) -> String {
+        use std::io::BufRead as _;
+        let stdout = self
+            .child
+            .as_mut()
+            .and_then(|c| c.stdout.take())
+            .expect("up's stdout, read once");
+        let mut out = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("a line of up's output");
+            out.push_str(&line);
+            out.push('\n');
+            if line.starts_with("try:") {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The pid of `throughline up`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Every process started under `up` (its parts, and what they started), by pid.
+    pub fn descendants(&self) -> Vec<(u32, String)> {
+        descendants_of(self.pid())
+    }
+
+    /// The pid of the part whose command line holds `word` (e.g. `broker`).
+    pub fn part_pid(&self, word: &str) -> Option<u32> {
+        children_of(self.pid())
+            .into_iter()
+            .find(|(_, cmd)| cmd.split(' ').nth(1) == Some(word))
+            .map(|(pid, _)| pid)
+    }
+
+    /// Stops the system and hands back its data directory.
+    pub fn into_dir(mut self) -> tempfile::TempDir {
+        self.stop();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
     pub fn log_dir(&self) -> PathBuf {
         self.dir.path().join("logs")
     }
@@ -108,6 +157,20 @@ impl System {
     }
 }
 
+impl System {
+    /// SIGTERM, then `up`'s exit and its stderr (what it told the terminal).
+    pub fn stop_with_output(&mut self) -> (bool, String) {
+        use std::io::Read as _;
+        let stderr = self.child.as_mut().and_then(|c| c.stderr.take());
+        let clean = self.stop();
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.read_to_string(&mut text);
+        }
+        (clean, text)
+    }
+}
+
 impl Drop for System {
     fn drop(&mut self) {
         self.stop();
@@ -126,6 +189,29 @@ pub async fn trace(client: &reqwest::Client, query: SocketAddr, trace_id: &str) 
     }
     let body: Value = resp.json().await.ok()?;
     body.get("data")?.get(0).cloned()
+}
+
+/// The store's verdict on one trace, asked for by id.
+pub async fn integrity(
+    client: &reqwest::Client,
+    query: SocketAddr,
+    trace_id: &str,
+) -> throughline_jaeger::IntegrityReport {
+    let body: throughline_jaeger::Envelope<Vec<throughline_jaeger::IntegrityReport>> = client
+        .get(format!(
+            "http://{query}/api/throughline/integrity?traceID={trace_id}"
+        ))
+        .send()
+        .await
+        .expect("the integrity API answers")
+        .json()
+        .await
+        .expect("integrity JSON");
+    body.into_result()
+        .expect("no errors")
+        .into_iter()
+        .next()
+        .expect("a report for the trace")
 }
 
 /// One span of a Jaeger trace, flattened for assertions.
@@ -218,4 +304,58 @@ pub async fn customer_status(
     body.get("status")
         .and_then(Value::as_str)
         .map(str::to_owned)
+}
+
+/// The direct children of `pid` with their command lines (from /proc).
+pub fn children_of(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …: comm may hold spaces, so read after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            out.push((child, cmd.trim().to_owned()));
+        }
+    }
+    out
+}
+
+/// Every descendant of `pid`.
+pub fn descendants_of(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        for (child, cmd) in children_of(p) {
+            queue.push(child);
+            out.push((child, cmd));
+        }
+    }
+    out
+}
+
+/// Whether a process is still alive (a zombie counts as gone).
+pub fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        .is_some_and(|state| state != 'Z')
 }

@@ -1,0 +1,84 @@
+//! The one explicit list of the systems this binary knows: `up`, `load`, `verify --system` and
+//! `serve` dispatch on [`SYSTEMS`], so a new system is one entry here (and its flags in
+//! [`SystemsOptions`]), not a match arm per verb.
+
+use std::sync::Arc;
+
+use throughline_harness::{Platform, Scenario, Service, SystemDescription, TraceExpectation};
+
+/// A known system: how to describe it, load it and check its traces.
+#[derive(Debug)]
+pub struct Known {
+    pub name: &'static str,
+    pub describe: fn(&Platform, &SystemsOptions) -> SystemDescription,
+    pub expected: fn() -> TraceExpectation,
+    pub scenario: fn() -> Arc<dyn Scenario>,
+    /// Where `load` sends when no `--api` is given.
+    pub default_target: &'static str,
+    pub services: &'static [Service],
+}
+
+pub const SYSTEMS: &[Known] = &[Known {
+    name: onboarding_system::NAME,
+    describe: |platform, opts| onboarding_system::describe(platform, &opts.onboarding),
+    expected: onboarding_system::expected,
+    scenario: || Arc::new(onboarding_system::OnboardingLoad),
+    default_target: onboarding_system::DEFAULT_TARGET,
+    services: onboarding_system::SERVICES,
+}];
+
+/// Every system's own flags of `up`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SystemsOptions {
+    #[command(flatten)]
+    pub onboarding: onboarding_system::UpOptions,
+}
+
+pub fn find(name: &str) -> Option<&'static Known> {
+    SYSTEMS.iter().find(|s| s.name == name)
+}
+
+fn names() -> String {
+    SYSTEMS
+        .iter()
+        .map(|s| s.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A system name on the command line.
+pub fn parse_name(input: &str) -> Result<String, String> {
+    match find(input) {
+        Some(s) => Ok(s.name.to_owned()),
+        None => Err(format!("no system {input:?}; known: {}", names())),
+    }
+}
+
+/// A service name for `serve`.
+pub fn parse_service(input: &str) -> Result<Service, String> {
+    SYSTEMS
+        .iter()
+        .flat_map(|s| s.services.iter())
+        .find(|s| s.name == input)
+        .copied()
+        .ok_or_else(|| {
+            let all: Vec<&str> = SYSTEMS
+                .iter()
+                .flat_map(|s| s.services.iter().map(|s| s.name))
+                .collect();
+            format!("no service {input:?}; known: {}", all.join(", "))
+        })
+}
+
+/// The named systems (every known one when `names` is empty), described on `platform`.
+pub fn describe(
+    names: &[String],
+    platform: &Platform,
+    opts: &SystemsOptions,
+) -> Vec<SystemDescription> {
+    SYSTEMS
+        .iter()
+        .filter(|s| names.is_empty() || names.iter().any(|n| n == s.name))
+        .map(|s| (s.describe)(platform, opts))
+        .collect()
+}
