@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use onboarding_db::DatabaseDefaults;
 pub use onboarding_db::{DatabaseConfig, PostgresConfig};
+use throughline_service_kit::{AllowedHosts, AllowedHostsError};
 
 /// The default listen address (the seeds' port).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -50,6 +51,9 @@ pub struct ApiConfig {
     /// Which database attribute names spans carry: `OTEL_SEMCONV_STABILITY_OPT_IN` naming
     /// `database/dup` adds the old ones (`db.system`, `db.name`, …) to the stable ones.
     pub db_semconv: throughline_instrument::DbSemconv,
+    /// Host names beyond the loopback ones that a loopback listener answers to
+    /// (`THROUGHLINE_ALLOWED_HOSTS`, comma-separated).
+    pub allowed_hosts: AllowedHosts,
 }
 
 /// A configuration value that cannot be used.
@@ -61,6 +65,8 @@ pub enum ConfigError {
         value: String,
         problem: &'static str,
     },
+    #[error(transparent)]
+    AllowedHosts(#[from] AllowedHostsError),
 }
 
 impl From<onboarding_db::DatabaseConfigError> for ConfigError {
@@ -112,6 +118,7 @@ impl ApiConfig {
             request_timeout: ms("ONBOARDING_REQUEST_TIMEOUT_MS", 10_000)?,
             max_body_bytes,
             db_semconv: throughline_instrument::DbSemconv::from_env(env),
+            allowed_hosts: AllowedHosts::from_env(env)?,
         })
     }
 }

@@ -5,10 +5,9 @@ fn main() -> std::process::ExitCode {
     match onboarding_lambda::entry::run_main(std::env::vars().collect()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // Each cause once, after the error that it caused.
             eprintln!(
                 "onboarding-lambda: {}",
-                throughline_instrument::ErrorChain(&e)
+                throughline_service_kit::ErrorChain(&e)
             );
             std::process::ExitCode::FAILURE
         }
