@@ -34,7 +34,7 @@ pub use lambda_sqs::{
     ConsumerContext, FlushFn, Invocation, RecordCarrier, RecordError, SqsBatchConsumer, SqsRecord,
 };
 pub use messaging::{EventBridgeProducer, SendOperation, SendReceipt, SqsProducer};
-pub use span::{ActiveSpan, ErrorChain, Spans};
+pub use span::{ActiveSpan, Spans};
 
 /// A tracer shared by the helpers that hold one.
 pub type SharedTracer = std::sync::Arc<opentelemetry::global::BoxedTracer>;

@@ -83,24 +83,6 @@ impl Drop for ActiveSpan {
     }
 }
 
-/// An error followed by each of its causes (`source()`), `: `-separated: what a span status,
-/// a log line or a terminal shows when the error's own message, as the style asks, does not
-/// repeat its cause.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(e) = cause {
-            write!(f, ": {e}")?;
-            cause = e.source();
-        }
-        Ok(())
-    }
-}
-
 /// A service's own INTERNAL spans, children of the current context.
 ///
 /// ```

@@ -191,7 +191,7 @@ mod tests {
             },
         ];
         for e in &errors {
-            let chain = throughline_instrument::ErrorChain(e).to_string();
+            let chain = throughline_service_kit::ErrorChain(e).to_string();
             assert_eq!(chain.matches("disk on fire").count(), 1, "{chain}");
         }
     }

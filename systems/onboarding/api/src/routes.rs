@@ -20,9 +20,11 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use serde_json::json;
 use throughline_instrument::{
-    DbClient, DbOperation, DbSemconv, DbTarget, ErrorChain, ErrorType, HttpServerLayer,
-    SharedTracer, SqsProducer,
+    DbClient, DbOperation, DbSemconv, DbTarget, ErrorType, HttpServerLayer, SharedTracer,
+    SqsProducer,
 };
+
+use throughline_service_kit::ErrorChain;
 
 use crate::customers::{CustomerStore, CustomerStoreError, NewCustomer};
 use crate::names;

@@ -262,7 +262,7 @@ async fn a_bad_database_stops_start_up_naming_database_url_without_the_password(
             .await
             .expect_err("start-up must fail");
         // The message names the URL, and its cause follows it once.
-        throughline_instrument::ErrorChain(&e).to_string()
+        throughline_service_kit::ErrorChain(&e).to_string()
     };
 
     // Nothing listens there.
@@ -328,7 +328,7 @@ async fn tls_required_of_a_server_without_it_stops_start_up_naming_database_url(
     let e = onboarding_api::serve(config(&url), telemetry, listener, std::future::pending())
         .await
         .expect_err("start-up must fail");
-    let e = throughline_instrument::ErrorChain(&e).to_string();
+    let e = throughline_service_kit::ErrorChain(&e).to_string();
     assert!(
         e.starts_with("DATABASE_URL postgres://postgres:***@"),
         "{e}"

@@ -11,7 +11,8 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
 use serde::Deserialize;
-use throughline_instrument::{DbClient, DbOperation, ErrorChain, SharedTracer, Spans};
+use throughline_instrument::{DbClient, DbOperation, SharedTracer, Spans};
+use throughline_service_kit::ErrorChain;
 
 use crate::config::{DocumentsLocation, S3Settings, WorkerConfig};
 use crate::database::{StatusUpdate, WorkerDatabase};

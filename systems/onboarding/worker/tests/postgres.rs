@@ -194,7 +194,7 @@ async fn a_bad_database_stops_the_cold_start_naming_database_url() {
         .connect_database()
         .await
         .expect_err("nothing listens there");
-    let e = throughline_instrument::ErrorChain(&e).to_string();
+    let e = throughline_service_kit::ErrorChain(&e).to_string();
     assert!(
         e.starts_with(&format!(
             "DATABASE_URL postgres://app:***@127.0.0.1:{port}/shop: cannot open the database: \
@@ -217,7 +217,7 @@ async fn a_bad_database_stops_the_cold_start_naming_database_url() {
         .connect_database()
         .await
         .expect_err("no such database");
-    let e = throughline_instrument::ErrorChain(&e).to_string();
+    let e = throughline_service_kit::ErrorChain(&e).to_string();
     assert!(
         e.starts_with("DATABASE_URL postgresql://postgres:***@"),
         "{e}"
