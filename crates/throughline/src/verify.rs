@@ -15,7 +15,11 @@ use crate::systems;
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// Base URL of the collector's query API.
-    #[arg(long, default_value = "http://127.0.0.1:16686")]
+    #[arg(
+        long,
+        visible_alias = "query",
+        default_value = "http://127.0.0.1:16686"
+    )]
     url: String,
     /// Only traces that touch this service (at least one must be found).
     #[arg(long)]
@@ -154,4 +158,23 @@ async fn verify(query: TraceQuery, args: &VerifyArgs) -> Result<bool, ReadError>
         return Ok(false);
     }
     Ok(broken == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::VerifyArgs,
+    }
+
+    #[test]
+    fn query_names_the_query_api_as_load_and_the_up_banner_do() {
+        let cli = Cli::try_parse_from(["verify", "--query", "http://127.0.0.1:26686"]).unwrap();
+        assert_eq!(cli.args.url, "http://127.0.0.1:26686");
+        let cli = Cli::try_parse_from(["verify", "--url", "http://127.0.0.1:1"]).unwrap();
+        assert_eq!(cli.args.url, "http://127.0.0.1:1");
+    }
 }
