@@ -545,6 +545,22 @@ fn tail(text: &str) -> String {
         .collect()
 }
 
+/// `verify`'s summary line, `N traces: W whole, B broken, S settling`, as numbers.
+fn summary(verify: &str) -> (u64, u64, u64, u64) {
+    let line = verify
+        .lines()
+        .find(|l| l.contains(" traces: "))
+        .unwrap_or_else(|| panic!("verify prints its summary line:\n{verify}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match numbers[..] {
+        [found, whole, broken, settling] => (found, whole, broken, settling),
+        _ => panic!("not a summary line: {line}"),
+    }
+}
+
 fn one_block_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     DEFAULT_PORTS
         .lock()
@@ -571,11 +587,20 @@ fn the_quick_start_runs_as_written() {
         "every trace whole: {whole}\n{}",
         run.report()
     );
-    assert!(load.contains("500 requests"), "{load}");
+    for promised in [
+        "500 requests",
+        "rejected as expected",
+        "errors 0",
+        "latency  p50",
+    ] {
+        assert!(load.contains(promised), "load prints `{promised}`:\n{load}");
+    }
+    // Right after load, verify agrees: every one of those traces whole, none settling.
     let verify = run.succeeded("throughline verify");
+    let (found, whole, broken, settling) = summary(&verify);
     assert!(
-        verify.contains(" 0 broken") && !verify.contains("BROKEN"),
-        "{verify}"
+        found == 500 && whole == found && broken == 0 && settling == 0,
+        "verify sees load's 500 traces whole:\n{verify}"
     );
     run.stop();
 }
@@ -588,13 +613,10 @@ fn the_collector_example_runs_as_written() {
     let run = Run::block("collector");
     run.succeeded("your-service");
     let verify = run.succeeded("throughline verify");
-    let summary = verify
-        .lines()
-        .find(|l| l.contains(" traces: "))
-        .unwrap_or_else(|| panic!("verify prints a summary\n{}", run.report()));
+    let (found, _, broken, _) = summary(&verify);
     assert!(
-        summary.starts_with("1 traces: ") && summary.contains(" 0 broken"),
-        "your-service's one trace arrived and is not broken: {summary}\n{}",
+        found == 1 && broken == 0,
+        "your-service's one trace arrived and is not broken:\n{}",
         run.report()
     );
     assert!(verify.contains("services: your-service"), "{verify}");
@@ -664,4 +686,15 @@ fn comments_and_prefixes_are_read_as_a_shell_reads_them() {
     );
     assert_eq!(strip_comments("echo 'a # b' # c"), "echo 'a # b'");
     assert_eq!(listens(&words("throughline verify --url x")), None);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("throughline"), "").expect("a stand-in binary");
+    assert_eq!(
+        rewrite("cargo run --release -- up", dir.path()),
+        "throughline up"
+    );
+    assert_eq!(
+        rewrite("./target/release/throughline conformance", dir.path()),
+        format!("{}/throughline conformance", dir.path().display())
+    );
 }
