@@ -51,7 +51,14 @@ impl IntoResponse for PageError {
             ),
         };
         if matches!(status, StatusCode::SERVICE_UNAVAILABLE) {
-            tracing::warn!(error = %self, "apm page failed");
+            // Each cause once: the variants do not print their sources themselves.
+            let mut causes = self.to_string();
+            let mut cause = std::error::Error::source(&self);
+            while let Some(c) = cause {
+                let _ = write!(causes, ": {c}");
+                cause = c.source();
+            }
+            tracing::warn!(error = %causes, "apm page failed");
         }
         // Store internals stay in the log; the page names only what the user can act on.
         let message = match &self {

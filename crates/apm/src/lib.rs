@@ -17,27 +17,73 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use throughline_store::TraceReader;
 
 pub use error::PageError;
+
 use params::Params;
 
 const STYLESHEET: &str = include_str!("../assets/apm.css");
 const SCRIPT: &str = include_str!("../assets/apm.js");
 
+/// The pages' Content-Security-Policy: scripts only from `/static/apm.js` (no inline script, no
+/// `eval`), nothing loaded from elsewhere, no framing, forms only to the APM itself. Inline
+/// `style` attributes stay allowed: the waterfall and the colours are positioned with them, and
+/// every value in them is a number or a colour written here.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+base-uri 'none'; frame-ancestors 'none'";
+
+/// Where the collector's OTLP receivers listen, as the pages' empty state tells a newcomer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpEndpoints {
+    /// The OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`.
+    pub grpc: String,
+    /// The OTLP/HTTP endpoint, e.g. `http://127.0.0.1:4318`.
+    pub http: String,
+}
+
+impl OtlpEndpoints {
+    /// The endpoints of receivers bound to these addresses.
+    pub fn from_addrs(grpc: std::net::SocketAddr, http: std::net::SocketAddr) -> Self {
+        Self {
+            grpc: format!("http://{grpc}"),
+            http: format!("http://{http}"),
+        }
+    }
+}
+
+impl Default for OtlpEndpoints {
+    /// The collector's default ports, 4317 and 4318 on loopback.
+    fn default() -> Self {
+        Self {
+            grpc: "http://127.0.0.1:4317".to_owned(),
+            http: "http://127.0.0.1:4318".to_owned(),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Apm {
     reader: Arc<dyn TraceReader>,
     map_memory: Arc<pages::queue_hops::MapMemory>,
+    endpoints: Arc<OtlpEndpoints>,
+}
+
+/// The APM pages over `reader`, telling a newcomer the default OTLP ports; see [`router_with`].
+pub fn router(reader: Arc<dyn TraceReader>) -> Router {
+    router_with(reader, OtlpEndpoints::default())
 }
 
 /// The APM pages over `reader`: `/`, `/search`, `/trace/{traceId}`, `/map`, `/services`,
-/// `/services/{service}`, `/integrity` and `/static/*`. Routes are disjoint from the Jaeger API's
-/// `/api/*`, so the query server can merge this router into its own.
-pub fn router(reader: Arc<dyn TraceReader>) -> Router {
+/// `/services/{service}`, `/integrity` and `/static/*`, with `endpoints` named on the empty
+/// state. Routes are disjoint from the Jaeger API's `/api/*`, so the query server can merge this
+/// router into its own. Every answer carries [`CONTENT_SECURITY_POLICY`] and
+/// `X-Content-Type-Options: nosniff`.
+pub fn router_with(reader: Arc<dyn TraceReader>, endpoints: OtlpEndpoints) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/search") }))
         .route("/search", get(search))
@@ -59,7 +105,22 @@ pub fn router(reader: Arc<dyn TraceReader>) -> Router {
         .with_state(Apm {
             reader,
             map_memory: Arc::default(),
+            endpoints: Arc::new(endpoints),
         })
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        HeaderName::from_static("x-content-type-options"),
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -97,11 +158,13 @@ async fn search(
     State(apm): State<Apm>,
     RawQuery(query): RawQuery,
 ) -> Result<Html<String>, PageError> {
+    let endpoints = Arc::clone(&apm.endpoints);
     render(apm, move |r| {
         pages::search::page(
             r,
             &Params::parse(query.as_deref().unwrap_or_default()),
             now_unix_nanos(),
+            &endpoints,
         )
     })
     .await
@@ -129,12 +192,14 @@ async fn trace(
 
 async fn map(State(apm): State<Apm>, RawQuery(query): RawQuery) -> Result<Html<String>, PageError> {
     let memory = Arc::clone(&apm.map_memory);
+    let endpoints = Arc::clone(&apm.endpoints);
     render(apm, move |r| {
         pages::map::page(
             r,
             &memory,
             &Params::parse(query.as_deref().unwrap_or_default()),
             now_unix_nanos(),
+            &endpoints,
         )
     })
     .await
@@ -144,11 +209,13 @@ async fn services(
     State(apm): State<Apm>,
     RawQuery(query): RawQuery,
 ) -> Result<Html<String>, PageError> {
+    let endpoints = Arc::clone(&apm.endpoints);
     render(apm, move |r| {
         pages::services::overview(
             r,
             &Params::parse(query.as_deref().unwrap_or_default()),
             now_unix_nanos(),
+            &endpoints,
         )
     })
     .await
@@ -174,11 +241,13 @@ async fn integrity(
     State(apm): State<Apm>,
     RawQuery(query): RawQuery,
 ) -> Result<Html<String>, PageError> {
+    let endpoints = Arc::clone(&apm.endpoints);
     render(apm, move |r| {
         pages::integrity::page(
             r,
             &Params::parse(query.as_deref().unwrap_or_default()),
             now_unix_nanos(),
+            &endpoints,
         )
     })
     .await

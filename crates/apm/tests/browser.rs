@@ -22,10 +22,17 @@ const BIG_TRACE_HEX: &str = "00000000000000000000000000b16b16";
 const BIG_TRACE_SPANS: usize = 10_000;
 
 async fn serve(reader: Arc<dyn TraceReader>) -> anyhow::Result<SocketAddr> {
+    serve_with(reader, throughline_apm::OtlpEndpoints::default()).await
+}
+
+async fn serve_with(
+    reader: Arc<dyn TraceReader>,
+    endpoints: throughline_apm::OtlpEndpoints,
+) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        let _ = axum::serve(listener, throughline_apm::router(reader)).await;
+        let _ = axum::serve(listener, throughline_apm::router_with(reader, endpoints)).await;
     });
     Ok(addr)
 }
@@ -192,7 +199,12 @@ async fn pages_show_the_trace_across_http_and_queue_hops() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_store_explains_how_to_send_traces() -> anyhow::Result<()> {
     let (reader, _data) = support::filled_store(Vec::new())?;
-    let addr = serve(reader).await?;
+    // A collector on other ports: the help names them, not the defaults.
+    let endpoints = throughline_apm::OtlpEndpoints::from_addrs(
+        "127.0.0.1:14317".parse()?,
+        "127.0.0.1:14318".parse()?,
+    );
+    let addr = serve_with(reader, endpoints).await?;
     let profile = tempfile::tempdir()?;
     let problems = tokio::task::spawn_blocking(
         move || -> anyhow::Result<Vec<support::cdp::ConsoleProblem>> {
@@ -203,21 +215,30 @@ async fn an_empty_store_explains_how_to_send_traces() -> anyhow::Result<()> {
                     &mut b,
                     &[
                         "No traces yet",
-                        "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317",
+                        "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:14317",
+                        "over HTTP on http://127.0.0.1:14318",
                     ],
                 )?;
             }
             let problems = std::mem::take(&mut b.problems);
-            // The harness itself must see what it guards against: a console error and a throw.
+            // The harness itself must see what it guards against: a console error, a throw, and
+            // a Content-Security-Policy violation (an injected inline script is refused, so a
+            // page that broke the policy fails the tests above).
             b.eval(
                 "console.error('probe console'); const s = document.createElement('script'); \
-             s.textContent = \"throw new Error('probe throw')\"; document.body.appendChild(s); 1",
+             s.textContent = \"console.error('inline script ran')\"; document.body.appendChild(s); \
+             new Promise(r => setTimeout(() => { r(1); throw new Error('probe throw'); }, 0))",
             )?;
+            b.eval("new Promise(r => setTimeout(() => r(1), 100))")?;
             b.goto(&format!("http://{addr}/search"))?;
             let seen = format!("{:?}", b.problems);
             ensure!(
                 seen.contains("probe console") && seen.contains("probe throw"),
                 "the harness missed the probes: {seen}"
+            );
+            ensure!(
+                seen.contains("Content Security Policy") && !seen.contains("inline script ran"),
+                "an injected inline script was not refused by the policy: {seen}"
             );
             Ok(problems)
         },

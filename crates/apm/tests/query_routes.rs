@@ -120,3 +120,47 @@ async fn flags_other_than_true_or_false_are_refused() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("incompleteOnly: "), "{body}");
 }
+
+#[tokio::test]
+async fn every_page_answer_carries_the_content_security_policy_and_nosniff() {
+    let (reader, _dir) =
+        support::filled_store(vec![trace_data::two_service_trace(trace_data::base_time())])
+            .expect("store");
+    let app = app(reader);
+    for path in [
+        "/search".to_owned(),
+        format!("/trace/{TRACE_HEX}"),
+        "/map".to_owned(),
+        "/services".to_owned(),
+        "/integrity".to_owned(),
+        "/static/apm.js".to_owned(),
+        "/static/apm.css".to_owned(),
+        "/search?limit=nope".to_owned(),
+        "/no-such-page".to_owned(),
+    ] {
+        let response = app
+            .clone()
+            .oneshot(Request::get(&path).body(Body::empty()).expect("request"))
+            .await
+            .expect("the router answers");
+        let headers = response.headers();
+        assert_eq!(
+            headers
+                .get("content-security-policy")
+                .and_then(|v| v.to_str().ok()),
+            Some(throughline_apm::CONTENT_SECURITY_POLICY),
+            "{path}"
+        );
+        assert!(
+            throughline_apm::CONTENT_SECURITY_POLICY.contains("script-src 'self';"),
+            "no inline script is allowed"
+        );
+        assert_eq!(
+            headers
+                .get("x-content-type-options")
+                .and_then(|v| v.to_str().ok()),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+}

@@ -5,8 +5,7 @@
 use std::fmt::Write;
 
 use throughline_store::{
-    LATENCY_BUCKETS_MS, LatencyHistogram, NodeKind, ServiceGraphEdge, SpanKind, SpanMetricsSeries,
-    StoreStats,
+    LATENCY_BUCKETS_MS, LatencyHistogram, ServiceGraphEdge, SpanKind, SpanMetricsSeries, StoreStats,
 };
 
 use crate::self_metrics::{CollectorMetrics, RefusalReason, Signal};
@@ -41,15 +40,16 @@ fn labels(pairs: &[(&str, &str)]) -> String {
         .join(",")
 }
 
-/// Writes `name_bucket`, `_sum` and `_count` of a histogram; `scale` converts the stored
-/// milliseconds to the metric's unit.
-fn histogram(out: &mut String, name: &str, base: &str, h: &LatencyHistogram, scale: f64) {
+/// Writes `name_bucket`, `_sum` and `_count` of a histogram; the stored milliseconds are divided
+/// by `ms_per_unit` (1 for milliseconds, 1000 for seconds). Dividing, not multiplying by 1e-3,
+/// keeps bounds exact as printed: 1400 / 1000 is `1.4`, 1400 × 1e-3 is `1.4000000000000001`.
+fn histogram(out: &mut String, name: &str, base: &str, h: &LatencyHistogram, ms_per_unit: f64) {
     let mut cumulative = 0;
     for (i, count) in h.bucket_counts.iter().enumerate() {
         cumulative += count;
         let le = LATENCY_BUCKETS_MS
             .get(i)
-            .map(|b| b * scale)
+            .map(|b| b / ms_per_unit)
             .unwrap_or(f64::INFINITY);
         let _ = writeln!(
             out,
@@ -60,7 +60,11 @@ fn histogram(out: &mut String, name: &str, base: &str, h: &LatencyHistogram, sca
     if h.bucket_counts.is_empty() {
         let _ = writeln!(out, "{name}_bucket{{{base},le=\"+Inf\"}} {}", h.count);
     }
-    let _ = writeln!(out, "{name}_sum{{{base}}} {}", number(h.sum_ms * scale));
+    let _ = writeln!(
+        out,
+        "{name}_sum{{{base}}} {}",
+        number(h.sum_ms / ms_per_unit)
+    );
     let _ = writeln!(out, "{name}_count{{{base}}} {}", h.count);
 }
 
@@ -106,23 +110,13 @@ pub fn span_metrics(out: &mut String, series: &[SpanMetricsSeries]) {
     }
 }
 
-/// The `connection_type` label of the servicegraph connector for an edge.
-fn connection_type(edge: &ServiceGraphEdge) -> &'static str {
-    match (edge.client_kind, edge.server_kind) {
-        (_, NodeKind::MessagingSystem) | (NodeKind::MessagingSystem, _) => "messaging_system",
-        (_, NodeKind::Database) => "database",
-        (_, NodeKind::External) | (NodeKind::External, _) => "virtual_node",
-        _ => "",
-    }
-}
-
 /// The service graph, as `traces_service_graph_*`.
 pub fn service_graph(out: &mut String, edges: &[ServiceGraphEdge]) {
     let base = |e: &ServiceGraphEdge| {
         labels(&[
             ("client", &e.client),
             ("server", &e.server),
-            ("connection_type", connection_type(e)),
+            ("connection_type", e.connection.as_str()),
         ])
     };
     let _ = writeln!(
@@ -154,22 +148,22 @@ pub fn service_graph(out: &mut String, edges: &[ServiceGraphEdge]) {
             e.failed_calls
         );
     }
-    let _ = writeln!(
-        out,
-        "# HELP traces_service_graph_request_server_seconds Request time seen by the server."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE traces_service_graph_request_server_seconds histogram"
-    );
-    for e in edges {
-        histogram(
-            out,
-            "traces_service_graph_request_server_seconds",
-            &base(e),
-            &e.latency,
-            1e-3,
-        );
+    for (side, help, pick) in [
+        (
+            "server",
+            "Request time seen by the server.",
+            (|e: &ServiceGraphEdge| &e.latency) as fn(&ServiceGraphEdge) -> &LatencyHistogram,
+        ),
+        ("client", "Request time seen by the client.", |e| {
+            &e.client_latency
+        }),
+    ] {
+        let name = format!("traces_service_graph_request_{side}_seconds");
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for e in edges {
+            histogram(out, &name, &base(e), pick(e), 1000.0);
+        }
     }
 }
 
@@ -263,6 +257,7 @@ pub fn own_figures(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use throughline_store::ConnectionType;
 
     #[test]
     fn histogram_buckets_are_cumulative_and_end_at_inf() {
@@ -282,6 +277,54 @@ mod tests {
         assert!(out.contains("x_bucket{a=\"b\",le=\"15000\"} 3\n"), "{out}");
         assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 4\n"), "{out}");
         assert!(out.contains("x_count{a=\"b\"} 4\n"), "{out}");
+    }
+
+    #[test]
+    fn second_bounds_print_as_the_connector_configures_them() {
+        let h = LatencyHistogram {
+            bucket_counts: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+            count: 0,
+            sum_ms: 0.0,
+        };
+        let mut out = String::new();
+        histogram(&mut out, "x", "a=\"b\"", &h, 1000.0);
+        for bound in ["0.002", "0.006", "1.4", "15"] {
+            assert!(out.contains(&format!("le=\"{bound}\"}}")), "{bound}: {out}");
+        }
+        assert!(!out.contains("00000"), "{out}");
+    }
+
+    #[test]
+    fn edges_carry_the_connectors_connection_type() {
+        let edge = |connection| ServiceGraphEdge {
+            client: "api".into(),
+            client_kind: throughline_store::NodeKind::Service,
+            server: "worker".into(),
+            server_kind: throughline_store::NodeKind::Service,
+            connection,
+            calls: 1,
+            failed_calls: 0,
+            latency: LatencyHistogram::default(),
+            client_latency: LatencyHistogram::default(),
+        };
+        let mut out = String::new();
+        service_graph(
+            &mut out,
+            &[
+                edge(ConnectionType::MessagingSystem),
+                edge(ConnectionType::Database),
+                edge(ConnectionType::VirtualNode),
+                edge(ConnectionType::Direct),
+            ],
+        );
+        for label in ["messaging_system", "database", "virtual_node", ""] {
+            assert!(
+                out.contains(&format!(
+                    "request_total{{client=\"api\",server=\"worker\",connection_type=\"{label}\"}} 1"
+                )),
+                "{label}: {out}"
+            );
+        }
     }
 
     #[test]

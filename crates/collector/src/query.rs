@@ -31,6 +31,12 @@ pub const SEARCH_DEFAULTS: SearchDefaults = SearchDefaults {
     max_limit: 1500,
     lookback_nanos: 3600 * 1_000_000_000,
 };
+/// The most spans one `/api/traces` search returns (about 30 MB of JSON): traces beyond it are
+/// left out, and the answer says so.
+pub const MAX_SEARCH_SPANS: usize = 20_000;
+/// The header that says a search was cut at [`MAX_SEARCH_SPANS`].
+pub const TRUNCATED_HEADER: &str = "x-throughline-truncated";
+
 /// Jaeger's default dependencies window (24 h), in milliseconds.
 const DEFAULT_DEPENDENCY_LOOKBACK_MS: u64 = 24 * 3600 * 1000;
 
@@ -113,7 +119,7 @@ enum ApiError {
     Param(#[from] ParamError),
     #[error("trace {0} not found")]
     TraceNotFound(String),
-    #[error("the store could not answer: {0}")]
+    #[error("the store could not answer")]
     Store(#[from] StoreError),
     #[error("the store reader stopped")]
     ReaderGone,
@@ -128,10 +134,30 @@ impl IntoResponse for ApiError {
             ApiError::Store(_) | ApiError::ReaderGone => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::warn!(error = %self, "query failed");
+            tracing::warn!(error = %Causes(&self), "query failed");
         }
-        let body = Envelope::<()>::error(status.as_u16(), self.to_string());
+        // A refused query says why; other store failures stay in the log.
+        let msg = match &self {
+            ApiError::Store(invalid @ StoreError::InvalidQuery(_)) => invalid.to_string(),
+            other => other.to_string(),
+        };
+        let body = Envelope::<()>::error(status.as_u16(), msg);
         (status, axum::Json(body)).into_response()
+    }
+}
+
+/// An error and each of its causes, once each: `the store could not answer: store i/o failed: …`.
+struct Causes<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
     }
 }
 
@@ -233,16 +259,41 @@ async fn search_traces(
     } else {
         ids
     };
-    let traces = read(&state.reader, move |r| {
-        ids.into_iter()
-            .map(|id| r.trace(id))
-            .collect::<Result<Vec<_>, _>>()
+    let found = ids.len();
+    let (traces, cut) = read(&state.reader, move |r| {
+        let mut traces = Vec::new();
+        let mut spans = 0;
+        for id in ids {
+            let trace = r.trace(id)?;
+            spans += trace.len();
+            traces.push(trace);
+            if spans >= MAX_SEARCH_SPANS && traces.len() < found {
+                return Ok((traces, true));
+            }
+        }
+        Ok((traces, false))
     })
     .await?;
-    let data: Vec<throughline_jaeger::Trace> = traces
+    let mut data: Vec<throughline_jaeger::Trace> = traces
         .iter()
         .filter_map(|spans| otlp::trace(spans))
         .collect();
+    let returned = data.len();
+    if cut && let Some(last) = data.last_mut() {
+        // Said where Jaeger's clients show it: a warning on the trace, and in a header.
+        let warning = format!(
+            "search cut at {MAX_SEARCH_SPANS} spans: {returned} of {found} traces returned; \
+             narrow the search or lower limit"
+        );
+        last.warnings
+            .get_or_insert_with(Vec::new)
+            .push(warning.clone());
+        let mut response = ok(data);
+        if let Ok(value) = HeaderValue::from_str(&warning) {
+            response.headers_mut().insert(TRUNCATED_HEADER, value);
+        }
+        return Ok(response);
+    }
     Ok(ok(data))
 }
 
@@ -456,6 +507,16 @@ mod tests {
         let err = trace_query(&q("end=1"), true).expect_err("no service");
         assert_eq!(err.param, "service");
         assert!(trace_query(&q("end=1"), false).is_ok());
+    }
+
+    #[test]
+    fn store_failures_print_each_cause_once() {
+        let err = ApiError::from(StoreError::from(std::io::Error::other("disk on fire")));
+        let text = Causes(&err).to_string();
+        assert_eq!(
+            text,
+            "the store could not answer: store i/o failed: disk on fire"
+        );
     }
 
     #[test]

@@ -201,3 +201,71 @@ async fn metrics_text_matches_the_snapshot() {
         .collect();
     insta::assert_snapshot!("metrics", stable.join("\n"));
 }
+
+#[tokio::test]
+async fn a_search_over_the_span_budget_is_cut_and_says_so() {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    use throughline_collector::query::{MAX_SEARCH_SPANS, TRUNCATED_HEADER};
+    let c = start().await;
+    let base = now_nanos() - 60_000 * MS;
+    let per_trace = MAX_SEARCH_SPANS / 3 + 1;
+    let mut client = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(c.grpc_url())
+        .await
+        .expect("grpc connects");
+    for t in 1..=4u8 {
+        let spans = (1..=per_trace as u64)
+            .map(|n| throughline_store::Span {
+                trace_id: vec![t; 16],
+                span_id: n.to_be_bytes().to_vec(),
+                parent_span_id: if n == 1 {
+                    Vec::new()
+                } else {
+                    1u64.to_be_bytes().to_vec()
+                },
+                name: "big".into(),
+                start_time_unix_nano: base + u64::from(t) * MS,
+                end_time_unix_nano: base + u64::from(t) * MS + 1000,
+                ..Default::default()
+            })
+            .collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![kv("service.name", "big")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        client.export(request).await.expect("export succeeds");
+    }
+    let response = reqwest::get(c.query_url(&format!(
+        "/api/traces?service=big&start={}&end={}&limit=10",
+        (base - 1000 * MS) / 1000,
+        (base + 1000 * MS) / 1000
+    )))
+    .await
+    .expect("query API answers");
+    assert_eq!(response.status(), 200);
+    let header = response
+        .headers()
+        .get(TRUNCATED_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .expect("the cut is said in a header");
+    assert!(header.contains("3 of 4 traces"), "{header}");
+    let body: serde_json::Value = response.json().await.expect("json");
+    let data = body["data"].as_array().expect("traces");
+    assert_eq!(data.len(), 3);
+    assert!(
+        data[2]["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("search cut at")),
+        "{}",
+        data[2]["warnings"]
+    );
+}

@@ -190,7 +190,7 @@ pub const LATENCY_BUCKETS_MS: &[f64] = &[
 
 /// A latency histogram over [`LATENCY_BUCKETS_MS`]: `bucket_counts` has one more entry than the
 /// bounds (the overflow bucket); counts are per bucket, not cumulative.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LatencyHistogram {
     pub bucket_counts: Vec<u64>,
     pub count: u64,
@@ -237,10 +237,40 @@ pub struct ServiceGraphEdge {
     pub client_kind: NodeKind,
     pub server: String,
     pub server_kind: NodeKind,
+    pub connection: ConnectionType,
     pub calls: u64,
     pub failed_calls: u64,
     /// Latency seen by the server side (or the client side for virtual servers).
     pub latency: LatencyHistogram,
+    /// Latency seen by the client side.
+    pub client_latency: LatencyHistogram,
+}
+
+/// How the two nodes of an edge are connected, as the OpenTelemetry Collector's servicegraph
+/// connector labels it (`connection_type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConnectionType {
+    /// A CLIENT span answered by a SERVER span (`""`).
+    #[default]
+    Direct,
+    /// A PRODUCER span paired with a CONSUMER span (`"messaging_system"`).
+    MessagingSystem,
+    /// A client span with `db.system.name`/`db.system` (`"database"`).
+    Database,
+    /// A client or producer no span answered within the settle time (`"virtual_node"`).
+    VirtualNode,
+}
+
+impl ConnectionType {
+    /// The connector's label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionType::Direct => "",
+            ConnectionType::MessagingSystem => "messaging_system",
+            ConnectionType::Database => "database",
+            ConnectionType::VirtualNode => "virtual_node",
+        }
+    }
 }
 
 /// Trace integrity counted per time bucket, for the integrity page's chart.

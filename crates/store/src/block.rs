@@ -23,6 +23,7 @@ use crate::api::{
     InstrumentationScope, Resource, Span,
 };
 use crate::facts::{SpanFacts, service_name_of, trace_u128};
+use crate::limits;
 use crate::segment::RECORD_HEADER_BYTES;
 
 pub const KIND_SPANS: u8 = 1;
@@ -125,16 +126,27 @@ fn decompress(bytes: &[u8], len: usize) -> Result<Vec<u8>, CorruptBlock> {
     Ok(out)
 }
 
+/// Why a span cannot be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum InvalidSpan {
+    #[error("trace_id must be 16 bytes, not all zero")]
+    TraceId,
+    #[error("span_id must be 8 bytes, not all zero")]
+    SpanId,
+    #[error("parent_span_id must be empty or 8 bytes")]
+    Parent,
+}
+
 /// Why a span cannot be stored, or `None` when it can.
-fn invalid_span(span: &Span) -> Option<&'static str> {
+fn invalid_span(span: &Span) -> Option<InvalidSpan> {
     if span.trace_id.len() != 16 || span.trace_id.iter().all(|b| *b == 0) {
-        return Some("trace_id must be 16 bytes, not all zero");
+        return Some(InvalidSpan::TraceId);
     }
     if span.span_id.len() != 8 || span.span_id.iter().all(|b| *b == 0) {
-        return Some("span_id must be 8 bytes, not all zero");
+        return Some(InvalidSpan::SpanId);
     }
     if !span.parent_span_id.is_empty() && span.parent_span_id.len() != 8 {
-        return Some("parent_span_id must be empty or 8 bytes");
+        return Some(InvalidSpan::Parent);
     }
     None
 }
@@ -153,7 +165,8 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
     let mut rejection_reason = String::new();
     let (mut min_start, mut max_start) = (u64::MAX, 0u64);
     for resource_spans in request.resource_spans {
-        let resource = resource_spans.resource.unwrap_or_default();
+        let mut resource = resource_spans.resource.unwrap_or_default();
+        limits::cap_resource(&mut resource);
         let service: Arc<str> = Arc::from(service_name_of(&resource));
         if !services.iter().any(|s| **s == *service) {
             services.push(service.to_string());
@@ -171,6 +184,7 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
                     }
                     continue;
                 }
+                limits::cap_span(&mut span);
                 any = true;
                 min_start = min_start.min(span.start_time_unix_nano);
                 max_start = max_start.max(span.start_time_unix_nano);

@@ -1,12 +1,16 @@
 //! The service graph: client/producer spans paired with server/consumer spans, in either arrival
 //! order, through parent/child or span links; virtual nodes for databases, queues and peers.
+//!
+//! Each client or producer span pairs at most once, so every message is counted once on its
+//! edge, and a batch span linking to many messages never takes one from the per-message
+//! CONSUMER span that processes it (see [`ServiceGraph`] for the rules).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{NodeKind, ServiceGraphEdge, SpanKind};
+use crate::api::{ConnectionType, NodeKind, ServiceGraphEdge, SpanKind};
 use crate::facts::{IdHash, SpanFacts};
 use crate::metrics::{Hist, minute_of};
 
@@ -28,20 +32,42 @@ fn node_kind(code: u8) -> NodeKind {
     }
 }
 
-/// (client, client kind, server, server kind), names as numbers of [`ServiceGraph::names`].
-type EdgeKey = (u32, u8, u32, u8);
+fn connection_code(connection: ConnectionType) -> u8 {
+    match connection {
+        ConnectionType::Direct => 0,
+        ConnectionType::MessagingSystem => 1,
+        ConnectionType::Database => 2,
+        ConnectionType::VirtualNode => 3,
+    }
+}
+
+fn connection_type(code: u8) -> ConnectionType {
+    match code {
+        1 => ConnectionType::MessagingSystem,
+        2 => ConnectionType::Database,
+        3 => ConnectionType::VirtualNode,
+        _ => ConnectionType::Direct,
+    }
+}
+
+/// (client, client kind, server, server kind, connection), names as numbers of
+/// [`ServiceGraph::names`].
+type EdgeKey = (u32, u8, u32, u8, u8);
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EdgeAgg {
     pub calls: u64,
     pub failed_calls: u64,
+    /// As the server saw it.
     pub latency: Hist,
+    /// As the client saw it.
+    #[serde(default)]
+    pub client_latency: Hist,
 }
 
 /// One half of a pair waiting for the other.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingHalf {
-    pub is_client: bool,
     #[serde(with = "crate::checkpoint::arc_str")]
     pub service: Arc<str>,
     /// Virtual node of a client that never meets its server.
@@ -49,11 +75,40 @@ pub struct PendingHalf {
     pub start_unix_nanos: u64,
     pub duration_nanos: u64,
     pub error: bool,
-    /// Every key this half waits under (a server waits under its parent and each link).
-    pub keys: Vec<(u128, u64)>,
+    /// A PRODUCER or CONSUMER span.
+    pub messaging: bool,
+    /// When it arrived, so that an expiry entry is only acted on for the half that made it.
+    pub arrival: u64,
+    /// The span's own (trace, span) id.
+    pub id: (u128, u64),
+    /// A server's parent, when it has one.
+    pub parent: Option<(u128, u64)>,
+    /// A server's links.
+    pub links: Vec<(u128, u64)>,
+}
+
+impl PendingHalf {
+    /// Every key a server waits under: its parent and each link.
+    fn keys(&self) -> impl Iterator<Item = &(u128, u64)> {
+        self.parent.iter().chain(&self.links)
+    }
+}
+
+/// What an expiry entry points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Waiting {
+    Client((u128, u64)),
+    Server((u128, u64)),
 }
 
 /// The service graph and the halves still waiting for a partner.
+///
+/// Clients wait under their own id. Servers wait under their parent and each link, several
+/// servers possibly under one key (a message's CONSUMER span under its producer as a child, the
+/// batch span under it as a link). A client that arrives takes its child first, else the waiting
+/// server with the fewest links; a server that arrives takes its parent, else its one linked
+/// client if exactly one of its links is waiting (a batch span linking to several waiting
+/// messages takes none of them and leaves each to its own CONSUMER span).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceGraph {
     /// Node names; edges refer to them by position.
@@ -62,10 +117,17 @@ pub struct ServiceGraph {
     name_ids: HashMap<String, u32>,
     #[serde(with = "crate::checkpoint::as_vec")]
     edges: HashMap<EdgeKey, BTreeMap<u64, EdgeAgg>>,
+    /// Waiting clients by their own id.
     #[serde(with = "crate::checkpoint::as_vec")]
-    pending: HashMap<(u128, u64), PendingHalf, IdHash>,
-    /// (arrival, key) in arrival order, to expire halves after the settle time.
-    expiry: VecDeque<(u64, (u128, u64))>,
+    clients: HashMap<(u128, u64), PendingHalf, IdHash>,
+    /// Waiting servers by their own id.
+    #[serde(with = "crate::checkpoint::as_vec")]
+    servers: HashMap<(u128, u64), PendingHalf, IdHash>,
+    /// Server ids by the keys they wait under, in arrival order.
+    #[serde(with = "crate::checkpoint::as_vec")]
+    waiting: HashMap<(u128, u64), Vec<(u128, u64)>, IdHash>,
+    /// (arrival, half) in arrival order, to expire halves after the settle time.
+    expiry: VecDeque<(u64, Waiting)>,
     /// Halves that expired without a partner and without a virtual node to go to.
     pub unpaired: u64,
 }
@@ -76,6 +138,20 @@ fn is_client(kind: i32) -> bool {
 
 fn is_server(kind: i32) -> bool {
     kind == SpanKind::Server as i32 || kind == SpanKind::Consumer as i32
+}
+
+fn is_messaging(kind: i32) -> bool {
+    kind == SpanKind::Producer as i32 || kind == SpanKind::Consumer as i32
+}
+
+/// The connection of a pair: messaging when either half is a PRODUCER or CONSUMER span (the
+/// connector sets it from whichever half it sees).
+fn pair_connection(client_messaging: bool, server_messaging: bool) -> ConnectionType {
+    if client_messaging || server_messaging {
+        ConnectionType::MessagingSystem
+    } else {
+        ConnectionType::Direct
+    }
 }
 
 impl ServiceGraph {
@@ -102,8 +178,9 @@ impl ServiceGraph {
         &mut self,
         client: (&str, NodeKind),
         server: (&str, NodeKind),
+        connection: ConnectionType,
         start: u64,
-        duration: u64,
+        (server_duration, client_duration): (u64, u64),
         failed: bool,
     ) {
         let key = (
@@ -111,6 +188,7 @@ impl ServiceGraph {
             node_code(client.1),
             self.name_id(server.0),
             node_code(server.1),
+            connection_code(connection),
         );
         let agg = self
             .edges
@@ -122,7 +200,34 @@ impl ServiceGraph {
         if failed {
             agg.failed_calls += 1;
         }
-        agg.latency.record(duration);
+        agg.latency.record(server_duration);
+        agg.client_latency.record(client_duration);
+    }
+
+    fn half(f: &SpanFacts, arrival: u64) -> PendingHalf {
+        PendingHalf {
+            service: Arc::clone(&f.service),
+            peer: f.peer.as_ref().map(|(k, n)| (node_code(*k), n.clone())),
+            start_unix_nanos: f.start_unix_nanos,
+            duration_nanos: f.duration_nanos(),
+            error: f.is_error(),
+            messaging: is_messaging(f.kind),
+            arrival,
+            id: (f.trace_id, f.span_id),
+            parent: (f.parent_span_id != 0).then_some((f.trace_id, f.parent_span_id)),
+            links: f.links.clone(),
+        }
+    }
+
+    fn pair(&mut self, client: &PendingHalf, server: &PendingHalf) {
+        self.add_edge(
+            (&client.service, NodeKind::Service),
+            (&server.service, NodeKind::Service),
+            pair_connection(client.messaging, server.messaging),
+            client.start_unix_nanos,
+            (server.duration_nanos, client.duration_nanos),
+            client.error || server.error,
+        );
     }
 
     pub fn record(&mut self, f: &SpanFacts, arrival: u64) {
@@ -133,93 +238,67 @@ impl ServiceGraph {
                 self.add_edge(
                     (&f.service, NodeKind::Service),
                     (&db, NodeKind::Database),
+                    ConnectionType::Database,
                     f.start_unix_nanos,
-                    f.duration_nanos(),
+                    (f.duration_nanos(), f.duration_nanos()),
                     f.is_error(),
                 );
                 return;
             }
-            let key = (f.trace_id, f.span_id);
-            if self.pending.get(&key).is_some_and(|h| !h.is_client)
-                && let Some(server) = self.take(key)
-            {
-                self.add_edge(
-                    (&f.service, NodeKind::Service),
-                    (&server.service, NodeKind::Service),
-                    f.start_unix_nanos,
-                    server.duration_nanos,
-                    f.is_error() || server.error,
-                );
+            let client = Self::half(f, arrival);
+            if let Some(server) = self.best_server_for(client.id) {
+                self.pair(&client, &server);
                 return;
             }
-            self.wait(
-                PendingHalf {
-                    is_client: true,
-                    service: Arc::clone(&f.service),
-                    peer: f.peer.as_ref().map(|(k, n)| (node_code(*k), n.clone())),
-                    start_unix_nanos: f.start_unix_nanos,
-                    duration_nanos: f.duration_nanos(),
-                    error: f.is_error(),
-                    keys: vec![key],
-                },
-                arrival,
-            );
+            self.expiry.push_back((arrival, Waiting::Client(client.id)));
+            self.clients.insert(client.id, client);
         } else if is_server(f.kind) {
-            let mut keys = Vec::with_capacity(1 + f.links.len());
-            if f.parent_span_id != 0 {
-                keys.push((f.trace_id, f.parent_span_id));
+            let server = Self::half(f, arrival);
+            if let Some(parent) = server.parent
+                && let Some(client) = self.clients.remove(&parent)
+            {
+                self.pair(&client, &server);
+                return;
             }
-            keys.extend(f.links.iter().copied());
-            for key in &keys {
-                if self.pending.get(key).is_some_and(|h| h.is_client)
-                    && let Some(client) = self.take(*key)
-                {
-                    self.add_edge(
-                        (&client.service, NodeKind::Service),
-                        (&f.service, NodeKind::Service),
-                        client.start_unix_nanos,
-                        f.duration_nanos(),
-                        client.error || f.is_error(),
-                    );
-                    return;
+            let mut linked = server.links.iter().filter(|l| self.clients.contains_key(l));
+            if let (Some(only), None) = (linked.next().copied(), linked.next())
+                && let Some(client) = self.clients.remove(&only)
+            {
+                self.pair(&client, &server);
+                return;
+            }
+            if server.parent.is_none() && server.links.is_empty() {
+                return;
+            }
+            for key in server.keys() {
+                self.waiting.entry(*key).or_default().push(server.id);
+            }
+            self.expiry.push_back((arrival, Waiting::Server(server.id)));
+            self.servers.insert(server.id, server);
+        }
+    }
+
+    /// Takes the waiting server that `client` answers best: its child, else the one with the
+    /// fewest links (a message's own CONSUMER span before a batch span), the earliest on a tie.
+    fn best_server_for(&mut self, client: (u128, u64)) -> Option<PendingHalf> {
+        let ids = self.waiting.get(&client)?;
+        let best = ids
+            .iter()
+            .filter_map(|id| self.servers.get(id))
+            .min_by_key(|s| (s.parent != Some(client), s.links.len()))?
+            .id;
+        self.take_server(best)
+    }
+
+    /// Removes a waiting server and its entries under every key.
+    fn take_server(&mut self, id: (u128, u64)) -> Option<PendingHalf> {
+        let half = self.servers.remove(&id)?;
+        for key in half.keys() {
+            if let Some(ids) = self.waiting.get_mut(key) {
+                ids.retain(|other| *other != id);
+                if ids.is_empty() {
+                    self.waiting.remove(key);
                 }
-            }
-            if !keys.is_empty() {
-                self.wait(
-                    PendingHalf {
-                        is_client: false,
-                        service: Arc::clone(&f.service),
-                        peer: None,
-                        start_unix_nanos: f.start_unix_nanos,
-                        duration_nanos: f.duration_nanos(),
-                        error: f.is_error(),
-                        keys,
-                    },
-                    arrival,
-                );
-            }
-        }
-    }
-
-    fn wait(&mut self, half: PendingHalf, arrival: u64) {
-        for key in &half.keys {
-            self.expiry.push_back((arrival, *key));
-        }
-        if let [key] = half.keys[..] {
-            self.pending.insert(key, half);
-        } else {
-            for key in half.keys.clone() {
-                self.pending.insert(key, half.clone());
-            }
-        }
-    }
-
-    /// Removes a waiting half and every other key it waits under.
-    fn take(&mut self, key: (u128, u64)) -> Option<PendingHalf> {
-        let half = self.pending.remove(&key)?;
-        for other in &half.keys {
-            if *other != key {
-                self.pending.remove(other);
             }
         }
         Some(half)
@@ -228,24 +307,43 @@ impl ServiceGraph {
     /// Gives up on halves that waited longer than `settle_nanos`: a client with a virtual peer
     /// becomes an edge to that peer; any other lone half is counted as unpaired.
     pub fn expire(&mut self, now: u64, settle_nanos: u64) {
-        while let Some(&(arrival, key)) = self.expiry.front() {
+        while let Some(&(arrival, what)) = self.expiry.front() {
             if arrival.saturating_add(settle_nanos) > now {
                 break;
             }
             self.expiry.pop_front();
-            let Some(half) = self.take(key) else { continue };
-            match (&half.peer, half.is_client) {
-                (Some((kind, name)), true) => {
-                    let name = name.clone();
-                    self.add_edge(
-                        (&half.service, NodeKind::Service),
-                        (&name, node_kind(*kind)),
-                        half.start_unix_nanos,
-                        half.duration_nanos,
-                        half.error,
-                    );
+            match what {
+                Waiting::Client(id) => {
+                    // Only the half that made this entry (a later one with the same id has its own).
+                    if self.clients.get(&id).is_none_or(|h| h.arrival != arrival) {
+                        continue;
+                    }
+                    let Some(half) = self.clients.remove(&id) else {
+                        continue;
+                    };
+                    match &half.peer {
+                        Some((kind, name)) => {
+                            let name = name.clone();
+                            self.add_edge(
+                                (&half.service, NodeKind::Service),
+                                (&name, node_kind(*kind)),
+                                ConnectionType::VirtualNode,
+                                half.start_unix_nanos,
+                                (half.duration_nanos, half.duration_nanos),
+                                half.error,
+                            );
+                        }
+                        None => self.unpaired += 1,
+                    }
                 }
-                _ => self.unpaired += 1,
+                Waiting::Server(id) => {
+                    if self.servers.get(&id).is_none_or(|h| h.arrival != arrival) {
+                        continue;
+                    }
+                    if self.take_server(id).is_some() {
+                        self.unpaired += 1;
+                    }
+                }
             }
         }
     }
@@ -253,12 +351,13 @@ impl ServiceGraph {
     pub fn dependencies(&self, start: u64, end: u64) -> Vec<ServiceGraphEdge> {
         let mut out = Vec::new();
         let name = |id: &u32| self.names.get(*id as usize).cloned().unwrap_or_default();
-        for ((client, ck, server, sk), minutes) in &self.edges {
+        for ((client, ck, server, sk, connection), minutes) in &self.edges {
             let mut total = EdgeAgg::default();
             for agg in minutes.range(minute_of(start)..end).map(|(_, a)| a) {
                 total.calls += agg.calls;
                 total.failed_calls += agg.failed_calls;
                 total.latency.merge(&agg.latency);
+                total.client_latency.merge(&agg.client_latency);
             }
             if total.calls > 0 {
                 out.push(ServiceGraphEdge {
@@ -266,13 +365,17 @@ impl ServiceGraph {
                     client_kind: node_kind(*ck),
                     server: name(server),
                     server_kind: node_kind(*sk),
+                    connection: connection_type(*connection),
                     calls: total.calls,
                     failed_calls: total.failed_calls,
                     latency: total.latency.to_api(),
+                    client_latency: total.client_latency.to_api(),
                 });
             }
         }
-        out.sort_by(|a, b| (&a.client, &a.server).cmp(&(&b.client, &b.server)));
+        out.sort_by(|a, b| {
+            (&a.client, &a.server, a.connection).cmp(&(&b.client, &b.server, b.connection))
+        });
         out
     }
 
@@ -340,7 +443,7 @@ mod tests {
         assert!(edges(&g).is_empty());
         g.record(&span("api", 2, 1, SpanKind::Server), 5);
         assert_eq!(edges(&g), vec![svc("web", "api")]);
-        assert_eq!(g.pending.len(), 0);
+        assert!(g.clients.is_empty() && g.servers.is_empty());
     }
 
     #[test]
@@ -386,10 +489,127 @@ mod tests {
         g.record(&span("api", 1, 0, SpanKind::Producer), 1);
         g.record(&span("api", 3, 0, SpanKind::Client), 1);
         assert_eq!(edges(&g), vec![svc("api", "worker")]);
+        assert_eq!(
+            g.dependencies(0, u64::MAX)[0].connection,
+            ConnectionType::MessagingSystem,
+            "a PRODUCER answered by a CONSUMER is a messaging edge"
+        );
         assert!(
-            g.pending.contains_key(&(7, 3)),
+            g.clients.contains_key(&(7, 3)),
             "the client waits for its own server"
         );
+        assert!(g.waiting.is_empty() && g.servers.is_empty());
+    }
+
+    /// The onboarding worker's shapes: an invocation SERVER span (root), a batch CONSUMER span
+    /// under it linking to every message, and per message a CONSUMER span that is the producer's
+    /// child (`parent`) or a root linking to the batch span and the producer (`link`).
+    fn lambda_batch(producers: &[u64], parent_mode: bool) -> Vec<SpanFacts> {
+        let mut out = Vec::new();
+        let mut invocation = span("lambda", 100, 0, SpanKind::Server);
+        invocation.trace_id = 99;
+        let mut batch = span("lambda", 101, 100, SpanKind::Consumer);
+        batch.trace_id = 99;
+        batch.links = producers.iter().map(|p| (7, *p)).collect();
+        for (i, p) in producers.iter().enumerate() {
+            let id = 200 + i as u64;
+            out.push(if parent_mode {
+                span("lambda", id, *p, SpanKind::Consumer)
+            } else {
+                let mut c = span("lambda", id, 0, SpanKind::Consumer);
+                c.trace_id = 98;
+                c.links = vec![(99, 101), (7, *p)];
+                c
+            });
+        }
+        // Spans are exported as they end: the records, then the batch, then the invocation.
+        out.push(batch);
+        out.push(invocation);
+        out
+    }
+
+    #[test]
+    fn every_message_counts_once_on_its_edge_whatever_the_arrival_order() {
+        let producers: Vec<u64> = (1..=5).collect();
+        for parent_mode in [true, false] {
+            for order in ["producers first", "consumers first", "interleaved"] {
+                let mut g = ServiceGraph::default();
+                let sends: Vec<SpanFacts> = producers
+                    .iter()
+                    .map(|p| {
+                        let mut send = span("api", *p, 50, SpanKind::Producer);
+                        send.peer =
+                            Some((NodeKind::MessagingSystem, "aws_sqs/onboarding-queue".into()));
+                        send
+                    })
+                    .collect();
+                let received = lambda_batch(&producers, parent_mode);
+                match order {
+                    "producers first" => {
+                        sends.iter().for_each(|f| g.record(f, 1));
+                        received.iter().for_each(|f| g.record(f, 2));
+                    }
+                    "consumers first" => {
+                        received.iter().for_each(|f| g.record(f, 1));
+                        sends.iter().for_each(|f| g.record(f, 2));
+                    }
+                    _ => {
+                        // Separate exports: two sends, the worker's batch, the other sends.
+                        sends[..2].iter().for_each(|f| g.record(f, 1));
+                        received.iter().for_each(|f| g.record(f, 2));
+                        sends[2..].iter().for_each(|f| g.record(f, 3));
+                    }
+                }
+                g.expire(3 + SETTLE, SETTLE);
+                let found = g.dependencies(0, u64::MAX);
+                let what = format!("parent mode {parent_mode}, {order}: {found:?}");
+                assert_eq!(found.len(), 1, "{what}");
+                assert_eq!(
+                    (found[0].client.as_str(), found[0].server.as_str()),
+                    ("api", "lambda"),
+                    "{what}"
+                );
+                assert_eq!(found[0].calls, 5, "{what}");
+                assert_eq!(
+                    found[0].connection,
+                    ConnectionType::MessagingSystem,
+                    "{what}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_redelivered_message_still_counts_once() {
+        for consumers_first in [false, true] {
+            let mut g = ServiceGraph::default();
+            let send = span("api", 1, 0, SpanKind::Producer);
+            let first = span("lambda", 2, 1, SpanKind::Consumer);
+            let second = span("lambda", 3, 1, SpanKind::Consumer);
+            if consumers_first {
+                g.record(&first, 0);
+                g.record(&second, 1);
+                g.record(&send, 2);
+            } else {
+                g.record(&send, 0);
+                g.record(&first, 1);
+                g.record(&second, 2);
+            }
+            g.expire(2 + SETTLE, SETTLE);
+            assert_eq!(edges(&g), vec![svc("api", "lambda")], "{consumers_first}");
+        }
+    }
+
+    #[test]
+    fn an_expiring_half_leaves_a_later_one_under_the_same_key_waiting() {
+        let mut g = ServiceGraph::default();
+        // A consumer waits; a second delivery of the same message replaces it later.
+        g.record(&span("lambda", 2, 1, SpanKind::Consumer), 0);
+        g.record(&span("lambda", 3, 1, SpanKind::Consumer), 8);
+        // The first one's settle time is over, the second one's is not.
+        g.expire(SETTLE, SETTLE);
+        g.record(&span("api", 1, 0, SpanKind::Producer), SETTLE + 1);
+        assert_eq!(edges(&g), vec![svc("api", "lambda")]);
     }
 
     #[test]
@@ -399,6 +619,10 @@ mod tests {
         db.peer = Some((NodeKind::Database, "postgresql/onboarding".into()));
         db.status_code = 2;
         g.record(&db, 0);
+        assert_eq!(
+            g.dependencies(0, u64::MAX)[0].connection,
+            ConnectionType::Database
+        );
         assert_eq!(
             edges(&g),
             vec![(
@@ -450,7 +674,12 @@ mod tests {
             ]
         );
         assert_eq!(g.unpaired, 1);
-        assert!(g.pending.is_empty());
+        assert!(g.clients.is_empty() && g.servers.is_empty() && g.waiting.is_empty());
+        assert!(
+            g.dependencies(0, u64::MAX)
+                .iter()
+                .all(|e| e.connection == ConnectionType::VirtualNode)
+        );
     }
 
     #[test]

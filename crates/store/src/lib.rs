@@ -46,7 +46,10 @@
 //!   [`StoreConfig::settle_secs`] have passed since its *last* span arrived; then it is judged
 //!   (root present, every parent arrived). Late spans re-judge it from everything stored.
 //! - Service graph: a CLIENT/PRODUCER span pairs with the SERVER/CONSUMER span whose parent is
-//!   it, or which links to it, whatever the arrival order, within the settle time. A client
+//!   it, or which links to it, whatever the arrival order, within the settle time; each client
+//!   or producer pairs once, its own child first, so every message counts once (a batch span
+//!   linking to several messages takes none from their CONSUMER spans). Edges carry the connector's
+//!   [`ConnectionType`] (messaging when a PRODUCER or CONSUMER takes part). A client
 //!   span with `db.system.name`/`db.system` is an edge to a database node (`system/namespace`)
 //!   at once; a client or producer left unpaired after the settle time becomes an edge to a
 //!   messaging node (`system/destination`) or an external node (`peer.service`,
@@ -61,11 +64,13 @@ mod derived;
 mod facts;
 mod graph;
 mod integrity;
+pub mod limits;
 mod metrics;
 mod query;
 mod sealed;
 mod segment;
 mod store;
+#[cfg(any(test, feature = "testdata"))]
 pub mod testdata;
 
 pub use api::*;
@@ -76,10 +81,19 @@ pub use store::{Store, StoreConfig};
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store i/o: {0}")]
+    /// Reading or writing the store's files failed; the cause is the `source`.
+    #[error("store i/o failed")]
     Io(#[from] std::io::Error),
-    #[error("store database: {0}")]
-    Database(String),
+    /// A record in the store's files does not read back as it was written (a bad block or
+    /// protobuf); the cause is the `source`.
+    #[error("a stored record is corrupt")]
+    CorruptRecord(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::CorruptRecord(Box::new(err))
+    }
 }

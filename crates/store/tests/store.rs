@@ -609,3 +609,135 @@ fn concurrent_writers_and_readers_share_one_store() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The onboarding worker's batch shape, sent as OTLP exports: per message a PRODUCER span of the
+/// API; per batch an invocation SERVER span, a batch CONSUMER span under it linking to every
+/// message, and per message a CONSUMER span that is the producer's child.
+fn messaging_exports(
+    messages: u8,
+    t0: u64,
+) -> (ExportTraceServiceRequest, ExportTraceServiceRequest) {
+    use opentelemetry_proto::tonic::trace::v1::span::Link;
+    let producer = |i: u8| Span {
+        trace_id: vec![i; 16],
+        span_id: vec![i; 8],
+        parent_span_id: vec![0xee; 8],
+        name: "send onboarding-queue".into(),
+        kind: SpanKind::Producer as i32,
+        start_time_unix_nano: t0,
+        end_time_unix_nano: t0 + 2 * MS,
+        ..Default::default()
+    };
+    let sends = (1..=messages).map(producer).collect();
+    let lambda_trace = vec![0xab; 16];
+    let mut received: Vec<Span> = (1..=messages)
+        .map(|i| Span {
+            trace_id: vec![i; 16],
+            span_id: vec![0xc0 + i; 8],
+            parent_span_id: vec![i; 8],
+            name: "process onboarding-queue".into(),
+            kind: SpanKind::Consumer as i32,
+            start_time_unix_nano: t0 + 10 * MS,
+            end_time_unix_nano: t0 + 20 * MS,
+            ..Default::default()
+        })
+        .collect();
+    received.push(Span {
+        trace_id: lambda_trace.clone(),
+        span_id: vec![0xb0; 8],
+        parent_span_id: vec![0xa0; 8],
+        name: "batch onboarding-queue".into(),
+        kind: SpanKind::Consumer as i32,
+        links: (1..=messages)
+            .map(|i| Link {
+                trace_id: vec![i; 16],
+                span_id: vec![i; 8],
+                ..Default::default()
+            })
+            .collect(),
+        start_time_unix_nano: t0 + 9 * MS,
+        end_time_unix_nano: t0 + 30 * MS,
+        ..Default::default()
+    });
+    received.push(Span {
+        trace_id: lambda_trace,
+        span_id: vec![0xa0; 8],
+        name: "onboarding-lambda".into(),
+        kind: SpanKind::Server as i32,
+        start_time_unix_nano: t0 + 8 * MS,
+        end_time_unix_nano: t0 + 31 * MS,
+        ..Default::default()
+    });
+    (export("api", sends), export("lambda", received))
+}
+
+#[test]
+fn every_message_counts_once_on_the_service_graph_whatever_the_export_order() -> anyhow::Result<()>
+{
+    for consumers_first in [false, true] {
+        let dir = TempDir::new("graph-order");
+        // The second export arrives well within the settle time.
+        let store = Store::open(config(&dir, 60))?;
+        let (sends, received) = messaging_exports(6, now() - 60_000 * MS);
+        if consumers_first {
+            store.write_traces(received)?;
+            store.write_traces(sends)?;
+        } else {
+            store.write_traces(sends)?;
+            store.write_traces(received)?;
+        }
+        store.maintain()?;
+        let edges = store.dependencies(0, u64::MAX)?;
+        assert_eq!(
+            edges.len(),
+            1,
+            "consumers first {consumers_first}: {edges:?}"
+        );
+        assert_eq!(
+            (
+                edges[0].client.as_str(),
+                edges[0].server.as_str(),
+                edges[0].calls
+            ),
+            ("api", "lambda", 6),
+            "consumers first {consumers_first}: {edges:?}"
+        );
+        assert_eq!(edges[0].connection, ConnectionType::MessagingSystem);
+    }
+    Ok(())
+}
+
+#[test]
+fn oversized_names_and_values_are_truncated_at_ingest_with_a_marker() -> anyhow::Result<()> {
+    let dir = TempDir::new("caps");
+    let store = Store::open(config(&dir, 0))?;
+    let huge_service = "s".repeat(100_000);
+    let t = TwoServiceTrace::new(1, now() - 60_000 * MS);
+    let mut request = export(&huge_service, t.api_spans());
+    request.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(kv("big", "v".repeat(100_000)));
+    let report = store.write_traces(request)?;
+    assert_eq!(report.rejected_spans, 0);
+    let services = store.services()?;
+    assert_eq!(services.len(), 1);
+    assert!(services[0].len() < 300, "{} bytes", services[0].len());
+    assert!(
+        services[0].ends_with("bytes truncated]"),
+        "{}",
+        &services[0][200..]
+    );
+    let spans = store.trace(t.trace_id)?;
+    let big = spans
+        .iter()
+        .flat_map(|s| &s.span.attributes)
+        .find(|kv| kv.key == "big")
+        .expect("the attribute is kept");
+    let text = format!("{:?}", big.value);
+    assert!(
+        text.len() < 17_000 && text.contains("bytes truncated]"),
+        "{} bytes",
+        text.len()
+    );
+    Ok(())
+}

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use throughline_store::{TraceQuery, TraceReader};
 
+use crate::OtlpEndpoints;
 use crate::error::PageError;
 use crate::html::{self, Esc, Nav, Url};
 use crate::pages::{integrity_badge, no_data_help};
@@ -13,7 +14,12 @@ use crate::svg;
 const BUCKETS: u64 = 60;
 const BROKEN_LISTED: usize = 50;
 
-pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<String, PageError> {
+pub fn page(
+    reader: &dyn TraceReader,
+    params: &Params,
+    now: u64,
+    endpoints: &OtlpEndpoints,
+) -> Result<String, PageError> {
     let (start, end) = params::window(params, now)?;
     let step = ((end - start) / BUCKETS).max(1_000_000_000);
     let series = reader.integrity_series(start, end, step)?;
@@ -32,7 +38,7 @@ a young trace is settling while its spans may still arrive. \
         html::timestamp(end)
     );
     if whole + broken + settling == 0 && services.is_empty() {
-        body.push_str(no_data_help());
+        body.push_str(&no_data_help(endpoints));
         return Ok(html::page("Trace integrity", Nav::Integrity, &body));
     }
     let _ = write!(

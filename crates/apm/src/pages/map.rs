@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use throughline_store::{NodeKind, ServiceGraphEdge, TraceQuery, TraceReader};
 
+use crate::OtlpEndpoints;
 use crate::error::PageError;
 use crate::histogram;
 use crate::html::{self, Esc, Nav, Url};
@@ -202,6 +203,7 @@ pub fn page(
     memory: &MapMemory,
     params: &Params,
     now: u64,
+    endpoints: &OtlpEndpoints,
 ) -> Result<String, PageError> {
     let (start, end) = params::window(params, now)?;
     let lookback = params.get("lookback").unwrap_or("1h");
@@ -215,7 +217,7 @@ pub fn page(
     );
     if edges.is_empty() {
         if reader.services()?.is_empty() {
-            body.push_str(no_data_help());
+            body.push_str(&no_data_help(endpoints));
         } else {
             body.push_str("<section class=\"empty\" data-testid=\"no-edges\"><h2>No calls between services in this window</h2><p>Try a longer window, such as <a href=\"/map?lookback=1d\">the last day</a>. Edges appear when a client or producer span meets its server or consumer span, or names a peer (<code>server.address</code>, <code>messaging.destination.name</code>, <code>db.system</code>).</p></section>");
         }
@@ -451,9 +453,11 @@ mod tests {
             client_kind: ck,
             server: server.into(),
             server_kind: sk,
+            connection: throughline_store::ConnectionType::Direct,
             calls,
             failed_calls: failed,
             latency: histogram::empty(),
+            client_latency: histogram::empty(),
         }
     }
 

@@ -7,11 +7,13 @@ pub mod search;
 pub mod services;
 mod span_detail;
 pub mod trace;
+mod trace_tree;
 
 use std::fmt::Write as _;
 
 use throughline_store::{IntegrityProblem, TraceIntegrity};
 
+use crate::OtlpEndpoints;
 use crate::html::Esc;
 
 /// The badge a trace's integrity shows in lists: whole, settling, or incomplete with its reasons.
@@ -56,13 +58,17 @@ pub fn problem_text(problem: &IntegrityProblem) -> String {
 }
 
 /// What to do when the store holds nothing yet: point an SDK at the collector.
-pub fn no_data_help() -> &'static str {
-    "<section class=\"empty\" data-testid=\"no-data\"><h2>No traces yet</h2>\
+pub fn no_data_help(endpoints: &OtlpEndpoints) -> String {
+    format!(
+        "<section class=\"empty\" data-testid=\"no-data\"><h2>No traces yet</h2>\
 <p>Point an OpenTelemetry SDK at the collector and send a request through your service:</p>\
-<pre><code>export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317\n\
+<pre><code>export OTEL_EXPORTER_OTLP_ENDPOINT={grpc}\n\
 export OTEL_SERVICE_NAME=my-service\n</code></pre>\
-<p>OTLP over gRPC listens on port 4317 and over HTTP on 4318 (<code>http://127.0.0.1:4318</code>). \
-Or start the reference system with <code>cargo run --release -- up</code>, which sends traces here by itself.</p></section>"
+<p>OTLP over gRPC listens on <code>{grpc}</code> and over HTTP on <code>{http}</code>. \
+Or start the reference system with <code>cargo run --release -- up</code>, which sends traces here by itself.</p></section>",
+        grpc = Esc(&endpoints.grpc),
+        http = Esc(&endpoints.http),
+    )
 }
 
 #[cfg(test)]

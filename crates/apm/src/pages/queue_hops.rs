@@ -1,7 +1,9 @@
 //! Puts the queue back on the map. The store pairs a PRODUCER span with its CONSUMER span into
 //! one service-to-service edge; the map shows such an edge as `producer → queue → consumer`,
 //! naming the queue as the store names messaging nodes (`messaging.system/destination`). The
-//! queue is read from a few sampled traces, so the work per map is bounded.
+//! queue is read from a few sampled traces, so the work per map is bounded. The split halves are
+//! merged with the store's own edges to the same queue (messages no consumer span answered), so
+//! every message is counted once on each edge of the map.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_semantic_conventions::attribute::{MESSAGING_DESTINATION_NAME, MESSAGING_SYSTEM};
 use throughline_store::{
-    KeyValue, NodeKind, ServiceGraphEdge, SpanKind, StoreError, StoredSpan, TraceQuery, TraceReader,
+    ConnectionType, KeyValue, NodeKind, ServiceGraphEdge, SpanKind, StoreError, StoredSpan,
+    TraceQuery, TraceReader,
 };
 
+use crate::histogram;
 use crate::pages::span_detail::value_text;
 
 /// Traces read per producer/consumer edge to find its queue's name.
@@ -125,25 +129,13 @@ pub fn with_queues(
     start_unix_nanos: u64,
     end_unix_nanos: u64,
 ) -> Result<Vec<ServiceGraphEdge>, StoreError> {
-    let mut kinds: HashMap<String, (bool, bool)> = HashMap::new();
     let mut out = Vec::with_capacity(edges.len() + 4);
     for e in edges {
         if e.client_kind != NodeKind::Service || e.server_kind != NodeKind::Service {
             out.push(e);
             continue;
         }
-        for service in [&e.client, &e.server] {
-            if !kinds.contains_key(service) {
-                let ops = reader.operations(service)?;
-                let has = |k: SpanKind| ops.iter().any(|o| o.span_kind == k);
-                kinds.insert(
-                    service.clone(),
-                    (has(SpanKind::Producer), has(SpanKind::Consumer)),
-                );
-            }
-        }
-        let messaging =
-            kinds.get(&e.client).is_some_and(|k| k.0) && kinds.get(&e.server).is_some_and(|k| k.1);
+        let messaging = e.connection == ConnectionType::MessagingSystem;
         let pair = (e.client.clone(), e.server.clone());
         let queue = if let Some(known) = memory.queue(&pair) {
             known
@@ -183,7 +175,36 @@ pub fn with_queues(
             None => out.push(e),
         }
     }
-    Ok(out)
+    Ok(merged(out))
+}
+
+/// One edge per (client, server) node pair: the calls, failures and latencies of edges between
+/// the same two nodes added up (whatever their connection type), in first-seen order.
+pub fn merged(edges: Vec<ServiceGraphEdge>) -> Vec<ServiceGraphEdge> {
+    let mut index: HashMap<(String, NodeKind, String, NodeKind), usize> = HashMap::new();
+    let mut out: Vec<ServiceGraphEdge> = Vec::with_capacity(edges.len());
+    for e in edges {
+        let key = (
+            e.client.clone(),
+            e.client_kind,
+            e.server.clone(),
+            e.server_kind,
+        );
+        match index.get(&key) {
+            Some(&i) => {
+                let into = &mut out[i];
+                into.calls += e.calls;
+                into.failed_calls += e.failed_calls;
+                histogram::merge(&mut into.latency, &e.latency);
+                histogram::merge(&mut into.client_latency, &e.client_latency);
+            }
+            None => {
+                index.insert(key, out.len());
+                out.push(e);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -224,6 +245,41 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    fn edge(client: (&str, NodeKind), server: (&str, NodeKind), calls: u64) -> ServiceGraphEdge {
+        let mut latency = histogram::empty();
+        latency.bucket_counts[0] = calls;
+        latency.count = calls;
+        ServiceGraphEdge {
+            client: client.0.to_owned(),
+            client_kind: client.1,
+            server: server.0.to_owned(),
+            server_kind: server.1,
+            connection: ConnectionType::MessagingSystem,
+            calls,
+            failed_calls: 1,
+            client_latency: latency.clone(),
+            latency,
+        }
+    }
+
+    #[test]
+    fn edges_between_the_same_nodes_are_added_up() {
+        let queue = ("aws_sqs/jobs", NodeKind::MessagingSystem);
+        let api = ("api", NodeKind::Service);
+        let worker = ("worker", NodeKind::Service);
+        let mut unanswered = edge(api, queue, 4);
+        unanswered.connection = ConnectionType::VirtualNode;
+        let out = merged(vec![
+            edge(api, queue, 10),
+            edge(queue, worker, 10),
+            unanswered,
+        ]);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].calls, out[0].failed_calls), (14, 2));
+        assert_eq!(out[0].latency.count, 14);
+        assert_eq!(out[1].calls, 10);
     }
 
     #[test]

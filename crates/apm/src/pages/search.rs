@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use throughline_store::{TraceReader, TraceSummary};
 
+use crate::OtlpEndpoints;
 use crate::error::PageError;
 use crate::html::{self, Esc, Nav, Url};
 use crate::pages::{integrity_badge, no_data_help};
@@ -18,7 +19,12 @@ const LOOKBACKS: &[(&str, &str)] = &[
     ("7d", "Last 7 days"),
 ];
 
-pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<String, PageError> {
+pub fn page(
+    reader: &dyn TraceReader,
+    params: &Params,
+    now: u64,
+    endpoints: &OtlpEndpoints,
+) -> Result<String, PageError> {
     let query = params::trace_query(params, now)?;
     let services = reader.services()?;
     let palette = html::Palette::new(&services);
@@ -90,7 +96,7 @@ pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<Strin
     body.push_str("<button type=\"submit\">Find traces</button></form>");
 
     if services.is_empty() {
-        body.push_str(no_data_help());
+        body.push_str(&no_data_help(endpoints));
         return Ok(html::page("Search", Nav::Search, &body));
     }
     let traces = reader.find_traces(&query)?;

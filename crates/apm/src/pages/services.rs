@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use throughline_store::{RedPoint, TraceReader};
 
+use crate::OtlpEndpoints;
 use crate::error::PageError;
 use crate::histogram;
 use crate::html::{self, Esc, Nav, Url};
@@ -21,14 +22,19 @@ fn step(start: u64, end: u64) -> u64 {
     ((end - start) / BUCKETS).max(1_000_000_000)
 }
 
-pub fn overview(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<String, PageError> {
+pub fn overview(
+    reader: &dyn TraceReader,
+    params: &Params,
+    now: u64,
+    endpoints: &OtlpEndpoints,
+) -> Result<String, PageError> {
     let (start, end) = params::window(params, now)?;
     let services = reader.services()?;
     let palette = html::Palette::new(&services);
     let mut body = String::with_capacity(32 * 1024);
     window_intro(&mut body, "Services", start, end);
     if services.is_empty() {
-        body.push_str(no_data_help());
+        body.push_str(&no_data_help(endpoints));
         return Ok(html::page("Services", Nav::Services, &body));
     }
     body.push_str(&table_head("Service"));

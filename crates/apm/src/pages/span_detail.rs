@@ -10,7 +10,7 @@ use opentelemetry_semantic_conventions::attribute::{
 use throughline_store::{AnyValue, KeyValue, SpanId, SpanKind, TraceId, TraceReader};
 
 use crate::html::{self, Esc};
-use crate::pages::trace::{TraceTree, is_error, queue_text};
+use crate::pages::trace_tree::{TraceTree, is_error, queue_text};
 
 /// An attribute value as text: strings bare, arrays and maps in a JSON-like form.
 pub(crate) fn value_text(v: Option<&AnyValue>) -> String {
