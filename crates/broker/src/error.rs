@@ -144,6 +144,17 @@ impl ApiError {
         Self::events(code, message)
     }
 
+    /// A request body over the broker's limit (before any operation could read it).
+    pub fn request_too_large(max_bytes: usize) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            type_name: "RequestEntityTooLarge".to_owned(),
+            code: "RequestEntityTooLarge".to_owned(),
+            query_compatible: false,
+            message: throughline_service_kit::too_large_message(max_bytes),
+        }
+    }
+
     /// A failure inside the broker (the disk); never caused by the client, details stay in logs.
     pub fn internal() -> Self {
         Self {

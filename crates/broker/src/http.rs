@@ -1,16 +1,16 @@
 //! The HTTP front: one POST route that dispatches on `X-Amz-Target` to SQS or EventBridge, and
-//! `GET /metrics`. Served by hyper with header-read, request and body limits.
+//! `GET /metrics`. Served by the service kit's `serve_http`, whose request deadline and body
+//! limit (answered in AWS's `__type` shape) the broker configures here.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State as AxumState;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
+use throughline_service_kit::BodyLimit;
 
 use crate::error::ApiError;
 use crate::state::{Shared, now_ms};
@@ -28,12 +28,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics_page))
         .fallback(post(dispatch))
         .route("/", post(dispatch))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
         .with_state(shared)
+}
+
+/// The body limit, answered `413` with `{"__type": "RequestEntityTooLarge", "message"}`.
+pub fn body_limit() -> BodyLimit {
+    BodyLimit::with_rejection(MAX_BODY_BYTES, |max| {
+        ApiError::request_too_large(max).into_response()
+    })
 }
 
 async fn metrics_page(AxumState(shared): AxumState<Arc<Shared>>) -> Response {

@@ -42,11 +42,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::sync::watch;
+use throughline_service_kit::{HttpServer, ServeConfig};
 
 use crate::state::{Shared, State, now_ms};
 
@@ -55,10 +51,14 @@ use crate::state::{Shared, State, now_ms};
 pub enum BrokerError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("declared {what}: {source}")]
-    Declaration { what: String, source: ApiError },
-    #[error("listener: {0}")]
-    Listener(std::io::Error),
+    #[error("declared {what} is refused")]
+    Declaration {
+        what: String,
+        #[source]
+        source: ApiError,
+    },
+    #[error("the listener's address could not be read")]
+    Listener(#[source] std::io::Error),
     #[error("the storage could not be opened: the opening task stopped")]
     OpenTask,
 }
@@ -72,8 +72,16 @@ pub struct Broker {
 /// How long in-flight requests (long polls included) get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// How long a client may take to send request headers (also bounds idle keep-alive connections).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The broker's serving settings: the service kit's defaults, its 8 MiB body limit answered in
+/// AWS's `__type` shape, a request deadline above the 20 s long poll, and a 2 s shutdown grace.
+pub fn default_serve_config() -> ServeConfig {
+    ServeConfig {
+        body_limit: Some(http::body_limit()),
+        request_timeout: Some(http::REQUEST_TIMEOUT),
+        shutdown_grace: SHUTDOWN_GRACE,
+        ..ServeConfig::default()
+    }
+}
 
 impl Broker {
     /// Opens the data directory, restores queues, messages and rules, and applies the declared
@@ -168,47 +176,23 @@ impl Broker {
     }
 
     /// Serves the SQS and EventBridge protocols and `/metrics` on `listener` until
-    /// [`BrokerHandle::shutdown`].
+    /// [`BrokerHandle::shutdown`], with [`default_serve_config`].
     pub fn serve(self, listener: tokio::net::TcpListener) -> Result<BrokerHandle, BrokerError> {
-        let addr = listener.local_addr().map_err(BrokerError::Listener)?;
-        let (stop_tx, mut stop_rx) = watch::channel(false);
+        self.serve_with(listener, default_serve_config())
+    }
+
+    /// [`Broker::serve`] with other serving settings (timeouts, limits, allowed hosts).
+    pub fn serve_with(
+        self,
+        listener: tokio::net::TcpListener,
+        config: ServeConfig,
+    ) -> Result<BrokerHandle, BrokerError> {
         let router = http::router(self.shared.clone());
-        let task = tokio::spawn(async move {
-            let graceful = GracefulShutdown::new();
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let stream = match accepted {
-                            Ok((stream, _)) => stream,
-                            Err(err) => {
-                                tracing::warn!(error = %err, "accepting a connection failed");
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                                continue;
-                            }
-                        };
-                        let _ = stream.set_nodelay(true);
-                        let service = TowerToHyperService::new(router.clone());
-                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                        let conn = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            let _ = conn.await;
-                        });
-                    }
-                    _ = stop_rx.changed() => break,
-                }
-            }
-            drop(listener);
-            let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
-        });
+        let server = throughline_service_kit::spawn_http(listener, router, config)
+            .map_err(BrokerError::Listener)?;
         Ok(BrokerHandle {
-            addr,
-            stop: stop_tx,
-            task,
+            addr: server.local_addr(),
+            server,
             broker: self,
         })
     }
@@ -218,8 +202,7 @@ impl Broker {
 #[derive(Debug)]
 pub struct BrokerHandle {
     addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    server: HttpServer,
     broker: Broker,
 }
 
@@ -242,12 +225,11 @@ impl BrokerHandle {
     /// Stops accepting connections, lets in-flight requests finish (up to 2 s) and returns.
     /// Every acknowledged change is already on disk.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.server.shutdown().await;
     }
 
     /// Waits until the server stops (after [`BrokerHandle::shutdown`] from elsewhere, or never).
     pub async fn wait(&mut self) {
-        let _ = (&mut self.task).await;
+        self.server.wait().await;
     }
 }

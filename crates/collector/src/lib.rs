@@ -15,5 +15,7 @@ pub mod server;
 pub use ingest::{Ingest, IngestError, IngestLimits};
 pub use query::{QueryServer, SEARCH_DEFAULTS};
 pub use self_metrics::{CollectorMetrics, RefusalReason, Signal};
-pub use server::{Collector, CollectorConfig, HttpTimeouts, RunningCollector, StartError};
+pub use server::{
+    Collector, CollectorConfig, RunningCollector, StartError, default_serve_config, otlp_router,
+};
 pub use throughline_jaeger::IntegrityReport;

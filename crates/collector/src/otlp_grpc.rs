@@ -44,15 +44,12 @@ impl OtlpGrpc {
         Self { ingest }
     }
 
-    /// A tonic router serving traces, logs and metrics, with gzip and the body limit applied.
-    pub fn into_router(
-        self,
-        builder: &mut tonic::transport::Server,
-    ) -> tonic::transport::server::Router<
-        tower::layer::util::Stack<GrpcStatusRewriteLayer, tower::layer::util::Identity>,
-    > {
+    /// The three OTLP/gRPC services as axum routes (`/opentelemetry.proto.collector.*/Export`),
+    /// with gzip, the body limit and the status rewrite applied; served by the service kit next
+    /// to the OTLP/HTTP routes.
+    pub fn routes(self) -> axum::Router {
         let limit = self.ingest.limits().max_body_bytes;
-        let self_metrics = &std::sync::Arc::clone(self.ingest.metrics());
+        let self_metrics = std::sync::Arc::clone(self.ingest.metrics());
         let traces = TraceServiceServer::new(self.clone())
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(limit);
@@ -62,14 +59,13 @@ impl OtlpGrpc {
         let metrics = MetricsServiceServer::new(self)
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(limit);
-        builder
-            .clone()
-            .layer(GrpcStatusRewriteLayer {
-                metrics: std::sync::Arc::clone(self_metrics),
-            })
-            .add_service(traces)
+        tonic::service::Routes::new(traces)
             .add_service(logs)
             .add_service(metrics)
+            .into_axum_router()
+            .layer(GrpcStatusRewriteLayer {
+                metrics: self_metrics,
+            })
     }
 
     fn admit<T: Message>(

@@ -1,52 +1,26 @@
-//! Starts the three listeners (OTLP/gRPC, OTLP/HTTP, query API) and shuts them down in order:
-//! refuse new exports with 503 / `UNAVAILABLE`, stop accepting, let requests in flight finish.
+//! Starts the three listeners (OTLP/gRPC, OTLP/HTTP, query API) on the service kit's
+//! `serve_http`, and shuts them down in order: refuse new exports with 503 / `UNAVAILABLE`, stop
+//! accepting, let requests in flight finish.
+//!
+//! Both OTLP listeners speak both protocols: gRPC (HTTP/2, `content-type: application/grpc`,
+//! paths `/opentelemetry.proto.collector.*/Export`) and OTLP/HTTP (`/v1/*`, protobuf or JSON,
+//! HTTP/1.1 or HTTP/2), so an exporter pointed at either port with either protocol is served.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use throughline_service_kit::{HttpServer, ServeConfig, spawn_http};
 use throughline_store::{SpanSink, TraceReader};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tower::ServiceBuilder;
-use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutLayer};
 
 use crate::ingest::{Ingest, IngestLimits};
 use crate::otlp_grpc::OtlpGrpc;
 use crate::query::QueryServer;
 use crate::self_metrics::CollectorMetrics;
-
-/// Timeouts of the HTTP servers.
-#[derive(Debug, Clone)]
-pub struct HttpTimeouts {
-    /// Time to read a request's headers; on HTTP/1.1 keep-alive connections it also bounds how
-    /// long an idle connection is kept waiting for the next request.
-    pub header_read: Duration,
-    /// Time for a whole request body to arrive.
-    pub body: Duration,
-    /// Time for a whole request to be answered.
-    pub request: Duration,
-    /// HTTP/2 keep-alive pings; a peer that does not answer within this time is dropped.
-    pub idle: Duration,
-}
-
-impl Default for HttpTimeouts {
-    fn default() -> Self {
-        Self {
-            header_read: Duration::from_secs(10),
-            body: Duration::from_secs(30),
-            request: Duration::from_secs(60),
-            idle: Duration::from_secs(120),
-        }
-    }
-}
 
 /// Where the collector listens and what it accepts.
 #[derive(Debug, Clone)]
@@ -55,9 +29,18 @@ pub struct CollectorConfig {
     pub http_addr: SocketAddr,
     pub query_addr: SocketAddr,
     pub limits: IngestLimits,
-    pub timeouts: HttpTimeouts,
-    /// How long requests in flight get to finish once shutdown starts.
-    pub shutdown_grace: Duration,
+    /// Timeouts, connection limits, allowed hosts and shutdown grace of the three listeners
+    /// (the body limit is the ingest's own, applied after decompression).
+    pub serve: ServeConfig,
+}
+
+/// The collector's serving defaults: the service kit's, without its body limit (the receivers
+/// enforce [`IngestLimits::max_body_bytes`] after decompression and answer in OTLP's terms).
+pub fn default_serve_config() -> ServeConfig {
+    ServeConfig {
+        body_limit: None,
+        ..ServeConfig::default()
+    }
 }
 
 impl Default for CollectorConfig {
@@ -67,8 +50,7 @@ impl Default for CollectorConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             query_addr: SocketAddr::from(([127, 0, 0, 1], 16686)),
             limits: IngestLimits::default(),
-            timeouts: HttpTimeouts::default(),
-            shutdown_grace: Duration::from_secs(10),
+            serve: default_serve_config(),
         }
     }
 }
@@ -76,12 +58,15 @@ impl Default for CollectorConfig {
 /// Why the collector could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("could not listen for {what} on {addr}: {source}")]
+    #[error("could not listen for {what} on {addr}")]
     Bind {
         what: &'static str,
         addr: SocketAddr,
+        #[source]
         source: std::io::Error,
     },
+    #[error("could not serve a listener")]
+    Serve(#[source] std::io::Error),
 }
 
 /// A running collector.
@@ -91,8 +76,7 @@ pub struct RunningCollector {
     pub http_addr: SocketAddr,
     pub query_addr: SocketAddr,
     ingest: Ingest,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    servers: Vec<HttpServer>,
 }
 
 /// The collector: receivers writing to a [`SpanSink`], the query API reading a [`TraceReader`].
@@ -123,35 +107,18 @@ impl Collector {
         let grpc_addr = local(&grpc_listener, config.grpc_addr);
         let http_addr = local(&http_listener, config.http_addr);
         let query_addr = local(&query_listener, config.query_addr);
-        let (stop, stopped) = watch::channel(false);
-
         let mut query = QueryServer::new(reader).with_ingest(ingest.clone());
         if let Some(pages) = pages {
             query = query.with_pages(pages);
         }
-        let t = config.timeouts.clone();
-        let grace = config.shutdown_grace;
-        let tasks = vec![
-            tokio::spawn(serve_grpc(
-                grpc_listener,
-                OtlpGrpc::new(ingest.clone()),
-                t.clone(),
-                stopped.clone(),
-            )),
-            tokio::spawn(serve_http(
-                http_listener,
-                crate::otlp_http::router(ingest.clone()),
-                t.clone(),
-                grace,
-                stopped.clone(),
-            )),
-            tokio::spawn(serve_http(
-                query_listener,
-                query.router(),
-                t,
-                grace,
-                stopped,
-            )),
+        let otlp = otlp_router(&ingest);
+        let serve = |listener, router| {
+            spawn_http(listener, router, config.serve.clone()).map_err(StartError::Serve)
+        };
+        let servers = vec![
+            serve(grpc_listener, otlp.clone())?,
+            serve(http_listener, otlp)?,
+            serve(query_listener, query.router())?,
         ];
         tracing::info!(%grpc_addr, %http_addr, %query_addr, "collector listening");
         Ok(RunningCollector {
@@ -159,8 +126,7 @@ impl Collector {
             http_addr,
             query_addr,
             ingest,
-            stop,
-            tasks,
+            servers,
         })
     }
 }
@@ -179,105 +145,39 @@ impl RunningCollector {
     /// Refuses new exports, stops accepting connections and waits for requests in flight.
     pub async fn shutdown(self) {
         self.ingest.begin_shutdown();
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+        for server in &self.servers {
+            server.begin_shutdown();
+        }
+        for server in self.servers {
+            server.shutdown().await;
         }
         tracing::info!("collector stopped");
     }
 }
 
-async fn serve_grpc(
-    listener: TcpListener,
-    grpc: OtlpGrpc,
-    t: HttpTimeouts,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut builder = tonic::transport::Server::builder()
-        .timeout(t.request)
-        .http2_keepalive_interval(Some(t.idle))
-        .http2_keepalive_timeout(Some(t.header_read))
-        .tcp_nodelay(true);
-    let router = grpc.into_router(&mut builder);
-    let incoming = tokio_stream_of(listener);
-    let result = router
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await;
-    if let Err(err) = result {
-        tracing::error!(error = %err, "OTLP/gRPC server stopped");
-    }
+/// Both OTLP protocols on one router: the gRPC services' paths and the OTLP/HTTP `/v1/*` paths
+/// do not overlap, so each request reaches its receiver whichever port it came in on. Any other
+/// path is answered in the protocol the request speaks.
+pub fn otlp_router(ingest: &Ingest) -> Router {
+    OtlpGrpc::new(ingest.clone())
+        .routes()
+        .merge(crate::otlp_http::router(ingest.clone()))
+        .fallback(unknown_path)
 }
 
-/// The accepted connections of a listener as the stream tonic serves.
-fn tokio_stream_of(
-    listener: TcpListener,
-) -> impl futures::Stream<Item = Result<tokio::net::TcpStream, std::io::Error>> {
-    futures::stream::unfold(listener, |listener| async move {
-        let accepted = listener.accept().await.map(|(stream, _)| {
-            let _ = stream.set_nodelay(true);
-            stream
-        });
-        Some((accepted, listener))
-    })
-}
-
-async fn serve_http(
-    listener: TcpListener,
-    router: Router,
-    t: HttpTimeouts,
-    grace: Duration,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let router = router.layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        t.request,
-    ));
-    let service = ServiceBuilder::new()
-        .layer(RequestBodyDeadlineLayer::new(t.body))
-        .map_request(|request: http::Request<_>| request.map(Body::new))
-        .service(router);
-    let service = TowerToHyperService::new(service);
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(t.header_read);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(t.idle))
-        .keep_alive_timeout(t.header_read);
-    let graceful = GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(err) => {
-                        // Out of file descriptors and the like: wait a little rather than spin.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service.clone());
-                let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!(error = %err, "http connection ended with an error");
-                    }
-                });
-            }
-            _ = stopped.changed() => break,
-        }
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("http connections still open after the shutdown grace period");
+async fn unknown_path(request: Request) -> Response {
+    if throughline_service_kit::layers::is_grpc(&request) {
+        tonic::Status::unimplemented(format!("no gRPC service at {}", request.uri().path()))
+            .into_http::<axum::body::Body>()
+            .into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            format!(
+                "no OTLP endpoint at {}: OTLP/HTTP is POST /v1/traces, /v1/logs or /v1/metrics\n",
+                request.uri().path()
+            ),
+        )
+            .into_response()
     }
 }

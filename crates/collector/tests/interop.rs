@@ -1,15 +1,14 @@
 //! Interop: the Python OpenTelemetry SDK's OTLP exporters (gRPC and HTTP/protobuf, both gzip)
-//! and the Rust `opentelemetry-otlp` exporter send a trace crossing two services; the query API
-//! returns it whole, with the consumer's parent as `CHILD_OF` and its link as `FOLLOWS_FROM`.
+//! and the Rust `opentelemetry-otlp` exporters (gRPC and HTTP/protobuf) send a trace crossing two
+//! services, each protocol to each of the two OTLP ports; the query API returns it whole, with the
+//! consumer's parent as `CHILD_OF` and its link as `FOLLOWS_FROM`.
 
 mod common;
 
 use common::*;
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use throughline_telemetry::{Telemetry, TelemetryConfig};
 
 /// Checks the two-service trace: three spans, the consumer in the worker's process with its
 /// producer as both parent and link.
@@ -92,39 +91,96 @@ async fn python_peer(c: &TestCollector, mode: &str, endpoint: String) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn python_sdk_grpc_exporter() {
-    let c = start().await;
-    let endpoint = c.grpc_url();
-    python_peer(&c, "grpc", endpoint).await;
+/// Which OTLP port an exporter is pointed at.
+#[derive(Clone, Copy)]
+enum Port {
+    Grpc,
+    Http,
+}
+
+fn base_url(c: &TestCollector, port: Port) -> String {
+    match port {
+        Port::Grpc => format!("http://{}", c.running.grpc_addr),
+        Port::Http => format!("http://{}", c.running.http_addr),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn python_sdk_http_protobuf_exporter() {
+async fn python_sdk_grpc_exporter_on_the_grpc_port() {
     let c = start().await;
-    let endpoint = format!("http://{}", c.running.http_addr);
-    python_peer(&c, "http", endpoint).await;
+    python_peer(&c, "grpc", base_url(&c, Port::Grpc)).await;
 }
 
-fn rust_provider(service: &'static str, endpoint: &str) -> SdkTracerProvider {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_grpc_exporter_on_the_http_port() {
+    let c = start().await;
+    python_peer(&c, "grpc", base_url(&c, Port::Http)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_http_protobuf_exporter_on_the_http_port() {
+    let c = start().await;
+    python_peer(&c, "http", base_url(&c, Port::Http)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_http_protobuf_exporter_on_the_grpc_port() {
+    let c = start().await;
+    python_peer(&c, "http", base_url(&c, Port::Grpc)).await;
+}
+
+/// The Rust exporter's two protocols.
+#[derive(Clone, Copy)]
+enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+/// The project's own exporter set-up (`throughline-telemetry` from `OTEL_*`), as a service
+/// configured by the standard variables builds it.
+fn rust_telemetry(service: &'static str, protocol: Protocol, base: &str) -> Telemetry {
+    let protocol = match protocol {
+        Protocol::Grpc => "grpc",
+        Protocol::HttpProtobuf => "http/protobuf",
+    };
+    let config = TelemetryConfig::from_env([
+        ("OTEL_SERVICE_NAME", service),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", base),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+    ])
+    .expect("telemetry config");
+    Telemetry::builder(config)
         .build()
-        .expect("otlp exporter builds");
-    SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name(service).build())
-        .with_batch_exporter(exporter)
-        .build()
+        .expect("telemetry builds")
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rust_opentelemetry_otlp_exporter() {
+async fn rust_grpc_exporter_on_the_grpc_port() {
+    rust_exporter(Protocol::Grpc, Port::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_grpc_exporter_on_the_http_port() {
+    rust_exporter(Protocol::Grpc, Port::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_http_protobuf_exporter_on_the_http_port() {
+    rust_exporter(Protocol::HttpProtobuf, Port::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_http_protobuf_exporter_on_the_grpc_port() {
+    rust_exporter(Protocol::HttpProtobuf, Port::Grpc).await;
+}
+
+async fn rust_exporter(protocol: Protocol, port: Port) {
     let c = start().await;
-    let api = rust_provider("rs-api", &c.grpc_url());
-    let worker = rust_provider("rs-worker", &c.grpc_url());
-    let api_tracer = api.tracer("interop-api");
-    let worker_tracer = worker.tracer("interop-worker");
+    let base = base_url(&c, port);
+    let api = rust_telemetry("rs-api", protocol, &base);
+    let worker = rust_telemetry("rs-worker", protocol, &base);
+    let api_tracer = api.tracer("interop-api").expect("traces on");
+    let worker_tracer = worker.tracer("interop-worker").expect("traces on");
 
     let root = api_tracer
         .span_builder("GET /rs")
@@ -152,8 +208,14 @@ async fn rust_opentelemetry_otlp_exporter() {
 
     // The batch processors export from their own threads; flushing blocks until they have.
     tokio::task::spawn_blocking(move || {
-        api.force_flush().expect("api spans exported");
-        worker.force_flush().expect("worker spans exported");
+        let timeout = std::time::Duration::from_secs(10);
+        let api = api.shutdown(timeout);
+        assert!(api.is_exported(), "api spans not exported: {api:?}");
+        let worker = worker.shutdown(timeout);
+        assert!(
+            worker.is_exported(),
+            "worker spans not exported: {worker:?}"
+        );
     })
     .await
     .expect("flush");

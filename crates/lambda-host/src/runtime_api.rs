@@ -15,8 +15,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use throughline_service_kit::{HttpServer, ServeConfig};
 use tokio::sync::{Notify, mpsc};
-use tokio_util::sync::CancellationToken;
 
 /// Lambda's limit on a synchronous response or error payload (6 MB, as RAPID counts it).
 pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024 + 100;
@@ -74,33 +74,49 @@ struct Shared {
 pub struct RuntimeApi {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: CancellationToken,
+    server: HttpServer,
+}
+
+/// The Runtime API's serving settings: the service kit's defaults, without a request deadline
+/// (`/next` waits as long as no invocation comes) or a kit body limit (the payload limit is
+/// Lambda's own, answered with its documented error body).
+pub fn serve_config() -> ServeConfig {
+    ServeConfig {
+        request_timeout: None,
+        body_limit: None,
+        body_timeout: BODY_READ_TIMEOUT,
+        ..ServeConfig::default()
+    }
 }
 
 impl RuntimeApi {
     /// Binds an ephemeral loopback port and serves until dropped. The receiver yields what the
     /// runtime does.
     pub async fn start() -> std::io::Result<(Self, mpsc::UnboundedReceiver<RuntimeEvent>)> {
+        Self::start_with(serve_config()).await
+    }
+
+    /// [`RuntimeApi::start`] with other serving settings (timeouts, limits).
+    pub async fn start_with(
+        config: ServeConfig,
+    ) -> std::io::Result<(Self, mpsc::UnboundedReceiver<RuntimeEvent>)> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let (events, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             slot: Mutex::default(),
             offered: Notify::new(),
             events,
         });
-        let stop = CancellationToken::new();
-        let app = router(shared.clone());
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await;
-            if let Err(err) = served {
-                tracing::warn!(error = %err, "runtime api server stopped");
-            }
-        });
-        Ok((Self { addr, shared, stop }, receiver))
+        let server = throughline_service_kit::spawn_http(listener, router(shared.clone()), config)?;
+        let addr = server.local_addr();
+        Ok((
+            Self {
+                addr,
+                shared,
+                server,
+            },
+            receiver,
+        ))
     }
 
     /// The `host:port` to put in `AWS_LAMBDA_RUNTIME_API`.
@@ -117,7 +133,7 @@ impl RuntimeApi {
 
 impl Drop for RuntimeApi {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.server.begin_shutdown();
     }
 }
 

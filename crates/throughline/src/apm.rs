@@ -10,7 +10,6 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use throughline_collector::QueryServer;
 use throughline_store::{Store, StoreConfig};
-use tower_http::timeout::TimeoutLayer;
 
 /// How long one page may take before the server answers 503.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +25,14 @@ pub struct ApmArgs {
     /// Where the pages listen.
     #[arg(long, default_value = "127.0.0.1:16686")]
     pub listen: SocketAddr,
+    /// A host name, beyond localhost, 127.0.0.1 and [::1], that a loopback listener answers to
+    /// (repeat it, or list them comma-separated in the variable); others get 403.
+    #[arg(
+        long = "allowed-host",
+        env = "THROUGHLINE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
 }
 
 pub fn run(args: ApmArgs) -> anyhow::Result<()> {
@@ -36,6 +43,15 @@ pub fn run(args: ApmArgs) -> anyhow::Result<()> {
         )
     })?;
     let store = Arc::new(store);
+    let serve = throughline_service_kit::ServeConfig {
+        request_timeout: Some(REQUEST_TIMEOUT),
+        request_timeout_status: StatusCode::SERVICE_UNAVAILABLE,
+        allowed_hosts: throughline_service_kit::AllowedHosts::parse(
+            "--allowed-host",
+            &args.allowed_hosts,
+        )?,
+        ..throughline_service_kit::ServeConfig::default()
+    };
     let runtime = tokio::runtime::Runtime::new().context("start the tokio runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -54,19 +70,19 @@ pub fn run(args: ApmArgs) -> anyhow::Result<()> {
         // The Jaeger `/api/*` beside the pages, so `throughline verify` can read a stopped store.
         let store: Arc<dyn throughline_store::TraceReader> = store;
         let pages = throughline_apm::router(Arc::clone(&store));
-        let app = QueryServer::new(store).with_pages(pages).router().layer(
-            TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT),
-        );
+        let app = QueryServer::new(store).with_pages(pages).router();
         println!(
             "throughline apm: http://{}/ (pages and /api/*) over {}",
             args.listen,
             args.data_dir.display()
         );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("serve the APM pages")
+        throughline_service_kit::serve_http(
+            listener,
+            app,
+            serve,
+            throughline_service_kit::shutdown_signal(),
+        )
+        .await;
+        Ok(())
     })
 }

@@ -90,24 +90,9 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
         let handle = broker.serve(listener)?;
         tracing::info!(endpoint = %handle.endpoint_url(), data_dir = %args.data_dir.display(), "broker listening");
-        wait_for_stop().await;
+        throughline_service_kit::shutdown_signal().await;
         tracing::info!("broker stopping");
         handle.shutdown().await;
         Ok(())
     })
-}
-
-async fn wait_for_stop() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

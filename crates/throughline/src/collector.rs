@@ -45,6 +45,14 @@ pub struct CollectorArgs {
     /// fdatasync every write (survives power loss, not only a killed process).
     #[arg(long)]
     sync_writes: bool,
+    /// A host name, beyond localhost, 127.0.0.1 and [::1], that the loopback listeners answer
+    /// to (repeat it, or list them comma-separated in the variable); others get 403.
+    #[arg(
+        long = "allowed-host",
+        env = "THROUGHLINE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
 }
 
 /// Threads for store writes and queries; tokio's default is 512.
@@ -88,7 +96,13 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
             max_inflight_bytes: args.max_inflight_bytes,
             ..IngestLimits::default()
         },
-        ..CollectorConfig::default()
+        serve: throughline_service_kit::ServeConfig {
+            allowed_hosts: throughline_service_kit::AllowedHosts::parse(
+                "--allowed-host",
+                &args.allowed_hosts,
+            )?,
+            ..throughline_collector::default_serve_config()
+        },
     };
     // The APM pages share the query address with the Jaeger API (`/api/*`, `/metrics`).
     let pages = throughline_apm::router(store.clone());
@@ -110,34 +124,11 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
         }
     });
 
-    shutdown_signal().await;
+    throughline_service_kit::shutdown_signal().await;
     upkeep.abort();
     running.shutdown().await;
     tokio::task::spawn_blocking(move || store.flush())
         .await?
         .context("could not flush the store")?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

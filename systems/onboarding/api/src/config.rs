@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use onboarding_db::DatabaseDefaults;
 pub use onboarding_db::{DatabaseConfig, PostgresConfig};
+use throughline_service_kit::{AllowedHosts, AllowedHostsError};
 
 /// The default listen address (the seeds' port).
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -47,6 +48,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Largest accepted body (`ONBOARDING_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Host names beyond the loopback ones that a loopback listener answers to
+    /// (`THROUGHLINE_ALLOWED_HOSTS`, comma-separated).
+    pub allowed_hosts: AllowedHosts,
 }
 
 /// A configuration value that cannot be used.
@@ -58,6 +62,8 @@ pub enum ConfigError {
         value: String,
         problem: &'static str,
     },
+    #[error(transparent)]
+    AllowedHosts(#[from] AllowedHostsError),
 }
 
 impl From<onboarding_db::DatabaseConfigError> for ConfigError {
@@ -108,6 +114,7 @@ impl ApiConfig {
             queue_timeout: ms("ONBOARDING_QUEUE_TIMEOUT_MS", 5_000)?,
             request_timeout: ms("ONBOARDING_REQUEST_TIMEOUT_MS", 10_000)?,
             max_body_bytes,
+            allowed_hosts: AllowedHosts::from_env(env)?,
         })
     }
 }

@@ -30,8 +30,8 @@ pub enum ServeError {
     Store(#[from] customers::CustomerStoreError),
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
-    #[error("listener: {0}")]
-    Listener(std::io::Error),
+    #[error("the listener's address could not be read")]
+    Listener(#[source] std::io::Error),
 }
 
 /// Opens the store, finds the queue, and serves until `shutdown` resolves.
@@ -58,12 +58,8 @@ pub async fn serve(
         "onboarding-api listening"
     );
     let app = Arc::new(App::new(store, queue, telemetry, port));
-    server::serve_router(
-        listener,
-        routes::router(app, config.max_body_bytes),
-        config.request_timeout,
-        shutdown,
-    )
-    .await;
+    let serve = server::serve_config(&config);
+    let router = routes::router(app, config.max_body_bytes);
+    throughline_service_kit::serve_http(listener, router, serve, shutdown).await;
     Ok(())
 }

@@ -5,7 +5,10 @@ fn main() -> std::process::ExitCode {
     match onboarding_api::entry::run_main(std::env::vars().collect()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("onboarding-api: {e}");
+            eprintln!(
+                "onboarding-api: {}",
+                throughline_service_kit::ErrorChain(&e)
+            );
             std::process::ExitCode::FAILURE
         }
     }

@@ -1,9 +1,12 @@
 //! The process entry point shared by the Lambda binary and `throughline serve onboarding-lambda`:
-//! telemetry from `OTEL_*`, the worker from the environment, then the Lambda Runtime API loop.
+//! the worker's configuration from the environment map, then the service kit's `run_main`
+//! (telemetry from `OTEL_*`, signals, the last flush) around the Lambda Runtime API loop.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use throughline_service_kit::{RuntimeShape, ServiceIdentity, ServiceProcess};
 
 use crate::{ConfigError, Worker, WorkerConfig, WorkerTelemetry};
 
@@ -12,63 +15,70 @@ use crate::{ConfigError, Worker, WorkerConfig, WorkerTelemetry};
 pub enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("telemetry: {0}")]
-    TelemetryConfig(#[from] throughline_telemetry::ConfigError),
-    #[error("telemetry: {0}")]
-    Telemetry(#[from] throughline_telemetry::InitError),
+    #[error(transparent)]
+    Process(#[from] throughline_service_kit::RunError<ServiceError>),
+}
+
+/// Why the worker itself stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
     #[error(transparent)]
     Open(#[from] crate::steps::OpenError),
-    #[error("runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("lambda runtime: {0}")]
-    Lambda(lambda_runtime::Error),
+    #[error("the worker's set-up task stopped")]
+    SetUp(#[source] tokio::task::JoinError),
+    #[error("lambda runtime")]
+    Lambda(#[source] lambda_runtime::Error),
 }
 
 /// Runs the worker as a Lambda process: cold start, then invocations until the runtime stops.
 pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     let config = WorkerConfig::from_env(&env)?;
-    let telemetry_config = throughline_telemetry::TelemetryConfig::from_env(env.clone())?;
-    let mut builder = throughline_telemetry::Telemetry::builder(telemetry_config)
-        .default_service_name("onboarding-lambda")
-        .default_service_version(env!("CARGO_PKG_VERSION"))
-        .default_service_namespace("customer-onboarding");
-    if config.flush {
+    let flush = config.flush;
+    let process = ServiceProcess::new(ServiceIdentity {
+        name: "onboarding-lambda",
+        version: env!("CARGO_PKG_VERSION"),
+        namespace: "customer-onboarding",
+    })
+    .telemetry(move |builder| {
         // Lambda freezes the environment between invocations: spans leave at the flush that
         // ends each invocation, not from a batch thread that would run frozen. With the flush
         // off (`ONBOARDING_FLUSH=off`) the worker keeps the SDK's batch processor, as a worker
         // without this layer would, and shows what the freeze does to it.
-        builder = builder.export_on_flush();
-    }
-    let telemetry = builder.build()?;
-    telemetry.install_global();
-    telemetry.install_subscriber()?;
-    let telemetry = Arc::new(telemetry);
-    let flush_handle = telemetry.clone();
+        if flush {
+            builder.export_on_flush()
+        } else {
+            builder
+        }
+    })
     // One worker thread: the gRPC connection of the metrics exporter makes progress while the
     // invocation thread waits on a flush.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(RunError::Runtime)?;
-    // Metrics first: the worker's instruments take their meter from the global provider.
-    let metrics = {
-        let _entered = runtime.enter();
-        throughline_telemetry::metrics::install(&env, "onboarding-lambda", Duration::from_secs(60))
-    };
-    let worker_telemetry = WorkerTelemetry {
-        tracer: opentelemetry::global::tracer("onboarding-lambda"),
-        meter: opentelemetry::global::meter("onboarding-lambda"),
-        flush: Some(Arc::new(move |timeout: Duration| {
-            let telemetry = Arc::clone(&flush_handle);
-            Box::pin(async move { telemetry.flush_async(timeout).await.is_exported() })
-        })),
-    };
-    runtime.block_on(async move {
+    .runtime(RuntimeShape::Workers(1))
+    // A signal stops the worker at once, as it did before it had handlers (Lambda redelivers
+    // the batch in hand); what was already flushed stays flushed.
+    .shutdown_grace(Duration::ZERO);
+    throughline_service_kit::run_main(env, process, |cx| async move {
+        // Metrics first: the worker's instruments take their meter from the global provider.
+        let metrics = throughline_telemetry::metrics::install(
+            &cx.env,
+            "onboarding-lambda",
+            Duration::from_secs(60),
+        );
+        let flush_handle = Arc::clone(&cx.telemetry);
+        let worker_telemetry = WorkerTelemetry {
+            tracer: opentelemetry::global::tracer("onboarding-lambda"),
+            meter: opentelemetry::global::meter("onboarding-lambda"),
+            flush: Some(Arc::new(move |timeout: Duration| {
+                let telemetry = Arc::clone(&flush_handle);
+                Box::pin(async move { telemetry.flush_async(timeout).await.is_exported() })
+            })),
+        };
         let worker = tokio::task::spawn_blocking(move || Worker::new(config, worker_telemetry))
             .await
-            .map_err(|e| RunError::Runtime(std::io::Error::other(e)))??;
+            .map_err(ServiceError::SetUp)??;
         worker.connect_database().await?;
-        crate::run(worker, metrics).await.map_err(RunError::Lambda)
-    })
+        crate::run(worker, metrics)
+            .await
+            .map_err(ServiceError::Lambda)
+    })?;
+    Ok(())
 }

@@ -5,7 +5,10 @@ fn main() -> std::process::ExitCode {
     match onboarding_lambda::entry::run_main(std::env::vars().collect()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("onboarding-lambda: {e}");
+            eprintln!(
+                "onboarding-lambda: {}",
+                throughline_service_kit::ErrorChain(&e)
+            );
             std::process::ExitCode::FAILURE
         }
     }
