@@ -3,8 +3,8 @@
 //!
 //! `cargo bench -p throughline-broker --bench sqs_round_trip -- [--seconds N] [--concurrency N]`
 //!
-//! moto is found at `$THROUGHLINE_MOTO_SERVER`, else `target/moto-venv/bin/moto_server`
-//! (`python3 -m venv target/moto-venv && target/moto-venv/bin/pip install 'moto[server]'`).
+//! moto is found at `$THROUGHLINE_MOTO_SERVER`, else in the interop venv (`scripts/python-venv`),
+//! else at `target/moto-venv/bin/moto_server`; without it the bench fails, naming what is missing.
 //! Run without `--bench` (as `cargo test --all-targets` does), it only checks that it works.
 
 use aws_credential_types::Credentials;
@@ -157,11 +157,31 @@ async fn storage_counts(endpoint: &str) -> anyhow::Result<(u64, u64)> {
     ))
 }
 
-fn moto_server() -> Option<PathBuf> {
-    std::env::var_os("THROUGHLINE_MOTO_SERVER")
-        .map(PathBuf::from)
-        .or_else(|| Some(workspace_root().join("target/moto-venv/bin/moto_server")))
-        .filter(|p| p.exists())
+/// moto's server: `$THROUGHLINE_MOTO_SERVER`, else the interop venv's (`scripts/python-venv`,
+/// which installs `moto[server]`), else `target/moto-venv/bin/moto_server`.
+fn moto_server() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("THROUGHLINE_MOTO_SERVER") {
+        let path = PathBuf::from(path);
+        anyhow::ensure!(
+            path.exists(),
+            "THROUGHLINE_MOTO_SERVER={} does not exist",
+            path.display()
+        );
+        return Ok(path);
+    }
+    let venv = throughline_testkit::python().with_file_name("moto_server");
+    let fallback = workspace_root().join("target/moto-venv/bin/moto_server");
+    [venv.clone(), fallback.clone()]
+        .into_iter()
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the moto baseline needs moto_server: not at {} nor {} (set \
+                 THROUGHLINE_MOTO_SERVER, or let scripts/python-venv install moto[server])",
+                venv.display(),
+                fallback.display()
+            )
+        })
 }
 
 fn arg(args: &[String], name: &str, default: u64) -> u64 {
@@ -217,10 +237,8 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let Some(moto) = moto_server() else {
-        println!("moto baseline skipped: no moto_server (set THROUGHLINE_MOTO_SERVER)");
-        return Ok(());
-    };
+    // The baseline is part of the result: without moto the bench fails rather than skip it.
+    let moto = moto_server()?;
     let addr = free_loopback_addr();
     let child = Command::new(&moto)
         .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])

@@ -4,8 +4,8 @@
 //! Any event bus name is accepted (no `CreateEventBus` needed); rules belong to the bus they were
 //! put on, `default` when none is named.
 
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
@@ -14,40 +14,10 @@ use time::format_description::well_known::Rfc3339;
 use crate::error::ApiError;
 use crate::pattern::Pattern;
 use crate::queue::queue_name_from_arn;
+use crate::rule::{Rule, Target, rule_key};
 use crate::sqs::event_message;
 use crate::state::{Shared, State, now_ms};
 use crate::store::WriteOp;
-
-/// A rule's SQS target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Target {
-    pub id: String,
-    pub arn: String,
-    /// A constant JSON text sent instead of the event (`Input`).
-    #[serde(default)]
-    pub input: Option<String>,
-    /// A JSON path (`$.detail` style) selecting the part of the event to send (`InputPath`).
-    #[serde(default)]
-    pub input_path: Option<String>,
-}
-
-/// A rule as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rule {
-    pub name: String,
-    pub event_bus: String,
-    pub event_pattern: String,
-    pub enabled: bool,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub targets: BTreeMap<String, Target>,
-}
-
-/// The key a rule is held under: bus and name.
-pub fn rule_key(bus: &str, name: &str) -> String {
-    format!("{bus}/{name}")
-}
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
@@ -448,6 +418,22 @@ struct EventEntry {
     trace_header: Option<String>,
 }
 
+/// AWS's limit on the entries of one `PutEvents` request (256 KB), counted as [`EventEntry::size`].
+const MAX_PUT_EVENTS_BYTES: usize = 256 * 1024;
+
+impl EventEntry {
+    /// The entry's size as AWS counts it ("Calculating PutEvents event entry size"): 14 bytes for a
+    /// `Time`, then the UTF-8 bytes of `Source`, `DetailType`, `Detail` and each of `Resources`.
+    fn size(&self) -> usize {
+        let time = if self.time.is_some() { 14 } else { 0 };
+        let text = |s: &Option<String>| s.as_deref().map_or(0, str::len);
+        time + text(&self.source)
+            + text(&self.detail_type)
+            + text(&self.detail)
+            + self.resources.iter().map(String::len).sum::<usize>()
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct PutEventsRequest {
@@ -532,6 +518,12 @@ async fn put_events(shared: &Shared, req: PutEventsRequest) -> Result<Value, Api
             "1 validation error detected: Value at 'entries' failed to satisfy constraint: Member must have length between 1 and 10 (got {})",
             req.entries.len()
         )));
+    }
+    let size: usize = req.entries.iter().map(EventEntry::size).sum();
+    if size > MAX_PUT_EVENTS_BYTES {
+        return Err(validation(
+            "Total size of the entries in the request is over the limit.",
+        ));
     }
     let now = now_ms();
     shared

@@ -24,10 +24,10 @@ mod message;
 mod metrics;
 mod pattern;
 mod queue;
+mod rule;
 mod sqs;
 mod state;
 mod store;
-mod validate;
 
 pub use config::{
     BrokerConfig, DeadLetter, Declarations, QueueDeclaration, RuleDeclaration, TargetDeclaration,
@@ -151,7 +151,7 @@ impl Broker {
                     .map_err(|(code, message)| fail(ApiError::events(&code, message)))?;
                 targets.insert(
                     t.id.clone(),
-                    events::Target {
+                    rule::Target {
                         id: t.id.clone(),
                         arn,
                         input: None,
@@ -159,7 +159,7 @@ impl Broker {
                     },
                 );
             }
-            let rule = events::Rule {
+            let rule = rule::Rule {
                 name: r.name.clone(),
                 event_bus: r.event_bus.clone().unwrap_or_else(|| "default".into()),
                 event_pattern: pattern,
@@ -212,7 +212,7 @@ impl BrokerHandle {
         self.addr
     }
 
-    /// `http://addr`, for `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL_EVENTS` or `endpoint_url`.
+    /// `http://addr`, for `AWS_ENDPOINT_URL_SQS` / `AWS_ENDPOINT_URL_EVENTBRIDGE` or `endpoint_url`.
     pub fn endpoint_url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -12,7 +12,7 @@ type Family = (&'static str, &'static str, Vec<(String, u64)>);
 
 /// Renders every queue's depth and counters at `now_ms`, and the storage writer's counts.
 pub fn render(state: &State, stats: &StoreStats, now_ms: u64) -> String {
-    let mut gauges: [Family; 4] = [
+    let mut gauges: [Family; 5] = [
         (
             "throughline_broker_messages_visible",
             "Messages available for receipt",
@@ -31,6 +31,11 @@ pub fn render(state: &State, stats: &StoreStats, now_ms: u64) -> String {
         (
             "throughline_broker_oldest_message_age_seconds",
             "Age of the oldest message in the queue",
+            vec![],
+        ),
+        (
+            "throughline_broker_receives_waiting",
+            "ReceiveMessage calls long polling the queue",
             vec![],
         ),
     ];
@@ -64,6 +69,7 @@ pub fn render(state: &State, stats: &StoreStats, now_ms: u64) -> String {
             depth.in_flight,
             depth.delayed,
             depth.oldest_age_secs,
+            queue.waiting.load(Ordering::Relaxed),
         ]) {
             slot.2.push((name.clone(), value));
         }
@@ -76,7 +82,7 @@ pub fn render(state: &State, stats: &StoreStats, now_ms: u64) -> String {
         }
     }
     let mut out = String::new();
-    for (kind, family) in [("gauge", &gauges), ("counter", &counters)] {
+    for (kind, family) in [("gauge", &gauges[..]), ("counter", &counters[..])] {
         for (metric, help, samples) in family.iter() {
             // Writing to a String cannot fail.
             let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");

@@ -195,6 +195,8 @@ pub struct Queue {
     /// (available_at_ms, seq) of every message: receive takes from the front.
     schedule: BTreeSet<(u64, u64)>,
     pub notify: Arc<Notify>,
+    /// `ReceiveMessage` calls waiting (long polling) on this queue right now.
+    pub waiting: Arc<std::sync::atomic::AtomicU64>,
     pub counters: Counters,
 }
 
@@ -209,6 +211,7 @@ impl Queue {
             messages: HashMap::new(),
             schedule: BTreeSet::new(),
             notify: Arc::new(Notify::new()),
+            waiting: Arc::default(),
             counters: Counters::default(),
         }
     }

@@ -8,9 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::events::Rule;
 use crate::message::Message;
 use crate::queue::{Queue, Settings, apply_attributes};
+use crate::rule::Rule;
 use crate::store::{self, Loaded, StoreError, WriteOp, Writer};
 
 /// Milliseconds since the Unix epoch, the clock SQS timestamps use.
@@ -322,5 +322,41 @@ impl Shared {
 
     pub fn queue_arn(&self, name: &str) -> String {
         format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqs::event_message;
+
+    #[test]
+    fn messages_older_than_the_retention_period_are_never_delivered() {
+        let mut state = State::default();
+        let attributes = BTreeMap::from([("MessageRetentionPeriod".to_owned(), "60".to_owned())]);
+        state.create_queue("q", &attributes, 0).unwrap();
+        let old = event_message(&mut state, "old".into(), None, 0);
+        let old_seq = old.seq;
+        state.enqueue("q", old).unwrap();
+        let young = event_message(&mut state, "young".into(), None, 30_000);
+        state.enqueue("q", young).unwrap();
+        // One millisecond before its 60 s are up the old message is still delivered …
+        let (got, _) = state.receive("q", 10, 0, 59_999).unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+            ["old", "young"]
+        );
+        // … and at 60 s it is dropped (and deleted from storage), the young one still delivered.
+        let (got, ops) = state.receive("q", 10, 0, 60_000).unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+            ["young"]
+        );
+        assert!(
+            ops.iter()
+                .any(|op| matches!(op, WriteOp::Delete { seq } if *seq == old_seq))
+        );
+        let (got, _) = state.receive("q", 10, 0, 90_000).unwrap();
+        assert!(got.is_empty(), "the young message expires too");
     }
 }

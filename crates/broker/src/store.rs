@@ -15,12 +15,12 @@ use crate::message::{Attributes, Message};
 /// Storage failures; they come from the disk, never from a client.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("data directory {path}: {source}")]
+    #[error("data directory {path}")]
     DataDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("sqlite database {path}: {source}")]
+    #[error("sqlite database {path}")]
     Sqlite {
         path: PathBuf,
         source: rusqlite::Error,

@@ -1,4 +1,5 @@
-"""Drives the broker with boto3 (an SDK nobody here wrote): every SQS operation, the digests,
+"""Drives the broker with boto3 (an SDK nobody here wrote): every SQS operation, the digests
+(checked against moto's independent implementation too),
 visibility and redrive, long polling, delay, validation errors, and EventBridge to SQS.
 Usage: python boto3_interop.py ENDPOINT"""
 import hashlib
@@ -66,6 +67,12 @@ sent = sqs.send_message(QueueUrl=url, MessageBody=body, MessageAttributes=messag
                         MessageSystemAttributes={"AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1-abc"}})
 assert sent["MD5OfMessageBody"] == hashlib.md5(body.encode()).hexdigest()
 assert sent["MD5OfMessageAttributes"] == md5_attrs(message_attrs), (sent, md5_attrs(message_attrs))
+# An independent reference: moto's own implementation of AWS's digest (not written here).
+from moto.sqs.models import Message as MotoMessage  # noqa: E402
+reference = MotoMessage("reference", body)
+reference.message_attributes = message_attrs
+assert sent["MD5OfMessageAttributes"] == reference.attribute_md5, (sent, reference.attribute_md5)
+assert sent["MD5OfMessageBody"] == reference.body_md5
 got = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"])["Messages"]
 m = got[0]
 assert m["Body"] == body and m["MD5OfBody"] == sent["MD5OfMessageBody"]

@@ -265,3 +265,83 @@ async fn invalid_requests_carry_eventbridge_codes() {
     );
     broker.handle.shutdown().await;
 }
+
+/// One `Detail` of exactly `len` bytes (a JSON object).
+fn detail_of(len: usize) -> String {
+    let padding = "x".repeat(len - r#"{"p":""}"#.len());
+    format!(r#"{{"p":"{padding}"}}"#)
+}
+
+#[tokio::test]
+async fn put_events_over_256_kb_is_refused_as_aws_counts_it() {
+    let broker = start().await;
+    let endpoint = broker.handle.endpoint_url();
+    let (eb, sqs) = (events(&endpoint), sqs(&endpoint));
+    let url = sqs.create_queue().queue_name("big").send().await.unwrap();
+    let url = url.queue_url().unwrap();
+    eb.put_rule()
+        .name("all")
+        .event_pattern(r#"{"source": ["s"]}"#)
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule("all")
+        .targets(
+            Target::builder()
+                .id("q")
+                .arn("arn:aws:sqs:us-east-1:000000000000:big")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let entry = |detail: String, resource: &str| {
+        PutEventsRequestEntry::builder()
+            .source("s")
+            .detail_type("t")
+            .detail(detail)
+            .resources(resource)
+            .build()
+    };
+    // Source (1) + DetailType (1) + Resources (3) + Detail: exactly 256 KB is accepted.
+    let limit = 256 * 1024;
+    let at_limit = eb
+        .put_events()
+        .entries(entry(detail_of(limit - 5), "arn"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(at_limit.failed_entry_count(), 0);
+    // One byte more (in a resource, which AWS counts too) and the request is refused.
+    let over = eb
+        .put_events()
+        .entries(entry(detail_of(limit - 5), "arn!"))
+        .send()
+        .await
+        .unwrap_err();
+    let over = over.as_service_error().expect("a service error");
+    assert_eq!(
+        aws_sdk_eventbridge::error::ProvideErrorMetadata::code(over),
+        Some("ValidationException")
+    );
+    // The limit is on the request's entries together, as on AWS.
+    let split = eb
+        .put_events()
+        .entries(entry(detail_of(limit / 2), "a"))
+        .entries(entry(detail_of(limit / 2), "b"))
+        .send()
+        .await;
+    assert!(split.is_err(), "two halves plus their fields exceed 256 KB");
+    // Only the accepted event was delivered.
+    let got = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.messages().len(), 1);
+    broker.handle.shutdown().await;
+}

@@ -11,7 +11,6 @@ use aws_sdk_sqs::types::{
 use common::{code, sqs, start};
 use md5::{Digest, Md5};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 /// AWS's documented attribute digest, written out independently of the broker's.
 fn expected_md5(attributes: &BTreeMap<&str, (&str, &[u8], u8)>) -> String {
@@ -451,24 +450,46 @@ async fn redrive_moves_a_message_after_max_receive_count() {
     broker.handle.shutdown().await;
 }
 
-#[tokio::test]
+/// The broker's count of receives long polling `queue`, read from `/metrics`.
+async fn receives_waiting(endpoint: &str, queue: &str) -> u64 {
+    let text = reqwest::get(format!("{endpoint}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let line = format!("throughline_broker_receives_waiting{{queue=\"{queue}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in /metrics:\n{text}"))
+}
+
+/// Proved by ordering, not by time: the 20 s poll is seen waiting before the message is sent,
+/// and its answer (with that message) arrives before the answer of a 1 s poll of another queue
+/// that started only after the send, which a poll woken only by its own deadline could not do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_poll_answers_when_a_message_arrives() {
     let broker = start().await;
-    let client = sqs(&broker.handle.endpoint_url());
+    let endpoint = broker.handle.endpoint_url();
+    let client = sqs(&endpoint);
     let url = create(&client, "poll", &[]).await;
-    let started = Instant::now();
-    let poller = {
-        let (client, url) = (client.clone(), url.clone());
+    let other = create(&client, "idle", &[]).await;
+    let poll = |url: String, wait: i32| {
+        let client = client.clone();
         tokio::spawn(async move {
             client
                 .receive_message()
                 .queue_url(&url)
-                .wait_time_seconds(20)
+                .wait_time_seconds(wait)
                 .send()
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut long = poll(url.clone(), 20);
+    while receives_waiting(&endpoint, "poll").await == 0 {
+        tokio::task::yield_now().await;
+    }
     client
         .send_message()
         .queue_url(&url)
@@ -476,19 +497,22 @@ async fn long_poll_answers_when_a_message_arrives() {
         .send()
         .await
         .unwrap();
-    let got = poller.await.unwrap().unwrap();
-    assert_eq!(got.messages().first().and_then(|m| m.body()), Some("wake"));
-    // Answered on arrival rather than at the end of the 20 s wait.
-    assert!(started.elapsed() < Duration::from_secs(20));
-
-    let empty = client
-        .receive_message()
-        .queue_url(&url)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    assert!(empty.messages().is_empty());
+    let mut short = poll(other, 1);
+    let first = tokio::select! {
+        biased;
+        got = &mut long => ("long", got.unwrap().unwrap()),
+        got = &mut short => ("short", got.unwrap().unwrap()),
+    };
+    assert_eq!(
+        first.0, "long",
+        "the 20 s poll was not woken by the message"
+    );
+    assert_eq!(
+        first.1.messages().first().and_then(|m| m.body()),
+        Some("wake")
+    );
+    assert!(short.await.unwrap().unwrap().messages().is_empty());
+    assert_eq!(receives_waiting(&endpoint, "poll").await, 0);
     broker.handle.shutdown().await;
 }
 
@@ -936,5 +960,38 @@ async fn metrics_page_reports_queue_figures() {
             "missing {line:?} in\n{text}"
         );
     }
+    broker.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_queue_url_of_another_account_does_not_exist() {
+    let broker = start().await;
+    let endpoint = broker.handle.endpoint_url();
+    let client = sqs(&endpoint);
+    create(&client, "mine", &[]).await;
+    let foreign = format!("{endpoint}/123456789012/mine");
+    assert_eq!(
+        code(
+            client
+                .send_message()
+                .queue_url(&foreign)
+                .message_body("b")
+                .send()
+                .await
+        ),
+        "AWS.SimpleQueueService.NonExistentQueue"
+    );
+    assert_eq!(
+        code(client.receive_message().queue_url(&foreign).send().await),
+        "AWS.SimpleQueueService.NonExistentQueue"
+    );
+    // Our own account's URL still works.
+    client
+        .send_message()
+        .queue_url(format!("{endpoint}/000000000000/mine"))
+        .message_body("b")
+        .send()
+        .await
+        .unwrap();
     broker.handle.shutdown().await;
 }

@@ -1,5 +1,7 @@
 //! Each carrier's inject then extract with `tracecontext,baggage` (the default propagators),
-//! for a sampled span without tracestate or baggage: the common hop.
+//! for a sampled span without tracestate or baggage: the common hop. The same-run baseline is the
+//! SDK's own `tracecontext,baggage` composite (`opentelemetry_sdk::propagation`), on the same
+//! `HeaderMap` carrier and on the SDK's plain `HashMap` carrier.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -24,7 +26,26 @@ fn bench(c: &mut Criterion) {
     let cx = Context::new().with_remote_span_context(sc);
     let empty = Context::new();
 
+    let sdk = opentelemetry::propagation::TextMapCompositePropagator::new(vec![
+        Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
+        Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
+    ]);
+
     let mut group = c.benchmark_group("carrier_inject_extract");
+    group.bench_function("baseline_sdk_propagators_headermap", |b| {
+        b.iter(|| {
+            let mut headers = http::HeaderMap::new();
+            sdk.inject_context(black_box(&cx), &mut HeaderInjector(&mut headers));
+            sdk.extract_with_context(&empty, &HeaderExtractor(&headers))
+        })
+    });
+    group.bench_function("baseline_sdk_propagators_hashmap", |b| {
+        b.iter(|| {
+            let mut carrier: HashMap<String, String> = HashMap::new();
+            sdk.inject_context(black_box(&cx), &mut carrier);
+            sdk.extract_with_context(&empty, &carrier)
+        })
+    });
     group.bench_function("http_headermap", |b| {
         b.iter(|| {
             let mut headers = http::HeaderMap::new();

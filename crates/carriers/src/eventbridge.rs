@@ -35,7 +35,7 @@ pub enum EventBridgeDetailError {
         found: &'static str,
     },
     /// The `detail` string given for `PutEvents` is not JSON.
-    #[error("eventbridge detail is not valid JSON: {0}")]
+    #[error("eventbridge detail is not valid JSON")]
     Json(#[from] serde_json::Error),
 }
 

@@ -17,7 +17,7 @@ use opentelemetry::trace::TraceContextExt;
 use throughline_propagation::XRayPropagator;
 use throughline_propagation::xray::XRAY_HEADER;
 
-use crate::sqs::AWS_TRACE_HEADER;
+use crate::AWS_TRACE_HEADER;
 
 /// Reads propagation fields from a Lambda SQS record's message attributes; `x-amzn-trace-id`
 /// falls back to the `AWSTraceHeader` system attribute.

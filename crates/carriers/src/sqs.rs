@@ -25,8 +25,7 @@ use throughline_propagation::format_xray_header;
 pub const SQS_MAX_MESSAGE_ATTRIBUTES: usize = 10;
 /// The `DataType` of every attribute we write.
 pub const SQS_STRING_DATA_TYPE: &str = "String";
-/// The SQS system attribute that carries the X-Ray trace header.
-pub const AWS_TRACE_HEADER: &str = "AWSTraceHeader";
+pub use crate::AWS_TRACE_HEADER;
 
 /// The caller's attributes plus the propagation fields would pass SQS's limit of 10.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

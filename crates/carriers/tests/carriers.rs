@@ -142,7 +142,16 @@ fn http_duplicated_traceparent_is_rejected_and_names_are_case_insensitive() {
             .unwrap(),
     );
     let cx = all().extract_with_context(&Context::new(), &HeaderExtractor(&headers));
-    assert!(cx.span().span_context().is_valid());
+    assert_eq!(
+        (
+            cx.span().span_context().trace_id(),
+            cx.span().span_context().span_id()
+        ),
+        (
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap()
+        )
+    );
     headers.append(
         "traceparent",
         "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01"
@@ -267,7 +276,16 @@ fn lambda_record_attribute_names_fall_back_to_case_insensitive() {
     }))
     .unwrap();
     let cx = extract_lambda_sqs_record(&Propagators::default(), &record);
-    assert!(cx.span().span_context().is_valid());
+    assert_eq!(
+        (
+            cx.span().span_context().trace_id(),
+            cx.span().span_context().span_id()
+        ),
+        (
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap()
+        )
+    );
 }
 
 #[test]

@@ -105,7 +105,7 @@ impl std::fmt::Display for Event {
             } => {
                 writeln!(
                     f,
-                    "  {part} crashed {crashes} times within {} s; giving up on it (the other parts keep running). Its last lines:",
+                    "  {part} crashed {crashes} times within {} s; giving up on it (the other parts keep running); its last lines:",
                     window.as_secs()
                 )?;
                 for line in last_lines {
@@ -133,7 +133,7 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{part} stopped during start-up ({status}). Its last lines:\n{}\n  (whole log: {})", indent(.last_lines), .log.display())]
+    #[error("{part} stopped during start-up ({status}); its last lines:\n{}\n  (whole log: {})", indent(.last_lines), .log.display())]
     Died {
         part: String,
         status: String,

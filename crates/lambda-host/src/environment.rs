@@ -37,9 +37,9 @@ pub struct EnvironmentSpec {
 /// An environment that could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("could not start the runtime api server: {0}")]
+    #[error("could not start the runtime api server")]
     RuntimeApi(#[source] std::io::Error),
-    #[error("could not start the function {command:?}: {source}")]
+    #[error("could not start the function {command:?}")]
     Spawn {
         command: String,
         #[source]

@@ -4,13 +4,14 @@
 //! batch in an [`Environment`]: the real function process, started cold with the standard Lambda
 //! environment and its own [`RuntimeApi`] on 127.0.0.1, reused warm, frozen (SIGSTOP) between
 //! invocations and killed on timeout. Platform log lines (`START`, `END`, `REPORT`) go to a
-//! [`PlatformLog`].
+//! [`PlatformLog`]. [`sqs_client::client_from_env`] builds the SQS client it polls with.
 
 pub mod config;
 pub mod environment;
 pub mod mapping;
 pub mod platform_log;
 pub mod runtime_api;
+pub mod sqs_client;
 pub mod sqs_event;
 
 pub use config::{ConfigError, HostConfig, RawHostConfig};

@@ -60,6 +60,19 @@ pub enum RuntimeEvent {
 struct Slot {
     offered: Option<Invocation>,
     in_flight: Option<String>,
+    phase: Phase,
+}
+
+/// Where the environment is in Lambda's lifecycle, as far as the Runtime API can tell.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Started; the runtime has not asked for an invocation yet.
+    #[default]
+    Init,
+    /// The runtime reported an init error.
+    InitFailed,
+    /// The runtime called `/next` at least once: init is over.
+    Ready,
 }
 
 #[derive(Debug)]
@@ -211,6 +224,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         notified.as_mut().enable();
         let taken = {
             let mut slot = lock(&shared.slot);
+            slot.phase = Phase::Ready;
             let invocation = slot.offered.take();
             if let Some(invocation) = &invocation {
                 slot.in_flight = Some(invocation.request_id.clone());
@@ -343,6 +357,24 @@ async fn init_error(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
         Ok(body) => body,
         Err(rejection) => return rejection.into_response(),
     };
+    // As on AWS, an init error is only accepted during init, once: after the first `/next` it is
+    // an invalid state transition (and a stray local process cannot fail the next invocation).
+    {
+        let mut slot = lock(&shared.slot);
+        if slot.phase != Phase::Init {
+            let from = match slot.phase {
+                Phase::InitFailed => "InitError",
+                _ => "Ready",
+            };
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "InvalidStateTransition",
+                &format!("State transition from {from} to InitError failed for runtime"),
+            )
+            .into_response();
+        }
+        slot.phase = Phase::InitFailed;
+    }
     let _ = shared.events.send(RuntimeEvent::InitError {
         error_type: error_type(&headers),
         body,

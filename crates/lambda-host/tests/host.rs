@@ -408,6 +408,37 @@ async fn events_arrive_in_lambdas_shape_and_processed_messages_are_deleted() -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_error_after_init_is_refused_and_the_environment_lives_on() -> anyhow::Result<()> {
+    let host = start_host(|raw| raw.concurrency = Some(1)).await?;
+    host.send("post-init-error").await?;
+    host.until_queue_empty().await?;
+    let answer = std::fs::read_to_string(host.out.path().join("init-error-answer"))?;
+    let answer: serde_json::Value = serde_json::from_str(&answer)?;
+    assert_eq!(answer["status"], 403, "{answer}");
+    assert_eq!(
+        answer["body"]["errorType"], "InvalidStateTransition",
+        "{answer}"
+    );
+    // The next invocation runs in the same (warm) environment: nothing was killed.
+    host.send("after").await?;
+    host.until("the second invocation", |h| Ok(h.seen()?.len() == 2))
+        .await?;
+    host.until_queue_empty().await?;
+    let seen = host.seen()?;
+    assert_eq!(
+        pid_of(&seen[0]),
+        pid_of(&seen[1]),
+        "the environment was restarted"
+    );
+    assert!(
+        !host.log.lines().iter().any(|l| l.contains("init error")),
+        "{:?}",
+        host.log.lines()
+    );
+    host.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_batch_failure_redelivers_only_the_failed_records() -> anyhow::Result<()> {
     let host = start_host(|raw| {
         raw.batch_size = Some(10);

@@ -18,8 +18,14 @@ use opentelemetry::logs::Severity;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tokio::runtime::{Handle, Runtime};
+
+use crate::diagnosis::ExportTarget;
+use std::sync::Arc;
 
 /// A one-worker tokio runtime for exporters; shut down in the background when dropped, so the
 /// guard may be dropped from inside an async context.
@@ -63,6 +69,7 @@ pub(crate) struct OnExportRuntime<E> {
     inner: E,
     handle: Handle,
     timeout: Duration,
+    target: Option<Arc<ExportTarget>>,
 }
 
 impl<E> OnExportRuntime<E> {
@@ -71,7 +78,14 @@ impl<E> OnExportRuntime<E> {
             inner,
             handle,
             timeout,
+            target: None,
         }
+    }
+
+    /// A failed export names `target` and what a probe of it shows (see [`ExportTarget`]).
+    pub(crate) fn explained_by(mut self, target: Option<ExportTarget>) -> Self {
+        self.target = target.map(Arc::new);
+        self
     }
 
     fn bounded<'a>(
@@ -82,10 +96,20 @@ impl<E> OnExportRuntime<E> {
         let _enter = self.handle.enter();
         let timeout = self.timeout;
         let bounded = tokio::time::timeout(timeout, export);
+        let target = self.target.clone();
         InRuntime {
             handle: self.handle.clone(),
             export: Box::pin(async move {
-                bounded.await.unwrap_or(Err(OTelSdkError::Timeout(timeout)))
+                match bounded.await {
+                    Err(_) => Err(OTelSdkError::Timeout(timeout)),
+                    Ok(Err(OTelSdkError::InternalFailure(error))) => match target {
+                        Some(target) => {
+                            Err(OTelSdkError::InternalFailure(target.explain(&error).await))
+                        }
+                        None => Err(OTelSdkError::InternalFailure(error)),
+                    },
+                    Ok(result) => result,
+                }
             }),
         }
     }
@@ -144,5 +168,25 @@ impl<E: LogExporter> LogExporter for OnExportRuntime<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for OnExportRuntime<E> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        self.bounded(self.inner.export(metrics)).await
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        let _enter = self.handle.enter();
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let _enter = self.handle.enter();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
     }
 }

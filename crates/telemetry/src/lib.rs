@@ -13,6 +13,7 @@
 //! ```
 
 pub mod config;
+mod diagnosis;
 mod export_runtime;
 mod invocation;
 pub mod logs;

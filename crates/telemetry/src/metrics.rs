@@ -1,51 +1,65 @@
-//! OTLP export of a service's own metrics: an SDK meter provider with a periodic reader, beside
-//! the tracer and logger providers that [`crate::Telemetry`] builds.
+//! OTLP export of a service's own metrics. [`crate::Telemetry`] builds the meter provider with
+//! the tracer and logger providers (prefer that: [`crate::Telemetry::meter_provider`]); this
+//! module keeps the older stand-alone set-up working on the same configuration.
 //!
-//! `OTEL_METRICS_EXPORTER=none` turns it off; the endpoint comes from the standard
-//! `OTEL_EXPORTER_OTLP_*` variables. Build it inside the tokio runtime that will carry the gRPC
-//! connection: the reader's own thread only hands batches to it.
+//! `OTEL_METRICS_EXPORTER` (`otlp`, the default, or `none`), `OTEL_EXPORTER_OTLP_METRICS_*` over
+//! `OTEL_EXPORTER_OTLP_*` (endpoint, protocol, headers, timeout, compression),
+//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` and `OTEL_METRIC_EXPORT_INTERVAL` are
+//! honoured exactly as for traces: with the specification's default `http/protobuf`, metrics go
+//! to `…/v1/metrics` over HTTP, never gRPC to an HTTP port.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-/// Installs a global meter provider exporting over OTLP/gRPC every `interval`; `None` when
-/// `OTEL_METRICS_EXPORTER=none` or `OTEL_SDK_DISABLED=true`.
+use crate::config::{ExporterKind, TelemetryConfig};
+
+/// Installs a global meter provider exporting over OTLP every `interval` (unless
+/// `OTEL_METRIC_EXPORT_INTERVAL` says otherwise), its exports run on the current tokio runtime.
+/// `None` when `OTEL_METRICS_EXPORTER=none` or `OTEL_SDK_DISABLED=true`, and, logged as an error
+/// naming the setting, when the configuration is invalid or there is no runtime: use
+/// [`crate::Telemetry`], which refuses to start instead.
 pub fn install(
     env: &HashMap<String, String>,
     service_name: &'static str,
     interval: Duration,
 ) -> Option<SdkMeterProvider> {
-    let is = |k: &str, v: &str| env.get(k).is_some_and(|x| x.trim().eq_ignore_ascii_case(v));
-    if is("OTEL_METRICS_EXPORTER", "none") || is("OTEL_SDK_DISABLED", "true") {
-        return None;
-    }
-    let mut builder = opentelemetry_otlp::MetricExporter::builder().with_tonic();
-    if let Some(endpoint) = env
-        .get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-        .or_else(|| env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
-    {
-        builder = builder.with_endpoint(endpoint.clone());
-    }
-    let exporter = match builder.build() {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(error = %e, "the OTLP metrics exporter could not be built; metrics are off");
+    let config = match TelemetryConfig::from_env(env.clone()) {
+        Ok(config) => config,
+        Err(err) => {
+            tracing::error!(error = %err, "metrics are off: the OpenTelemetry configuration is invalid");
             return None;
         }
     };
-    let reader = PeriodicReader::builder(exporter)
-        .with_interval(interval)
-        .build();
+    let ExporterKind::Otlp(otlp) = &config.metrics_exporter else {
+        return None;
+    };
+    if config.sdk_disabled {
+        return None;
+    }
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        tracing::error!("metrics are off: metrics::install was called outside a tokio runtime");
+        return None;
+    };
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name)
         .build();
-    let provider = SdkMeterProvider::builder()
-        .with_resource(resource)
-        .with_reader(reader)
-        .build();
-    opentelemetry::global::set_meter_provider(provider.clone());
-    Some(provider)
+    let interval = config.metric_export_interval.unwrap_or(interval);
+    match crate::setup::meter_provider(
+        otlp,
+        config.metric_temporality_delta,
+        interval,
+        &handle,
+        &resource,
+    ) {
+        Ok(provider) => {
+            opentelemetry::global::set_meter_provider(provider.clone());
+            Some(provider)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "metrics are off");
+            None
+        }
+    }
 }

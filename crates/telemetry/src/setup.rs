@@ -10,6 +10,7 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{BatchLogProcessor, LogProcessor as _, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanExporter,
     SpanProcessor as _,
@@ -21,6 +22,7 @@ use crate::config::{
     BatchConfig, ExporterKind, OtlpCompression, OtlpConfig, OtlpProtocol, SamplerConfig,
     TelemetryConfig,
 };
+use crate::diagnosis::ExportTarget;
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
 use crate::invocation::InvocationSpanProcessor;
 use crate::processors::{SharedLogProcessor, SharedSpanProcessor};
@@ -31,10 +33,10 @@ use crate::resource::{ProcessFacts, ServiceDefaults, detect};
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     /// The export runtime's thread could not be started.
-    #[error("could not start the telemetry export runtime: {0}")]
+    #[error("could not start the telemetry export runtime")]
     Runtime(#[source] std::io::Error),
     /// The OTLP exporter rejected its settings.
-    #[error("the OTLP {signal} exporter for {endpoint} could not be built: {source}")]
+    #[error("the OTLP {signal} exporter for {endpoint} could not be built")]
     Exporter {
         signal: &'static str,
         endpoint: String,
@@ -46,7 +48,7 @@ pub enum InitError {
     #[error("OTEL_EXPORTER_OTLP_HEADERS: header {name:?} cannot be sent as gRPC metadata")]
     GrpcHeader { name: String },
     /// The log filter (`RUST_LOG`) does not parse.
-    #[error("RUST_LOG: {value:?} is not a valid log filter: {source}")]
+    #[error("RUST_LOG: {value:?} is not a valid log filter")]
     LogFilter {
         value: String,
         #[source]
@@ -66,6 +68,16 @@ pub enum FlushOutcome {
     TimedOut,
     /// The exporter reported an error.
     Failed(OTelSdkError),
+}
+
+impl std::fmt::Display for FlushOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlushOutcome::Exported => f.write_str("exported"),
+            FlushOutcome::TimedOut => f.write_str("the export did not finish in time"),
+            FlushOutcome::Failed(err) => write!(f, "the export failed: {err}"),
+        }
+    }
 }
 
 impl FlushOutcome {
@@ -133,7 +145,12 @@ pub struct TelemetryBuilder {
     facts: Option<ProcessFacts>,
     span_exporter: Option<PipelineFactory>,
     delivery: SpanDelivery,
+    metric_interval: Duration,
 }
+
+/// The metric export interval when neither `OTEL_METRIC_EXPORT_INTERVAL` nor
+/// [`TelemetryBuilder::default_metric_export_interval`] sets one (the specification's 60 s).
+const DEFAULT_METRIC_INTERVAL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for TelemetryBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -155,7 +172,14 @@ impl TelemetryBuilder {
             facts: None,
             span_exporter: None,
             delivery: SpanDelivery::Batched,
+            metric_interval: DEFAULT_METRIC_INTERVAL,
         }
+    }
+
+    /// How often metrics are exported when `OTEL_METRIC_EXPORT_INTERVAL` is not set (else 60 s).
+    pub fn default_metric_export_interval(mut self, interval: Duration) -> Self {
+        self.metric_interval = interval;
+        self
     }
 
     /// The service's own name, used when neither `OTEL_SERVICE_NAME` nor `service.name` in
@@ -188,7 +212,7 @@ impl TelemetryBuilder {
     /// export runtime.
     pub fn span_exporter<E: SpanExporter + 'static>(mut self, exporter: E) -> Self {
         self.span_exporter = Some(Box::new(move |handle, batch, resource, delivery| {
-            span_pipeline(exporter, handle, batch, resource, delivery)
+            span_pipeline(exporter, handle, batch, resource, delivery, None)
         }));
         self
     }
@@ -215,6 +239,21 @@ impl TelemetryBuilder {
             .unwrap_or_else(|| ProcessFacts::current(&config.env));
         let resource = detect(&config, &self.defaults, &facts);
 
+        let meter_provider = match (&config.metrics_exporter, config.sdk_disabled) {
+            (ExporterKind::Otlp(otlp), false) => {
+                let interval = config
+                    .metric_export_interval
+                    .unwrap_or(self.metric_interval);
+                Some(meter_provider(
+                    otlp,
+                    config.metric_temporality_delta,
+                    interval,
+                    &handle,
+                    &resource,
+                )?)
+            }
+            _ => None,
+        };
         let mut span_processor = None;
         let mut log_processor = None;
         let (tracer_provider, logger_provider) = if config.sdk_disabled {
@@ -235,6 +274,7 @@ impl TelemetryBuilder {
                             &config.batch,
                             &resource,
                             delivery,
+                            Some(ExportTarget::new("traces", otlp)),
                         ))
                     }
                     ExporterKind::Console => Some(span_pipeline(
@@ -243,6 +283,7 @@ impl TelemetryBuilder {
                         &config.batch,
                         &resource,
                         delivery,
+                        None,
                     )),
                     ExporterKind::None => None,
                 },
@@ -263,7 +304,8 @@ impl TelemetryBuilder {
                     let mut exporter = otlp_log_exporter(otlp, &handle)?;
                     opentelemetry_sdk::logs::LogExporter::set_resource(&mut exporter, &resource);
                     let exporter =
-                        OnExportRuntime::new(exporter, handle.clone(), config.batch.export_timeout);
+                        OnExportRuntime::new(exporter, handle.clone(), config.batch.export_timeout)
+                            .explained_by(Some(ExportTarget::new("logs", otlp)));
                     let processor = Arc::new(BatchLogProcessor::builder(exporter).build());
                     log_processor = Some(Arc::clone(&processor));
                     Some(
@@ -283,6 +325,7 @@ impl TelemetryBuilder {
             config,
             tracer_provider,
             logger_provider,
+            meter_provider,
             span_processor,
             log_processor,
             propagator,
@@ -298,9 +341,11 @@ fn span_pipeline<E: SpanExporter + 'static>(
     batch: &BatchConfig,
     resource: &Resource,
     delivery: SpanDelivery,
+    target: Option<ExportTarget>,
 ) -> SpanPipeline {
     exporter.set_resource(resource);
-    let exporter = OnExportRuntime::new(exporter, handle.clone(), batch.export_timeout);
+    let exporter =
+        OnExportRuntime::new(exporter, handle.clone(), batch.export_timeout).explained_by(target);
     if delivery == SpanDelivery::OnFlush {
         let processor = InvocationSpanProcessor::new(exporter, handle.clone(), batch);
         return SpanPipeline::OnFlush(Arc::new(processor));
@@ -405,6 +450,37 @@ fn otlp_span_exporter(
     )
 }
 
+/// The OTLP metrics pipeline: a periodic reader every `interval`, its exports run (and bounded
+/// by the exporter's timeout) on the export runtime whatever the protocol.
+pub(crate) fn meter_provider(
+    otlp: &OtlpConfig,
+    delta: bool,
+    interval: Duration,
+    handle: &Handle,
+    resource: &Resource,
+) -> Result<SdkMeterProvider, InitError> {
+    let temporality = if delta {
+        Temporality::Delta
+    } else {
+        Temporality::Cumulative
+    };
+    let exporter = otlp_exporter!(
+        opentelemetry_otlp::MetricExporter::builder().with_temporality(temporality),
+        otlp,
+        handle,
+        "metrics"
+    )?;
+    let exporter = OnExportRuntime::new(exporter, handle.clone(), otlp.timeout)
+        .explained_by(Some(ExportTarget::new("metrics", otlp)));
+    let reader = PeriodicReader::builder(exporter)
+        .with_interval(interval)
+        .build();
+    Ok(SdkMeterProvider::builder()
+        .with_resource(resource.clone())
+        .with_reader(reader)
+        .build())
+}
+
 fn otlp_log_exporter(
     otlp: &OtlpConfig,
     handle: &Handle,
@@ -423,6 +499,7 @@ pub struct Telemetry {
     pub(crate) config: TelemetryConfig,
     tracer_provider: Option<SdkTracerProvider>,
     pub(crate) logger_provider: Option<SdkLoggerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
     span_processor: Option<SpanPipeline>,
     log_processor: Option<Arc<BatchLogProcessor>>,
     propagator: Propagators,
@@ -468,15 +545,25 @@ impl Telemetry {
         self.logger_provider.as_ref()
     }
 
+    /// The meter provider; `Some` when `OTEL_METRICS_EXPORTER=otlp` (the default) and the SDK
+    /// is enabled. [`Telemetry::install_global`] makes it the global one.
+    pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
+        self.meter_provider.as_ref()
+    }
+
     /// The propagators `OTEL_PROPAGATORS` asked for, to pass to carriers.
     pub fn propagator(&self) -> &Propagators {
         &self.propagator
     }
 
-    /// Sets the global tracer provider (when the SDK is enabled) and the global propagator.
+    /// Sets the global tracer and meter providers (when the SDK is enabled) and the global
+    /// propagator.
     pub fn install_global(&self) {
         if let Some(provider) = &self.tracer_provider {
             opentelemetry::global::set_tracer_provider(provider.clone());
+        }
+        if let Some(provider) = &self.meter_provider {
+            opentelemetry::global::set_meter_provider(provider.clone());
         }
         opentelemetry::global::set_text_map_propagator(build_propagator(&self.config));
     }
@@ -577,8 +664,9 @@ impl Telemetry {
         let tracer = self.span_processor.clone();
         let logger = self.log_processor.clone();
         let providers = (self.tracer_provider.clone(), self.logger_provider.clone());
+        let meter = self.meter_provider.clone();
         let runtime = self.runtime.take();
-        if tracer.is_none() && logger.is_none() {
+        if tracer.is_none() && logger.is_none() && meter.is_none() {
             return FlushOutcome::Exported;
         }
         // An export still running when the bound passes keeps polling futures that belong to
@@ -592,7 +680,10 @@ impl Telemetry {
             .spawn(move || {
                 let traces = tracer.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
                 let logs = logger.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
-                let outcome = FlushOutcome::from_results([traces, logs]);
+                // The last metric export; its failure is reported like the others'.
+                let metrics = meter.map_or(Ok(()), |p| p.shutdown_with_timeout(timeout));
+                let outcome = FlushOutcome::from_results([traces, logs])
+                    .and(FlushOutcome::from_result(metrics));
                 // Marks the providers shut down; their processors already are.
                 if let Some(p) = providers.0 {
                     let _ = p.shutdown_with_timeout(Duration::ZERO);

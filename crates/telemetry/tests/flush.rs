@@ -294,6 +294,12 @@ fn flush_against_a_closed_port_reports_the_failure() {
         matches!(outcome, FlushOutcome::Failed(_)),
         "flush outcome: {outcome:?}"
     );
+    // The failure names the endpoint and what is wrong with it.
+    let message = outcome.to_string();
+    assert!(
+        message.contains(&format!("http://{addr}")) && message.contains("nothing is listening"),
+        "{message}"
+    );
 }
 
 #[test]

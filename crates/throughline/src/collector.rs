@@ -66,6 +66,8 @@ pub fn run(args: CollectorArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, not in a file the output is redirected to.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // Store writes and queries run on the blocking pool. Writes serialize on the store's
@@ -104,8 +106,10 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
             ..throughline_collector::default_serve_config()
         },
     };
-    // The APM pages share the query address with the Jaeger API (`/api/*`, `/metrics`).
-    let pages = throughline_apm::router(store.clone());
+    // The APM pages share the query address with the Jaeger API (`/api/*`, `/metrics`); their
+    // empty state names the OTLP addresses this collector listens on.
+    let endpoints = throughline_apm::OtlpEndpoints::from_addrs(args.grpc_addr, args.http_addr);
+    let pages = throughline_apm::router_with(store.clone(), endpoints);
     let running = Collector::start(config, store.clone(), store.clone(), Some(pages)).await?;
     println!(
         "collector: OTLP/gRPC {} · OTLP/HTTP {} · APM and query API http://{}",

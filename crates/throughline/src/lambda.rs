@@ -57,6 +57,8 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
     // Host diagnostics go to stderr; stdout carries the platform lines and the function's output.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, not in a file the output is redirected to.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -64,9 +66,8 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
         .try_init();
     let runtime = tokio::runtime::Runtime::new().context("could not start the tokio runtime")?;
     runtime.block_on(async move {
-        // The default chain honours AWS_ENDPOINT_URL_SQS, AWS_REGION and the usual credentials.
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let sqs = aws_sdk_sqs::Client::new(&aws);
+        // AWS_ENDPOINT_URL_SQS, AWS_REGION and the usual credentials; none needed on loopback.
+        let sqs = throughline_lambda_host::sqs_client::client_from_env().await;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         EventSourceMapping::new(config, sqs, Arc::new(StdoutLog))

@@ -110,7 +110,11 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             "{target} answered without trace ids: it runs untraced (as `up --untraced-api` starts it)"
         ));
     } else if !summary.load.trace_ids.is_empty() {
-        let query = TraceQuery::new(reqwest::Client::new(), &args.query);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("building the HTTP client")?;
+        let query = TraceQuery::new(client, &args.query);
         let ids = std::mem::take(&mut summary.load.trace_ids);
         let check = runtime.block_on(query.check(
             ids,

@@ -17,7 +17,7 @@ pub struct VerifyArgs {
     /// Base URL of the collector's query API.
     #[arg(long, default_value = "http://127.0.0.1:16686")]
     url: String,
-    /// Only traces that touch this service.
+    /// Only traces that touch this service (at least one must be found).
     #[arg(long)]
     service: Option<String>,
     /// Check these traces (repeatable); otherwise the window is searched.
@@ -51,7 +51,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    match runtime.block_on(verify(&args)) {
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("building the HTTP client")?;
+    match runtime.block_on(verify(TraceQuery::new(client, &args.url), &args)) {
         Ok(true) => Ok(()),
         Ok(false) => std::process::exit(1),
         Err(err @ ReadError::Unreachable { .. }) => {
@@ -65,15 +69,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 /// Prints one line per trace and a summary; `Ok(false)` when any check failed.
-async fn verify(args: &VerifyArgs) -> Result<bool, ReadError> {
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|source| ReadError::Unreachable {
-            url: args.url.clone(),
-            source,
-        })?;
-    let query = TraceQuery::new(client, &args.url);
+async fn verify(query: TraceQuery, args: &VerifyArgs) -> Result<bool, ReadError> {
     let mut expected = args
         .system
         .as_deref()
@@ -150,7 +146,9 @@ async fn verify(args: &VerifyArgs) -> Result<bool, ReadError> {
         );
         return Ok(false);
     }
-    let expected_something = !expected.is_empty() || !args.trace_ids.is_empty();
+    // Naming a service asks for its traces: none found is a failure, not a pass for nothing.
+    let expected_something =
+        !expected.is_empty() || !args.trace_ids.is_empty() || args.service.is_some();
     if found == 0 && expected_something {
         println!("no traces found, but some were expected");
         return Ok(false);

@@ -214,3 +214,27 @@ async fn every_acknowledged_message_survives_kill_9() {
         "held messages stay in flight across the crash"
     );
 }
+
+#[test]
+fn output_redirected_to_a_file_carries_no_colour_codes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = free_loopback_addr();
+    let log = std::fs::File::create(dir.path().join("broker.log")).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_throughline"))
+        .args(["broker", "--listen", &addr.to_string(), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn throughline broker");
+    let mut guard = ChildGuard(child);
+    assert!(
+        wait_for_port(addr, Duration::from_secs(20)),
+        "broker did not listen on {addr}"
+    );
+    guard.kill9();
+    let text = std::fs::read_to_string(dir.path().join("broker.log")).expect("read the log");
+    assert!(text.contains("broker listening"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a file: {text:?}");
+}

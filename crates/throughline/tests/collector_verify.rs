@@ -97,6 +97,30 @@ fn verify_passes_whole_traces_and_fails_broken_ones() {
     );
     assert!(!ok, "{out}");
     assert!(out.contains("no traces found"), "{out}");
+
+    // A service named alone asks for its traces too: none is a failure, not a pass.
+    let (ok, out) = verify(addrs.query, &["--service", "nobody"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("no traces found"), "{out}");
+}
+
+#[test]
+fn the_apm_empty_state_names_the_collectors_own_otlp_ports() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (_collector, addrs) = start_collector(dir.path());
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let page = runtime.block_on(async {
+        reqwest::get(format!("http://{}/search", addrs.query))
+            .await
+            .expect("the APM answers")
+            .text()
+            .await
+            .expect("a page")
+    });
+    assert!(
+        page.contains(&format!("http://{}", addrs.grpc)) && !page.contains(":4317"),
+        "{page}"
+    );
 }
 
 #[test]

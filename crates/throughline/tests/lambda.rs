@@ -156,3 +156,81 @@ fn a_command_that_cannot_start_is_a_clear_error() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Against the local broker the host needs no AWS credentials, region or config files: an
+/// environment with only the endpoint (and `PATH`, `HOME` empty) is enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_needs_no_credentials_for_a_loopback_endpoint() -> anyhow::Result<()> {
+    let python = tokio::task::spawn_blocking(throughline_testkit::python).await?;
+    let broker_dir = tempfile::tempdir()?;
+    let broker = Broker::open(BrokerConfig::new(broker_dir.path())).await?;
+    let broker = broker.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?;
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
+            .endpoint_url(broker.endpoint_url())
+            .build(),
+    );
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("work")
+        .send()
+        .await?
+        .queue_url
+        .context("queue url")?;
+    let out = tempfile::tempdir()?;
+    let home = tempfile::tempdir()?;
+    let mut host = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_throughline"))
+            .args(["lambda", "--queue", "work", "--"])
+            .arg(&python)
+            .args(["-m", "awslambdaric", "handlers.handler"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", home.path())
+            .env("AWS_ENDPOINT_URL_SQS", broker.endpoint_url())
+            .env("PYTHONPATH", functions_dir())
+            .env("OUT_DIR", out.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("start throughline lambda")?,
+    );
+    let stdout = host.0.stdout.take().context("piped stdout")?;
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body("hello")
+        .send()
+        .await?;
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.starts_with("REPORT RequestId: "))
+    {
+        match tokio::task::block_in_place(|| lines.recv_timeout(PATIENCE)) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                let _ = host.0.kill();
+                let output = host.0.stderr.take().map(std::io::read_to_string);
+                anyhow::bail!(
+                    "no invocation with an empty environment; stdout {seen:#?}, stderr {output:?}"
+                );
+            }
+        }
+    }
+    kill(Pid::from_raw(host.0.id() as i32), Signal::SIGTERM)?;
+    let status = tokio::task::block_in_place(|| host.0.wait())?;
+    assert!(status.success(), "{status}");
+    broker.shutdown().await;
+    Ok(())
+}

@@ -6,6 +6,8 @@ import json
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 
 
 def _write(name, text):
@@ -19,6 +21,19 @@ def _late_write(path):
     time.sleep(0.3)
     with open(path, "a") as f:
         f.write("late\n")
+
+
+def _post_init_error():
+    """What a stray local process could do: report an init error in the middle of an invocation."""
+    url = "http://%s/2018-06-01/runtime/init/error" % os.environ["AWS_LAMBDA_RUNTIME_API"]
+    request = urllib.request.Request(url, data=b'{"errorMessage":"stray"}', method="POST",
+                                     headers={"Lambda-Runtime-Function-Error-Type": "Stray"})
+    try:
+        with urllib.request.urlopen(request) as answer:
+            status, body = answer.status, answer.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    _write("init-error-answer", json.dumps({"status": status, "body": json.loads(body)}))
 
 
 def handler(event, context):
@@ -51,6 +66,8 @@ def handler(event, context):
             raise RuntimeError("asked to fail")
         elif body == "malformed-once" and first:
             return "this is not a batch response"
+        elif body == "post-init-error":
+            _post_init_error()
         elif body == "late":
             # Runs on after the handler returns: it makes progress only while thawed.
             path = os.path.join(os.environ["OUT_DIR"], "late")

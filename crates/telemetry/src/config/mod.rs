@@ -133,6 +133,13 @@ pub struct TelemetryConfig {
     pub traces_exporter: ExporterKind,
     /// `OTEL_LOGS_EXPORTER` (default `none` here: JSON lines always go to stdout).
     pub logs_exporter: ExporterKind,
+    /// `OTEL_METRICS_EXPORTER` (default `otlp`; `otlp` or `none`), with the
+    /// `OTEL_EXPORTER_OTLP_METRICS_*` settings over the generic ones.
+    pub metrics_exporter: ExporterKind,
+    /// `OTEL_METRIC_EXPORT_INTERVAL`, when set (else the builder's default, else 60 s).
+    pub metric_export_interval: Option<Duration>,
+    /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (`cumulative`, the default, or `delta`).
+    pub metric_temporality_delta: bool,
     /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` (default `parentbased_always_on`;
     /// the argument, when set, must be a number in [0, 1] whatever the sampler).
     pub sampler: SamplerConfig,
@@ -174,6 +181,15 @@ const TRACES: Signal = Signal {
     http_path: "v1/traces",
 };
 
+const METRICS: Signal = Signal {
+    endpoint: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    protocol: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    headers: "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
+    timeout: "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT",
+    compression: "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION",
+    http_path: "v1/metrics",
+};
+
 const LOGS: Signal = Signal {
     endpoint: "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
     protocol: "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
@@ -207,6 +223,53 @@ impl TelemetryConfig {
         };
         let traces_exporter = exporter(&env, "OTEL_TRACES_EXPORTER", "otlp", &TRACES)?;
         let logs_exporter = exporter(&env, "OTEL_LOGS_EXPORTER", "none", &LOGS)?;
+        let metrics_exporter = exporter(&env, "OTEL_METRICS_EXPORTER", "otlp", &METRICS)?;
+        if metrics_exporter == ExporterKind::Console {
+            return Err(err(
+                "OTEL_METRICS_EXPORTER",
+                env.get("OTEL_METRICS_EXPORTER").unwrap_or_default(),
+                ConfigProblem::Unsupported {
+                    why: "use otlp or none for metrics",
+                },
+            ));
+        }
+        const TEMPORALITY: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+        let metric_temporality_delta = match env.get(TEMPORALITY) {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("cumulative") => false,
+            Some(v) if v.eq_ignore_ascii_case("delta") => true,
+            Some(v) if v.eq_ignore_ascii_case("lowmemory") => {
+                return Err(err(
+                    TEMPORALITY,
+                    v,
+                    ConfigProblem::Unsupported {
+                        why: "use cumulative or delta",
+                    },
+                ));
+            }
+            Some(v) => {
+                return Err(err(
+                    TEMPORALITY,
+                    v,
+                    ConfigProblem::UnknownValue {
+                        expected: "cumulative, delta, lowmemory",
+                    },
+                ));
+            }
+        };
+        let metric_export_interval = match env.get("OTEL_METRIC_EXPORT_INTERVAL") {
+            None => None,
+            Some(v) => match parse_millis("OTEL_METRIC_EXPORT_INTERVAL", v)? {
+                d if d.is_zero() => {
+                    return Err(err(
+                        "OTEL_METRIC_EXPORT_INTERVAL",
+                        v,
+                        ConfigProblem::NotAPositiveCount,
+                    ));
+                }
+                d => Some(d),
+            },
+        };
         let sampler = sampler(&env)?;
         let batch = batch(&env)?;
         let propagators = propagators(env.get("OTEL_PROPAGATORS").unwrap_or_default())?;
@@ -216,6 +279,9 @@ impl TelemetryConfig {
             resource_attributes,
             traces_exporter,
             logs_exporter,
+            metrics_exporter,
+            metric_export_interval,
+            metric_temporality_delta,
             sampler,
             batch,
             propagators,

@@ -41,7 +41,8 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
         name: "onboarding-api",
         version: env!("CARGO_PKG_VERSION"),
         namespace: "customer-onboarding",
-    });
+    })
+    .telemetry(|builder| builder.default_metric_export_interval(METRICS_INTERVAL));
     throughline_service_kit::run_main(env, process, |cx| async move {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
@@ -49,16 +50,9 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
                 addr: config.addr,
                 source,
             })?;
-        // Metrics first: the instruments take their meter from the global provider.
-        let metrics =
-            throughline_telemetry::metrics::install(&cx.env, "onboarding-api", METRICS_INTERVAL);
-        let served =
-            crate::serve(config, Telemetry::global(), listener, cx.shutdown_signal()).await;
-        if let Some(metrics) = metrics {
-            // Blocking (waits for the last export): off the runtime's workers.
-            let _ = tokio::task::spawn_blocking(move || metrics.shutdown()).await;
-        }
-        served?;
+        // The instruments take their meter from the global provider the telemetry builder's
+        // `install_global` set; the last metric export happens when the telemetry shuts down.
+        crate::serve(config, Telemetry::global(), listener, cx.shutdown_signal()).await?;
         Ok(())
     })?;
     Ok(())

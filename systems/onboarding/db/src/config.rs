@@ -59,7 +59,14 @@ impl PostgresConfig {
     /// The connection options; the URL was checked by [`DatabaseConfig::from_env`], so this does
     /// not fail for a config made there. `PG*` variables of the process fill what the URL
     /// leaves out, as with libpq.
+    ///
+    /// Also installs rustls's ring crypto provider as the process default if none is: sqlx's
+    /// `sslmode=verify-ca` builds its own certificate verifier from the process default, and
+    /// without one it panics when it connects (with more than one provider compiled in, rustls
+    /// cannot pick).
     pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
+        // An error only means a provider is installed already, which is all that is needed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         sqlx::postgres::PgConnectOptions::from_str(&self.url)
     }
 }
@@ -97,7 +104,9 @@ impl DatabaseConfig {
         if !is_postgres(url) {
             return sqlite_path(url).map(Self::Sqlite);
         }
-        let redacted_url = checked_postgres_url(url)?;
+        let normalised = libpq_socket_form(url);
+        let redacted_url = checked_postgres_url(&normalised)?;
+        let url = normalised.as_str();
         let invalid = |name, value: &str, problem| DatabaseConfigError {
             name,
             value: value.to_owned(),
@@ -135,6 +144,29 @@ impl DatabaseConfig {
 /// `postgres:…` and `postgresql:…` name PostgreSQL (and must then be `scheme://…` URLs).
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres:") || url.starts_with("postgresql:")
+}
+
+/// libpq's unix-socket form has an empty host (`postgres://user@/db?host=/path/to/socket`),
+/// which sqlx's URL parser refuses; libpq then takes the host from the `host` parameter. Gives
+/// such a URL the placeholder host `localhost`, which sqlx, as libpq, replaces with a `host=`
+/// parameter that is a directory (a socket). Any other URL is returned as it is.
+fn libpq_socket_form(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let socket_param = tail
+        .split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("host=/")));
+    if host.is_empty() && socket_param {
+        format!("{scheme}://{authority}localhost{tail}")
+    } else {
+        url.to_owned()
+    }
 }
 
 /// Checks a PostgreSQL URL now, so a bad one stops start-up naming `DATABASE_URL`; returns it
@@ -247,6 +279,28 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    #[test]
+    fn accepts_libpqs_unix_socket_form() {
+        for url in [
+            "postgres://user@/db?host=/run/postgresql",
+            "postgresql://user:secret@/db?host=/run/postgresql&sslmode=disable",
+            "postgres:///db?host=/run/postgresql",
+        ] {
+            let Ok(DatabaseConfig::Postgres(pg)) = config(&[("DATABASE_URL", url)]) else {
+                panic!("{url} is refused");
+            };
+            let options = pg.connect_options().unwrap();
+            assert_eq!(
+                options.get_socket().map(|p| p.display().to_string()),
+                Some("/run/postgresql".to_owned()),
+                "{url}"
+            );
+            assert!(!format!("{pg:?}").contains("secret"));
+        }
+        // An empty host with no socket is still refused.
+        assert!(config(&[("DATABASE_URL", "postgres://user@/db")]).is_err());
     }
 
     #[test]

@@ -13,13 +13,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum SqliteOpenError {
     /// The file's directory could not be created.
-    #[error("directory {path}: {source}")]
+    #[error("directory {path}")]
     Directory {
         path: PathBuf,
         source: std::io::Error,
     },
     /// The file could not be opened, configured, or given its table.
-    #[error("database {path}: {source}")]
+    #[error("database {path}")]
     Database {
         path: PathBuf,
         source: rusqlite::Error,

@@ -44,6 +44,7 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
         // ends each invocation, not from a batch thread that would run frozen. With the flush
         // off (`ONBOARDING_FLUSH=off`) the worker keeps the SDK's batch processor, as a worker
         // without this layer would, and shows what the freeze does to it.
+        let builder = builder.default_metric_export_interval(Duration::from_secs(60));
         if flush {
             builder.export_on_flush()
         } else {
@@ -57,12 +58,9 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     // the batch in hand); what was already flushed stays flushed.
     .shutdown_grace(Duration::ZERO);
     throughline_service_kit::run_main(env, process, |cx| async move {
-        // Metrics first: the worker's instruments take their meter from the global provider.
-        let metrics = throughline_telemetry::metrics::install(
-            &cx.env,
-            "onboarding-lambda",
-            Duration::from_secs(60),
-        );
+        // The worker's instruments take their meter from the global provider the telemetry
+        // builder's `install_global` set.
+        let metrics = cx.telemetry.meter_provider().cloned();
         let flush_handle = Arc::clone(&cx.telemetry);
         let worker_telemetry = WorkerTelemetry {
             tracer: opentelemetry::global::tracer("onboarding-lambda"),

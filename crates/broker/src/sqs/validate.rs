@@ -1,12 +1,27 @@
 //! SQS input validation, with AWS's limits and error codes: message bodies, message attributes,
-//! system attributes, delays and batch entry ids.
+//! system attributes, delays and batch entry ids, and the send entry they check.
 
 use std::collections::HashSet;
 
 use crate::error::ApiError;
 use crate::message::{AttributeValue, Attributes};
 use crate::queue::Settings;
-use crate::sqs::SendEntry;
+
+/// The fields of one message to send (`SendMessage`, or one `SendMessageBatch` entry).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SendEntry {
+    pub id: Option<String>,
+    pub message_body: Option<String>,
+    pub delay_seconds: Option<i64>,
+    #[serde(default)]
+    pub message_attributes: Attributes,
+    #[serde(default)]
+    pub message_system_attributes: Attributes,
+    pub message_group_id: Option<String>,
+    #[allow(dead_code)] // accepted for compatibility; only fifo queues deduplicate
+    pub message_deduplication_id: Option<String>,
+}
 
 /// Most message attributes one message may carry.
 pub const MAX_ATTRIBUTES: usize = 10;
