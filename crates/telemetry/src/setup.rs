@@ -396,6 +396,20 @@ fn compression(c: OtlpCompression) -> Option<opentelemetry_otlp::Compression> {
     }
 }
 
+/// The exporters' own retry loop (opentelemetry-otlp retries connection failures, gRPC
+/// `UNAVAILABLE` and HTTP 429/502/503/504, honouring `Retry-After`/`RetryInfo`) with our bound:
+/// it gives up when the next delay would pass the exporter's timeout.
+fn retry_policy(otlp: &OtlpConfig) -> opentelemetry_otlp::RetryPolicy {
+    let retry = otlp.retry;
+    if retry.max_retries == 0 {
+        return opentelemetry_otlp::RetryPolicy::disabled();
+    }
+    opentelemetry_otlp::RetryPolicy::recommended()
+        .with_max_retries(retry.max_retries)
+        .with_initial_delay(retry.initial_delay)
+        .with_max_delay(retry.max_delay)
+}
+
 macro_rules! otlp_exporter {
     ($builder:expr, $otlp:expr, $handle:expr, $signal:literal) => {{
         let otlp: &OtlpConfig = $otlp;
@@ -410,6 +424,7 @@ macro_rules! otlp_exporter {
                     .with_tonic()
                     .with_endpoint(otlp.endpoint.clone())
                     .with_timeout(otlp.timeout)
+                    .with_retry_policy(retry_policy(otlp))
                     .with_metadata(metadata(&otlp.headers)?);
                 if let Some(c) = compression(otlp.compression) {
                     b = b.with_compression(c);
@@ -423,6 +438,7 @@ macro_rules! otlp_exporter {
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                     .with_endpoint(otlp.endpoint.clone())
                     .with_timeout(otlp.timeout)
+                    .with_retry_policy(retry_policy(otlp))
                     .with_headers(headers);
                 if let Some(c) = compression(otlp.compression) {
                     b = b.with_compression(c);

@@ -284,7 +284,12 @@ fn flush_against_an_endpoint_that_never_answers_times_out() {
 #[test]
 fn flush_against_a_closed_port_reports_the_failure() {
     let addr = free_loopback_addr();
-    let config = grpc_config(&format!("http://{addr}"), &[]);
+    // Retries off: the first refused connection is the outcome (tests/collector_outage.rs has
+    // the retries and their bound).
+    let config = grpc_config(
+        &format!("http://{addr}"),
+        &[("THROUGHLINE_OTLP_RETRIES", "0")],
+    );
     let telemetry = Telemetry::builder(config)
         .build()
         .expect("telemetry builds");

@@ -62,6 +62,9 @@ fn failed_flush(protocol: &str, addr: SocketAddr) -> String {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_METRICS_EXPORTER", "none"),
         ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        // The exporter cannot tell a wrong protocol from a collector that is down, so it would
+        // retry until its timeout; retries off, the first attempt is diagnosed at once.
+        ("THROUGHLINE_OTLP_RETRIES", "0"),
     ])
     .expect("valid config");
     let telemetry = Telemetry::builder(config).build().expect("builds");

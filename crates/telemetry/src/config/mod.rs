@@ -48,6 +48,8 @@ pub enum ConfigProblem {
     BatchLargerThanQueue { queue_size: usize },
     #[error("cannot be combined with other values")]
     NoneWithOthers,
+    #[error("is not a whole number")]
+    NotACount,
 }
 
 fn err(variable: &str, value: &str, problem: ConfigProblem) -> ConfigError {
@@ -96,8 +98,37 @@ pub struct OtlpConfig {
     pub endpoint: String,
     /// Header names are lowercase; values keep their case.
     pub headers: Vec<(String, String)>,
+    /// The exporter's deadline for one export, retries included (`OTEL_EXPORTER_OTLP_*TIMEOUT`).
     pub timeout: Duration,
     pub compression: OtlpCompression,
+    /// How a failed export is retried within `timeout` (`THROUGHLINE_OTLP_RETRY_*`).
+    pub retry: RetryConfig,
+}
+
+/// How the OTLP exporters retry an export the receiver could not take (connection refused,
+/// gRPC `UNAVAILABLE`, HTTP 429/502/503/504, honouring `Retry-After`), so a collector restart of a
+/// few seconds loses nothing. Every retry stays within the exporter's timeout
+/// (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s) and, for spans, `OTEL_BSP_EXPORT_TIMEOUT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// `THROUGHLINE_OTLP_RETRIES`: retries after the first attempt (default 10; `0` disables).
+    pub max_retries: usize,
+    /// The first backoff delay, doubled after each retry (100 ms).
+    pub initial_delay: Duration,
+    /// `THROUGHLINE_OTLP_RETRY_MAX_DELAY`: the longest backoff delay in milliseconds
+    /// (default 2000).
+    pub max_delay: Duration,
+}
+
+impl Default for RetryConfig {
+    /// 10 retries, 100 ms doubling up to 2 s: about 10 s of retrying, the default timeout.
+    fn default() -> Self {
+        Self {
+            max_retries: 10,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+        }
+    }
 }
 
 /// `OTEL_TRACES_SAMPLER` with its argument applied.
@@ -422,7 +453,27 @@ fn otlp(env: &RawEnv, signal: &Signal) -> Result<OtlpConfig, ConfigError> {
         headers,
         timeout,
         compression,
+        retry: retry(env)?,
     })
+}
+
+fn retry(env: &RawEnv) -> Result<RetryConfig, ConfigError> {
+    const RETRIES: &str = "THROUGHLINE_OTLP_RETRIES";
+    const MAX_DELAY: &str = "THROUGHLINE_OTLP_RETRY_MAX_DELAY";
+    let mut retry = RetryConfig::default();
+    if let Some(v) = env.get(RETRIES) {
+        retry.max_retries = v
+            .parse::<usize>()
+            .map_err(|_| err(RETRIES, v, ConfigProblem::NotACount))?;
+    }
+    if let Some(v) = env.get(MAX_DELAY) {
+        retry.max_delay = match parse_millis(MAX_DELAY, v)? {
+            d if d.is_zero() => return Err(err(MAX_DELAY, v, ConfigProblem::NotAPositiveCount)),
+            d => d,
+        };
+        retry.initial_delay = retry.initial_delay.min(retry.max_delay);
+    }
+    Ok(retry)
 }
 
 /// The generic endpoint is a base URL: over HTTP the signal's path is appended (after a `/` if the

@@ -1,5 +1,6 @@
-//! Stage one of configuration: the raw `OTEL_*` and platform variables, as strings, read from an
-//! environment handed in by the caller (never from the process environment directly).
+//! Stage one of configuration: the raw `OTEL_*`, `THROUGHLINE_OTLP_*` and platform variables, as
+//! strings, read from an environment handed in by the caller (never from the process environment
+//! directly).
 
 use std::collections::HashMap;
 
@@ -11,8 +12,9 @@ pub struct RawEnv {
 }
 
 impl RawEnv {
-    /// Keeps the variables telemetry cares about (`OTEL_*`, `AWS_*`, `ECS_*`, `HOSTNAME`) from
-    /// any iterator of pairs, such as `std::env::vars()` or a test's table.
+    /// Keeps the variables telemetry cares about (`OTEL_*`, `THROUGHLINE_OTLP_*`, `AWS_*`,
+    /// `ECS_*`, `HOSTNAME`, `RUST_LOG`) from any iterator of pairs, such as `std::env::vars()` or
+    /// a test's table.
     pub fn from_pairs<I, K, V>(pairs: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -50,6 +52,7 @@ impl RawEnv {
 
 fn is_relevant(name: &str) -> bool {
     name.starts_with("OTEL_")
+        || name.starts_with("THROUGHLINE_OTLP_")
         || name.starts_with("AWS_")
         || name.starts_with("ECS_")
         || name == "HOSTNAME"

@@ -41,7 +41,28 @@ fn the_empty_environment_gives_the_spec_defaults() {
             headers: vec![],
             timeout: Duration::from_secs(10),
             compression: OtlpCompression::None,
+            retry: RetryConfig {
+                max_retries: 10,
+                initial_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(2),
+            },
         })
+    );
+}
+
+#[test]
+fn retry_settings_are_read_and_cap_the_first_delay() {
+    let o = otlp_traces(&[
+        ("THROUGHLINE_OTLP_RETRIES", "0"),
+        ("THROUGHLINE_OTLP_RETRY_MAX_DELAY", "50"),
+    ]);
+    assert_eq!(
+        o.retry,
+        RetryConfig {
+            max_retries: 0,
+            initial_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(50),
+        }
     );
 }
 
@@ -231,6 +252,18 @@ fn bad_values_name_the_variable_and_the_value() {
         (
             &[("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")],
             r#"OTEL_EXPORTER_OTLP_TIMEOUT: "10s" is not a whole number of milliseconds"#,
+        ),
+        (
+            &[("THROUGHLINE_OTLP_RETRIES", "-1")],
+            r#"THROUGHLINE_OTLP_RETRIES: "-1" is not a whole number"#,
+        ),
+        (
+            &[("THROUGHLINE_OTLP_RETRY_MAX_DELAY", "2s")],
+            r#"THROUGHLINE_OTLP_RETRY_MAX_DELAY: "2s" is not a whole number of milliseconds"#,
+        ),
+        (
+            &[("THROUGHLINE_OTLP_RETRY_MAX_DELAY", "0")],
+            r#"THROUGHLINE_OTLP_RETRY_MAX_DELAY: "0" is not a whole number greater than 0"#,
         ),
         (
             &[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")],

@@ -48,6 +48,9 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Largest accepted body (`ONBOARDING_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
+    /// Which database attribute names spans carry: `OTEL_SEMCONV_STABILITY_OPT_IN` naming
+    /// `database/dup` adds the old ones (`db.system`, `db.name`, …) to the stable ones.
+    pub db_semconv: throughline_instrument::DbSemconv,
     /// Host names beyond the loopback ones that a loopback listener answers to
     /// (`THROUGHLINE_ALLOWED_HOSTS`, comma-separated).
     pub allowed_hosts: AllowedHosts,
@@ -114,6 +117,7 @@ impl ApiConfig {
             queue_timeout: ms("ONBOARDING_QUEUE_TIMEOUT_MS", 5_000)?,
             request_timeout: ms("ONBOARDING_REQUEST_TIMEOUT_MS", 10_000)?,
             max_body_bytes,
+            db_semconv: throughline_instrument::DbSemconv::from_env(env),
             allowed_hosts: AllowedHosts::from_env(env)?,
         })
     }

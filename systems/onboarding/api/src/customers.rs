@@ -55,7 +55,7 @@ pub struct Customer {
 pub enum CustomerStoreError {
     #[error("customer {0:?} already exists")]
     Duplicate(String),
-    #[error("customer database {path}: {source}")]
+    #[error("customer database {path}")]
     Database {
         path: PathBuf,
         source: rusqlite::Error,
@@ -65,20 +65,20 @@ pub enum CustomerStoreError {
     Batch { path: PathBuf, message: String },
     #[error("customer database {0}: the writer thread has stopped")]
     WriterGone(PathBuf),
-    #[error("customer database {path}: {source}")]
+    #[error("customer database {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
     /// PostgreSQL could not be reached, or refused us, at start-up.
-    #[error("DATABASE_URL {url}: cannot open the customer database: {source}")]
+    #[error("DATABASE_URL {url}: cannot open the customer database")]
     Connect { url: String, source: sqlx::Error },
     /// PostgreSQL did not answer within `DATABASE_CONNECT_TIMEOUT_MS` at start-up.
     #[error(
         "DATABASE_URL {url}: cannot open the customer database: no answer within {timeout_ms} ms"
     )]
     ConnectTimeout { url: String, timeout_ms: u64 },
-    #[error("customer database {url}: {source}")]
+    #[error("customer database {url}")]
     Postgres { url: String, source: sqlx::Error },
 }
 
@@ -170,6 +170,29 @@ impl CustomerStore {
         match self {
             Self::Sqlite(_) => DatabaseTarget::sqlite(),
             Self::Postgres(p) => p.target().clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_chain_reads_each_cause_once() {
+        let errors = [
+            CustomerStoreError::Io {
+                path: PathBuf::from("/data/db.sqlite3"),
+                source: std::io::Error::other("disk on fire"),
+            },
+            CustomerStoreError::Postgres {
+                url: "postgres://app:***@db/shop".to_owned(),
+                source: sqlx::Error::Protocol("disk on fire".to_owned()),
+            },
+        ];
+        for e in &errors {
+            let chain = throughline_service_kit::ErrorChain(e).to_string();
+            assert_eq!(chain.matches("disk on fire").count(), 1, "{chain}");
         }
     }
 }

@@ -57,7 +57,7 @@ pub async fn serve(
         database = %config.database,
         "onboarding-api listening"
     );
-    let app = Arc::new(App::new(store, queue, telemetry, port));
+    let app = Arc::new(App::new(store, queue, telemetry, port).with_db_semconv(config.db_semconv));
     let serve = server::serve_config(&config);
     let router = routes::router(app, config.max_body_bytes);
     throughline_service_kit::serve_http(listener, router, serve, shutdown).await;

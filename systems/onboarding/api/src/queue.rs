@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use throughline_instrument::{SendOperation, SendReceipt};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// SQS takes at most ten messages per `SendMessageBatch`.
@@ -52,6 +53,17 @@ pub trait MessageQueue: Send + Sync + 'static {
         &self,
         message: OutgoingMessage,
     ) -> impl Future<Output = Result<String, QueueError>> + Send;
+    /// Sends one message; returns the id the queue gave it and the call that carried it (for
+    /// the PRODUCER span). A queue that does not batch says `SendMessage`.
+    fn send_message(
+        &self,
+        message: OutgoingMessage,
+    ) -> impl Future<Output = Result<SendReceipt, QueueError>> + Send {
+        async move {
+            let id = self.send(message).await?;
+            Ok(SendReceipt::new(id, SendOperation::SendMessage))
+        }
+    }
     /// Proves the queue answers, for `/health`.
     fn probe(&self) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
@@ -76,7 +88,7 @@ struct Target {
 #[derive(Debug)]
 struct Pending {
     message: OutgoingMessage,
-    outcome: oneshot::Sender<Result<String, QueueError>>,
+    outcome: oneshot::Sender<Result<SendReceipt, QueueError>>,
 }
 
 impl SqsQueue {
@@ -94,17 +106,7 @@ impl SqsQueue {
                 tokio::time::timeout(timeout, client.get_queue_url().queue_name(name).send()).await;
             let message = match attempt {
                 Ok(Ok(out)) => match out.queue_url {
-                    Some(url) => {
-                        let target = Arc::new(Target {
-                            client,
-                            name: name.to_owned(),
-                            url,
-                            timeout,
-                        });
-                        let (pending, waiting) = mpsc::channel(PENDING_CAPACITY);
-                        tokio::spawn(dispatch(Arc::clone(&target), waiting));
-                        return Ok(Self { target, pending });
-                    }
+                    Some(url) => return Ok(Self::at_url(client, name, &url, timeout)),
                     None => "the answer holds no QueueUrl".to_owned(),
                 },
                 Ok(Err(e)) => aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
@@ -120,6 +122,20 @@ impl SqsQueue {
         }
     }
 
+    /// The queue at a known `url`, with no call made: for a url taken from configuration, or
+    /// a queue that cannot be reached now (its sends and `/health` probes then fail).
+    pub fn at_url(client: aws_sdk_sqs::Client, name: &str, url: &str, timeout: Duration) -> Self {
+        let target = Arc::new(Target {
+            client,
+            name: name.to_owned(),
+            url: url.to_owned(),
+            timeout,
+        });
+        let (pending, waiting) = mpsc::channel(PENDING_CAPACITY);
+        tokio::spawn(dispatch(Arc::clone(&target), waiting));
+        Self { target, pending }
+    }
+
     pub fn url(&self) -> &str {
         &self.target.url
     }
@@ -131,6 +147,10 @@ impl MessageQueue for SqsQueue {
     }
 
     async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
+        self.send_message(message).await.map(|r| r.message_id)
+    }
+
+    async fn send_message(&self, message: OutgoingMessage) -> Result<SendReceipt, QueueError> {
         let (outcome, answer) = oneshot::channel();
         let gone = || QueueError::Send {
             queue: self.target.name.clone(),
@@ -203,7 +223,10 @@ impl Target {
                 .set_message_attributes(Some(attributes))
                 .send();
             match tokio::time::timeout(self.timeout, request).await {
-                Ok(Ok(out)) => Ok(out.message_id.unwrap_or_default()),
+                Ok(Ok(out)) => Ok(SendReceipt::new(
+                    out.message_id.unwrap_or_default(),
+                    SendOperation::SendMessage,
+                )),
                 Ok(Err(e)) => Err(self.send_error(aws_sdk_sqs::error::DisplayErrorContext(e))),
                 Err(_) => Err(self.timeout_error()),
             }
@@ -239,6 +262,9 @@ impl Target {
         if entries.is_empty() {
             return;
         }
+        let operation = SendOperation::SendMessageBatch {
+            message_count: entries.len(),
+        };
         let request = self
             .client
             .send_message_batch()
@@ -263,7 +289,7 @@ impl Target {
         };
         for ok in out.successful {
             if let Some(outcome) = waiting.remove(&ok.id) {
-                let _ = outcome.send(Ok(ok.message_id));
+                let _ = outcome.send(Ok(SendReceipt::new(ok.message_id, operation)));
             }
         }
         for failed in out.failed {

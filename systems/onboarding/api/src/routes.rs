@@ -1,5 +1,7 @@
-//! The HTTP routes: `POST /onboard`, `GET /customers/{id}`, `GET /health`, each traced with a
-//! SERVER span; the one place that maps domain errors to HTTP status.
+//! The HTTP routes: `POST /onboard`, `GET /customers/{id}`, `GET /health`, and the one place
+//! that maps domain errors to HTTP status. The spans of each hop (the SERVER span, the
+//! database's CLIENT span, the queue's PRODUCER span) come from `throughline-instrument`;
+//! this file holds what onboarding does.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,21 +10,26 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use opentelemetry::global::BoxedTracer;
+use opentelemetry::global::{self, BoxedTracer};
 use opentelemetry::metrics::{Counter, Histogram, Meter};
-use opentelemetry::trace::{FutureExt, SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue, global};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use serde_json::json;
+use throughline_instrument::{
+    DbClient, DbOperation, DbSemconv, DbTarget, ErrorType, HttpServerLayer, SharedTracer,
+    SqsProducer,
+};
+
+use throughline_service_kit::ErrorChain;
 
 use crate::customers::{CustomerStore, CustomerStoreError, NewCustomer};
 use crate::names;
 use crate::queue::{MessageQueue, OutgoingMessage};
 use crate::validation::{self, ValidationError};
-use throughline_carriers::{HeaderExtractor, SqsAttributeCollector};
 
 /// The tracer and meter the API reports through. [`Telemetry::global`] takes them from the
 /// global providers (set up by `throughline-telemetry`); tests pass their own.
@@ -53,11 +60,13 @@ struct Metrics {
 pub struct App<Q> {
     pub store: CustomerStore,
     pub queue: Q,
-    tracer: BoxedTracer,
+    tracer: SharedTracer,
     metrics: Metrics,
-    server_port: i64,
-    /// `db.*` and `server.*` attributes of the store's CLIENT spans, built once.
-    db_attributes: Vec<KeyValue>,
+    server_port: u16,
+    /// The CLIENT spans of the customer store.
+    db: DbClient,
+    /// The PRODUCER spans of the queue.
+    producer: SqsProducer,
 }
 
 impl<Q: MessageQueue> App<Q> {
@@ -78,43 +87,52 @@ impl<Q: MessageQueue> App<Q> {
                 .with_description("POST /onboard duration by customer type")
                 .build(),
         };
+        let tracer: SharedTracer = Arc::new(telemetry.tracer);
         let target = store.target();
-        let mut db_attributes = vec![KeyValue::new(semconv::DB_SYSTEM_NAME, target.system)];
-        if let Some(namespace) = target.namespace {
-            db_attributes.push(KeyValue::new(semconv::DB_NAMESPACE, namespace));
-        }
-        if let Some(address) = target.server_address {
-            db_attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, address));
-        }
-        if let Some(port) = target.server_port {
-            db_attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
-        }
+        let mut db_target = DbTarget::new(target.system);
+        db_target.namespace = target.namespace;
+        db_target.server_address = target.server_address;
+        db_target.server_port = target.server_port;
+        let db = DbClient::shared(Arc::clone(&tracer), db_target);
+        let producer = SqsProducer::shared(Arc::clone(&tracer), queue.name());
         Self {
             store,
             queue,
-            tracer: telemetry.tracer,
+            tracer,
             metrics,
-            server_port: i64::from(server_port),
-            db_attributes,
+            server_port,
+            db,
+            producer,
         }
+    }
+
+    /// Which database attribute names the store's spans carry
+    /// (`OTEL_SEMCONV_STABILITY_OPT_IN`, see [`crate::ApiConfig::db_semconv`]).
+    pub fn with_db_semconv(mut self, db_semconv: DbSemconv) -> Self {
+        self.db = self.db.semconv(db_semconv);
+        self
     }
 }
 
-/// The router with its body limit; timeouts are the server's (see [`crate::server`]).
+/// The router with its body limit and its SERVER spans (health checks untraced: they would
+/// drown the traces people look for); timeouts are the server's (see [`crate::server`]).
 pub fn router<Q: MessageQueue>(app: Arc<App<Q>>, max_body_bytes: usize) -> Router {
+    let traced = HttpServerLayer::shared(Arc::clone(&app.tracer))
+        .server_port(app.server_port)
+        .exclude_path("/health");
     Router::new()
         .route("/onboard", post(onboard::<Q>))
         .route("/customers/{id}", get(customer::<Q>))
         .route("/health", get(health::<Q>))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(traced)
         .with_state(app)
 }
 
-/// A handler's answer before the SERVER span is closed.
+/// A handler's answer, with what went wrong for `error.type` on 5xx answers.
 struct Answer {
     status: StatusCode,
     body: serde_json::Value,
-    /// What went wrong, for `error.type` on 5xx answers.
     error_type: Option<&'static str>,
 }
 
@@ -135,64 +153,34 @@ impl Answer {
     }
 }
 
-/// Starts the SERVER span of a request, continuing the caller's trace when it sent one.
-fn server_span<Q: MessageQueue>(
-    app: &App<Q>,
-    headers: &HeaderMap,
-    method: &'static str,
-    route: &'static str,
-    path: String,
-) -> Context {
-    let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
-    let mut attributes = vec![
-        KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
-        KeyValue::new(semconv::HTTP_ROUTE, route),
-        KeyValue::new(semconv::URL_PATH, path),
-        KeyValue::new(semconv::URL_SCHEME, "http"),
-        KeyValue::new(semconv::SERVER_PORT, app.server_port),
-    ];
-    if let Some(ua) = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-    {
-        attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_owned()));
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if let Some(kind) = self.error_type {
+            response.extensions_mut().insert(ErrorType(kind));
+        }
+        response
     }
-    let span = app
-        .tracer
-        .span_builder(format!("{method} {route}"))
-        .with_kind(SpanKind::Server)
-        .with_attributes(attributes)
-        .start_with_context(&app.tracer, &parent);
-    parent.with_span(span)
 }
 
-/// Ends the SERVER span and builds the response with its `traceresponse` header.
-fn finish(cx: &Context, answer: Answer) -> Response {
-    let span = cx.span();
-    span.set_attribute(KeyValue::new(
-        semconv::HTTP_RESPONSE_STATUS_CODE,
-        i64::from(answer.status.as_u16()),
-    ));
-    if let Some(kind) = answer.error_type {
-        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, kind));
-        span.set_status(Status::error(kind));
-    }
-    let sc = span.span_context().clone();
-    span.end();
-    let mut response = (answer.status, axum::Json(answer.body)).into_response();
-    if sc.is_valid() {
-        // W3C Trace Context Level 2 `traceresponse`: version-traceid-childid-flags.
-        let value = format!(
-            "00-{}-{}-{:02x}",
-            sc.trace_id(),
-            sc.span_id(),
-            sc.trace_flags().to_u8()
-        );
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert("traceresponse", v);
+/// What became of a `POST /onboard`, as the metrics label it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Accepted,
+    Invalid,
+    Duplicate,
+    Unavailable,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Invalid => "invalid",
+            Self::Duplicate => "duplicate",
+            Self::Unavailable => "unavailable",
         }
     }
-    response
 }
 
 async fn onboard<Q: MessageQueue>(
@@ -201,33 +189,58 @@ async fn onboard<Q: MessageQueue>(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let cx = server_span(&app, &headers, "POST", "/onboard", "/onboard".to_owned());
-    let (answer, customer_type, outcome) = accept(&app, &cx, &body).with_context(cx.clone()).await;
+    let (answer, customer_type, outcome) = match json_content_type(&headers) {
+        Ok(()) => accept(&app, &body).await,
+        Err(problem) => {
+            let body = json!({"status": "error", "error": "request body must be application/json",
+                              "fields": [{"field": "content-type", "problem": problem}]});
+            (
+                Answer::ok(StatusCode::UNSUPPORTED_MEDIA_TYPE, body),
+                "unknown",
+                Outcome::Invalid,
+            )
+        }
+    };
     let type_attr = KeyValue::new(names::CUSTOMER_TYPE, customer_type);
     app.metrics.requests.add(
         1,
         &[
             type_attr.clone(),
-            KeyValue::new(names::ONBOARDING_OUTCOME, outcome),
+            KeyValue::new(names::ONBOARDING_OUTCOME, outcome.as_str()),
         ],
     );
-    if outcome == "accepted" {
+    if outcome == Outcome::Accepted {
         app.metrics.success.add(1, std::slice::from_ref(&type_attr));
     }
     app.metrics
         .duration
         .record(started.elapsed().as_secs_f64(), &[type_attr]);
-    finish(&cx, answer)
+    answer.into_response()
+}
+
+/// `Ok` when `Content-Type` is `application/json`, with or without parameters
+/// (`; charset=utf-8`); otherwise what is wrong with it. A body of any other type could come
+/// from a cross-site form or `fetch` that no preflight stopped.
+fn json_content_type(headers: &HeaderMap) -> Result<(), String> {
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return Err("missing; must be application/json".to_owned());
+    };
+    let Ok(value) = value.to_str() else {
+        return Err("is not visible ASCII; must be application/json".to_owned());
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        // At most 64 characters of what was sent, so the answer stays small.
+        let shown: String = value.chars().take(64).collect();
+        Err(format!("{shown:?} is not application/json"))
+    }
 }
 
 /// Validates, stores and queues one request. Returns the answer, the customer type (`unknown`
 /// when the body did not say) and the outcome for the metrics.
-async fn accept<Q: MessageQueue>(
-    app: &App<Q>,
-    cx: &Context,
-    body: &[u8],
-) -> (Answer, &'static str, &'static str) {
-    let span = cx.span();
+async fn accept<Q: MessageQueue>(app: &App<Q>, body: &[u8]) -> (Answer, &'static str, Outcome) {
     let request = match validation::validate(body) {
         Ok(r) => r,
         Err(ValidationError::NotAnObject(problem)) => {
@@ -236,7 +249,7 @@ async fn accept<Q: MessageQueue>(
             return (
                 Answer::ok(StatusCode::BAD_REQUEST, body),
                 "unknown",
-                "invalid",
+                Outcome::Invalid,
             );
         }
         Err(ValidationError::Fields(fields)) => {
@@ -246,39 +259,33 @@ async fn accept<Q: MessageQueue>(
             return (
                 Answer::ok(StatusCode::BAD_REQUEST, body),
                 "unknown",
-                "invalid",
+                Outcome::Invalid,
             );
         }
     };
     let customer_type = request.customer_type.as_str();
-    span.set_attribute(KeyValue::new(
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    // The SERVER span is the current context (the instrumentation layer runs us inside it).
+    let cx = Context::current();
+    let server = cx.span();
+    server.set_attribute(KeyValue::new(
         names::CUSTOMER_ID,
         request.customer_id.clone(),
     ));
-    span.set_attribute(KeyValue::new(names::CUSTOMER_TYPE, customer_type));
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
-    span.set_attribute(KeyValue::new(
+    server.set_attribute(KeyValue::new(names::CUSTOMER_TYPE, customer_type));
+    server.set_attribute(KeyValue::new(
         names::ONBOARDING_REQUEST_ID,
         request_id.clone(),
     ));
-    let trace_id = span.span_context().trace_id().to_string();
+    let trace_id = server.span_context().trace_id().to_string();
     let now = now_rfc3339();
 
     // 1. Store the customer (a CLIENT span for the database, as the service map shows it).
-    let mut db_attributes = Vec::with_capacity(app.db_attributes.len() + 2);
-    db_attributes.extend(app.db_attributes.iter().cloned());
-    db_attributes.push(KeyValue::new(semconv::DB_OPERATION_NAME, "INSERT"));
-    db_attributes.push(KeyValue::new(semconv::DB_COLLECTION_NAME, "customers"));
-    let db_span = app
-        .tracer
-        .span_builder("INSERT customers")
-        .with_kind(SpanKind::Client)
-        .with_attributes(db_attributes)
-        .start_with_context(&app.tracer, cx);
-    let db_cx = cx.with_span(db_span);
     let stored = app
-        .store
-        .insert(NewCustomer {
+        .db
+        .start(DbOperation::new("INSERT").collection("customers"));
+    let inserted = stored
+        .run(app.store.insert(NewCustomer {
             customer_id: request.customer_id.clone(),
             email: request.email.clone(),
             name: request.name.clone(),
@@ -287,51 +294,34 @@ async fn accept<Q: MessageQueue>(
             request_id: request_id.clone(),
             trace_id: trace_id.clone(),
             created_at: now.clone(),
-        })
+        }))
         .await;
-    match stored {
-        Ok(()) => db_cx.span().end(),
+    match inserted {
+        Ok(()) => stored.end(),
         Err(CustomerStoreError::Duplicate(id)) => {
-            db_cx.span().end();
+            stored.end();
             let body = json!({"status": "error", "error": format!("customer {id} already exists"),
                               "fields": [{"field": "customer_id", "problem": "already exists"}]});
             return (
                 Answer::ok(StatusCode::CONFLICT, body),
                 customer_type,
-                "duplicate",
+                Outcome::Duplicate,
             );
         }
         Err(e) => {
-            db_cx.span().set_status(Status::error(e.to_string()));
-            db_cx.span().end();
-            tracing::error!(error = %e, trace_id = %trace_id, "customer could not be stored");
+            stored.fail_status(ErrorChain(&e));
+            stored.end();
+            tracing::error!(error = %ErrorChain(&e), trace_id = %trace_id, "customer could not be stored");
             let body = json!({"status": "error", "error": "customer database unavailable", "trace_id": trace_id});
             return (
                 Answer::error(StatusCode::SERVICE_UNAVAILABLE, "database", body),
                 customer_type,
-                "unavailable",
+                Outcome::Unavailable,
             );
         }
     }
 
-    // 2. Queue the work with the PRODUCER span's context in the message attributes.
-    let queue = app.queue.name().to_owned();
-    let producer = app
-        .tracer
-        .span_builder(format!("send {queue}"))
-        .with_kind(SpanKind::Producer)
-        .with_attributes([
-            KeyValue::new(semconv::MESSAGING_SYSTEM, "aws_sqs"),
-            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
-            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "SendMessage"),
-            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, queue.clone()),
-            KeyValue::new(names::CUSTOMER_ID, request.customer_id.clone()),
-        ])
-        .start_with_context(&app.tracer, cx);
-    let producer_cx = cx.with_span(producer);
-    let mut collector = SqsAttributeCollector::default();
-    global::get_text_map_propagator(|p| p.inject_context(&producer_cx, &mut collector));
-    let attributes: HashMap<String, String> = collector.fields.into_iter().collect();
+    // 2. Queue the work; the PRODUCER span's context travels in the message attributes.
     let message = json!({
         "customer_id": request.customer_id,
         "email": request.email,
@@ -340,38 +330,50 @@ async fn accept<Q: MessageQueue>(
         "company_size": request.company_size,
         "request_id": request_id,
         "requested_at": now,
-    });
-    let body = message.to_string();
-    producer_cx.span().set_attribute(KeyValue::new(
-        semconv::MESSAGING_MESSAGE_BODY_SIZE,
-        body.len() as i64,
-    ));
-    match app.queue.send(OutgoingMessage { body, attributes }).await {
-        Ok(message_id) => {
-            producer_cx
-                .span()
-                .set_attribute(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, message_id));
-            producer_cx.span().end();
-        }
-        Err(e) => {
-            producer_cx
-                .span()
-                .set_attribute(KeyValue::new(semconv::ERROR_TYPE, "queue"));
-            producer_cx.span().set_status(Status::error(e.to_string()));
-            producer_cx.span().end();
-            tracing::error!(error = %e, trace_id = %trace_id, "onboarding message could not be queued");
-            // Without a message the worker never sees the customer: undo, so a retry succeeds.
-            if let Err(e) = app.store.delete(request.customer_id.clone()).await {
-                tracing::error!(error = %e, "customer could not be removed after a failed send");
+    })
+    .to_string();
+    let mut attributes = HashMap::new();
+    let sent = match app.producer.start_send(
+        &mut attributes,
+        [
+            KeyValue::new(names::CUSTOMER_ID, request.customer_id.clone()),
+            KeyValue::new(semconv::MESSAGING_MESSAGE_BODY_SIZE, message.len() as i64),
+        ],
+    ) {
+        Ok(span) => {
+            let attributes = attributes
+                .into_iter()
+                .filter_map(|(k, v)| v.string_value.map(|v| (k, v)))
+                .collect();
+            let outcome = app
+                .queue
+                .send_message(OutgoingMessage {
+                    body: message,
+                    attributes,
+                })
+                .await;
+            match &outcome {
+                Ok(receipt) => receipt.record(&span),
+                Err(e) => span.fail("queue", e),
             }
-            let body = json!({"status": "error", "error": format!("onboarding queue {queue} unavailable"),
-                              "trace_id": trace_id});
-            return (
-                Answer::error(StatusCode::SERVICE_UNAVAILABLE, "queue", body),
-                customer_type,
-                "unavailable",
-            );
+            outcome.map(|_| ()).map_err(|e| e.to_string())
         }
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = sent {
+        tracing::error!(error = %e, trace_id = %trace_id, "onboarding message could not be queued");
+        // Without a message the worker never sees the customer: undo, so a retry succeeds.
+        if let Err(e) = app.store.delete(request.customer_id.clone()).await {
+            tracing::error!(error = %ErrorChain(&e), "customer could not be removed after a failed send");
+        }
+        let body = json!({"status": "error",
+                          "error": format!("onboarding queue {} unavailable", app.queue.name()),
+                          "trace_id": trace_id});
+        return (
+            Answer::error(StatusCode::SERVICE_UNAVAILABLE, "queue", body),
+            customer_type,
+            Outcome::Unavailable,
+        );
     }
 
     let body = json!({
@@ -382,22 +384,18 @@ async fn accept<Q: MessageQueue>(
         "message": "Customer onboarding initiated",
         "trace_id": trace_id,
     });
-    (Answer::ok(StatusCode::OK, body), customer_type, "accepted")
+    (
+        Answer::ok(StatusCode::OK, body),
+        customer_type,
+        Outcome::Accepted,
+    )
 }
 
 async fn customer<Q: MessageQueue>(
     State(app): State<Arc<App<Q>>>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    let cx = server_span(
-        &app,
-        &headers,
-        "GET",
-        "/customers/{id}",
-        format!("/customers/{id}"),
-    );
-    let answer = match app.store.get(id.clone()).with_context(cx.clone()).await {
+    let answer = match app.store.get(id.clone()).await {
         Ok(Some(c)) => Answer::ok(StatusCode::OK, json!(c)),
         Ok(None) => Answer::ok(
             StatusCode::NOT_FOUND,
@@ -405,7 +403,7 @@ async fn customer<Q: MessageQueue>(
                    "fields": [{"field": "id", "problem": "no such customer"}]}),
         ),
         Err(e) => {
-            tracing::error!(error = %e, "customer could not be read");
+            tracing::error!(error = %ErrorChain(&e), "customer could not be read");
             Answer::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database",
@@ -413,11 +411,10 @@ async fn customer<Q: MessageQueue>(
             )
         }
     };
-    finish(&cx, answer)
+    answer.into_response()
 }
 
 async fn health<Q: MessageQueue>(State(app): State<Arc<App<Q>>>) -> Response {
-    // Not traced: health probes would drown the traces people look for.
     let t = Instant::now();
     let db = app.store.ping().await;
     let db_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -428,7 +425,7 @@ async fn health<Q: MessageQueue>(State(app): State<Arc<App<Q>>>) -> Response {
         Ok(()) => json!({"status": "healthy", "latency_ms": ms}),
         Err(e) => json!({"status": "unhealthy", "error": e, "latency_ms": ms}),
     };
-    let db = db.map_err(|e| e.to_string());
+    let db = db.map_err(|e| ErrorChain(&e).to_string());
     let queue = queue.map_err(|e| e.to_string());
     let healthy = db.is_ok() && queue.is_ok();
     let body = json!({

@@ -258,10 +258,11 @@ async fn a_bad_database_stops_start_up_naming_database_url_without_the_password(
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        onboarding_api::serve(config(&url), telemetry, listener, std::future::pending())
+        let e = onboarding_api::serve(config(&url), telemetry, listener, std::future::pending())
             .await
-            .expect_err("start-up must fail")
-            .to_string()
+            .expect_err("start-up must fail");
+        // The message names the URL, and its cause follows it once.
+        throughline_service_kit::ErrorChain(&e).to_string()
     };
 
     // Nothing listens there.
@@ -326,8 +327,8 @@ async fn tls_required_of_a_server_without_it_stops_start_up_naming_database_url(
         .expect("bind");
     let e = onboarding_api::serve(config(&url), telemetry, listener, std::future::pending())
         .await
-        .expect_err("start-up must fail")
-        .to_string();
+        .expect_err("start-up must fail");
+    let e = throughline_service_kit::ErrorChain(&e).to_string();
     assert!(
         e.starts_with("DATABASE_URL postgres://postgres:***@"),
         "{e}"

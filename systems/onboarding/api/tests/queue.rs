@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use onboarding_api::queue::{MessageQueue, OutgoingMessage, SqsQueue, sqs_client};
 use throughline_broker::{Broker, BrokerConfig};
+use throughline_instrument::SendOperation;
 
 const MESSAGES: usize = 50;
 
@@ -65,14 +66,25 @@ async fn concurrent_sends_leave_in_batches_and_each_message_arrives_once_with_it
                     format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{n:016x}-01"),
                 )]),
             };
-            queue.send(message).await
+            queue.send_message(message).await
         });
     }
     let mut ids = HashSet::new();
+    let mut batched = 0;
     while let Some(sent) = sends.join_next().await {
-        let id = sent.expect("send task").expect("message sent");
-        assert!(ids.insert(id), "message ids are distinct");
+        let receipt = sent.expect("send task").expect("message sent");
+        // Each message names the call that carried it, for its PRODUCER span (issue 19.12).
+        match receipt.operation {
+            SendOperation::SendMessage => {}
+            SendOperation::SendMessageBatch { message_count } => {
+                assert!((2..=10).contains(&message_count), "{receipt:?}");
+                batched += 1;
+            }
+            SendOperation::PutEvents { .. } => panic!("an SQS send said PutEvents"),
+        }
+        assert!(ids.insert(receipt.message_id), "message ids are distinct");
     }
+    assert!(batched > 0, "no message said it left in a SendMessageBatch");
     assert_eq!(ids.len(), MESSAGES);
     let requests = broker_counter(
         &endpoint,

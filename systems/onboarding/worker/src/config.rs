@@ -7,16 +7,10 @@ use std::time::Duration;
 use onboarding_db::DatabaseDefaults;
 pub use onboarding_db::{DatabaseConfig, PostgresConfig};
 
-use crate::steps::Step;
+pub use throughline_instrument::ConsumerContext;
+use throughline_instrument::DbSemconv;
 
-/// How a record's CONSUMER span relates to the producer's span.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsumerContext {
-    /// The producer's span is the parent: one trace from HTTP to the worker (the default).
-    Parent,
-    /// A new trace with a link to the producer's span, as the messaging conventions allow.
-    Link,
-}
+use crate::step::Step;
 
 /// Where documents go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +141,9 @@ pub struct WorkerConfig {
     pub flush: bool,
     /// `ONBOARDING_FLUSH_TIMEOUT_MS`: the bound on that flush (default 2000).
     pub flush_timeout: Duration,
+    /// Which database attribute names spans carry: `OTEL_SEMCONV_STABILITY_OPT_IN` naming
+    /// `database/dup` adds the old ones (`db.system`, `db.name`, …) to the stable ones.
+    pub db_semconv: DbSemconv,
 }
 
 /// A configuration value that cannot be used.
@@ -257,6 +254,7 @@ impl WorkerConfig {
             failure_rates,
             flush,
             flush_timeout,
+            db_semconv: DbSemconv::from_env(env),
         })
     }
 }

@@ -11,14 +11,13 @@ use std::sync::{Arc, Mutex};
 
 use onboarding_db::SqliteOpenError;
 use onboarding_db::schema::SCHEMA_LOCK_KEY;
-use opentelemetry::KeyValue;
-use opentelemetry_semantic_conventions::attribute as semconv;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use throughline_instrument::DbTarget;
 use tokio::sync::OnceCell;
 
 use crate::config::{DatabaseConfig, PostgresConfig};
 use crate::names::{DB_SYSTEM_POSTGRESQL, DB_SYSTEM_SQLITE};
-use crate::steps::OpenError;
+use crate::open::OpenError;
 
 const SQLITE_AUDIT_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS audit_trail (
     id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL, request_id TEXT NOT NULL,
@@ -58,7 +57,7 @@ pub struct PostgresDatabase {
     /// The URL with its password redacted, for messages.
     url: String,
     schema: OnceCell<()>,
-    attributes: Vec<KeyValue>,
+    target: DbTarget,
     connect_timeout: std::time::Duration,
 }
 
@@ -94,11 +93,12 @@ impl WorkerDatabase {
         }
     }
 
-    /// `db.system.name`, and for PostgreSQL `db.namespace`, `server.address`, `server.port`.
-    pub fn span_attributes(&self) -> Vec<KeyValue> {
+    /// What the database's spans name: `db.system.name`, and for PostgreSQL `db.namespace`,
+    /// `server.address`, `server.port`.
+    pub fn target(&self) -> DbTarget {
         match self {
-            Self::Sqlite { .. } => vec![KeyValue::new(semconv::DB_SYSTEM_NAME, DB_SYSTEM_SQLITE)],
-            Self::Postgres(pg) => pg.attributes.clone(),
+            Self::Sqlite { .. } => DbTarget::new(DB_SYSTEM_SQLITE),
+            Self::Postgres(pg) => pg.target.clone(),
         }
     }
 
@@ -225,12 +225,9 @@ impl PostgresDatabase {
             .get_database()
             .unwrap_or(options.get_username())
             .to_owned();
-        let attributes = vec![
-            KeyValue::new(semconv::DB_SYSTEM_NAME, DB_SYSTEM_POSTGRESQL),
-            KeyValue::new(semconv::DB_NAMESPACE, namespace),
-            KeyValue::new(semconv::SERVER_ADDRESS, server_address),
-            KeyValue::new(semconv::SERVER_PORT, i64::from(options.get_port())),
-        ];
+        let target = DbTarget::new(DB_SYSTEM_POSTGRESQL)
+            .namespace(namespace)
+            .server(server_address, Some(options.get_port()));
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.connect_timeout)
@@ -244,7 +241,7 @@ impl PostgresDatabase {
             pool,
             url: config.redacted_url.clone(),
             schema: OnceCell::new(),
-            attributes,
+            target,
             connect_timeout: config.connect_timeout,
         })
     }

@@ -11,7 +11,9 @@ pub mod database;
 pub mod entry;
 pub mod handler;
 pub mod names;
+pub mod open;
 pub mod outbox;
+pub mod step;
 pub mod steps;
 
 use std::sync::Arc;

@@ -16,7 +16,7 @@ pub const OUTBOX_FILE: &str = "notifications.jsonl";
 
 /// Why the outbox could not be opened or written.
 #[derive(Debug, thiserror::Error)]
-#[error("outbox {path}: {source}")]
+#[error("outbox {path}")]
 pub struct OutboxError {
     pub path: PathBuf,
     #[source]

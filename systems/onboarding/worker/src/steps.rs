@@ -1,81 +1,25 @@
-//! The processing steps of seed 002, each a child span with business attributes, and the
-//! resources they touch: the shared database (see [`crate::database`]), the document store, the
-//! outbox.
+//! The processing steps of seed 002, each a child span with business attributes (through
+//! `throughline-instrument`: a database step is the database's CLIENT span), and the resources
+//! they touch: the shared database (see [`crate::database`]), the document store, the outbox.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{FutureExt, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_semantic_conventions::attribute as semconv;
 use serde::Deserialize;
+use throughline_instrument::{DbClient, DbOperation, SharedTracer, Spans};
+use throughline_service_kit::ErrorChain;
 
 use crate::config::{DocumentsLocation, S3Settings, WorkerConfig};
 use crate::database::{StatusUpdate, WorkerDatabase};
 use crate::names;
-use crate::outbox::{Outbox, OutboxError};
-
-/// One processing step. Failures can be injected per step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Step {
-    Validation,
-    Compliance,
-    Audit,
-    Documents,
-    Status,
-    Notification,
-    FollowUp,
-}
-
-impl Step {
-    pub const ALL: [Step; 7] = [
-        Step::Validation,
-        Step::Compliance,
-        Step::Audit,
-        Step::Documents,
-        Step::Status,
-        Step::Notification,
-        Step::FollowUp,
-    ];
-
-    /// The name used in `ONBOARDING_FAILURES` and in `onboarding.step`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Step::Validation => "validation",
-            Step::Compliance => "compliance",
-            Step::Audit => "audit",
-            Step::Documents => "documents",
-            Step::Status => "status",
-            Step::Notification => "notification",
-            Step::FollowUp => "followup",
-        }
-    }
-
-    /// The span name of the step.
-    fn span_name(self) -> &'static str {
-        match self {
-            Step::Validation => "validate and enrich customer",
-            Step::Compliance => "compliance checks",
-            Step::Audit => "INSERT audit_trail",
-            Step::Documents => "store customer documents",
-            Step::Status => "UPDATE customers",
-            Step::Notification => "send welcome notification",
-            Step::FollowUp => "trigger follow-up workflows",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Step> {
-        Step::ALL.into_iter().find(|step| step.name() == s)
-    }
-
-    pub fn names() -> String {
-        Step::ALL.map(Step::name).join(", ")
-    }
-}
+pub use crate::open::OpenError;
+use crate::outbox::Outbox;
+pub use crate::step::{Step, StepError};
 
 /// The message body the API sends.
 #[derive(Debug, Clone, Deserialize)]
@@ -89,54 +33,6 @@ pub struct CustomerRecord {
     pub request_id: String,
 }
 
-/// Why a step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    #[error("{step}: injected failure")]
-    Injected { step: &'static str },
-    #[error("{step}: {message}")]
-    Failed { step: &'static str, message: String },
-}
-
-impl StepError {
-    pub fn step(&self) -> &'static str {
-        match self {
-            StepError::Injected { step } | StepError::Failed { step, .. } => step,
-        }
-    }
-}
-
-/// Why the worker's resources could not be opened at cold start.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("database {path}: {source}")]
-    Database {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    /// PostgreSQL could not be reached, or refused us; `url` has its password redacted.
-    #[error("DATABASE_URL {url}: cannot open the database: {source}")]
-    Connect { url: String, source: sqlx::Error },
-    /// No connection within `DATABASE_CONNECT_TIMEOUT_MS` (nothing listening, or no answer).
-    #[error("DATABASE_URL {url}: cannot open the database: no connection within {timeout_ms} ms")]
-    ConnectTimeout { url: String, timeout_ms: u64 },
-    #[error("directory {path}: {source}")]
-    Directory {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("document store: {0}")]
-    Documents(#[from] object_store::Error),
-    #[error(transparent)]
-    Outbox(#[from] OutboxError),
-    /// The S3 client could not be built from the `AWS_*` settings; `message` has every secret
-    /// value masked.
-    #[error("ONBOARDING_DOCUMENTS_URL s3://{bucket}: cannot build the S3 client: {message}")]
-    S3 { bucket: String, message: String },
-    #[error("ONBOARDING_DOCUMENTS_URL names S3, but this build lacks the `s3` feature")]
-    S3NotBuilt,
-}
-
 /// Risk figures from the validation step, carried to the status update.
 #[derive(Debug, Clone, Copy)]
 struct Risk {
@@ -147,10 +43,11 @@ struct Risk {
 /// Runs the steps for one record.
 #[derive(Debug)]
 pub struct Processor {
-    pub(crate) tracer: BoxedTracer,
+    /// The steps' own INTERNAL spans.
+    spans: Spans,
     db: WorkerDatabase,
-    /// The database's `db.*`/`server.*` span attributes, built once.
-    db_attributes: Vec<KeyValue>,
+    /// The CLIENT spans of the database steps.
+    db_spans: DbClient,
     documents: Arc<dyn ObjectStore>,
     /// Masks credentials in the document store's errors (empty for local files).
     documents_settings: S3Settings,
@@ -161,9 +58,9 @@ pub struct Processor {
 impl Processor {
     /// Opens the database, the document store and the outbox. Blocking (file system);
     /// PostgreSQL is connected to on [`Self::connect`] or first use.
-    pub fn open(config: &WorkerConfig, tracer: BoxedTracer) -> Result<Self, OpenError> {
+    pub fn open(config: &WorkerConfig, tracer: SharedTracer) -> Result<Self, OpenError> {
         let db = WorkerDatabase::open(&config.database)?;
-        let db_attributes = db.span_attributes();
+        let db_spans = DbClient::shared(tracer.clone(), db.target()).semconv(config.db_semconv);
         let (documents, documents_settings): (Arc<dyn ObjectStore>, S3Settings) = match &config
             .documents
         {
@@ -176,9 +73,9 @@ impl Processor {
         };
         let outbox = Outbox::open(&config.outbox_dir)?;
         Ok(Self {
-            tracer,
+            spans: Spans::shared(tracer),
             db,
-            db_attributes,
+            db_spans,
             documents,
             documents_settings,
             outbox,
@@ -191,26 +88,21 @@ impl Processor {
         self.db.connect().await
     }
 
-    /// Runs every step under `cx` (the record's CONSUMER span); stops at the first failure.
-    pub async fn process(
-        &self,
-        cx: &Context,
-        record: &CustomerRecord,
-        attempt: i64,
-    ) -> Result<(), StepError> {
+    /// Runs every step under the current context (the record's CONSUMER span); stops at the
+    /// first failure.
+    pub async fn process(&self, record: &CustomerRecord, attempt: i64) -> Result<(), StepError> {
         let risk = self
-            .step(cx, Step::Validation, async { Ok(validate(record)) })
+            .step(Step::Validation, async { Ok(validate(record)) })
             .await?;
-        cx.span()
+        Context::current()
+            .span()
             .set_attribute(KeyValue::new(names::RISK_SCORE, risk.score));
-        self.step(cx, Step::Compliance, self.compliance(cx, record, risk))
+        self.step(Step::Compliance, self.compliance(record, risk))
             .await?;
-        self.step(cx, Step::Audit, self.audit(record, attempt))
-            .await?;
-        self.step(cx, Step::Documents, self.store_documents(record, risk))
+        self.step(Step::Audit, self.audit(record, attempt)).await?;
+        self.step(Step::Documents, self.store_documents(record, risk))
             .await?;
         self.step(
-            cx,
             Step::Status,
             self.update_status(
                 &record.customer_id,
@@ -221,9 +113,8 @@ impl Processor {
             ),
         )
         .await?;
-        self.step(cx, Step::Notification, self.notify(record))
-            .await?;
-        self.step(cx, Step::FollowUp, async {
+        self.step(Step::Notification, self.notify(record)).await?;
+        self.step(Step::FollowUp, async {
             follow_up(record);
             Ok(())
         })
@@ -247,79 +138,48 @@ impl Processor {
         }
     }
 
-    /// Runs one step in its own child span; an injected failure happens before the work.
+    /// Runs one step in its own child span (the database's CLIENT span for a database step);
+    /// an injected failure happens before the work.
     async fn step<T>(
         &self,
-        cx: &Context,
         step: Step,
         work: impl Future<Output = Result<T, StepError>>,
     ) -> Result<T, StepError> {
-        let mut attributes = vec![KeyValue::new(names::STEP, step.name())];
-        if matches!(step, Step::Audit | Step::Status) {
-            let (op, table) = if step == Step::Audit {
-                ("INSERT", "audit_trail")
-            } else {
-                ("UPDATE", "customers")
-            };
-            attributes.extend(self.db_attributes.iter().cloned());
-            attributes.push(KeyValue::new(semconv::DB_OPERATION_NAME, op));
-            attributes.push(KeyValue::new(semconv::DB_COLLECTION_NAME, table));
-        }
-        let kind = if matches!(step, Step::Audit | Step::Status) {
-            SpanKind::Client
-        } else {
-            SpanKind::Internal
+        let name = KeyValue::new(names::STEP, step.name());
+        let span = match step.database_call() {
+            Some((operation, table)) => self.db_spans.start(
+                DbOperation::new(operation)
+                    .collection(table)
+                    .attribute(name),
+            ),
+            None => self.spans.start(step.span_name(), [name]),
         };
-        let span = self
-            .tracer
-            .span_builder(step.span_name())
-            .with_kind(kind)
-            .with_attributes(attributes)
-            .start_with_context(&self.tracer, cx);
-        let step_cx = cx.with_span(span);
         let rate = self.failure_rates.get(&step).copied().unwrap_or(0.0);
         let result = if rate > 0.0 && rand::random::<f64>() < rate {
             Err(StepError::Injected { step: step.name() })
         } else {
-            work.with_context(step_cx.clone()).await
+            span.run(work).await
         };
-        let span = step_cx.span();
         if let Err(e) = &result {
-            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, step.name()));
-            span.set_status(Status::error(e.to_string()));
+            span.fail(step.name(), e);
         }
-        span.end();
         result
     }
 
-    async fn compliance(
-        &self,
-        cx: &Context,
-        record: &CustomerRecord,
-        risk: Risk,
-    ) -> Result<(), StepError> {
+    async fn compliance(&self, record: &CustomerRecord, risk: Risk) -> Result<(), StepError> {
         // KYC, AML, sanctions and PEP screening: each its own span under "compliance checks".
-        let parent = Context::current();
-        let parent = if parent.span().span_context().is_valid() {
-            parent
-        } else {
-            cx.clone()
-        };
         let enhanced = record.customer_type == "enterprise" || risk.level == "high";
         for check in ["kyc", "aml", "sanctions", "pep"] {
-            let span = self
-                .tracer
-                .span_builder(format!("{check} check"))
-                .with_kind(SpanKind::Internal)
-                .with_attributes([
+            self.spans.instant(
+                format!("{check} check"),
+                [
                     KeyValue::new(names::COMPLIANCE_CHECK, check),
                     KeyValue::new(names::COMPLIANCE_RESULT, "pass"),
                     KeyValue::new(names::COMPLIANCE_ENHANCED, enhanced),
-                ])
-                .start_with_context(&self.tracer, &parent);
-            drop(span); // ends the span
+                ],
+            );
         }
-        parent
+        Context::current()
             .span()
             .set_attribute(KeyValue::new(names::COMPLIANCE_CHECKS, 4_i64));
         Ok(())
@@ -408,7 +268,7 @@ impl Processor {
             .await
             .map_err(|e| StepError::Failed {
                 step: Step::Notification.name(),
-                message: e.to_string(),
+                message: ErrorChain(&e).to_string(),
             })?;
         let cx = Context::current();
         cx.span()

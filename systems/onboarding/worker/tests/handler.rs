@@ -70,18 +70,64 @@ async fn spans_continue_the_producer_trace_and_report_cold_start_once() {
         attr(batch, "messaging.batch.message_count"),
         Some(&opentelemetry::Value::I64(2))
     );
-    // Every step is a child span of a record's CONSUMER span.
-    for step in [
-        "validate and enrich customer",
-        "compliance checks",
-        "INSERT audit_trail",
-        "store customer documents",
-        "UPDATE customers",
-        "send welcome notification",
-        "trigger follow-up workflows",
-    ] {
-        let n = spans.iter().filter(|s| s.name == step).count();
-        assert_eq!(n, 2, "{step}");
+    // Every step is a child span of a record's CONSUMER span, once per record; each
+    // compliance check is a child of its record's "compliance checks".
+    for c in &consumers {
+        let children: Vec<_> = spans
+            .iter()
+            .filter(|s| s.parent_span_id == c.span_context.span_id())
+            .map(|s| s.name.as_ref())
+            .collect();
+        assert_eq!(
+            children,
+            [
+                "validate and enrich customer",
+                "compliance checks",
+                "INSERT audit_trail",
+                "store customer documents",
+                "UPDATE customers",
+                "send welcome notification",
+                "trigger follow-up workflows",
+            ],
+            "children of {:?}",
+            c.span_context.span_id()
+        );
+        for s in spans
+            .iter()
+            .filter(|s| s.parent_span_id == c.span_context.span_id())
+        {
+            assert_eq!(
+                s.span_context.trace_id(),
+                c.span_context.trace_id(),
+                "{}",
+                s.name
+            );
+        }
+        let compliance = spans
+            .iter()
+            .find(|s| s.name == "compliance checks" && s.parent_span_id == c.span_context.span_id())
+            .unwrap();
+        let checks: Vec<_> = spans
+            .iter()
+            .filter(|s| s.parent_span_id == compliance.span_context.span_id())
+            .map(|s| s.name.as_ref())
+            .collect();
+        assert_eq!(
+            checks,
+            ["kyc check", "aml check", "sanctions check", "pep check"]
+        );
+    }
+    let steps = spans
+        .iter()
+        .filter(|s| s.name == "INSERT audit_trail" || s.name == "UPDATE customers");
+    for s in steps {
+        assert_eq!(s.span_kind, SpanKind::Client, "{}", s.name);
+        assert_eq!(
+            attr(s, "db.system.name").map(|v| v.to_string()).as_deref(),
+            Some("sqlite"),
+            "{}",
+            s.name
+        );
     }
     // The email is in the outbox, never on a span.
     for s in &spans {

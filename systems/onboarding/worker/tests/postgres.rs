@@ -188,11 +188,13 @@ async fn a_bad_database_stops_the_cold_start_naming_database_url() {
         &format!("postgres://app:{PASSWORD}@127.0.0.1:{port}/shop"),
         &[],
     );
+    let shown = format!("{unreachable:?}");
+    assert!(!shown.contains(PASSWORD), "{shown}");
     let e = unreachable
         .connect_database()
         .await
-        .expect_err("nothing listens there")
-        .to_string();
+        .expect_err("nothing listens there");
+    let e = throughline_service_kit::ErrorChain(&e).to_string();
     assert!(
         e.starts_with(&format!(
             "DATABASE_URL postgres://app:***@127.0.0.1:{port}/shop: cannot open the database: \
@@ -214,8 +216,8 @@ async fn a_bad_database_stops_the_cold_start_naming_database_url() {
     let e = missing
         .connect_database()
         .await
-        .expect_err("no such database")
-        .to_string();
+        .expect_err("no such database");
+    let e = throughline_service_kit::ErrorChain(&e).to_string();
     assert!(
         e.starts_with("DATABASE_URL postgresql://postgres:***@"),
         "{e}"
