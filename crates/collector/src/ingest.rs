@@ -46,7 +46,7 @@ pub enum IngestError {
     },
     #[error("the collector is shutting down")]
     ShuttingDown,
-    #[error("the store could not keep the data: {0}")]
+    #[error("the store could not keep the data")]
     Store(#[from] StoreError),
     #[error("the store writer stopped")]
     WriterGone,

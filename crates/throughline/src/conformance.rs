@@ -101,11 +101,11 @@ struct Action {
 /// Why a `/test` request could not be served.
 #[derive(Debug, thiserror::Error)]
 enum TestError {
-    #[error("request body is not a JSON list of {{\"url\", \"arguments\"}}: {0}")]
+    #[error("request body is not a JSON list of {{\"url\", \"arguments\"}}")]
     Body(#[from] serde_json::Error),
     #[error("url {0:?} is not an http:// URL")]
     Url(String),
-    #[error("callback to {url} failed: {source}")]
+    #[error("callback to {url} failed")]
     Callback { url: String, source: reqwest::Error },
 }
 
@@ -115,7 +115,8 @@ impl IntoResponse for TestError {
             Self::Body(_) | Self::Url(_) => StatusCode::BAD_REQUEST,
             Self::Callback { .. } => StatusCode::BAD_GATEWAY,
         };
-        (status, self.to_string()).into_response()
+        let message = throughline_service_kit::ErrorChain(&self).to_string();
+        (status, message).into_response()
     }
 }
 
