@@ -169,6 +169,9 @@ where
             () = shutdown.cancelled() => {
                 match tokio::time::timeout(grace, &mut service).await {
                     Ok(result) => result,
+                    // A zero grace is a service that stops at once by design (a Lambda
+                    // runtime loop, which has nothing in flight between invocations): no warning.
+                    Err(_) if grace.is_zero() => Ok(()),
                     Err(_) => {
                         tracing::warn!(grace_secs = grace.as_secs_f64(), "the service did not stop within its shutdown grace");
                         Ok(())

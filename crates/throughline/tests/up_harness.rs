@@ -104,7 +104,8 @@ fn the_quick_start_passes_as_printed_with_moved_ports() {
     assert!(said.contains("whole (rejected request)"), "{said}");
     assert!(!said.contains("BROKEN"), "{said}");
 
-    // Log files carry no terminal colour codes.
+    // Log files carry no terminal colour codes, and a clean stop warns of nothing (it used to
+    // log a metrics-export error, then a missed shutdown grace of the worker).
     system.stop();
     for entry in std::fs::read_dir(system.log_dir()).expect("logs") {
         let path = entry.expect("entry").path();
@@ -113,6 +114,21 @@ fn the_quick_start_passes_as_printed_with_moved_ports() {
             !log.contains('\u{1b}'),
             "{} holds colour codes",
             path.display()
+        );
+        let alarming: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("\"level\":\"WARN\"")
+                    || l.contains("\"level\":\"ERROR\"")
+                    || l.contains(" WARN ")
+                    || l.contains(" ERROR ")
+            })
+            .collect();
+        assert!(
+            alarming.is_empty(),
+            "{} warns after a clean run and stop:\n{}",
+            path.display(),
+            alarming.join("\n")
         );
     }
 }
