@@ -18,20 +18,32 @@ pub struct Known {
     pub services: &'static [Service],
 }
 
-pub const SYSTEMS: &[Known] = &[Known {
-    name: onboarding_system::NAME,
-    describe: |platform, opts| onboarding_system::describe(platform, &opts.onboarding),
-    expected: onboarding_system::expected,
-    scenario: || Arc::new(onboarding_system::OnboardingLoad),
-    default_target: onboarding_system::DEFAULT_TARGET,
-    services: onboarding_system::SERVICES,
-}];
+pub const SYSTEMS: &[Known] = &[
+    Known {
+        name: onboarding_system::NAME,
+        describe: |platform, opts| onboarding_system::describe(platform, &opts.onboarding),
+        expected: onboarding_system::expected,
+        scenario: || Arc::new(onboarding_system::OnboardingLoad),
+        default_target: onboarding_system::DEFAULT_TARGET,
+        services: onboarding_system::SERVICES,
+    },
+    Known {
+        name: events_system::NAME,
+        describe: |platform, opts| events_system::describe(platform, &opts.events),
+        expected: events_system::expected,
+        scenario: || Arc::new(events_system::EventsLoad),
+        default_target: events_system::DEFAULT_TARGET,
+        services: events_system::SERVICES,
+    },
+];
 
 /// Every system's own flags of `up`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SystemsOptions {
     #[command(flatten)]
     pub onboarding: onboarding_system::UpOptions,
+    #[command(flatten)]
+    pub events: events_system::UpOptions,
 }
 
 pub fn find(name: &str) -> Option<&'static Known> {
