@@ -51,6 +51,9 @@ impl System {
                 &http.to_string(),
             ])
             .args(["--query-addr", &query.to_string()])
+            // Every system starts when none is named: the others' ports moved to free ones too.
+            .args(["--events-api-addr", &free_loopback_addr().to_string()])
+            .args(["--events-webhook-addr", &free_loopback_addr().to_string()])
             .args(flags)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
