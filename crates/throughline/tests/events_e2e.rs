@@ -1,7 +1,8 @@
 //! The event fan-out under `throughline up events`, the real binary on free ports: `throughline
 //! load events` finds every placement's trace whole across the three branches (with `_trace` in
 //! the detail, and with the X-Ray `TraceHeader` alone); the N+1 route's trace holds one query per
-//! video and the eager one a single query; a worker that fails every record dead-letters them in
+//! video and the eager one a single query, and the trace view shows the three branches with
+//! their queue times; a worker that fails every record dead-letters them in
 //! its own queue while the other two branches finish.
 
 use std::net::SocketAddr;
@@ -140,19 +141,36 @@ fn assert_all_whole(events: &Events, summary: &Value, status: i32) {
     assert_eq!(traces["whole"], traces["checked"], "{summary:#}");
 }
 
-/// The one trace of an answer that named its SERVER span in `traceresponse`, once `name` has
-/// arrived `count` times.
-async fn trace_of(query: SocketAddr, trace_id: &str, name: &str, count: usize) -> Vec<Value> {
+/// The spans of one trace once `done` says they are all in (or after 30 s, for the assertion
+/// to show what came).
+async fn trace_when(
+    query: SocketAddr,
+    trace_id: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let spans = fetch_spans(query, trace_id).await.unwrap_or_default();
-        if spans.iter().filter(|s| s["operationName"] == name).count() >= count
-            || Instant::now() > deadline
-        {
+        if done(&spans) || Instant::now() > deadline {
             return spans;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+fn count_named(spans: &[Value], name: &str) -> usize {
+    spans.iter().filter(|s| s["operationName"] == name).count()
+}
+
+fn count_consumers(spans: &[Value]) -> usize {
+    spans
+        .iter()
+        .filter(|s| {
+            s["operationName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("process "))
+        })
+        .count()
 }
 
 async fn fetch_spans(query: SocketAddr, trace_id: &str) -> Option<Vec<Value>> {
@@ -187,13 +205,45 @@ async fn every_placement_trace_is_whole_and_the_n_plus_one_route_shows_one_query
             .nth(1)
             .unwrap()
             .to_owned();
-        let spans = trace_of(events.query, &trace_id, "SELECT placements", queries).await;
-        let selects = spans
-            .iter()
-            .filter(|s| s["operationName"] == "SELECT placements")
-            .count();
+        let spans = trace_when(events.query, &trace_id, |s| {
+            count_named(s, "SELECT placements") >= queries && count_named(s, "GET /v1/videos") == 1
+        })
+        .await;
+        let selects = count_named(&spans, "SELECT placements");
         assert_eq!(selects, queries, "{path}: {spans:#?}");
     }
+    assert_trace_view_shows_three_queued_branches(&events).await;
+}
+
+/// The APM's trace view of one placement: its three branches, each with its queue time.
+async fn assert_trace_view_shows_three_queued_branches(events: &Events) {
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/v1/placements", events.api))
+        .json(&json!({"video_id": "vid-004", "product_id": "prod-001",
+                      "start_time": 90_000, "end_time": 90_010}))
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(answer.status(), 201);
+    let body: Value = answer.json().await.unwrap();
+    let trace_id = body["trace_id"].as_str().unwrap().to_owned();
+    // Every branch's CONSUMER span in, and the webhook's SERVER span.
+    let spans = trace_when(events.query, &trace_id, |s| {
+        count_consumers(s) == 3 && count_named(s, "POST /webhook") == 1
+    })
+    .await;
+    assert_eq!(count_consumers(&spans), 3, "{spans:#?}");
+    let page = reqwest::get(format!("http://{}/trace/{trace_id}", events.query))
+        .await
+        .expect("the trace page answers")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.matches("data-testid=\"queue-time\"").count(),
+        3,
+        "one queue time per branch"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
