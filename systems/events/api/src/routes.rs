@@ -266,7 +266,12 @@ fn insert(s: &events_db::Session<'_>, new: NewPlacement) -> rusqlite::Result<Ins
     } else {
         "ROLLBACK"
     };
-    s.connection().execute_batch(end)?;
+    if let Err(e) = s.connection().execute_batch(end) {
+        // A COMMIT that failed (busy) leaves the transaction open: end it, or the next BEGIN
+        // on this connection would fail.
+        let _ = s.connection().execute_batch("ROLLBACK");
+        return Err(e);
+    }
     outcome
 }
 
