@@ -16,7 +16,9 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
 use serde::Serialize;
 use serde_json::{Value, json};
-use throughline_instrument::{ErrorType, EventBridgeProducer, HttpServerLayer, SharedTracer};
+use throughline_instrument::{
+    ErrorType, EventBridgeProducer, HttpServerLayer, SharedTracer, Spans,
+};
 use throughline_service_kit::ErrorChain;
 
 use crate::events::EventBus;
@@ -32,6 +34,8 @@ pub struct App {
     pub db: events_db::Database,
     pub bus: EventBus,
     tracer: SharedTracer,
+    /// The API's own INTERNAL spans (`placement.create` and its steps, as the seed names them).
+    spans: Spans,
     producer: EventBridgeProducer,
     server_port: u16,
     detail_trace: bool,
@@ -50,6 +54,7 @@ impl App {
         Self {
             db,
             bus,
+            spans: Spans::shared(Arc::clone(&tracer)),
             tracer,
             producer,
             server_port,
@@ -148,46 +153,24 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Answer {
             );
         }
     };
-    let (video, product) = (new.video_id.clone(), new.product_id.clone());
-    let found = app
-        .db
-        .run(move |s| {
-            let video = s.rows(
-                "SELECT",
-                "videos",
-                "SELECT id FROM videos WHERE id = ?1",
-                [&video],
-                |_| Ok(()),
-            )?;
-            let product = s.rows(
-                "SELECT",
-                "products",
-                "SELECT id FROM products WHERE id = ?1",
-                [&product],
-                |_| Ok(()),
-            )?;
-            Ok((!video.is_empty(), !product.is_empty()))
-        })
-        .await;
-    match found {
-        Err(e) => return Answer::database(&e),
-        Ok((false, _)) => return Answer::not_found("video_id", "video", &new.video_id),
-        Ok((_, false)) => return Answer::not_found("product_id", "product", &new.product_id),
-        Ok((true, true)) => {}
-    }
-    let inserted = match app.db.run(move |s| insert(s, new)).await {
-        Err(e) => return Answer::database(&e),
-        Ok(Insert::Overlaps(existing)) => {
-            return Answer::ok(
-                StatusCode::CONFLICT,
-                json!({"status": "error", "error": "placement overlaps another on this video",
-                       "conflicting_placement_id": existing,
-                       "fields": [{"field": "start_time", "problem": "overlaps"},
-                                  {"field": "end_time", "problem": "overlaps"}]}),
-            );
+    let create = app.spans.start(
+        "placement.create",
+        [
+            KeyValue::new(names::PLACEMENT_VIDEO_ID, new.video_id.clone()),
+            KeyValue::new(names::PLACEMENT_PRODUCT_ID, new.product_id.clone()),
+        ],
+    );
+    let inserted = match create.run(place(&app, new)).await {
+        Ok(placement) => placement,
+        Err(answer) => {
+            if let Some(kind) = answer.error_type {
+                create.fail(kind, format!("{kind} unavailable"));
+            }
+            return answer;
         }
-        Ok(Insert::Done(placement)) => placement,
     };
+    create.set_attribute(KeyValue::new(names::PLACEMENT_ID, inserted.id.clone()));
+    create.end();
     if let Err(answer) = publish(&app, &inserted).await {
         let id = inserted.id.clone();
         // The placement goes with its event: a retry of the request can then succeed.
@@ -218,19 +201,75 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Answer {
     )
 }
 
+/// The placement's checks and insert, under `placement.create`: `placement.validate_video`
+/// (the video and the product exist), then `placement.check_overlaps` and the insert.
+async fn place(app: &App, new: NewPlacement) -> Result<Placement, Answer> {
+    let (video, product) = (new.video_id.clone(), new.product_id.clone());
+    let validate = app.spans.start("placement.validate_video", []);
+    let found = validate
+        .run(app.db.run(move |s| {
+            let video = s.rows(
+                "SELECT",
+                "videos",
+                "SELECT id FROM videos WHERE id = ?1",
+                [&video],
+                |_| Ok(()),
+            )?;
+            let product = s.rows(
+                "SELECT",
+                "products",
+                "SELECT id FROM products WHERE id = ?1",
+                [&product],
+                |_| Ok(()),
+            )?;
+            Ok((!video.is_empty(), !product.is_empty()))
+        }))
+        .await;
+    validate.end();
+    match found {
+        Err(e) => return Err(Answer::database(&e)),
+        Ok((false, _)) => return Err(Answer::not_found("video_id", "video", &new.video_id)),
+        Ok((_, false)) => {
+            return Err(Answer::not_found("product_id", "product", &new.product_id));
+        }
+        Ok((true, true)) => {}
+    }
+    let spans = app.spans.clone();
+    match app.db.run(move |s| insert(s, &spans, new)).await {
+        Err(e) => Err(Answer::database(&e)),
+        Ok(Insert::Overlaps(existing)) => Err(Answer::ok(
+            StatusCode::CONFLICT,
+            json!({"status": "error", "error": "placement overlaps another on this video",
+                   "conflicting_placement_id": existing,
+                   "fields": [{"field": "start_time", "problem": "overlaps"},
+                              {"field": "end_time", "problem": "overlaps"}]}),
+        )),
+        Ok(Insert::Done(placement)) => Ok(placement),
+    }
+}
+
 /// Checks for an overlap and inserts, in one `BEGIN IMMEDIATE` transaction (the check and the
 /// insert cannot interleave with another writer's).
-fn insert(s: &events_db::Session<'_>, new: NewPlacement) -> rusqlite::Result<Insert> {
+fn insert(
+    s: &events_db::Session<'_>,
+    spans: &Spans,
+    new: NewPlacement,
+) -> rusqlite::Result<Insert> {
     s.connection().execute_batch("BEGIN IMMEDIATE")?;
     let outcome = (|| {
+        let check = spans.start("placement.check_overlaps", []);
+        // Attached on this blocking thread for the one statement (no `.await` here).
+        let attached = check.context().clone().attach();
         let overlapping = s.rows(
             "SELECT",
             "placements",
             "SELECT id FROM placements WHERE video_id = ?1 AND start_time < ?3 AND end_time > ?2 LIMIT 1",
             (&new.video_id, new.start_time, new.end_time),
             |r| r.get::<_, String>(0),
-        )?;
-        if let Some(existing) = overlapping.into_iter().next() {
+        );
+        drop(attached);
+        check.end();
+        if let Some(existing) = overlapping?.into_iter().next() {
             return Ok(Insert::Overlaps(existing));
         }
         let placement = Placement {

@@ -161,10 +161,15 @@ async fn a_placement_is_validated_checked_stored_and_published_with_its_trace() 
         .assert_kind(server, SpanKind::Server)
         .assert_kind("send nedlia-events", SpanKind::Producer)
         .assert_parent("send nedlia-events", server)
-        .assert_parent("SELECT videos", server)
-        .assert_parent("SELECT products", server)
-        .assert_parent("SELECT placements", server)
-        .assert_parent("INSERT placements", server)
+        // The seed's shape: placement.create with its two checks, then the publish beside it.
+        .assert_parent("placement.create", server)
+        .assert_parent("placement.validate_video", "placement.create")
+        .assert_parent("SELECT videos", "placement.validate_video")
+        .assert_parent("SELECT products", "placement.validate_video")
+        .assert_parent("placement.check_overlaps", "placement.create")
+        .assert_parent("SELECT placements", "placement.check_overlaps")
+        .assert_parent("INSERT placements", "placement.create")
+        .assert_attribute("placement.create", "placement.id", id.clone())
         .assert_attribute(
             "send nedlia-events",
             "messaging.operation.name",
