@@ -86,6 +86,7 @@ pub fn expected() -> TraceExpectation {
             Hop::new(server, producer.clone()),
             Hop::new(producer, consumer),
         ],
+        by_root: Vec::new(),
     }
 }
 
