@@ -134,6 +134,15 @@ async fn category_page(
     let server = cx.span();
     server.set_attribute(KeyValue::new(names::PRODUCT_CATEGORY, category.clone()));
     let phase = app.config.demo.phase();
+    // The index follows the phase before the query runs (the keeper task does it between
+    // requests), so a page is a full scan exactly in the degradation phase.
+    let wanted = phase != shop_db::Phase::Degradation;
+    if app.config.demo.is_demo()
+        && app.store.category_index() != wanted
+        && let Err(e) = app.store.set_category_index(wanted).await
+    {
+        return unavailable(&e);
+    }
     let span = app.db.start(
         DbOperation::new("SELECT")
             .collection("products")

@@ -3,6 +3,8 @@
 //! index switch the Black Friday degradation uses.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{OptionalExtension, StatementStatus, params};
@@ -61,6 +63,10 @@ pub struct CatalogStore {
     pool: Pool,
     path: PathBuf,
     products: u64,
+    /// Whether `idx_products_category` exists (as the last change left it).
+    indexed: Arc<AtomicBool>,
+    /// One index change at a time.
+    ddl: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl CatalogStore {
@@ -94,6 +100,8 @@ impl CatalogStore {
                 pool: Pool::new(all, READ_WAIT),
                 path,
                 products: products as u64,
+                indexed: Arc::new(AtomicBool::new(true)),
+                ddl: Arc::default(),
             })
         })
         .await
@@ -128,7 +136,9 @@ impl CatalogStore {
                 .map_err(db_err)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db_err)?;
-            let rows_scanned = statement.get_status(StatementStatus::FullscanStep).max(0) as u64;
+            // The counter counts the scan's steps from one row to the next: N rows, N - 1 steps.
+            let steps = statement.get_status(StatementStatus::FullscanStep).max(0) as u64;
+            let rows_scanned = if steps > 0 { steps + 1 } else { 0 };
             Ok(CategoryPage {
                 products,
                 rows_scanned,
@@ -153,10 +163,18 @@ impl CatalogStore {
         .map_err(StoreError::Task)?
     }
 
+    /// Whether `idx_products_category` exists now.
+    pub fn category_index(&self) -> bool {
+        self.indexed.load(Ordering::Acquire)
+    }
+
     /// Creates (`present`) or drops `idx_products_category`; `true` when that changed it.
+    /// Callers asking at once wait for one another, so a query that follows sees the change.
     pub async fn set_category_index(&self, present: bool) -> Result<bool, StoreError> {
+        let _one_at_a_time = self.ddl.lock().await;
         let mut conn = self.pool.acquire().await?;
         let path = self.path.clone();
+        let indexed = self.indexed.clone();
         tokio::task::spawn_blocking(move || {
             let db = conn.connection();
             let exists: bool = db
@@ -170,6 +188,7 @@ impl CatalogStore {
                     source,
                 })?;
             if exists == present {
+                indexed.store(present, Ordering::Release);
                 return Ok(false);
             }
             let sql = if present {
@@ -179,6 +198,7 @@ impl CatalogStore {
             };
             db.execute_batch(&sql)
                 .map_err(|source| StoreError::Database { path, source })?;
+            indexed.store(present, Ordering::Release);
             Ok(true)
         })
         .await

@@ -226,8 +226,11 @@ async fn checkout(app: &App, cx: &Context, body: &[u8]) -> Result<Value, Checkou
             return Err(CheckoutError::Exhausted(exhausted));
         }
     };
+    // Held no later than the phase's end: after the demo the pool is healthy at once.
     let hold = if phase == Phase::Critical {
-        app.config.critical_hold
+        app.config
+            .critical_hold
+            .min(app.config.demo.left_in_phase())
     } else {
         Duration::ZERO
     };

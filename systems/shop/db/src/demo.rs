@@ -162,6 +162,21 @@ impl DemoClock {
         ((m - from) / (to - from)).clamp(0.0, 1.0)
     }
 
+    /// Time left in the phase now (zero without a demo or after it).
+    pub fn left_in_phase(&self) -> Duration {
+        let (Some(m), Some(minute)) = (self.minute(), self.minute_length()) else {
+            return Duration::ZERO;
+        };
+        let end = match Phase::of_minute(m) {
+            Phase::Ramp => 5.0,
+            Phase::Peak => 15.0,
+            Phase::Degradation => 25.0,
+            Phase::Critical => DEMO_MINUTES,
+            Phase::Normal => return Duration::ZERO,
+        };
+        minute.mul_f64((end - m).max(0.0))
+    }
+
     /// One demo minute.
     pub fn minute_length(&self) -> Option<Duration> {
         self.demo.map(|(_, m)| m)

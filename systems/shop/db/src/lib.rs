@@ -1,10 +1,12 @@
 //! What the shop's services share, and nothing a second system would need: the SQLite schema
 //! and its seed ([`schema`]), the bounded connection pool with a wait time ([`pool`]), the
-//! Black Friday clock ([`demo`]) and the shop's own attribute and log names ([`names`]).
+//! Black Friday clock ([`demo`]), the shop's own attribute and log names ([`names`]), and how a
+//! shop service starts as a process ([`process`]: `demo.phase` on every span of a demo).
 
 pub mod demo;
 pub mod names;
 pub mod pool;
+pub mod process;
 pub mod schema;
 
 pub use demo::{DemoClock, DemoConfigError, Phase};

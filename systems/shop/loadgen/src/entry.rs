@@ -4,8 +4,6 @@
 
 use std::collections::HashMap;
 
-use throughline_service_kit::{ServiceIdentity, ServiceProcess};
-
 use crate::{ConfigError, LoadgenConfig, ServeError, Telemetry};
 
 /// Why the process stopped with an error.
@@ -33,7 +31,7 @@ pub enum ServiceError {
 /// Runs the load generator as a process: blocks until a shutdown signal, then flushes telemetry.
 pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     let config = LoadgenConfig::from_env(&env)?;
-    let process = shop_db_process(crate::SERVICE_NAME, config.demo);
+    let process = shop_db::process::shop_process(crate::SERVICE_NAME, config.demo);
     throughline_service_kit::run_main(env, process, |cx| async move {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
@@ -45,14 +43,4 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
         Ok(())
     })?;
     Ok(())
-}
-
-/// The shop's process shape: its identity (namespace `ecommerce-platform`, the seed's
-/// application name).
-fn shop_db_process(name: &'static str, _demo: shop_db::DemoClock) -> ServiceProcess {
-    ServiceProcess::new(ServiceIdentity {
-        name,
-        version: env!("CARGO_PKG_VERSION"),
-        namespace: "ecommerce-platform",
-    })
 }
