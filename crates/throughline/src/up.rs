@@ -42,6 +42,12 @@ pub struct UpArgs {
     /// Milliseconds the services' span batches wait before export.
     #[arg(long, default_value_t = 200)]
     pub export_delay_ms: u64,
+    /// The database of every system started, `postgres://user@host:port/db` (a password is
+    /// better given as PGPASSWORD): each system keeps its tables apart there (onboarding its
+    /// `customers`, the shop the schema `shop`); each system's own SQLite files in the data
+    /// directory when not given.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Exit after this many seconds (for tests and benchmarks); Ctrl-C otherwise.
     #[arg(long)]
     pub exit_after_secs: Option<u64>,
@@ -61,6 +67,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         query_addr: args.query_addr,
         settle_secs: args.settle_secs,
         export_delay_ms: args.export_delay_ms,
+        database_url: args.database_url.clone(),
     };
     // Ports first: nothing is created when one is taken.
     let descriptions = systems::describe(&args.systems, &platform, &args.systems_options);

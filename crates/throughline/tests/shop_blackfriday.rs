@@ -3,7 +3,8 @@
 //! span carries `demo.phase`; category queries are real full scans, with the slow-query
 //! attributes, exactly in the degradation phase; checkouts fail on a really exhausted pool, 503
 //! with the pool-exhaustion attributes, exactly in the critical phase; afterwards the index is
-//! back and the pool healthy; the seed's log events name their traces.
+//! back and the pool healthy; the seed's log events name their traces. On SQLite, and on
+//! PostgreSQL (`up --database-url`).
 
 mod shop_common;
 
@@ -19,7 +20,20 @@ fn tag<'a>(tags: &'a [(String, Value)], key: &str) -> Option<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alerts_appear_exactly_in_the_phases_that_cause_them() {
-    let mut shop = Shop::up(&[
+    black_friday(&[], "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_too() {
+    let server = throughline_testkit::PostgresServer::start();
+    black_friday(&["--database-url", &server.url()], "postgresql").await;
+    // The shop's tables live in their own schema.
+    let orders = server.psql("SELECT count(*) FROM shop.orders");
+    assert!(orders.trim().parse::<u64>().unwrap() > 0, "{orders}");
+}
+
+async fn black_friday(extra: &[&str], system: &str) {
+    let mut flags = vec![
         "--scenario",
         "blackfriday",
         "--minute-secs",
@@ -32,7 +46,9 @@ async fn the_alerts_appear_exactly_in_the_phases_that_cause_them() {
         "15",
         "--slow-query-ms",
         "1",
-    ]);
+    ];
+    flags.extend_from_slice(extra);
+    let mut shop = Shop::up(&flags);
     shop.wait_ready().await;
     let client = reqwest::Client::new();
     let stats_url = format!("http://{}/api/stats", shop.loadgen);
@@ -96,6 +112,7 @@ async fn the_alerts_appear_exactly_in_the_phases_that_cause_them() {
                     .and_then(Value::as_str)
                     .is_some_and(|q| q.contains("WHERE category"));
             if category_page {
+                assert_eq!(tag(&tags, "db.system.name"), Some(&Value::from(system)));
                 let scanned = tag(&tags, "db.full_table_scan").is_some();
                 assert_eq!(
                     scanned,

@@ -8,7 +8,24 @@ use shop_common::Shop;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journeys_of_every_type_each_have_one_whole_trace() {
-    let mut shop = Shop::up(&[]);
+    journeys(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_too() {
+    let server = throughline_testkit::PostgresServer::start();
+    journeys(&["--database-url", &server.url()]).await;
+    // Every order committed with all its lines, in the shop's own schema.
+    let orders = server.psql("SELECT count(*) FROM shop.orders");
+    assert_eq!(orders.trim(), "12", "{orders}");
+    let orphans = server.psql(
+        "SELECT count(*) FROM shop.orders o WHERE NOT EXISTS (SELECT 1 FROM shop.order_lines l WHERE l.order_id = o.id)",
+    );
+    assert_eq!(orphans.trim(), "0");
+}
+
+async fn journeys(flags: &[&str]) {
+    let mut shop = Shop::up(flags);
     shop.wait_ready().await;
     let (code, summary) = shop.load(&[
         "--journeys",

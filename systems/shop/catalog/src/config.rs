@@ -3,14 +3,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use shop_db::{DemoClock, DemoConfigError};
+use shop_db::{Database, DatabaseConfigError, DemoClock, DemoConfigError};
 use throughline_instrument::DbSemconv;
 
 pub const ADDR_ENV: &str = "SHOP_CATALOG_ADDR";
-pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 pub const PRODUCTS_ENV: &str = "SHOP_PRODUCTS";
 pub const SLOW_QUERY_MS_ENV: &str = "SHOP_SLOW_QUERY_MS";
 pub const CONNECTIONS_ENV: &str = "SHOP_CATALOG_CONNECTIONS";
@@ -26,15 +24,16 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Demo(#[from] DemoConfigError),
+    #[error(transparent)]
+    Database(#[from] DatabaseConfigError),
 }
 
 /// The catalog's validated settings.
 #[derive(Debug, Clone)]
 pub struct CatalogConfig {
     pub addr: SocketAddr,
-    /// `DATABASE_URL` as given (an SQLite file: `sqlite:PATH` or a bare path).
-    pub database: String,
-    pub database_path: PathBuf,
+    /// `DATABASE_URL`: an SQLite file, or PostgreSQL (the shop's own schema).
+    pub database: Database,
     /// Products seeded into an empty table.
     pub products: u64,
     /// A query at least this slow carries `db.slow_query=true`.
@@ -53,16 +52,7 @@ impl CatalogConfig {
             "127.0.0.1:8014",
             "is not an address like 127.0.0.1:8014",
         )?;
-        let database = env
-            .get(DATABASE_URL_ENV)
-            .cloned()
-            .unwrap_or_else(|| "sqlite:shop-catalog.sqlite3".to_owned());
-        let database_path =
-            shop_db::sqlite_path(&database).ok_or_else(|| ConfigError::Invalid {
-                setting: DATABASE_URL_ENV,
-                value: database.clone(),
-                problem: "is not an SQLite file (sqlite:PATH)",
-            })?;
+        let database = Database::from_env(env, "sqlite:shop-catalog.sqlite3")?;
         let products: u64 = parse(env, PRODUCTS_ENV, "100000", "is not a number of products")?;
         if products == 0 {
             return Err(ConfigError::Invalid {
@@ -89,7 +79,6 @@ impl CatalogConfig {
         Ok(Self {
             addr,
             database,
-            database_path,
             products,
             slow_query: Duration::from_millis(slow_ms),
             connections,
@@ -125,7 +114,7 @@ mod tests {
         let env = HashMap::from([(PRODUCTS_ENV.to_owned(), "many".to_owned())]);
         let err = CatalogConfig::from_env(&env).unwrap_err().to_string();
         assert_eq!(err, "SHOP_PRODUCTS: \"many\" is not a number of products");
-        let env = HashMap::from([(DATABASE_URL_ENV.to_owned(), "mysql://x/y".to_owned())]);
+        let env = HashMap::from([("DATABASE_URL".to_owned(), "mysql://x/y".to_owned())]);
         let err = CatalogConfig::from_env(&env).unwrap_err().to_string();
         assert!(err.starts_with("DATABASE_URL: "), "{err}");
     }

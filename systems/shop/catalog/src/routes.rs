@@ -16,9 +16,8 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use serde_json::{Value, json};
 use shop_db::names;
-use throughline_instrument::{DbClient, DbOperation, DbTarget, ErrorType, HttpServerLayer};
+use throughline_instrument::{DbClient, DbOperation, ErrorType, HttpServerLayer};
 
-use crate::store::{CATEGORY_SQL, PRODUCT_SQL};
 use crate::{CatalogConfig, CatalogStore, StoreError, Telemetry};
 
 /// A category page holds at most this many products.
@@ -42,13 +41,9 @@ impl App {
         config: &CatalogConfig,
         port: u16,
     ) -> Self {
-        let namespace = config.database_path.file_stem().map_or_else(
-            || "catalog".to_owned(),
-            |s| s.to_string_lossy().into_owned(),
-        );
         let db = DbClient::shared(
             telemetry.tracer.clone(),
-            DbTarget::new("sqlite").namespace(namespace),
+            shop_db::database::db_target(&config.database),
         )
         .semconv(config.db_semconv);
         Self {
@@ -146,7 +141,7 @@ async fn category_page(
     let span = app.db.start(
         DbOperation::new("SELECT")
             .collection("products")
-            .query_text(CATEGORY_SQL),
+            .query_text(app.store.category_sql()),
     );
     let page = span
         .run(app.store.category_page(category.clone(), limit))
@@ -216,7 +211,7 @@ async fn product(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respons
     let span = app.db.start(
         DbOperation::new("SELECT")
             .collection("products")
-            .query_text(PRODUCT_SQL),
+            .query_text(app.store.product_sql()),
     );
     let found = span.run(app.store.product(id)).await;
     match found {

@@ -3,14 +3,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use shop_db::{DemoClock, DemoConfigError};
+use shop_db::{Database, DatabaseConfigError, DemoClock, DemoConfigError};
 use throughline_instrument::DbSemconv;
 
 pub const ADDR_ENV: &str = "SHOP_CHECKOUT_ADDR";
-pub const DATABASE_URL_ENV: &str = "DATABASE_URL";
 pub const CATALOG_URL_ENV: &str = "SHOP_CATALOG_URL";
 pub const POOL_SIZE_ENV: &str = "SHOP_POOL_SIZE";
 pub const POOL_WAIT_MS_ENV: &str = "SHOP_POOL_WAIT_MS";
@@ -27,14 +25,16 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Demo(#[from] DemoConfigError),
+    #[error(transparent)]
+    Database(#[from] DatabaseConfigError),
 }
 
 /// The checkout's validated settings.
 #[derive(Debug, Clone)]
 pub struct CheckoutConfig {
     pub addr: SocketAddr,
-    pub database: String,
-    pub database_path: PathBuf,
+    /// `DATABASE_URL`: an SQLite file, or PostgreSQL (the shop's own schema).
+    pub database: Database,
     /// Where prices are read (`GET {catalog_url}/products/{id}`).
     pub catalog_url: String,
     /// Connections in the bounded pool.
@@ -56,16 +56,7 @@ impl CheckoutConfig {
             "127.0.0.1:8016",
             "is not an address like 127.0.0.1:8016",
         )?;
-        let database = env
-            .get(DATABASE_URL_ENV)
-            .cloned()
-            .unwrap_or_else(|| "sqlite:shop-checkout.sqlite3".to_owned());
-        let database_path =
-            shop_db::sqlite_path(&database).ok_or_else(|| ConfigError::Invalid {
-                setting: DATABASE_URL_ENV,
-                value: database.clone(),
-                problem: "is not an SQLite file (sqlite:PATH)",
-            })?;
+        let database = Database::from_env(env, "sqlite:shop-checkout.sqlite3")?;
         let catalog_url = env
             .get(CATALOG_URL_ENV)
             .map_or("http://127.0.0.1:8014", String::as_str)
@@ -101,7 +92,6 @@ impl CheckoutConfig {
         Ok(Self {
             addr,
             database,
-            database_path,
             catalog_url,
             pool_size,
             pool_wait: Duration::from_millis(wait_ms),

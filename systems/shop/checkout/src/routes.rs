@@ -17,9 +17,7 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
 use serde_json::{Value, json};
 use shop_db::{Phase, PoolExhausted, names};
-use throughline_instrument::{
-    DbClient, DbOperation, DbTarget, ErrorType, HttpClient, HttpServerLayer,
-};
+use throughline_instrument::{DbClient, DbOperation, ErrorType, HttpClient, HttpServerLayer};
 
 use crate::cart::{Cart, FieldError, parse_cart};
 use crate::store::{Line, NewOrder, OrderStore, SELECT_ORDER_SQL, StoreError};
@@ -43,13 +41,9 @@ impl App {
         config: &CheckoutConfig,
         port: u16,
     ) -> Self {
-        let namespace = config.database_path.file_stem().map_or_else(
-            || "checkout".to_owned(),
-            |s| s.to_string_lossy().into_owned(),
-        );
         let db = DbClient::shared(
             telemetry.tracer.clone(),
-            DbTarget::new("sqlite").namespace(namespace),
+            shop_db::database::db_target(&config.database),
         )
         .semconv(config.db_semconv);
         let client = reqwest::Client::builder()
@@ -189,9 +183,9 @@ async fn checkout(app: &App, cx: &Context, body: &[u8]) -> Result<Value, Checkou
     server.set_attribute(KeyValue::new(names::ORDER_TOTAL, total));
 
     let phase = app.config.demo.phase();
-    let conn = match app.store.pool().acquire().await {
+    let conn = match app.store.acquire().await {
         Ok(conn) => conn,
-        Err(exhausted) => {
+        Err(StoreError::Exhausted(exhausted)) => {
             for attribute in [
                 KeyValue::new(names::POOL_EXHAUSTED, true),
                 KeyValue::new(names::POOL_SIZE, exhausted.size as i64),
@@ -207,7 +201,7 @@ async fn checkout(app: &App, cx: &Context, body: &[u8]) -> Result<Value, Checkou
                 trace_id = %sc.trace_id(),
                 span_id = %sc.span_id(),
                 max_connections = exhausted.size,
-                active_connections = app.store.pool().in_use(),
+                active_connections = app.store.in_use(),
                 wait_time_ms = exhausted.waited_ms,
                 demo_phase = %phase,
                 "{}",
@@ -225,6 +219,7 @@ async fn checkout(app: &App, cx: &Context, body: &[u8]) -> Result<Value, Checkou
             );
             return Err(CheckoutError::Exhausted(exhausted));
         }
+        Err(e) => return Err(CheckoutError::Store(e)),
     };
     // Held no later than the phase's end: after the demo the pool is healthy at once.
     let hold = if phase == Phase::Critical {
@@ -337,11 +332,10 @@ async fn order(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response 
 }
 
 async fn health(State(app): State<Arc<App>>) -> Response {
-    let pool = app.store.pool();
     axum::Json(json!({
         "status": "ok",
-        "pool_size": pool.size(),
-        "pool_in_use": pool.in_use(),
+        "pool_size": app.store.pool_size(),
+        "pool_in_use": app.store.in_use(),
         "demo_phase": app.config.demo.phase().as_str(),
     }))
     .into_response()

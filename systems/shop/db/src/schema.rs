@@ -61,6 +61,51 @@ pub const CATEGORIES: &[&str] = &[
     "outdoors",
 ];
 
+/// The PostgreSQL forms of the same tables (in the shop's schema: `search_path` names it).
+pub const PRODUCTS_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS products (
+    id BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    category TEXT NOT NULL,
+    price_cents BIGINT NOT NULL,
+    description TEXT NOT NULL
+)";
+
+pub const ORDERS_POSTGRES: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS orders (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        total_cents BIGINT NOT NULL,
+        created_at TEXT NOT NULL,
+        trace_id TEXT NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS order_lines (
+        order_id TEXT NOT NULL REFERENCES orders (id),
+        line BIGINT NOT NULL,
+        product_id BIGINT NOT NULL,
+        quantity BIGINT NOT NULL,
+        price_cents BIGINT NOT NULL,
+        PRIMARY KEY (order_id, line)
+    )",
+];
+
+/// The seed on PostgreSQL in one statement (one transaction): the same spread of categories
+/// and prices as [`seed_products`]; `$1` is the count.
+pub fn seed_postgres_sql() -> String {
+    let categories = CATEGORIES
+        .iter()
+        .map(|c| format!("'{c}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    format!(
+        "INSERT INTO products (id, name, category, price_cents, description)
+         SELECT g, c || ' item ' || lpad(to_hex((g * 2654435761) % 1048576), 5, '0'), c,
+                199 + (g * 7919) % 49900, 'product ' || g || ' of the ' || c || ' aisle'
+         FROM generate_series(1::bigint, $1::bigint) AS g,
+              LATERAL (SELECT (ARRAY[{categories}])[1 + (g % {n})] AS c) AS pick",
+        n = CATEGORIES.len()
+    )
+}
+
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a database could not be opened or seeded.

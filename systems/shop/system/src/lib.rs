@@ -157,7 +157,12 @@ pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
         }
         env
     };
-    let sqlite = |file: &str| format!("sqlite:{}", data.join(file).display());
+    // The platform's PostgreSQL (`up --database-url`), the shop's tables in the schema `shop`;
+    // else one SQLite file per service.
+    let database = |file: &str| match &platform.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite:{}", data.join(file).display()),
+    };
     let part = |name: &str, addr: SocketAddr, extra: Vec<(String, String)>| {
         let mut env = env(name);
         env.extend(extra);
@@ -174,7 +179,8 @@ pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
         opts.catalog_addr,
         vec![
             ("SHOP_CATALOG_ADDR".into(), opts.catalog_addr.to_string()),
-            ("DATABASE_URL".into(), sqlite("catalog.sqlite3")),
+            ("DATABASE_URL".into(), database("catalog.sqlite3")),
+            ("SHOP_DATABASE_SCHEMA".into(), NAME.into()),
             ("SHOP_PRODUCTS".into(), opts.products.to_string()),
             ("SHOP_SLOW_QUERY_MS".into(), opts.slow_query_ms.to_string()),
         ],
@@ -184,7 +190,8 @@ pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
         opts.checkout_addr,
         vec![
             ("SHOP_CHECKOUT_ADDR".into(), opts.checkout_addr.to_string()),
-            ("DATABASE_URL".into(), sqlite("checkout.sqlite3")),
+            ("DATABASE_URL".into(), database("checkout.sqlite3")),
+            ("SHOP_DATABASE_SCHEMA".into(), NAME.into()),
             ("SHOP_POOL_SIZE".into(), opts.pool_size.to_string()),
             ("SHOP_POOL_WAIT_MS".into(), opts.pool_wait_ms.to_string()),
         ],
@@ -221,7 +228,10 @@ pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
         ),
         (
             "shop database".into(),
-            format!("SQLite files in {}", data.display()),
+            match &platform.database_url {
+                Some(_) => "PostgreSQL (--database-url), schema shop".to_owned(),
+                None => format!("SQLite files in {}", data.display()),
+            },
         ),
     ];
     if opts.scenario == ShopScenario::Blackfriday {
