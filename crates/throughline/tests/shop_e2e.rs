@@ -8,7 +8,8 @@ use shop_common::Shop;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journeys_of_every_type_each_have_one_whole_trace() {
-    journeys(&[]).await;
+    let dir = journeys(&[]).await;
+    assert!(dir.path().join("shop/catalog.sqlite3").is_file());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,7 +25,18 @@ async fn on_postgresql_too() {
     assert_eq!(orphans.trim(), "0");
 }
 
-async fn journeys(flags: &[&str]) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_postgresql_that_up_starts_itself() {
+    let port = throughline_testkit::free_loopback_addr().port().to_string();
+    let dir = journeys(&["--postgres", "--postgres-port", &port]).await;
+    assert!(
+        dir.path().join("postgres/data/PG_VERSION").is_file(),
+        "the cluster lives in the data directory"
+    );
+}
+
+/// Runs the journeys and hands back the stopped system's data directory.
+async fn journeys(flags: &[&str]) -> tempfile::TempDir {
     let mut shop = Shop::up(flags);
     shop.wait_ready().await;
     let (code, summary) = shop.load(&[
@@ -56,4 +68,5 @@ async fn journeys(flags: &[&str]) {
         assert!(line["fields"]["order_id"].is_string(), "{line}");
     }
     assert!(shop.stop(), "up stops cleanly");
+    std::mem::replace(&mut shop.dir, tempfile::tempdir().expect("temp dir"))
 }

@@ -24,6 +24,12 @@ impl Shop {
     /// Starts the shop with extra flags and waits for its three services.
     pub fn up(flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        // Reachable by the `postgres` user `up --postgres` runs its server as when we are root.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("open the data directory to the postgres user");
         let [loadgen, catalog, checkout, broker, grpc, http, query] =
             std::array::from_fn(|_| free_loopback_addr());
         let child = Command::new(env!("CARGO_BIN_EXE_throughline"))
