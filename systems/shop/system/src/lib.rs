@@ -90,6 +90,9 @@ pub struct UpOptions {
     /// Journeys a second at the Black Friday peak.
     #[arg(long, default_value_t = 20.0)]
     pub peak_rate: f64,
+    /// Journeys of the load generator's continuous traffic in flight at most.
+    #[arg(long, default_value_t = 64)]
+    pub max_in_flight: usize,
     /// Run the shop's services without tracing (`OTEL_SDK_DISABLED=true`): the benchmark's
     /// baseline.
     #[arg(long)]
@@ -202,6 +205,7 @@ pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
         vec![
             ("SHOP_LOADGEN_ADDR".into(), opts.loadgen_addr.to_string()),
             ("SHOP_PEAK_RATE".into(), opts.peak_rate.to_string()),
+            ("SHOP_MAX_IN_FLIGHT".into(), opts.max_in_flight.to_string()),
         ],
     );
     let mut try_load = String::from("throughline load shop --journeys 200 --concurrency 8");
