@@ -26,7 +26,7 @@ use crate::diagnosis::ExportTarget;
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
 use crate::fan_out::{AnySpanExporter, FanOutSpanExporter};
 use crate::invocation::InvocationSpanProcessor;
-use crate::processors::{SharedLogProcessor, SharedSpanProcessor};
+use crate::processors::{SharedLogProcessor, SharedSpanProcessor, SpanStamp, StampFn};
 use crate::propagators::build_propagator;
 use crate::resource::{ProcessFacts, ServiceDefaults, detect};
 
@@ -147,6 +147,7 @@ pub struct TelemetryBuilder {
     span_exporter: Option<PipelineFactory>,
     delivery: SpanDelivery,
     metric_interval: Duration,
+    stamp: Option<StampFn>,
 }
 
 /// The metric export interval when neither `OTEL_METRIC_EXPORT_INTERVAL` nor
@@ -174,6 +175,7 @@ impl TelemetryBuilder {
             span_exporter: None,
             delivery: SpanDelivery::Batched,
             metric_interval: DEFAULT_METRIC_INTERVAL,
+            stamp: None,
         }
     }
 
@@ -229,6 +231,16 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Puts the attributes `stamp` returns on every span as it starts (called once per span:
+    /// keep it cheap), e.g. the phase of a demo that changes while the service runs.
+    pub fn stamp_spans(
+        mut self,
+        stamp: impl Fn() -> Vec<opentelemetry::KeyValue> + Send + Sync + 'static,
+    ) -> Self {
+        self.stamp = Some(Arc::new(stamp));
+        self
+    }
+
     /// Builds providers and propagator. Installs nothing global: see [`Telemetry::install_global`].
     pub fn build(self) -> Result<Telemetry, InitError> {
         let runtime = ExportRuntime::new().map_err(InitError::Runtime)?;
@@ -263,6 +275,9 @@ impl TelemetryBuilder {
             let mut builder = SdkTracerProvider::builder()
                 .with_resource(resource.clone())
                 .with_sampler(sampler(config.sampler));
+            if let Some(stamp) = self.stamp.clone() {
+                builder = builder.with_span_processor(SpanStamp(stamp));
+            }
             let delivery = self.delivery;
             let pipeline = match self.span_exporter {
                 Some(factory) => Some(factory(&handle, &config.batch, &resource, delivery)),

@@ -26,8 +26,9 @@ pub struct LoadArgs {
     /// The collector's query API, where traces are read back.
     #[arg(long, default_value = "http://127.0.0.1:16686")]
     pub query: String,
-    /// How many requests to send (ignored with --rate/--duration).
-    #[arg(long, default_value_t = 500)]
+    /// How many requests to send (ignored with --rate/--duration); `--journeys` for the shop,
+    /// whose every request is one journey.
+    #[arg(long, visible_alias = "journeys", default_value_t = 500)]
     pub requests: u64,
     /// How many requests in flight at once.
     #[arg(long, default_value_t = 16)]

@@ -28,6 +28,14 @@ pub const SYSTEMS: &[Known] = &[
         services: onboarding_system::SERVICES,
     },
     Known {
+        name: shop_system::NAME,
+        describe: |platform, opts| shop_system::describe(platform, &opts.shop),
+        expected: shop_system::expected,
+        scenario: || Arc::new(shop_system::ShopLoad),
+        default_target: shop_system::DEFAULT_TARGET,
+        services: shop_system::SERVICES,
+    },
+    Known {
         name: events_system::NAME,
         describe: |platform, opts| events_system::describe(platform, &opts.events),
         expected: events_system::expected,
@@ -42,6 +50,8 @@ pub const SYSTEMS: &[Known] = &[
 pub struct SystemsOptions {
     #[command(flatten)]
     pub onboarding: onboarding_system::UpOptions,
+    #[command(flatten)]
+    pub shop: shop_system::UpOptions,
     #[command(flatten)]
     pub events: events_system::UpOptions,
 }
@@ -93,4 +103,34 @@ pub fn describe(
         .filter(|s| names.is_empty() || names.iter().any(|n| n == s.name))
         .map(|s| (s.describe)(platform, opts))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::SystemsOptions;
+
+    #[derive(Debug, Parser)]
+    struct Up {
+        #[command(flatten)]
+        systems: SystemsOptions,
+    }
+
+    #[test]
+    fn every_systems_flags_fit_in_one_command() {
+        // clap panics at parse time on two flags (or groups) of one name; this finds it first.
+        Up::command().debug_assert();
+        let up = Up::parse_from([
+            "up",
+            "--scenario",
+            "blackfriday",
+            "--api-addr",
+            "127.0.0.1:1",
+        ]);
+        assert_eq!(
+            up.systems.shop.scenario,
+            shop_system::ShopScenario::Blackfriday
+        );
+    }
 }

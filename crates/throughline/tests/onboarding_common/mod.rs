@@ -36,7 +36,7 @@ impl System {
             free_loopback_addr(),
         );
         let child = Command::new(env!("CARGO_BIN_EXE_throughline"))
-            .arg("up")
+            .args(["up", "onboarding"])
             .args(["--data-dir", dir.path().to_str().expect("utf-8 temp path")])
             .args([
                 "--api-addr",
@@ -51,9 +51,6 @@ impl System {
                 &http.to_string(),
             ])
             .args(["--query-addr", &query.to_string()])
-            // Every system starts when none is named: the others' ports moved to free ones too.
-            .args(["--events-api-addr", &free_loopback_addr().to_string()])
-            .args(["--events-webhook-addr", &free_loopback_addr().to_string()])
             .args(flags)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

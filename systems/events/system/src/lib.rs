@@ -346,6 +346,17 @@ pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
                 ),
             ),
             ("webhook".into(), webhook_url),
+            (
+                "events database".into(),
+                match &platform.database_url {
+                    // The fan-out has no PostgreSQL store yet: it keeps its SQLite file.
+                    Some(_) => format!(
+                        "SQLite {} (--database-url is not used by events)",
+                        data.join("events.sqlite3").display()
+                    ),
+                    None => format!("SQLite {}", data.join("events.sqlite3").display()),
+                },
+            ),
         ],
         try_load,
     }
