@@ -52,3 +52,30 @@ async fn a_notification_continues_the_callers_trace() {
     assert_eq!(server[0].parent_span_id.to_string(), "00f067aa0ba902b7");
     assert!(spans.get("GET /health").is_none());
 }
+
+#[tokio::test]
+async fn a_failing_partner_answers_its_status() {
+    let tracing = TestTracing::new();
+    let tracer: SharedTracer = Arc::new(opentelemetry::global::BoxedTracer::new(Box::new(
+        tracing.tracer("external-service"),
+    )));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let failing = Some(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+    tokio::spawn(events_webhook::serve(
+        listener,
+        tracer,
+        failing,
+        std::future::pending(),
+    ));
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/webhook"))
+        .body(r#"{"placement_id": "p-1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 503);
+    tracing
+        .spans()
+        .assert_attribute("POST /webhook", "http.response.status_code", 503_i64);
+}

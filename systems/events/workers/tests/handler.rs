@@ -196,3 +196,24 @@ async fn an_injected_failure_is_a_batch_item_failure_and_the_record_is_left_alon
         .assert_attribute("process validator-queue", "error.type", "injected");
     assert_eq!(column(&s, "status").as_deref(), Some("created"));
 }
+
+#[tokio::test]
+async fn a_webhook_that_answers_an_error_fails_the_record() {
+    let s = setup();
+    let router = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let w = worker(&s, Kind::Notifier, &[("NEDLIA_WEBHOOK_URL", &url)]);
+    let (event, _) = record(&s, true);
+    let response = w.handle(event, Invocation::default()).await;
+    assert_eq!(response.batch_item_failures[0].item_identifier, "m-1");
+    s.tracing
+        .spans()
+        .assert_attribute("notifier.send_notification", "error.type", "webhook")
+        .assert_attribute("process notifier-queue", "error.type", "webhook");
+    assert!(column(&s, "notified_at").is_none());
+}
