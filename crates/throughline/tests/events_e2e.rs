@@ -213,6 +213,57 @@ async fn every_placement_trace_is_whole_and_the_n_plus_one_route_shows_one_query
         assert_eq!(selects, queries, "{path}: {spans:#?}");
     }
     assert_trace_view_shows_three_queued_branches(&events).await;
+
+    // `verify` with the system's shape agrees on every API trace, the read routes' included,
+    // once the collector has judged them all (none settling).
+    let products = reqwest::get(format!("http://{}/v1/products", events.api))
+        .await
+        .expect("the API answers");
+    let products_trace = products.headers()["traceresponse"]
+        .to_str()
+        .unwrap()
+        .split('-')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let verify = Command::new(env!("CARGO_BIN_EXE_throughline"))
+            .args(["verify", "--system", "events", "--service", "nedlia-api"])
+            .args(["--query", &format!("http://{}", events.query)])
+            .output()
+            .expect("run throughline verify");
+        let said = String::from_utf8_lossy(&verify.stdout).into_owned();
+        // `N traces: W whole, B broken, S settling`
+        let counts: Vec<u64> = said
+            .lines()
+            .find(|l| l.contains(" traces: "))
+            .unwrap_or_else(|| panic!("verify prints its summary:\n{said}"))
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [found, whole, broken, settling] = counts[..] else {
+            panic!("not a summary: {said}");
+        };
+        if settling == 0 {
+            assert!(
+                verify.status.success() && broken == 0 && whole == found,
+                "verify:\n{said}"
+            );
+            // A read route's trace was among them, judged whole alone (not as a rejection).
+            let line = said
+                .lines()
+                .find(|l| l.starts_with(&products_trace))
+                .unwrap_or_else(|| panic!("GET /v1/products' trace in:\n{said}"));
+            assert!(
+                line.contains(" whole ") && !line.contains("rejected"),
+                "{line}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "verify never settled:\n{said}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// The APM's trace view of one placement: its three branches, each with its queue time.
