@@ -154,7 +154,7 @@ impl TraceExpectation {
         };
         for hop in hops {
             for s in [&hop.from.service, &hop.to.service] {
-                if names.last() != Some(&s.as_str()) {
+                if !names.contains(&s.as_str()) {
                     names.push(s);
                 }
             }
