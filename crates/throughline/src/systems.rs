@@ -16,6 +16,9 @@ pub struct Known {
     /// Where `load` sends when no `--api` is given.
     pub default_target: &'static str,
     pub services: &'static [Service],
+    /// The system's own stats of the load, under the target (`POST` resets them before the load,
+    /// `GET` reads them after): `load` prints their `journeys` and `steps` tables.
+    pub load_stats_path: Option<&'static str>,
 }
 
 pub const SYSTEMS: &[Known] = &[
@@ -26,6 +29,7 @@ pub const SYSTEMS: &[Known] = &[
         scenario: || Arc::new(onboarding_system::OnboardingLoad),
         default_target: onboarding_system::DEFAULT_TARGET,
         services: onboarding_system::SERVICES,
+        load_stats_path: None,
     },
     Known {
         name: shop_system::NAME,
@@ -34,6 +38,7 @@ pub const SYSTEMS: &[Known] = &[
         scenario: || Arc::new(shop_system::ShopLoad),
         default_target: shop_system::DEFAULT_TARGET,
         services: shop_system::SERVICES,
+        load_stats_path: Some(shop_system::LOAD_STATS_PATH),
     },
     Known {
         name: events_system::NAME,
@@ -42,6 +47,7 @@ pub const SYSTEMS: &[Known] = &[
         scenario: || Arc::new(events_system::EventsLoad),
         default_target: events_system::DEFAULT_TARGET,
         services: events_system::SERVICES,
+        load_stats_path: None,
     },
 ];
 

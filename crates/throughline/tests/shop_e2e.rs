@@ -53,6 +53,12 @@ async fn journeys(flags: &[&str]) -> tempfile::TempDir {
     assert_eq!(summary["accepted"], 40, "{summary:#}");
     assert_eq!(summary["traces"]["checked"], 40, "{summary:#}");
     assert_eq!(summary["traces"]["whole"], 40, "{summary:#}");
+    // The load generator's own stats of this load, by journey and step.
+    let stats = &summary["system_stats"];
+    assert_eq!(stats["journeys"]["purchase"]["requests"], 12, "{stats:#}");
+    assert_eq!(stats["journeys"]["browse"]["requests"], 16, "{stats:#}");
+    assert_eq!(stats["steps"]["create_order"]["requests"], 12, "{stats:#}");
+    assert_eq!(stats["errors"], 0, "{stats:#}");
 
     // The checkout's log line of each order names the order's trace.
     let created: Vec<_> = shop

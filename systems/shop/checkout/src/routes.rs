@@ -50,6 +50,7 @@ impl App {
             .timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
             .build()
+            // Building fails only when the TLS backend cannot start; the catalog is plain HTTP.
             .unwrap_or_default();
         let catalog = HttpClient::shared(client, telemetry.tracer.clone());
         Self {
@@ -175,6 +176,7 @@ async fn checkout(app: &App, cx: &Context, body: &[u8]) -> Result<Value, Checkou
         .map(|item| Line {
             product_id: item.product_id,
             quantity: item.quantity,
+            // `price` answered a price for every product of the cart, or an error.
             price_cents: prices[&item.product_id],
         })
         .collect();

@@ -30,7 +30,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/products/browse", post(browse))
         .route("/api/journeys/{kind}", post(journey))
         .route("/api/traffic", post(start_traffic).delete(stop_traffic))
-        .route("/api/stats", get(stats))
+        .route("/api/stats", get(stats).post(reset_stats))
         .route("/health", get(health))
         .with_state(app)
 }
@@ -131,6 +131,12 @@ async fn stats(State(app): State<Arc<App>>) -> Response {
     stats["demo_minute"] = json!(app.config.demo.minute());
     stats["traffic_running"] = json!(app.traffic.is_running());
     axum::Json(stats).into_response()
+}
+
+/// Starts the counters afresh (what `throughline load shop` does before it sends).
+async fn reset_stats(State(app): State<Arc<App>>) -> Response {
+    app.journeys.stats().reset();
+    axum::Json(json!({"reset": true})).into_response()
 }
 
 async fn health() -> Response {

@@ -84,6 +84,11 @@ impl Stats {
         self.with(|t| t.skipped += 1);
     }
 
+    /// Every counter back to zero.
+    pub fn reset(&self) {
+        self.with(|t| *t = Tables::default());
+    }
+
     /// The whole table as JSON.
     pub fn snapshot(&self) -> Value {
         self.with(|t| {

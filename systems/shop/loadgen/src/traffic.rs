@@ -102,8 +102,10 @@ pub enum Rate {
         per_sec: f64,
         duration: Option<Duration>,
     },
-    /// The demo's: from a fifth of `peak_per_sec` up to it through the ramp, the peak from then
-    /// on, nothing once the demo is over.
+    /// The demo's: from a fifth of `peak_per_sec` up to it through the ramp, the peak through the
+    /// peak phase, then the crowd keeps coming: up to twice the peak through the degradation
+    /// (so the full scans, sharing the machine, grow slower as the phase goes on) and twice the
+    /// peak in the critical phase; nothing once the demo is over.
     Demo { clock: DemoClock, peak_per_sec: f64 },
 }
 
@@ -119,7 +121,9 @@ impl Rate {
                 peak_per_sec,
             } => match clock.phase() {
                 Phase::Ramp => Some(peak_per_sec * (0.2 + 0.8 * clock.phase_progress())),
-                Phase::Peak | Phase::Degradation | Phase::Critical => Some(*peak_per_sec),
+                Phase::Peak => Some(*peak_per_sec),
+                Phase::Degradation => Some(peak_per_sec * (1.0 + clock.phase_progress())),
+                Phase::Critical => Some(peak_per_sec * 2.0),
                 // Before the demo's start: wait for it; after its end: done.
                 Phase::Normal => clock.minute().filter(|m| *m < 0.0).map(|_| 0.0),
             },
@@ -223,6 +227,27 @@ impl Traffic {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_demo_rate_rises_through_the_phases_and_ends_with_the_demo() {
+        let at_minute = |m: f64| {
+            let now = std::time::SystemTime::now();
+            let offset = Duration::from_secs_f64(m.abs() * 60.0);
+            let start = if m >= 0.0 { now - offset } else { now + offset };
+            Rate::Demo {
+                clock: DemoClock::black_friday(start, Duration::from_secs(60)),
+                peak_per_sec: 10.0,
+            }
+            .now(Instant::now())
+        };
+        let near = |got: Option<f64>, want: f64| got.is_some_and(|r| (r - want).abs() < 0.1);
+        assert!(near(at_minute(0.0), 2.0), "{:?}", at_minute(0.0));
+        assert!(near(at_minute(10.0), 10.0));
+        assert!(near(at_minute(20.0), 15.0), "{:?}", at_minute(20.0));
+        assert!(near(at_minute(27.0), 20.0));
+        assert_eq!(at_minute(31.0), None, "traffic ends with the demo");
+        assert_eq!(at_minute(-1.0), Some(0.0), "waits for the demo's start");
+    }
 
     #[test]
     fn a_mix_names_its_bad_field() {

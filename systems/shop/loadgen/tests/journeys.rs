@@ -180,6 +180,22 @@ async fn each_journey_is_one_trace_from_its_root_through_the_services() {
     assert_eq!(stats["steps"]["create_order"]["requests"], 1, "{stats}");
     assert_eq!(stats["errors"], 0, "{stats}");
     assert_eq!(stats["phase"], "normal");
+    // `throughline load` starts the counters afresh before it sends.
+    let (status, _) = call(
+        reqwest::Method::POST,
+        &format!("{}/api/stats", shop.loadgen),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, stats) = call(
+        reqwest::Method::GET,
+        &format!("{}/api/stats", shop.loadgen),
+        None,
+    )
+    .await;
+    assert_eq!(stats["requests"], 0, "{stats}");
+    assert!(stats["journeys"].as_object().unwrap().is_empty(), "{stats}");
 }
 
 #[tokio::test]

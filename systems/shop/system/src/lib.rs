@@ -24,6 +24,8 @@ use throughline_harness::{
 pub const NAME: &str = "shop";
 /// Where `load` sends by default: the load generator.
 pub const DEFAULT_TARGET: &str = "http://127.0.0.1:8010";
+/// The load generator's stats by journey and step (`POST` resets, `GET` reads).
+pub const LOAD_STATS_PATH: &str = "/api/stats";
 
 /// The services `throughline serve` runs.
 pub const SERVICES: &[Service] = &[
