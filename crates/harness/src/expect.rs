@@ -128,25 +128,92 @@ pub struct TraceExpectation {
     /// Hops every trace that went downstream must hold. The last one's repeated `to` spans under
     /// one `from` span are counted as redeliveries.
     pub hops: Vec<Hop>,
+    /// Hops a trace must hold by the name of its root span (a system whose traces differ by
+    /// what started them: the shop's `user_journey.browse` never reaches the checkout). When
+    /// not empty, a root named in none of them is a problem. Not counted as redeliveries.
+    pub by_root: Vec<(String, Vec<Hop>)>,
 }
 
 impl TraceExpectation {
     /// No hop expected: the store's integrity alone.
     pub fn is_empty(&self) -> bool {
-        self.services.is_empty() && self.hops.is_empty()
+        self.services.is_empty() && self.hops.is_empty() && self.by_root.is_empty()
     }
 
-    /// `a -> b -> c` for the summary.
+    /// `a → b → c` for the summary; a service with several next services shows them in braces
+    /// (`api → {files, checks, mail → partner}`). Hops within one service are left out.
     pub fn path(&self) -> String {
-        let mut names: Vec<&str> = Vec::new();
-        for hop in &self.hops {
-            for s in [&hop.from.service, &hop.to.service] {
-                if names.last() != Some(&s.as_str()) {
-                    names.push(s);
-                }
+        // A system whose hops all depend on the root (the shop's journeys) shows its longest.
+        let longest = self
+            .by_root
+            .iter()
+            .map(|(_, hops)| hops)
+            .max_by_key(|hops| hops.len());
+        let hops = match longest {
+            Some(hops) if self.hops.is_empty() => hops,
+            _ => &self.hops,
+        };
+        let mut next: Vec<(&str, Vec<&str>)> = Vec::new();
+        for hop in hops {
+            let (from, to) = (hop.from.service.as_str(), hop.to.service.as_str());
+            if from == to {
+                continue;
+            }
+            match next.iter_mut().find(|(f, _)| *f == from) {
+                Some((_, tos)) if !tos.contains(&to) => tos.push(to),
+                Some(_) => {}
+                None => next.push((from, vec![to])),
             }
         }
-        names.join(" → ")
+        let reached = |s: &str| next.iter().any(|(_, tos)| tos.contains(&s));
+        let mut seen = Vec::new();
+        let roots: Vec<&str> = next
+            .iter()
+            .map(|(f, _)| *f)
+            .filter(|f| !reached(f))
+            .collect();
+        let mut out: Vec<String> = roots
+            .iter()
+            .map(|r| render_path(r, &next, &mut seen))
+            .collect();
+        if out.is_empty() {
+            // Only hops within one service, or a cycle: name the services in order.
+            out = hops
+                .iter()
+                .flat_map(|h| [h.from.service.clone(), h.to.service.clone()])
+                .fold(Vec::new(), |mut names, s| {
+                    if !names.contains(&s) {
+                        names.push(s);
+                    }
+                    names
+                });
+            return out.join(" → ");
+        }
+        out.join("; ")
+    }
+}
+
+fn render_path<'a>(
+    node: &'a str,
+    next: &[(&'a str, Vec<&'a str>)],
+    seen: &mut Vec<&'a str>,
+) -> String {
+    if seen.contains(&node) {
+        return node.to_owned();
+    }
+    seen.push(node);
+    let tos = next
+        .iter()
+        .find(|(f, _)| *f == node)
+        .map(|(_, t)| t.clone())
+        .unwrap_or_default();
+    match tos.as_slice() {
+        [] => node.to_owned(),
+        [one] => format!("{node} → {}", render_path(one, next, seen)),
+        many => {
+            let inner: Vec<String> = many.iter().map(|t| render_path(t, next, seen)).collect();
+            format!("{node} → {{{}}}", inner.join(", "))
+        }
     }
 }
 
@@ -256,6 +323,19 @@ pub fn judge_shape(trace: &Trace, expected: &TraceExpectation) -> Judgement {
             retrying = to.iter().all(|s| is_error(s));
         }
     }
+    if !expected.by_root.is_empty() {
+        let name = root.map_or("", |r| r.operation_name.as_str());
+        match expected.by_root.iter().find(|(n, _)| n == name) {
+            None => problems.push(format!("root span {name:?} is none the system starts")),
+            Some((_, hops)) => {
+                for hop in hops {
+                    if !holds(trace, hop) {
+                        problems.push(format!("expected hop {hop} is missing"));
+                    }
+                }
+            }
+        }
+    }
     let verdict = if !problems.is_empty() {
         Verdict::Broken
     } else if retrying {
@@ -269,6 +349,21 @@ pub fn judge_shape(trace: &Trace, expected: &TraceExpectation) -> Judgement {
         rejected: false,
         redeliveries,
     }
+}
+
+/// Whether some span matching `hop.to` refers to a span matching `hop.from`.
+fn holds(trace: &Trace, hop: &Hop) -> bool {
+    let from: Vec<&Span> = trace
+        .spans
+        .iter()
+        .filter(|s| hop.from.matches(trace, s))
+        .collect();
+    trace.spans.iter().any(|s| {
+        hop.to.matches(trace, s)
+            && s.references
+                .iter()
+                .any(|r| from.iter().any(|f| f.span_id == r.span_id))
+    })
 }
 
 /// The span's `error` tag (Jaeger's mark of an error status).
@@ -325,7 +420,49 @@ mod tests {
                     SpanPattern::of_kind("worker", "consumer"),
                 ),
             ],
+            by_root: Vec::new(),
         }
+    }
+
+    #[test]
+    fn hops_by_root_name_are_required_of_that_root_only() {
+        let to_worker = Hop::new(
+            SpanPattern::of_kind("api", "client"),
+            SpanPattern::of_kind("worker", "server"),
+        );
+        let expected = TraceExpectation {
+            by_root: vec![
+                ("browse".to_owned(), Vec::new()),
+                ("buy".to_owned(), vec![to_worker]),
+            ],
+            ..TraceExpectation::default()
+        };
+        let root = |name: &str| {
+            let mut s = span("r", None, "p1", "internal", json!([]));
+            s["operationName"] = json!(name);
+            s
+        };
+        let browse = trace(json!([root("browse")]));
+        assert_eq!(judge_shape(&browse, &expected).verdict, Verdict::Whole);
+        let buy = trace(json!([root("buy")]));
+        let j = judge_shape(&buy, &expected);
+        assert_eq!(j.verdict, Verdict::Broken);
+        assert_eq!(
+            j.problems,
+            vec!["expected hop api/client -> worker/server is missing"]
+        );
+        let bought = trace(json!([
+            root("buy"),
+            span("c", Some("r"), "p1", "client", json!([])),
+            span("w", Some("c"), "p2", "server", json!([])),
+        ]));
+        assert_eq!(judge_shape(&bought, &expected).verdict, Verdict::Whole);
+        let other = trace(json!([root("sell")]));
+        assert_eq!(
+            judge_shape(&other, &expected).problems,
+            vec!["root span \"sell\" is none the system starts"]
+        );
+        assert_eq!(expected.path(), "api → worker");
     }
 
     #[test]
@@ -449,5 +586,22 @@ mod tests {
             judge(&report("whole", vec![]), None, &none).verdict,
             Verdict::Whole
         );
+    }
+
+    #[test]
+    fn the_path_shows_a_chain_and_a_fan_out() {
+        assert_eq!(expected().path(), "api → worker");
+        let kind = |s: &str, k: &str| SpanPattern::of_kind(s, k);
+        let fan_out = TraceExpectation {
+            hops: vec![
+                Hop::new(kind("api", "server"), kind("api", "producer")),
+                Hop::new(kind("api", "producer"), kind("files", "consumer")),
+                Hop::new(kind("api", "producer"), kind("checks", "consumer")),
+                Hop::new(kind("api", "producer"), kind("mail", "consumer")),
+                Hop::new(kind("mail", "client"), kind("partner", "server")),
+            ],
+            ..TraceExpectation::default()
+        };
+        assert_eq!(fan_out.path(), "api → {files, checks, mail → partner}");
     }
 }

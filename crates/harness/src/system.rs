@@ -55,6 +55,10 @@ pub struct Platform {
     pub settle_secs: u64,
     /// Milliseconds a service's batch span processor waits before exporting.
     pub export_delay_ms: u64,
+    /// The PostgreSQL server every system keeps its tables in (`postgres://…`), each system
+    /// apart from the others (its own schema, or tables of its own); `None`: each system's own
+    /// SQLite files in its data folder.
+    pub database_url: Option<String>,
 }
 
 impl Platform {

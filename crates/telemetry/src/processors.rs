@@ -1,11 +1,13 @@
 //! Batch processors shared between the provider and the guard, so that a flush gets the
-//! processor's own typed result (the providers fold every error into one string).
+//! processor's own typed result (the providers fold every error into one string); and
+//! [`SpanStamp`], which puts the attributes a service names on every span it starts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::logs::Severity;
-use opentelemetry::{Context, InstrumentationScope};
+use opentelemetry::trace::Span as _;
+use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{BatchLogProcessor, LogProcessor, SdkLogRecord};
@@ -60,5 +62,36 @@ impl LogProcessor for SharedLogProcessor {
 
     fn set_resource(&mut self, _resource: &Resource) {
         // The exporter was given the resource before the processor was built.
+    }
+}
+
+/// What a [`SpanStamp`] puts on each span as it starts (read then, so it may change over time).
+pub type StampFn = Arc<dyn Fn() -> Vec<KeyValue> + Send + Sync>;
+
+/// Sets the attributes of a [`StampFn`] on every span when it starts (a demo's phase, a
+/// deployment's wave), before any processor exports it.
+pub struct SpanStamp(pub StampFn);
+
+impl std::fmt::Debug for SpanStamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpanStamp")
+    }
+}
+
+impl SpanProcessor for SpanStamp {
+    fn on_start(&self, span: &mut Span, _cx: &Context) {
+        for attribute in (self.0)() {
+            span.set_attribute(attribute);
+        }
+    }
+
+    fn on_end(&self, _span: SpanData) {}
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
     }
 }

@@ -24,8 +24,9 @@ use crate::config::{
 };
 use crate::diagnosis::ExportTarget;
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
+use crate::fan_out::{AnySpanExporter, FanOutSpanExporter};
 use crate::invocation::InvocationSpanProcessor;
-use crate::processors::{SharedLogProcessor, SharedSpanProcessor};
+use crate::processors::{SharedLogProcessor, SharedSpanProcessor, SpanStamp, StampFn};
 use crate::propagators::build_propagator;
 use crate::resource::{ProcessFacts, ServiceDefaults, detect};
 
@@ -146,6 +147,7 @@ pub struct TelemetryBuilder {
     span_exporter: Option<PipelineFactory>,
     delivery: SpanDelivery,
     metric_interval: Duration,
+    stamp: Option<StampFn>,
 }
 
 /// The metric export interval when neither `OTEL_METRIC_EXPORT_INTERVAL` nor
@@ -173,6 +175,7 @@ impl TelemetryBuilder {
             span_exporter: None,
             delivery: SpanDelivery::Batched,
             metric_interval: DEFAULT_METRIC_INTERVAL,
+            stamp: None,
         }
     }
 
@@ -228,6 +231,16 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Puts the attributes `stamp` returns on every span as it starts (called once per span:
+    /// keep it cheap), e.g. the phase of a demo that changes while the service runs.
+    pub fn stamp_spans(
+        mut self,
+        stamp: impl Fn() -> Vec<opentelemetry::KeyValue> + Send + Sync + 'static,
+    ) -> Self {
+        self.stamp = Some(Arc::new(stamp));
+        self
+    }
+
     /// Builds providers and propagator. Installs nothing global: see [`Telemetry::install_global`].
     pub fn build(self) -> Result<Telemetry, InitError> {
         let runtime = ExportRuntime::new().map_err(InitError::Runtime)?;
@@ -262,31 +275,13 @@ impl TelemetryBuilder {
             let mut builder = SdkTracerProvider::builder()
                 .with_resource(resource.clone())
                 .with_sampler(sampler(config.sampler));
+            if let Some(stamp) = self.stamp.clone() {
+                builder = builder.with_span_processor(SpanStamp(stamp));
+            }
             let delivery = self.delivery;
             let pipeline = match self.span_exporter {
                 Some(factory) => Some(factory(&handle, &config.batch, &resource, delivery)),
-                None => match &config.traces_exporter {
-                    ExporterKind::Otlp(otlp) => {
-                        let exporter = otlp_span_exporter(otlp, &handle)?;
-                        Some(span_pipeline(
-                            exporter,
-                            &handle,
-                            &config.batch,
-                            &resource,
-                            delivery,
-                            Some(ExportTarget::new("traces", otlp)),
-                        ))
-                    }
-                    ExporterKind::Console => Some(span_pipeline(
-                        opentelemetry_stdout::SpanExporter::default(),
-                        &handle,
-                        &config.batch,
-                        &resource,
-                        delivery,
-                        None,
-                    )),
-                    ExporterKind::None => None,
-                },
+                None => traces_pipeline(&config, &handle, &resource, delivery)?,
             };
             if let Some(pipeline) = pipeline {
                 builder = match &pipeline {
@@ -333,6 +328,43 @@ impl TelemetryBuilder {
             shut_down: false,
         })
     }
+}
+
+/// The pipeline of `OTEL_TRACES_EXPORTER`: none, one exporter, or every listed one behind one
+/// processor ([`FanOutSpanExporter`]), so a flush and the queue bound cover them all.
+fn traces_pipeline(
+    config: &TelemetryConfig,
+    handle: &Handle,
+    resource: &Resource,
+    delivery: SpanDelivery,
+) -> Result<Option<SpanPipeline>, InitError> {
+    let mut exporters = Vec::with_capacity(config.traces_exporters.len());
+    let mut target = None;
+    for kind in &config.traces_exporters {
+        match kind {
+            ExporterKind::Otlp(otlp) => {
+                exporters.push(AnySpanExporter::Otlp(otlp_span_exporter(otlp, handle)?));
+                // Export failures are explained for the OTLP endpoint (console cannot fail so).
+                target = Some(ExportTarget::new("traces", otlp));
+            }
+            ExporterKind::Console => exporters.push(AnySpanExporter::Console(
+                opentelemetry_stdout::SpanExporter::default(),
+            )),
+            ExporterKind::None => {}
+        }
+    }
+    if exporters.is_empty() {
+        return Ok(None);
+    }
+    let exporter = FanOutSpanExporter(exporters);
+    Ok(Some(span_pipeline(
+        exporter,
+        handle,
+        &config.batch,
+        resource,
+        delivery,
+        target,
+    )))
 }
 
 fn span_pipeline<E: SpanExporter + 'static>(

@@ -26,8 +26,9 @@ pub struct LoadArgs {
     /// The collector's query API, where traces are read back.
     #[arg(long, default_value = "http://127.0.0.1:16686")]
     pub query: String,
-    /// How many requests to send (ignored with --rate/--duration).
-    #[arg(long, default_value_t = 500)]
+    /// How many requests to send (ignored with --rate/--duration); `--journeys` for the shop,
+    /// whose every request is one journey.
+    #[arg(long, visible_alias = "journeys", default_value_t = 500)]
     pub requests: u64,
     /// How many requests in flight at once.
     #[arg(long, default_value_t = 16)]
@@ -65,6 +66,9 @@ pub struct LoadSummary {
     pub traces: Option<TraceCheck>,
     /// Why the traces were not checked, when they were not.
     pub traces_skipped: Option<String>,
+    /// The system's own stats of the load (by journey and step), when it keeps them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_stats: Option<serde_json::Value>,
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<()> {
@@ -83,13 +87,33 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     let expected = (known.expected)();
+    let stats_url = known
+        .load_stats_path
+        .map(|path| format!("{}{path}", target.trim_end_matches('/')));
+    let stats_client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("building the HTTP client")?;
+    if let Some(url) = &stats_url {
+        // Best effort: a target that cannot be reached is reported by the load itself.
+        // (`send` starts its timeout at once: inside the runtime.)
+        let _ = runtime.block_on(async { stats_client.post(url).send().await });
+    }
     let load = runtime.block_on(drive(&target, (known.scenario)(), &plan))?;
+    let system_stats = match &stats_url {
+        Some(url) => runtime.block_on(async {
+            let response = stats_client.get(url).send().await.ok()?;
+            response.json::<serde_json::Value>().await.ok()
+        }),
+        None => None,
+    };
     let mut summary = LoadSummary {
         system: known.name.to_owned(),
         target: target.clone(),
         load,
         traces: None,
         traces_skipped: None,
+        system_stats,
     };
     let connect_errors = summary.load.errors.get("connect").copied().unwrap_or(0);
     if connect_errors == summary.load.sent && summary.load.sent > 0 {
@@ -172,6 +196,9 @@ fn print_summary(s: &LoadSummary, expected: &TraceExpectation) {
     for (kind, n) in &l.errors {
         println!("  error  {kind}: {n}");
     }
+    if let Some(stats) = &s.system_stats {
+        print_system_stats(stats);
+    }
     if let Some(first) = &l.first_error {
         println!("  first error  {first}");
     }
@@ -206,5 +233,26 @@ fn print_summary(s: &LoadSummary, expected: &TraceExpectation) {
         }
         (None, Some(why)) => println!("  traces not checked: {why}"),
         (None, None) => println!("  traces not checked: no request was accepted"),
+    }
+}
+
+/// The system's own `journeys` and `steps` tables: requests, errors, latency percentiles.
+fn print_system_stats(stats: &serde_json::Value) {
+    for table in ["journeys", "steps"] {
+        let Some(rows) = stats.get(table).and_then(serde_json::Value::as_object) else {
+            continue;
+        };
+        for (name, row) in rows {
+            let ms = |q: &str| row["latency_ms"][q].as_f64().unwrap_or(0.0);
+            println!(
+                "  {:<8} {name:<14} {:>6} requests  {:>4} errors   p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms",
+                table.trim_end_matches('s'),
+                row["requests"].as_u64().unwrap_or(0),
+                row["errors"].as_u64().unwrap_or(0),
+                ms("p50"),
+                ms("p90"),
+                ms("p99"),
+            );
+        }
     }
 }

@@ -16,22 +16,50 @@ pub struct Known {
     /// Where `load` sends when no `--api` is given.
     pub default_target: &'static str,
     pub services: &'static [Service],
+    /// The system's own stats of the load, under the target (`POST` resets them before the load,
+    /// `GET` reads them after): `load` prints their `journeys` and `steps` tables.
+    pub load_stats_path: Option<&'static str>,
 }
 
-pub const SYSTEMS: &[Known] = &[Known {
-    name: onboarding_system::NAME,
-    describe: |platform, opts| onboarding_system::describe(platform, &opts.onboarding),
-    expected: onboarding_system::expected,
-    scenario: || Arc::new(onboarding_system::OnboardingLoad),
-    default_target: onboarding_system::DEFAULT_TARGET,
-    services: onboarding_system::SERVICES,
-}];
+pub const SYSTEMS: &[Known] = &[
+    Known {
+        name: onboarding_system::NAME,
+        describe: |platform, opts| onboarding_system::describe(platform, &opts.onboarding),
+        expected: onboarding_system::expected,
+        scenario: || Arc::new(onboarding_system::OnboardingLoad),
+        default_target: onboarding_system::DEFAULT_TARGET,
+        services: onboarding_system::SERVICES,
+        load_stats_path: None,
+    },
+    Known {
+        name: shop_system::NAME,
+        describe: |platform, opts| shop_system::describe(platform, &opts.shop),
+        expected: shop_system::expected,
+        scenario: || Arc::new(shop_system::ShopLoad),
+        default_target: shop_system::DEFAULT_TARGET,
+        services: shop_system::SERVICES,
+        load_stats_path: Some(shop_system::LOAD_STATS_PATH),
+    },
+    Known {
+        name: events_system::NAME,
+        describe: |platform, opts| events_system::describe(platform, &opts.events),
+        expected: events_system::expected,
+        scenario: || Arc::new(events_system::EventsLoad),
+        default_target: events_system::DEFAULT_TARGET,
+        services: events_system::SERVICES,
+        load_stats_path: None,
+    },
+];
 
 /// Every system's own flags of `up`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SystemsOptions {
     #[command(flatten)]
     pub onboarding: onboarding_system::UpOptions,
+    #[command(flatten)]
+    pub shop: shop_system::UpOptions,
+    #[command(flatten)]
+    pub events: events_system::UpOptions,
 }
 
 pub fn find(name: &str) -> Option<&'static Known> {
@@ -81,4 +109,34 @@ pub fn describe(
         .filter(|s| names.is_empty() || names.iter().any(|n| n == s.name))
         .map(|s| (s.describe)(platform, opts))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::SystemsOptions;
+
+    #[derive(Debug, Parser)]
+    struct Up {
+        #[command(flatten)]
+        systems: SystemsOptions,
+    }
+
+    #[test]
+    fn every_systems_flags_fit_in_one_command() {
+        // clap panics at parse time on two flags (or groups) of one name; this finds it first.
+        Up::command().debug_assert();
+        let up = Up::parse_from([
+            "up",
+            "--scenario",
+            "blackfriday",
+            "--api-addr",
+            "127.0.0.1:1",
+        ]);
+        assert_eq!(
+            up.systems.shop.scenario,
+            shop_system::ShopScenario::Blackfriday
+        );
+    }
 }

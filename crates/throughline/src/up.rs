@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use throughline_harness::{
-    DataDirLock, Platform, RestartPolicy, Supervisor, SystemDescription, check_ports_free,
-    merged_declarations,
+    DataDirLock, Platform, PortClaim, RestartPolicy, Supervisor, SystemDescription,
+    check_ports_free, merged_declarations,
 };
 
 use crate::systems;
@@ -42,6 +42,20 @@ pub struct UpArgs {
     /// Milliseconds the services' span batches wait before export.
     #[arg(long, default_value_t = 200)]
     pub export_delay_ms: u64,
+    /// The database of every system started, `postgres://user@host:port/db` (a password is
+    /// better given as PGPASSWORD): each system keeps its tables apart there (onboarding its
+    /// `customers`, the shop the schema `shop`); each system's own SQLite files in the data
+    /// directory when not given.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Start a PostgreSQL cluster in DATA/postgres from the installed server binaries (`apt-get
+    /// install postgresql`), made at the first start and kept after, and give every system its
+    /// database there (as `--database-url` would).
+    #[arg(long, conflicts_with = "database_url")]
+    pub postgres: bool,
+    /// The port of `--postgres`'s server on 127.0.0.1.
+    #[arg(long, default_value_t = 5432, requires = "postgres")]
+    pub postgres_port: u16,
     /// Exit after this many seconds (for tests and benchmarks); Ctrl-C otherwise.
     #[arg(long)]
     pub exit_after_secs: Option<u64>,
@@ -61,11 +75,28 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         query_addr: args.query_addr,
         settle_secs: args.settle_secs,
         export_delay_ms: args.export_delay_ms,
+        database_url: if args.postgres {
+            Some(format!(
+                "postgres://{}@127.0.0.1:{}/{}",
+                throughline_pgcluster::POSTGRES_USER,
+                args.postgres_port,
+                throughline_pgcluster::POSTGRES_DATABASE
+            ))
+        } else {
+            args.database_url.clone()
+        },
     };
     // Ports first: nothing is created when one is taken.
     let descriptions = systems::describe(&args.systems, &platform, &args.systems_options);
     let mut claims = platform.ports();
     claims.extend(descriptions.iter().flat_map(|d| d.ports.iter().cloned()));
+    if args.postgres {
+        claims.push(PortClaim::new(
+            SocketAddr::from(([127, 0, 0, 1], args.postgres_port)),
+            "PostgreSQL (--postgres)",
+            "--postgres-port",
+        ));
+    }
     check_ports_free(&claims)?;
 
     let data = absolute(&args.data_dir)?;
@@ -87,6 +118,21 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
 
+    // The database before anything that uses it; stopped after everything (dropped last).
+    let _postgres = if args.postgres {
+        let dir = data.join("postgres");
+        eprintln!("starting PostgreSQL in {} …", dir.display());
+        let cluster = throughline_pgcluster::Cluster::start(
+            &dir,
+            args.postgres_port,
+            &throughline_pgcluster::ClusterOptions::default(),
+            |_, _| Ok(()),
+        )
+        .with_context(|| format!("--postgres: starting PostgreSQL in {}", dir.display()))?;
+        Some(cluster)
+    } else {
+        None
+    };
     let mut supervisor = Supervisor::new(platform.log_dir(), RestartPolicy::default());
     // The collector first, so every span from the start has somewhere to go; then the broker
     // with every system's queues and rules in its --config file; then each system's parts.
@@ -130,6 +176,11 @@ fn print_banner(platform: &Platform, systems: &[SystemDescription], took: Durati
         platform.otlp_grpc_addr, platform.otlp_http_addr
     );
     println!("  SQS broker       {}", platform.broker_url());
+    if let Some(url) = &platform.database_url {
+        // Only `--postgres`'s own URL, or the host part of one given: never a password.
+        let shown = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
+        println!("  database         PostgreSQL {shown}");
+    }
     println!("  logs             {}", platform.log_dir().display());
     for system in systems {
         println!("try: {}   (Ctrl-C stops everything)", system.try_load);

@@ -309,6 +309,7 @@ fn up_refuses_a_taken_port_naming_it_and_the_flag() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_throughline"))
         .args([
             "up",
+            "onboarding",
             "--data-dir",
             dir.path().to_str().expect("utf-8"),
             "--api-addr",

@@ -206,7 +206,12 @@ fn a_part_that_stops_during_start_up_shows_its_own_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let addr = |_: u8| free_loopback_addr().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_throughline"))
-        .args(["up", "--data-dir", dir.path().to_str().expect("utf-8")])
+        .args([
+            "up",
+            "onboarding",
+            "--data-dir",
+            dir.path().to_str().expect("utf-8"),
+        ])
         .args(["--api-addr", &addr(0), "--broker-addr", &addr(1)])
         .args(["--otlp-grpc-addr", &addr(2), "--otlp-http-addr", &addr(3)])
         .args(["--query-addr", &addr(4)])
@@ -227,6 +232,7 @@ fn a_second_up_on_the_same_data_dir_refuses_and_logs_are_appended() {
     let second = Command::new(env!("CARGO_BIN_EXE_throughline"))
         .args([
             "up",
+            "onboarding",
             "--data-dir",
             first.dir.path().to_str().expect("utf-8"),
         ])

@@ -36,7 +36,7 @@ impl System {
             free_loopback_addr(),
         );
         let child = Command::new(env!("CARGO_BIN_EXE_throughline"))
-            .arg("up")
+            .args(["up", "onboarding"])
             .args(["--data-dir", dir.path().to_str().expect("utf-8 temp path")])
             .args([
                 "--api-addr",

@@ -1,0 +1,46 @@
+//! The process entry point shared by the binary and `throughline serve load-generator`: the
+//! configuration from the environment map, then the service kit's `run_main` around binding and
+//! serving until SIGINT or SIGTERM.
+
+use std::collections::HashMap;
+
+use crate::{ConfigError, LoadgenConfig, ServeError, Telemetry};
+
+/// Why the process stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Process(#[from] throughline_service_kit::RunError<ServiceError>),
+}
+
+/// Why the service itself stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the load generator as a process: blocks until a shutdown signal, then flushes telemetry.
+pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
+    let config = LoadgenConfig::from_env(&env)?;
+    let process = shop_db::process::shop_process(crate::SERVICE_NAME, config.demo);
+    throughline_service_kit::run_main(env, process, |cx| async move {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|source| ServiceError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        crate::serve(config, Telemetry::global(), listener, cx.shutdown_signal()).await?;
+        Ok(())
+    })?;
+    Ok(())
+}
