@@ -69,6 +69,7 @@ mod metrics;
 mod query;
 mod sealed;
 mod segment;
+pub mod statement;
 mod store;
 #[cfg(any(test, feature = "testdata"))]
 pub mod testdata;
