@@ -290,6 +290,83 @@ pub struct StoreStats {
     pub disk_bytes: u64,
 }
 
+/// A pattern the detector finds in a trace's spans when the trace settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FindingKind {
+    /// At least `min_repeats` consecutive sibling database spans with one statement class.
+    NPlusOneDb,
+    /// The same HTTP client call (method and URL with ids folded) repeated under one parent.
+    RepeatedHttp,
+    /// One message sent per item in a loop, where one batch call would do.
+    UnbatchedSend,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 3] = [
+        FindingKind::NPlusOneDb,
+        FindingKind::RepeatedHttp,
+        FindingKind::UnbatchedSend,
+    ];
+
+    /// The name the findings API and `verify --fail-on` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::NPlusOneDb => "n_plus_one_db",
+            FindingKind::RepeatedHttp => "repeated_http",
+            FindingKind::UnbatchedSend => "unbatched_send",
+        }
+    }
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A finding kind that is not one of [`FindingKind::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not one of n_plus_one_db, repeated_http, unbatched_send")]
+pub struct FindingKindParseError(pub String);
+
+impl FromStr for FindingKind {
+    type Err = FindingKindParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FindingKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| FindingKindParseError(s.to_owned()))
+    }
+}
+
+/// One pattern found in one trace: the repeating spans under their parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub trace_id: TraceId,
+    pub parent_span_id: SpanId,
+    /// The repeating spans, in start order.
+    pub span_ids: Vec<SpanId>,
+    /// The normalized statement, the HTTP call (`GET host/items/?`) or the destination sent to.
+    pub statement: String,
+    pub count: u64,
+    /// Wall time the repeating spans cover together (overlaps counted once).
+    pub duration_nanos: u64,
+    /// The service that made the calls.
+    pub service: String,
+    pub start_unix_nanos: u64,
+}
+
+/// Which findings to list: those whose first repeating span started in the range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingQuery {
+    pub service: Option<String>,
+    pub kind: Option<FindingKind>,
+    pub trace_id: Option<TraceId>,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+}
+
 /// The read side, shared by the Jaeger query API, the APM pages and `throughline verify`.
 pub trait TraceReader: Send + Sync {
     /// Every span of a trace; empty when the store holds none.
@@ -320,6 +397,8 @@ pub trait TraceReader: Send + Sync {
         step_nanos: u64,
     ) -> Result<Vec<IntegrityPoint>, StoreError>;
     fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Findings of settled traces, most recent first.
+    fn findings(&self, query: &FindingQuery) -> Result<Vec<Finding>, StoreError>;
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use opentelemetry_semantic_conventions::resource as semres;
 
-use crate::api::{AnyValue, KeyValue, NodeKind, Resource, Span, SpanKind};
+use crate::api::{AnyValue, FindingKind, KeyValue, NodeKind, Resource, Span, SpanKind};
+use crate::findings::SpanPattern;
+use crate::statement;
 
 /// `service.name` when a resource has none, as the SDKs name it.
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
@@ -46,11 +48,15 @@ pub struct SpanFacts {
     pub links: Vec<(u128, u64)>,
     /// The virtual node this span calls when no instrumented peer answers.
     pub peer: Option<(NodeKind, String)>,
+    /// What the span could repeat in a loop (database, HTTP client and producer spans), when
+    /// the findings detector is on.
+    pub pattern: Option<SpanPattern>,
 }
 
 impl SpanFacts {
     /// The facts of a span that is no longer needed (its name is moved out, not copied).
-    pub fn extract(service: &Arc<str>, trace_id: u128, span: &mut Span) -> Self {
+    pub fn extract(service: &Arc<str>, trace_id: u128, span: &mut Span, detect: bool) -> Self {
+        let pattern = if detect { pattern_of(span) } else { None };
         let calls_out =
             span.kind == SpanKind::Client as i32 || span.kind == SpanKind::Producer as i32;
         Self {
@@ -74,6 +80,7 @@ impl SpanFacts {
             } else {
                 None
             },
+            pattern,
         }
     }
 
@@ -148,6 +155,90 @@ pub fn virtual_peer(attributes: &[KeyValue]) -> Option<(NodeKind, String)> {
         .map(|s| (NodeKind::External, s.to_owned()))
 }
 
+/// The system of a database span (`db.system.name`, or the deprecated `db.system`).
+pub fn db_system(attributes: &[KeyValue]) -> Option<&str> {
+    #[allow(deprecated)]
+    string_attribute(attributes, semconv::DB_SYSTEM_NAME)
+        .or_else(|| string_attribute(attributes, semconv::DB_SYSTEM))
+}
+
+/// The statement of a database span: `db.query.text`, the deprecated `db.statement`, else the
+/// span's name.
+pub fn db_statement<'a>(attributes: &'a [KeyValue], name: &'a str) -> &'a str {
+    #[allow(deprecated)]
+    string_attribute(attributes, semconv::DB_QUERY_TEXT)
+        .or_else(|| string_attribute(attributes, semconv::DB_STATEMENT))
+        .unwrap_or(name)
+}
+
+/// A URL's path with the segments that look like ids (numbers, UUIDs, long hex) as `?`.
+fn fold_path(path: &str) -> String {
+    let looks_like_id = |seg: &str| {
+        !seg.is_empty()
+            && (seg.bytes().all(|b| b.is_ascii_digit())
+                || (seg.len() >= 8 && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')))
+    };
+    path.split('/')
+        .map(|seg| if looks_like_id(seg) { "?" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// What a span could repeat: a database span its statement class, an HTTP client span its call
+/// (method, host and path with ids folded), a producer span that sends one message its
+/// destination.
+fn pattern_of(span: &Span) -> Option<SpanPattern> {
+    let attributes = &span.attributes;
+    if db_system(attributes).is_some() {
+        let text = db_statement(attributes, &span.name);
+        return Some(SpanPattern::new(
+            FindingKind::NPlusOneDb,
+            statement::normalize(text),
+        ));
+    }
+    if span.kind == SpanKind::Producer as i32 {
+        let destination = string_attribute(attributes, semconv::MESSAGING_DESTINATION_NAME)?;
+        let batch = attributes
+            .iter()
+            .find(|kv| kv.key == semconv::MESSAGING_BATCH_MESSAGE_COUNT)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(value_string)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1);
+        return (batch <= 1).then(|| {
+            SpanPattern::new(FindingKind::UnbatchedSend, format!("send to {destination}"))
+        });
+    }
+    if span.kind != SpanKind::Client as i32 {
+        return None;
+    }
+    #[allow(deprecated)]
+    let method = string_attribute(attributes, semconv::HTTP_REQUEST_METHOD)
+        .or_else(|| string_attribute(attributes, semconv::HTTP_METHOD))?;
+    #[allow(deprecated)]
+    let target = match string_attribute(attributes, semconv::URL_TEMPLATE) {
+        Some(template) => template.to_owned(),
+        None => {
+            let url = string_attribute(attributes, semconv::URL_FULL)
+                .or_else(|| string_attribute(attributes, semconv::HTTP_URL))
+                .unwrap_or_default();
+            let url = url.split(['?', '#']).next().unwrap_or_default();
+            let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+            match string_attribute(attributes, semconv::URL_PATH) {
+                Some(path) if without_scheme.is_empty() => {
+                    let host = string_attribute(attributes, semconv::SERVER_ADDRESS).unwrap_or("");
+                    format!("{host}{}", fold_path(path))
+                }
+                _ => fold_path(without_scheme),
+            }
+        }
+    };
+    Some(SpanPattern::new(
+        FindingKind::RepeatedHttp,
+        format!("{method} {target}"),
+    ))
+}
+
 /// A hasher for keys that are already random (trace and span ids): one multiply per word.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct IdHasher(u64);
@@ -174,3 +265,80 @@ impl std::hash::Hasher for IdHasher {
 
 /// `HashMap` state for id keys.
 pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::kv;
+
+    fn span(kind: SpanKind, attributes: Vec<KeyValue>) -> Span {
+        Span {
+            name: "op".into(),
+            kind: kind as i32,
+            attributes,
+            ..Default::default()
+        }
+    }
+
+    fn key(span: &Span) -> Option<(u8, String)> {
+        pattern_of(span).map(|p| (p.kind, p.key.to_string()))
+    }
+
+    #[test]
+    fn patterns_of_database_http_and_producer_spans() {
+        let db = span(
+            SpanKind::Client,
+            vec![
+                kv(semconv::DB_SYSTEM_NAME, "sqlite"),
+                kv(semconv::DB_QUERY_TEXT, "select * from notes where id = 4"),
+            ],
+        );
+        assert_eq!(
+            key(&db),
+            Some((0, "SELECT * FROM notes WHERE id = ?".into()))
+        );
+        let by_name = span(SpanKind::Client, vec![kv(semconv::DB_SYSTEM_NAME, "redis")]);
+        assert_eq!(key(&by_name), Some((0, "op".into())));
+        let http = |url: &str| {
+            span(
+                SpanKind::Client,
+                vec![
+                    kv(semconv::HTTP_REQUEST_METHOD, "GET"),
+                    kv(semconv::URL_FULL, url),
+                ],
+            )
+        };
+        assert_eq!(
+            key(&http("http://pricing:8080/items/42?full=1")),
+            key(&http("http://pricing:8080/items/7")),
+        );
+        assert_eq!(
+            key(&http(
+                "https://pricing/items/3f2a9c1e-0000-4000-8000-000000000000"
+            )),
+            Some((1, "GET pricing/items/?".into()))
+        );
+        let send = |extra: Vec<KeyValue>| {
+            let mut attributes = vec![
+                kv(semconv::MESSAGING_SYSTEM, "aws_sqs"),
+                kv(semconv::MESSAGING_DESTINATION_NAME, "orders"),
+            ];
+            attributes.extend(extra);
+            span(SpanKind::Producer, attributes)
+        };
+        assert_eq!(key(&send(vec![])), Some((2, "send to orders".into())));
+        assert_eq!(
+            key(&send(vec![kv(
+                semconv::MESSAGING_BATCH_MESSAGE_COUNT,
+                10i64
+            )])),
+            None,
+            "a batch send is what the finding asks for"
+        );
+        let server = span(
+            SpanKind::Server,
+            vec![kv(semconv::HTTP_REQUEST_METHOD, "GET")],
+        );
+        assert_eq!(key(&server), None);
+    }
+}

@@ -406,6 +406,7 @@ mod tests {
             end_unix_nanos: 1_000 + 3_000_000,
             links: Vec::new(),
             peer: None,
+            pattern: None,
         }
     }
 

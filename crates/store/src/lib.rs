@@ -62,6 +62,7 @@ mod catalog;
 mod checkpoint;
 mod derived;
 mod facts;
+mod findings;
 mod graph;
 mod integrity;
 pub mod limits;
@@ -76,6 +77,7 @@ pub mod testdata;
 
 pub use api::*;
 pub use facts::UNKNOWN_SERVICE;
+pub use findings::FindingsConfig;
 pub use query::{DEFAULT_LIMIT, summarize_trace};
 pub use store::{Store, StoreConfig};
 

@@ -270,6 +270,7 @@ mod tests {
             end_unix_nanos: start + duration_ms * 1_000_000,
             links: Vec::new(),
             peer: None,
+            pattern: None,
         }
     }
 

@@ -197,6 +197,13 @@ impl TraceReader for Store {
         Ok(self.lock().derived.metrics.operations(service))
     }
 
+    fn findings(&self, query: &FindingQuery) -> Result<Vec<Finding>, StoreError> {
+        check_range(query.start_unix_nanos, query.end_unix_nanos)?;
+        // Traces that settled since the last write are examined first.
+        self.maintain()?;
+        Ok(self.lock().derived.findings.list(query))
+    }
+
     fn find_traces(&self, query: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
         check_range(query.start_unix_nanos, query.end_unix_nanos)?;
         let limit = if query.limit == 0 {
