@@ -399,6 +399,10 @@ pub trait TraceReader: Send + Sync {
     fn stats(&self) -> Result<StoreStats, StoreError>;
     /// Findings of settled traces, most recent first.
     fn findings(&self, query: &FindingQuery) -> Result<Vec<Finding>, StoreError>;
+    /// Statement classes, slow queries, pool pressure and database time of a window.
+    fn database(&self, query: &crate::DatabaseQuery) -> Result<crate::DatabaseReport, StoreError>;
+    /// Error spans of a window grouped by service, exception type and message, most first.
+    fn errors(&self, query: &crate::ErrorQuery) -> Result<Vec<crate::ErrorGroup>, StoreError>;
 }
 
 #[cfg(test)]

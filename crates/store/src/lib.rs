@@ -60,7 +60,9 @@ pub mod api;
 mod block;
 mod catalog;
 mod checkpoint;
+pub mod database;
 mod derived;
+pub mod errors;
 mod facts;
 mod findings;
 mod graph;
@@ -76,6 +78,8 @@ mod store;
 pub mod testdata;
 
 pub use api::*;
+pub use database::{DatabaseQuery, DatabaseReport};
+pub use errors::{ErrorGroup, ErrorQuery, SpanError, span_error};
 pub use facts::UNKNOWN_SERVICE;
 pub use findings::FindingsConfig;
 pub use query::{DEFAULT_LIMIT, summarize_trace};

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use crate::StoreError;
 use crate::api::*;
 use crate::block::decode_span;
+use crate::database::{DatabaseQuery, DatabaseReport};
+use crate::errors::{ErrorGroup, ErrorQuery};
 use crate::facts::{span_u64, value_string};
 use crate::integrity::integrity_of;
 use crate::store::{Store, block_refs_in, now_nanos, stats_of, trace_of};
@@ -202,6 +204,16 @@ impl TraceReader for Store {
         // Traces that settled since the last write are examined first.
         self.maintain()?;
         Ok(self.lock().derived.findings.list(query))
+    }
+
+    fn database(&self, query: &DatabaseQuery) -> Result<DatabaseReport, StoreError> {
+        check_range(query.start_unix_nanos, query.end_unix_nanos)?;
+        self.database_report(query)
+    }
+
+    fn errors(&self, query: &ErrorQuery) -> Result<Vec<ErrorGroup>, StoreError> {
+        check_range(query.start_unix_nanos, query.end_unix_nanos)?;
+        self.error_groups(query)
     }
 
     fn find_traces(&self, query: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {

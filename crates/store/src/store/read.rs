@@ -110,6 +110,40 @@ impl Store {
         Ok((spans, first, last))
     }
 
+    /// Feeds every span of the blocks that may hold spans started in `[start, end]` (of
+    /// `service`'s resources only, when given) to `f` with its service; `f` checks the start.
+    pub(crate) fn scan_spans(
+        &self,
+        start: u64,
+        end: u64,
+        service: Option<&str>,
+        f: &mut dyn FnMut(&str, &Span),
+    ) -> Result<(), StoreError> {
+        let refs = {
+            let inner = self.lock();
+            let id = match service {
+                Some(name) => match inner.service_id(name) {
+                    Some(id) => Some(id),
+                    None => return Ok(()),
+                },
+                None => None,
+            };
+            block_refs_in(&inner, start, end, id)
+        };
+        for r in &refs {
+            let body = self.body(r)?;
+            for entry in body.entries() {
+                let name = body.service(entry.group);
+                if service.is_some_and(|s| s != name) {
+                    continue;
+                }
+                let span = decode_span(&entry).map_err(StoreError::corrupt)?;
+                f(name, &span);
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn settle_nanos(&self) -> u64 {
         self.lock().config.settle_secs.saturating_mul(NANOS_PER_SEC)
     }
