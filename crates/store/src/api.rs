@@ -148,6 +148,8 @@ pub struct TraceSummary {
     pub start_unix_nanos: u64,
     pub duration_nanos: u64,
     pub has_error: bool,
+    /// The earliest error span, for a list to show what went wrong.
+    pub first_error: Option<crate::ErrorSpan>,
     pub integrity: TraceIntegrity,
 }
 
@@ -216,6 +218,18 @@ pub struct RedPoint {
     pub calls: u64,
     pub errors: u64,
     pub latency: LatencyHistogram,
+}
+
+/// Which spans of a service RED figures count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedScope<'a> {
+    /// The requests the service serves: its SERVER and CONSUMER spans (what "calls" of a
+    /// service means; its own outgoing calls are not requests to it).
+    Entry,
+    /// The calls it makes: its CLIENT and PRODUCER spans.
+    Outgoing,
+    /// Every span of one operation (span name), whatever its kind.
+    Operation(&'a str),
 }
 
 /// What kind of neighbour a service-graph node is.
@@ -381,11 +395,12 @@ pub trait TraceReader: Send + Sync {
     ) -> Result<Vec<ServiceGraphEdge>, StoreError>;
     /// Span metrics since the store was created (counters only grow, as Prometheus expects).
     fn span_metrics(&self) -> Result<Vec<SpanMetricsSeries>, StoreError>;
-    /// RED figures of a service, or of one operation of it, in buckets of `step_nanos`.
+    /// RED figures of a service's entry spans, its outgoing calls or one operation of it, in
+    /// buckets of `step_nanos`.
     fn red_series(
         &self,
         service: &str,
-        operation: Option<&str>,
+        scope: RedScope<'_>,
         start_unix_nanos: u64,
         end_unix_nanos: u64,
         step_nanos: u64,

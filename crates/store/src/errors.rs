@@ -47,6 +47,34 @@ pub fn span_error(span: &Span) -> Option<SpanError> {
     })
 }
 
+/// An error span of a trace, as the trace header and search results list it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorSpan {
+    pub service: String,
+    pub span_name: String,
+    pub span_id: SpanId,
+    pub start_unix_nanos: u64,
+    pub error: SpanError,
+}
+
+/// The error spans of a trace, earliest first.
+pub fn error_spans(spans: &[StoredSpan]) -> Vec<ErrorSpan> {
+    let mut out: Vec<ErrorSpan> = spans
+        .iter()
+        .filter_map(|s| {
+            Some(ErrorSpan {
+                error: span_error(&s.span)?,
+                service: s.service_name.clone(),
+                span_name: s.span.name.clone(),
+                span_id: SpanId::from_slice(&s.span.span_id).unwrap_or(SpanId([0; 8])),
+                start_unix_nanos: s.span.start_time_unix_nano,
+            })
+        })
+        .collect();
+    out.sort_by_key(|e| e.start_unix_nanos);
+    out
+}
+
 /// Which errors to group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorQuery {

@@ -79,7 +79,7 @@ pub mod testdata;
 
 pub use api::*;
 pub use database::{DatabaseQuery, DatabaseReport};
-pub use errors::{ErrorGroup, ErrorQuery, SpanError, span_error};
+pub use errors::{ErrorGroup, ErrorQuery, ErrorSpan, SpanError, error_spans, span_error};
 pub use facts::UNKNOWN_SERVICE;
 pub use findings::FindingsConfig;
 pub use query::{DEFAULT_LIMIT, summarize_trace};

@@ -127,6 +127,7 @@ pub fn summarize_trace(trace_id: TraceId, spans: &[StoredSpan], settling: bool) 
                 st.code == opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32
             })
         }),
+        first_error: crate::errors::error_spans(spans).into_iter().next(),
         integrity: integrity_of(&ids, settling),
     }
 }
@@ -309,7 +310,7 @@ impl TraceReader for Store {
     fn red_series(
         &self,
         service: &str,
-        operation: Option<&str>,
+        scope: RedScope<'_>,
         start_unix_nanos: u64,
         end_unix_nanos: u64,
         step_nanos: u64,
@@ -317,7 +318,7 @@ impl TraceReader for Store {
         check_step(start_unix_nanos, end_unix_nanos, step_nanos)?;
         Ok(self.lock().derived.metrics.red_series(
             service,
-            operation,
+            scope,
             start_unix_nanos,
             end_unix_nanos,
             step_nanos,
