@@ -1,5 +1,7 @@
 //! The few facts of a span that ingest derives everything from, read once from the OTLP model.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -56,9 +58,18 @@ pub struct SpanFacts {
 impl SpanFacts {
     /// The facts of a span that is no longer needed (its name is moved out, not copied).
     pub fn extract(service: &Arc<str>, trace_id: u128, span: &mut Span, detect: bool) -> Self {
-        let pattern = if detect { pattern_of(span) } else { None };
         let calls_out =
             span.kind == SpanKind::Client as i32 || span.kind == SpanKind::Producer as i32;
+        let peer = if calls_out {
+            virtual_peer(&span.attributes)
+        } else {
+            None
+        };
+        let pattern = if detect {
+            pattern_of(span, peer.as_ref())
+        } else {
+            None
+        };
         Self {
             trace_id,
             span_id: span_u64(&span.span_id),
@@ -75,11 +86,7 @@ impl SpanFacts {
                 .filter(|l| l.trace_id.len() == 16 && l.span_id.len() == 8)
                 .map(|l| (trace_u128(&l.trace_id), span_u64(&l.span_id)))
                 .collect(),
-            peer: if calls_out {
-                virtual_peer(&span.attributes)
-            } else {
-                None
-            },
+            peer,
             pattern,
         }
     }
@@ -184,17 +191,61 @@ fn fold_path(path: &str) -> String {
         .join("/")
 }
 
+/// Classes already made on this thread, by the text they were made from: most statements are
+/// sent with placeholders, so the same text arrives again and again and is normalized once.
+/// Bounded: emptied when full (statements with inlined literals would otherwise grow it).
+///
+/// The hash is the store's fast id hash, not a keyed one: a sender that crafts colliding
+/// statements only slows its own lookups, and never past the cache's bound.
+struct ClassCache {
+    classes: HashMap<Box<str>, Arc<str>, IdHash>,
+}
+
+/// Entries a [`ClassCache`] holds before it is emptied.
+const CLASS_CACHE_ENTRIES: usize = 1024;
+
+impl ClassCache {
+    fn get_or_make(&mut self, text: &str, make: impl FnOnce(&str) -> String) -> Arc<str> {
+        if let Some(class) = self.classes.get(text) {
+            return Arc::clone(class);
+        }
+        if self.classes.len() >= CLASS_CACHE_ENTRIES {
+            self.classes.clear();
+        }
+        let class: Arc<str> = Arc::from(make(text));
+        self.classes.insert(Box::from(text), Arc::clone(&class));
+        class
+    }
+}
+
+thread_local! {
+    static STATEMENT_CLASSES: RefCell<ClassCache> = RefCell::new(ClassCache {
+        classes: HashMap::default(),
+    });
+    static DESTINATIONS: RefCell<ClassCache> = RefCell::new(ClassCache {
+        classes: HashMap::default(),
+    });
+}
+
 /// What a span could repeat: a database span its statement class, an HTTP client span its call
 /// (method, host and path with ids folded), a producer span that sends one message its
 /// destination.
-fn pattern_of(span: &Span) -> Option<SpanPattern> {
+///
+/// A database span is a CLIENT span whose peer is a database (`peer`, already read) or an
+/// INTERNAL span with `db.system.name` (an ORM's own span); SERVER and CONSUMER spans are never
+/// database calls, so their attributes are not searched.
+fn pattern_of(span: &Span, peer: Option<&(NodeKind, String)>) -> Option<SpanPattern> {
     let attributes = &span.attributes;
-    if db_system(attributes).is_some() {
+    let database = match peer {
+        Some((NodeKind::Database, _)) => true,
+        Some(_) => false,
+        None => span.kind == SpanKind::Internal as i32 && db_system(attributes).is_some(),
+    };
+    if database {
         let text = db_statement(attributes, &span.name);
-        return Some(SpanPattern::new(
-            FindingKind::NPlusOneDb,
-            statement::normalize(text),
-        ));
+        let class =
+            STATEMENT_CLASSES.with(|c| c.borrow_mut().get_or_make(text, statement::normalize));
+        return Some(SpanPattern::from_arc(FindingKind::NPlusOneDb, class));
     }
     if span.kind == SpanKind::Producer as i32 {
         let destination = string_attribute(attributes, semconv::MESSAGING_DESTINATION_NAME)?;
@@ -206,7 +257,8 @@ fn pattern_of(span: &Span) -> Option<SpanPattern> {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(1);
         return (batch <= 1).then(|| {
-            SpanPattern::new(FindingKind::UnbatchedSend, format!("send to {destination}"))
+            let key = DESTINATIONS.with(|c| c.borrow_mut().get_or_make(destination, str::to_owned));
+            SpanPattern::from_arc(FindingKind::UnbatchedSend, key)
         });
     }
     if span.kind != SpanKind::Client as i32 {
@@ -281,7 +333,10 @@ mod tests {
     }
 
     fn key(span: &Span) -> Option<(u8, String)> {
-        pattern_of(span).map(|p| (p.kind, p.key.to_string()))
+        let service: Arc<str> = Arc::from("svc");
+        SpanFacts::extract(&service, 1, &mut span.clone(), true)
+            .pattern
+            .map(|p| (p.kind, p.key.to_string()))
     }
 
     #[test]
@@ -299,6 +354,16 @@ mod tests {
         );
         let by_name = span(SpanKind::Client, vec![kv(semconv::DB_SYSTEM_NAME, "redis")]);
         assert_eq!(key(&by_name), Some((0, "op".into())));
+        let orm = span(
+            SpanKind::Internal,
+            vec![kv(semconv::DB_SYSTEM_NAME, "sqlite")],
+        );
+        assert_eq!(key(&orm), Some((0, "op".into())), "an ORM's internal span");
+        let served = span(
+            SpanKind::Server,
+            vec![kv(semconv::DB_SYSTEM_NAME, "sqlite")],
+        );
+        assert_eq!(key(&served), None, "a server span is no database call");
         let http = |url: &str| {
             span(
                 SpanKind::Client,
@@ -326,7 +391,7 @@ mod tests {
             attributes.extend(extra);
             span(SpanKind::Producer, attributes)
         };
-        assert_eq!(key(&send(vec![])), Some((2, "send to orders".into())));
+        assert_eq!(key(&send(vec![])), Some((2, "orders".into())));
         assert_eq!(
             key(&send(vec![kv(
                 semconv::MESSAGING_BATCH_MESSAGE_COUNT,

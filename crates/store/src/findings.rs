@@ -66,9 +66,18 @@ pub struct SpanPattern {
 
 impl SpanPattern {
     pub fn new(kind: FindingKind, key: String) -> Self {
+        Self::from_arc(kind, Arc::from(key))
+    }
+
+    /// Equal patterns; the same class is usually the same allocation (the class cache).
+    fn same(&self, other: &SpanPattern) -> bool {
+        self.kind == other.kind && (Arc::ptr_eq(&self.key, &other.key) || self.key == other.key)
+    }
+
+    pub fn from_arc(kind: FindingKind, key: Arc<str>) -> Self {
         Self {
             kind: kind_code(kind),
-            key: Arc::from(key),
+            key,
         }
     }
 }
@@ -150,36 +159,38 @@ pub fn detect(
     if spans.len() < min_repeats {
         return Vec::new();
     }
-    let by_id: HashMap<u64, &PatternSpan> = spans.iter().map(|s| (s.span_id, s)).collect();
-    let mut children: HashMap<u64, Vec<&PatternSpan>> = HashMap::new();
-    for s in spans {
-        children.entry(s.parent_span_id).or_default().push(s);
-    }
-    let mut parents: Vec<u64> = children.keys().copied().collect();
-    parents.sort_unstable();
+    // Siblings side by side in start order, and the spans by id for their parent's own pattern:
+    // two sorts, no maps.
+    let mut order: Vec<&PatternSpan> = spans.iter().collect();
+    order.sort_unstable_by_key(|s| (s.parent_span_id, s.start_unix_nanos, s.span_id));
+    let mut by_id: Vec<(u64, &SpanPattern)> =
+        spans.iter().map(|s| (s.span_id, &s.pattern)).collect();
+    by_id.sort_unstable_by_key(|(id, _)| *id);
+    let pattern_of = |id: u64| {
+        by_id
+            .binary_search_by_key(&id, |(id, _)| *id)
+            .ok()
+            .map(|i| by_id[i].1)
+    };
+    let min_duration_nanos = config.min_duration_ms.saturating_mul(1_000_000);
     let mut out = Vec::new();
-    for parent in parents {
-        let mut siblings = children.remove(&parent).unwrap_or_default();
+    for siblings in order.chunk_by(|a, b| a.parent_span_id == b.parent_span_id) {
         if siblings.len() < min_repeats {
             continue;
         }
-        siblings.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
-        // One open run per kind: a span of another kind does not end a run.
-        let mut runs: [Vec<&PatternSpan>; 3] = Default::default();
+        let parent = siblings[0].parent_span_id;
         let finish = |run: &mut Vec<&PatternSpan>, out: &mut Vec<StoredFinding>| {
             let taken = std::mem::take(run);
             let Some(first) = taken.first() else {
                 return;
             };
-            let parent_same = by_id
-                .get(&parent)
-                .is_some_and(|p| p.pattern == first.pattern);
-            let duration = covered_nanos(&taken);
+            if taken.len() < min_repeats {
+                return;
+            }
             let db = first.pattern.kind == kind_code(FindingKind::NPlusOneDb);
-            if taken.len() >= min_repeats
-                && duration >= config.min_duration_ms.saturating_mul(1_000_000)
-                && !(db && parent_same)
-            {
+            let parent_same = pattern_of(parent).is_some_and(|p| *p == first.pattern);
+            let duration = covered_nanos(&taken);
+            if duration >= min_duration_nanos && !(db && parent_same) {
                 out.push(StoredFinding {
                     kind: first.pattern.kind,
                     trace_id,
@@ -192,9 +203,14 @@ pub fn detect(
                 });
             }
         };
+        // One open run per kind: a span of another kind does not end a run.
+        let mut runs: [Vec<&PatternSpan>; 3] = Default::default();
         for s in siblings {
             let run = &mut runs[usize::from(s.pattern.kind.min(2))];
-            if run.last().is_some_and(|last| last.pattern != s.pattern) {
+            if run
+                .last()
+                .is_some_and(|last| !last.pattern.same(&s.pattern))
+            {
                 finish(run, &mut out);
             }
             run.push(s);
@@ -219,16 +235,23 @@ pub struct FindingsTracker {
     #[serde(with = "crate::checkpoint::as_vec")]
     live: HashMap<u128, LiveSpans, IdHash>,
     queue: VecDeque<(u64, u128)>,
-    /// In the order traces settled.
-    found: Vec<StoredFinding>,
+    /// In the order traces settled, at most [`MAX_FINDINGS`].
+    found: VecDeque<StoredFinding>,
 }
+
+/// The most findings kept: past it the oldest are forgotten first (a route with an N+1 makes one
+/// per request; the pattern is the news, not its millionth instance).
+pub const MAX_FINDINGS: usize = 100_000;
 
 impl FindingsTracker {
     pub fn record(&mut self, f: &SpanFacts, arrival: u64) {
         let Some(pattern) = &f.pattern else {
             return;
         };
-        let live = self.live.entry(f.trace_id).or_default();
+        let live = self.live.entry(f.trace_id).or_insert_with(|| LiveSpans {
+            spans: Vec::with_capacity(4),
+            last_arrival: 0,
+        });
         live.spans.push(PatternSpan {
             span_id: f.span_id,
             parent_span_id: f.parent_span_id,
@@ -259,6 +282,9 @@ impl FindingsTracker {
             }
             if let Some(live) = self.live.remove(&trace) {
                 self.found.extend(detect(trace, &live.spans, config));
+                while self.found.len() > MAX_FINDINGS {
+                    self.found.pop_front();
+                }
             }
         }
     }

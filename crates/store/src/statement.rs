@@ -8,15 +8,27 @@
 //! at the start of a line). Double-quoted text is kept as an identifier, as standard SQL reads it.
 //! Nothing here fails: text that is not SQL still yields a stable class.
 
-/// One token of a statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    /// A keyword (upper-cased) or an identifier (as written, quotes kept).
-    Word(String),
+/// One token of a statement, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token<'a> {
+    /// A keyword, upper-cased.
+    Keyword(&'static str),
+    /// An identifier as written, quotes kept.
+    Word(&'a str),
     /// A literal, a number or a placeholder, folded.
     Value,
     /// Punctuation or an operator, as written.
-    Punct(String),
+    Punct(&'a str),
+}
+
+impl Token<'_> {
+    fn is_punct(&self, p: &str) -> bool {
+        matches!(self, Token::Punct(x) if *x == p)
+    }
+
+    fn is_keyword(&self, k: &str) -> bool {
+        matches!(self, Token::Keyword(x) if *x == k)
+    }
 }
 
 /// The keywords upper-cased in a class (other words keep their case: identifiers may be
@@ -96,109 +108,121 @@ const KEYWORDS: &[&str] = &[
     "WITH",
 ];
 
-fn keyword(word: &str) -> Option<&'static str> {
+/// The keyword `word` is, upper-cased (a binary search of [`KEYWORDS`], no allocation).
+fn keyword(word: &[u8]) -> Option<&'static str> {
+    const LONGEST: usize = 11;
+    if word.len() < 2 || word.len() > LONGEST {
+        return None;
+    }
+    let mut upper = [0u8; LONGEST];
+    for (u, b) in upper.iter_mut().zip(word) {
+        *u = b.to_ascii_uppercase();
+    }
+    let upper = &upper[..word.len()];
     KEYWORDS
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(word))
-        .copied()
+        .binary_search_by(|k| k.as_bytes().cmp(upper))
+        .ok()
+        .map(|i| KEYWORDS[i])
 }
 
-fn is_word_start(c: char) -> bool {
-    c.is_alphabetic() || c == '_'
+/// Bytes of a word: ASCII letters, digits, `_`, `$`, and every byte of a non-ASCII character
+/// (so a word never ends inside a character, and slicing at token ends is always valid).
+fn is_word_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80
 }
 
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c == '$'
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
 /// Splits a statement into tokens, dropping comments and whitespace.
-fn tokenize(sql: &str) -> Vec<Token> {
-    let chars: Vec<char> = sql.chars().collect();
-    let mut tokens = Vec::new();
+fn tokenize(sql: &str) -> Vec<Token<'_>> {
+    let bytes = sql.as_bytes();
+    let n = bytes.len();
+    let mut tokens = Vec::with_capacity(n / 3 + 1);
     let mut i = 0;
-    let at_line_start = |i: usize| {
-        chars[..i]
-            .iter()
-            .rev()
-            .take_while(|c| **c != '\n')
-            .all(|c| c.is_whitespace())
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if c.is_whitespace() {
+    let mut line_start = true;
+    while i < n {
+        let c = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        if c.is_ascii_whitespace() {
+            line_start |= c == b'\n';
             i += 1;
-        } else if c == '-' && next == Some('-') || c == '#' && at_line_start(i) {
-            while i < chars.len() && chars[i] != '\n' {
+            continue;
+        }
+        let at_line_start = std::mem::replace(&mut line_start, false);
+        if (c == b'-' && next == Some(b'-')) || (c == b'#' && at_line_start) {
+            while i < n && bytes[i] != b'\n' {
                 i += 1;
             }
-        } else if c == '/' && next == Some('*') {
+        } else if c == b'/' && next == Some(b'*') {
             // Block comments, sqlcommenter's `/*traceparent='…'*/` among them.
-            i += 2;
-            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
-                i += 1;
-            }
-            i += 2;
-        } else if c == '\''
-            || (matches!(c, 'e' | 'E' | 'n' | 'N' | 'x' | 'X') && next == Some('\''))
+            i = sql[i + 2..].find("*/").map_or(n, |at| i + 2 + at + 2);
+        } else if c == b'\''
+            || (matches!(c, b'e' | b'E' | b'n' | b'N' | b'x' | b'X') && next == Some(b'\''))
         {
-            i = skip_string(&chars, if c == '\'' { i } else { i + 1 });
+            i = skip_string(bytes, if c == b'\'' { i } else { i + 1 });
             tokens.push(Token::Value);
-        } else if c == '$'
-            && let Some(end) = dollar_quoted(&chars, i)
+        } else if c == b'$'
+            && let Some(end) = dollar_quoted(sql, i)
         {
             i = end;
             tokens.push(Token::Value);
-        } else if c == '?' || (c == '$' && next.is_some_and(|n| n.is_ascii_digit())) {
+        } else if c == b'?' || (c == b'$' && next.is_some_and(|b| b.is_ascii_digit())) {
             // `?`, `?1` (SQLite) and `$1` (PostgreSQL) placeholders.
             i += 1;
-            while i < chars.len() && chars[i].is_ascii_digit() {
+            while i < n && bytes[i].is_ascii_digit() {
                 i += 1;
             }
             tokens.push(Token::Value);
-        } else if c == '%' && next == Some('s') {
+        } else if c == b'%' && next == Some(b's') {
             i += 2;
             tokens.push(Token::Value);
-        } else if (c == ':' || c == '@') && next.is_some_and(is_word_start) {
+        } else if (c == b':' || c == b'@') && next.is_some_and(is_word_start) {
             // A named placeholder; `::` casts are handled below as punctuation.
             i += 1;
-            while i < chars.len() && is_word_char(chars[i]) {
+            while i < n && is_word_byte(bytes[i]) {
                 i += 1;
             }
             tokens.push(Token::Value);
         } else if c.is_ascii_digit()
-            || (c == '.' && next.is_some_and(|n| n.is_ascii_digit()))
-            || (c == '-' && next.is_some_and(|n| n.is_ascii_digit()) && sign_allowed(&tokens))
+            || (c == b'.' && next.is_some_and(|b| b.is_ascii_digit()))
+            || (c == b'-' && next.is_some_and(|b| b.is_ascii_digit()) && sign_allowed(&tokens))
         {
-            i = skip_number(&chars, i);
+            i = skip_number(bytes, i);
             tokens.push(Token::Value);
-        } else if c == '"' || c == '`' || c == '[' {
-            let close = if c == '[' { ']' } else { c };
+        } else if c == b'"' || c == b'`' || c == b'[' {
+            let close = if c == b'[' { b']' } else { c };
             let start = i;
             i += 1;
-            while i < chars.len() && chars[i] != close {
+            while i < n && bytes[i] != close {
                 i += 1;
             }
-            i = (i + 1).min(chars.len());
-            tokens.push(Token::Word(chars[start..i].iter().collect()));
+            i = (i + 1).min(n);
+            tokens.push(Token::Word(&sql[start..i]));
         } else if is_word_start(c) {
             let start = i;
-            while i < chars.len() && is_word_char(chars[i]) {
+            while i < n && is_word_byte(bytes[i]) {
                 i += 1;
             }
-            let word: String = chars[start..i].iter().collect();
-            tokens.push(Token::Word(match keyword(&word) {
-                Some(k) => k.to_owned(),
-                None => word,
-            }));
+            let word = &sql[start..i];
+            tokens.push(match keyword(word.as_bytes()) {
+                Some(k) => Token::Keyword(k),
+                None => Token::Word(word),
+            });
         } else {
-            let two: String = chars[i..(i + 2).min(chars.len())].iter().collect();
-            let op = if ["::", "<=", ">=", "<>", "!=", "||", "->"].contains(&two.as_str()) {
-                two
+            let two = bytes.get(i..i + 2).unwrap_or_default();
+            let len = if [b"::", b"<=", b">=", b"<>", b"!=", b"||", b"->"]
+                .iter()
+                .any(|op| op.as_slice() == two)
+            {
+                2
             } else {
-                c.to_string()
+                1
             };
-            i += op.chars().count();
+            // ASCII punctuation: `i + len` is a character boundary.
+            let op = &sql[i..i + len];
+            i += len;
             if op != ";" {
                 tokens.push(Token::Punct(op));
             }
@@ -208,65 +232,65 @@ fn tokenize(sql: &str) -> Vec<Token> {
 }
 
 /// Past a quoted string starting at `start` (`''` and backslash escapes inside).
-fn skip_string(chars: &[char], start: usize) -> usize {
+fn skip_string(bytes: &[u8], start: usize) -> usize {
     let mut i = start + 1;
-    while i < chars.len() {
-        match chars[i] {
-            '\\' => i += 2,
-            '\'' if chars.get(i + 1) == Some(&'\'') => i += 2,
-            '\'' => return i + 1,
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'\'' if bytes.get(i + 1) == Some(&b'\'') => i += 2,
+            b'\'' => return i + 1,
             _ => i += 1,
         }
     }
-    chars.len()
+    bytes.len()
 }
 
 /// The end of a PostgreSQL dollar-quoted string (`$$…$$`, `$tag$…$tag$`) starting at `start`.
-fn dollar_quoted(chars: &[char], start: usize) -> Option<usize> {
-    let mut i = start + 1;
-    while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
-        i += 1;
-    }
-    if chars.get(i) != Some(&'$') || chars.get(start + 1).is_some_and(|c| c.is_ascii_digit()) {
+fn dollar_quoted(sql: &str, start: usize) -> Option<usize> {
+    let bytes = sql.as_bytes();
+    if bytes.get(start + 1).is_some_and(|b| b.is_ascii_digit()) {
         return None;
     }
-    let tag = &chars[start..=i];
-    let mut j = i + 1;
-    while j + tag.len() <= chars.len() {
-        if &chars[j..j + tag.len()] == tag {
-            return Some(j + tag.len());
-        }
-        j += 1;
+    let mut i = start + 1;
+    while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+        i += 1;
     }
-    Some(chars.len())
+    if bytes.get(i) != Some(&b'$') {
+        return None;
+    }
+    let tag = &sql[start..=i];
+    Some(
+        sql[i + 1..]
+            .find(tag)
+            .map_or(bytes.len(), |at| i + 1 + at + tag.len()),
+    )
 }
 
 /// Whether a `-` before a digit is a sign (after an operator, a comma, `(` or a keyword).
-fn sign_allowed(tokens: &[Token]) -> bool {
+fn sign_allowed(tokens: &[Token<'_>]) -> bool {
     match tokens.last() {
-        None => true,
-        Some(Token::Punct(p)) => p != ")",
-        Some(Token::Word(w)) => keyword(w).is_some(),
-        Some(Token::Value) => false,
+        None | Some(Token::Keyword(_)) => true,
+        Some(Token::Punct(p)) => *p != ")",
+        Some(Token::Word(_) | Token::Value) => false,
     }
 }
 
-fn skip_number(chars: &[char], start: usize) -> usize {
+fn skip_number(bytes: &[u8], start: usize) -> usize {
     let mut i = start;
-    if chars[i] == '-' {
+    if bytes[i] == b'-' {
         i += 1;
     }
-    if chars[i] == '0' && matches!(chars.get(i + 1), Some('x' | 'X')) {
+    if bytes[i] == b'0' && matches!(bytes.get(i + 1), Some(b'x' | b'X')) {
         i += 2;
-        while i < chars.len() && chars[i].is_ascii_hexdigit() {
+        while i < bytes.len() && bytes[i].is_ascii_hexdigit() {
             i += 1;
         }
         return i;
     }
-    while i < chars.len() {
-        let c = chars[i];
-        let exponent_sign = matches!(c, '+' | '-') && matches!(chars[i - 1], 'e' | 'E');
-        if c.is_ascii_digit() || c == '.' || matches!(c, 'e' | 'E') || exponent_sign {
+    while i < bytes.len() {
+        let c = bytes[i];
+        let exponent_sign = matches!(c, b'+' | b'-') && matches!(bytes[i - 1], b'e' | b'E');
+        if c.is_ascii_digit() || c == b'.' || matches!(c, b'e' | b'E') || exponent_sign {
             i += 1;
         } else {
             break;
@@ -276,78 +300,69 @@ fn skip_number(chars: &[char], start: usize) -> usize {
 }
 
 /// Folds `IN (?, ?, …)` to `IN (?)` and repeated `VALUES` rows to one.
-fn fold_lists(tokens: Vec<Token>) -> Vec<Token> {
-    let punct = |t: &Token, p: &str| matches!(t, Token::Punct(x) if x == p);
-    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+fn fold_lists(tokens: Vec<Token<'_>>) -> Vec<Token<'_>> {
+    let mut out: Vec<Token<'_>> = Vec::with_capacity(tokens.len());
     let mut i = 0;
     while i < tokens.len() {
-        let after_in = matches!(out.last(), Some(Token::Word(w)) if w == "IN");
-        if after_in && punct(&tokens[i], "(") {
+        let after_in = out.last().is_some_and(|t| t.is_keyword("IN"));
+        if after_in && tokens[i].is_punct("(") {
             // A list of values only (not a sub-select) becomes one `?`.
             let mut j = i + 1;
             let mut only_values = true;
-            while j < tokens.len() && !punct(&tokens[j], ")") {
-                only_values &= tokens[j] == Token::Value || punct(&tokens[j], ",");
+            while j < tokens.len() && !tokens[j].is_punct(")") {
+                only_values &= tokens[j] == Token::Value || tokens[j].is_punct(",");
                 j += 1;
             }
             if only_values && j < tokens.len() {
-                out.extend([
-                    Token::Punct("(".into()),
-                    Token::Value,
-                    Token::Punct(")".into()),
-                ]);
+                out.extend([Token::Punct("("), Token::Value, Token::Punct(")")]);
                 i = j + 1;
                 continue;
             }
         }
-        let row_follows = punct(&tokens[i], ",")
-            && tokens.get(i + 1).is_some_and(|t| punct(t, "("))
-            && matches!(out.last(), Some(t) if punct(t, ")"));
+        let row_follows = tokens[i].is_punct(",")
+            && tokens.get(i + 1).is_some_and(|t| t.is_punct("("))
+            && out.last().is_some_and(|t| t.is_punct(")"));
         if row_follows && let Some(row) = last_values_row(&out) {
-            let len = row.len();
-            if tokens.get(i + 1..i + 1 + len) == Some(row.as_slice()) {
+            let len = out.len() - row;
+            if tokens.get(i + 1..i + 1 + len) == Some(&out[row..]) {
                 i += 1 + len;
                 continue;
             }
         }
-        out.push(tokens[i].clone());
+        out.push(tokens[i]);
         i += 1;
     }
     out
 }
 
-/// The last `( … )` row of a `VALUES` list already emitted, when `out` ends in one.
-fn last_values_row(out: &[Token]) -> Option<Vec<Token>> {
-    let open = out
-        .iter()
-        .rposition(|t| matches!(t, Token::Punct(p) if p == "("))?;
-    let before = open.checked_sub(1).map(|b| &out[b]);
-    let is_row = match before {
-        Some(Token::Word(w)) => w == "VALUES",
-        Some(Token::Punct(p)) => p == ",",
-        _ => false,
+/// Where the last `( … )` row of a `VALUES` list starts in `out`, when `out` ends in one.
+fn last_values_row(out: &[Token<'_>]) -> Option<usize> {
+    let open = out.iter().rposition(|t| t.is_punct("("))?;
+    let is_row = match open.checked_sub(1).map(|b| &out[b]) {
+        Some(t) => t.is_keyword("VALUES") || t.is_punct(","),
+        None => false,
     };
-    (is_row && out[open..].iter().all(|t| !matches!(t, Token::Word(_))))
-        .then(|| out[open..].to_vec())
+    let values_only = out[open..]
+        .iter()
+        .all(|t| !matches!(t, Token::Word(_) | Token::Keyword(_)));
+    (is_row && values_only).then_some(open)
 }
 
-fn render(tokens: &[Token]) -> String {
-    let mut out = String::new();
-    let mut prev: Option<&Token> = None;
+fn render(tokens: &[Token<'_>], capacity: usize) -> String {
+    let mut out = String::with_capacity(capacity);
+    let mut prev: Option<&Token<'_>> = None;
     for t in tokens {
         let text = match t {
-            Token::Word(w) => w.as_str(),
+            Token::Keyword(k) => k,
+            Token::Word(w) => *w,
             Token::Value => "?",
-            Token::Punct(p) => p.as_str(),
+            Token::Punct(p) => *p,
         };
-        let glue_before =
-            matches!(t, Token::Punct(p) if [",", ")", ".", "::"].contains(&p.as_str()));
+        let glue_before = matches!(t, Token::Punct(p) if matches!(*p, "," | ")" | "." | "::"));
         let glue_after = match prev {
-            Some(Token::Punct(p)) => ["(", ".", "::"].contains(&p.as_str()),
+            Some(Token::Punct(p)) => matches!(*p, "(" | "." | "::"),
             // A function call (`count(*)`), not a keyword before a list (`IN (?)`).
-            Some(Token::Word(w)) => {
-                matches!(t, Token::Punct(p) if p == "(") && keyword(w).is_none()
-            }
+            Some(Token::Word(_)) => t.is_punct("("),
             _ => false,
         };
         if prev.is_some() && !glue_before && !glue_after {
@@ -361,7 +376,7 @@ fn render(tokens: &[Token]) -> String {
 
 /// The class of a statement: `select * from t where id = 7 -- x` is `SELECT * FROM t WHERE id = ?`.
 pub fn normalize(statement: &str) -> String {
-    render(&fold_lists(tokenize(statement)))
+    render(&fold_lists(tokenize(statement)), statement.len())
 }
 
 /// The tables a statement names after `FROM`, `JOIN`, `INTO`, `UPDATE` and `TABLE`, quotes
@@ -371,19 +386,18 @@ pub fn tables(statement: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut i = 0;
     while i < tokens.len() {
-        let opens = matches!(&tokens[i], Token::Word(w)
-            if ["FROM", "JOIN", "INTO", "UPDATE", "TABLE"].contains(&w.as_str()));
+        let opens = matches!(
+            tokens[i],
+            Token::Keyword("FROM" | "JOIN" | "INTO" | "UPDATE" | "TABLE")
+        );
         i += 1;
         if !opens {
             continue;
         }
         let mut name = String::new();
         while let Some(Token::Word(w)) = tokens.get(i) {
-            if keyword(w).is_some() {
-                break;
-            }
             name.push_str(w.trim_matches(|c| matches!(c, '"' | '`' | '[' | ']')));
-            if matches!(tokens.get(i + 1), Some(Token::Punct(p)) if p == ".") {
+            if tokens.get(i + 1).is_some_and(|t| t.is_punct(".")) {
                 name.push('.');
                 i += 2;
             } else {
@@ -498,6 +512,25 @@ mod tests {
             let _ = tables(input);
         }
         assert_eq!(normalize("GET"), "GET");
+    }
+
+    proptest::proptest! {
+        /// Span attributes come from the network: any text yields a class (at most a space per
+        /// token longer), never a panic.
+        #[test]
+        fn any_text_normalizes_without_panicking(text in "\\PC*") {
+            let class = normalize(&text);
+            let _ = tables(&text);
+            proptest::prop_assert!(class.len() <= text.len() * 2 + 1, "{class:?}");
+        }
+    }
+
+    #[test]
+    fn keywords_are_sorted_for_the_binary_search() {
+        assert!(KEYWORDS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(keyword(b"select"), Some("SELECT"));
+        assert_eq!(keyword(b"TRANSACTION"), Some("TRANSACTION"));
+        assert_eq!(keyword(b"placements"), None);
     }
 
     #[test]

@@ -42,10 +42,13 @@ pub fn sentence(f: &Finding, parent_name: Option<&str>) -> String {
         Some(name) => format!(" under `{name}`"),
         None => String::new(),
     };
+    let what = match f.kind {
+        FindingKind::UnbatchedSend => format!("send to `{}`", f.statement),
+        _ => format!("`{}`", short_statement(&f.statement)),
+    };
     format!(
-        "{} × `{}`{under}, {}: {}",
+        "{} × {what}{under}, {}: {}",
         f.count,
-        short_statement(&f.statement),
         html::duration(f.duration_nanos),
         advice(f.kind)
     )
