@@ -4,8 +4,13 @@
 mod common;
 
 use common::*;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
 use opentelemetry_proto::tonic::trace::v1::{Status, status};
+use throughline_store::ExportMetricsServiceRequest;
 use throughline_store::testdata::{QueryLoopTrace, export};
 
 const MS: u64 = 1_000_000;
@@ -44,6 +49,43 @@ async fn loaded() -> (TestCollector, QueryLoopTrace) {
         .export(export("videos-api", slow))
         .await
         .expect("export succeeds");
+    // The pool's own metrics: 20 of 20 connections in use.
+    let mut metrics = MetricsServiceClient::connect(c.grpc_url())
+        .await
+        .expect("grpc connects");
+    let point = |value: i64, state: Option<&str>| NumberDataPoint {
+        attributes: [Some(kv("db.client.connection.pool.name", "videos"))]
+            .into_iter()
+            .chain([state.map(|s| kv("db.client.connection.state", s))])
+            .flatten()
+            .collect(),
+        time_unix_nano: now_nanos(),
+        value: Some(number_data_point::Value::AsInt(value)),
+        ..Default::default()
+    };
+    let gauge = |name: &str, points| Metric {
+        name: name.into(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: points,
+        })),
+        ..Default::default()
+    };
+    metrics
+        .export(ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(throughline_store::testdata::resource("videos-api")),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        gauge("db.client.connection.count", vec![point(20, Some("used"))]),
+                        gauge("db.client.connection.max", vec![point(20, None)]),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        })
+        .await
+        .expect("metrics export succeeds");
     (c, n_plus_one)
 }
 
@@ -126,10 +168,16 @@ async fn the_database_report_ranks_classes_and_lists_slow_queries_and_pools() {
     assert_eq!(slow[0]["attributes"]["db.rows_scanned"], "10000");
     assert_eq!(slow[0]["error"], true);
     let pools = report["pools"].as_array().expect("pools");
-    assert_eq!(pools.len(), 1);
+    assert_eq!(
+        pools.len(),
+        1,
+        "one pool, named `videos` by the spans and by the metrics"
+    );
     assert_eq!(pools[0]["exhausted"], 1);
     assert_eq!(pools[0]["maxPoolSize"], 20);
     assert_eq!(pools[0]["maxWaitMs"], 5000.0);
+    assert_eq!(pools[0]["metrics"]["maxInUse"], 20, "{body}");
+    assert_eq!(pools[0]["metrics"]["pointsAtLimit"], 1, "{body}");
     let services = report["services"].as_array().expect("services");
     assert_eq!(services[0]["service"], "videos-api");
     assert_eq!(services[0]["entryCalls"], 4);

@@ -160,6 +160,18 @@ pub struct PoolRow {
     pub max_pool_size: Option<i64>,
     pub max_wait_ms: Option<f64>,
     pub last_exhausted: Option<SpanLink>,
+    /// From the `db.client.connection.*` metrics, when the service exports them.
+    pub metrics: Option<PoolMetricsRow>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PoolMetricsRow {
+    pub max_in_use: Option<i64>,
+    pub limit: Option<i64>,
+    pub max_pending_requests: Option<i64>,
+    pub timeouts: Option<i64>,
+    pub points_at_limit: u64,
 }
 
 impl From<&PoolPressure> for PoolRow {
@@ -172,6 +184,13 @@ impl From<&PoolPressure> for PoolRow {
             max_pool_size: p.max_pool_size,
             max_wait_ms: p.max_wait_ms,
             last_exhausted: p.last_exhausted.as_ref().map(SpanLink::from),
+            metrics: p.metrics.as_ref().map(|m| PoolMetricsRow {
+                max_in_use: m.max_in_use,
+                limit: m.limit,
+                max_pending_requests: m.max_pending_requests,
+                timeouts: m.timeouts,
+                points_at_limit: m.points_at_limit,
+            }),
         }
     }
 }

@@ -101,6 +101,21 @@ pub struct PoolPressure {
     pub max_wait_ms: Option<f64>,
     /// The most recent span that found the pool exhausted.
     pub last_exhausted: Option<SpanRef>,
+    /// From the `db.client.connection.*` metrics, when the service exports them: the most
+    /// connections in use, the pool's limit, the most requests waiting for a connection, the
+    /// timeouts counted, and how many data points showed the pool at its limit or requests
+    /// waiting.
+    pub metrics: Option<PoolMetrics>,
+}
+
+/// A pool as the `db.client.connection.*` metrics describe it over the window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolMetrics {
+    pub max_in_use: Option<i64>,
+    pub limit: Option<i64>,
+    pub max_pending_requests: Option<i64>,
+    pub timeouts: Option<i64>,
+    pub points_at_limit: u64,
 }
 
 /// A service's time in the database against its time serving (its entry spans).
@@ -174,6 +189,8 @@ struct ReportBuilder {
     classes: HashMap<(String, String, String), ClassAgg>,
     slow: Vec<SlowQuery>,
     pools: HashMap<(String, String), PoolPressure>,
+    /// `db.client.connection.count{state=used}` values per pool.
+    in_use_points: HashMap<(String, String), Vec<i64>>,
     services: HashMap<String, ServiceDatabaseTime>,
 }
 
@@ -184,6 +201,7 @@ impl ReportBuilder {
             classes: HashMap::new(),
             slow: Vec::new(),
             pools: HashMap::new(),
+            in_use_points: HashMap::new(),
             services: HashMap::new(),
         }
     }
@@ -289,6 +307,7 @@ impl ReportBuilder {
                     max_pool_size: None,
                     max_wait_ms: None,
                     last_exhausted: None,
+                    metrics: None,
                 });
             pool.spans += 1;
             let number = |key| {
@@ -313,6 +332,93 @@ impl ReportBuilder {
                     .is_none_or(|l| r.start_unix_nanos > l.start_unix_nanos)
                 {
                     pool.last_exhausted = Some(r);
+                }
+            }
+        }
+    }
+
+    /// Takes in the `db.client.connection.*` metrics of one export (pools keyed by service and
+    /// `db.client.connection.pool.name`).
+    fn add_metrics(&mut self, request: &ExportMetricsServiceRequest) {
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+        use opentelemetry_semantic_conventions::metric as semmetric;
+        for rm in &request.resource_metrics {
+            let service = rm
+                .resource
+                .as_ref()
+                .map_or(crate::UNKNOWN_SERVICE, crate::facts::service_name_of)
+                .to_owned();
+            if self.query.service.as_ref().is_some_and(|s| *s != service) {
+                continue;
+            }
+            for metric in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                let name = metric.name.as_str();
+                let known = [
+                    semmetric::DB_CLIENT_CONNECTION_COUNT,
+                    semmetric::DB_CLIENT_CONNECTION_MAX,
+                    semmetric::DB_CLIENT_CONNECTION_PENDING_REQUESTS,
+                    semmetric::DB_CLIENT_CONNECTION_TIMEOUTS,
+                ];
+                if !known.contains(&name) {
+                    continue;
+                }
+                let points = match &metric.data {
+                    Some(Data::Gauge(g)) => &g.data_points,
+                    Some(Data::Sum(s)) => &s.data_points,
+                    _ => continue,
+                };
+                for p in points {
+                    let at = p.time_unix_nano;
+                    if at < self.query.start_unix_nanos || at > self.query.end_unix_nanos {
+                        continue;
+                    }
+                    let value = match p.value {
+                        Some(Value::AsInt(i)) => i,
+                        Some(Value::AsDouble(d)) => d as i64,
+                        None => continue,
+                    };
+                    let pool_name =
+                        string_attribute(&p.attributes, semconv::DB_CLIENT_CONNECTION_POOL_NAME)
+                            .unwrap_or_default()
+                            .to_owned();
+                    let state =
+                        string_attribute(&p.attributes, semconv::DB_CLIENT_CONNECTION_STATE);
+                    let pool = self
+                        .pools
+                        .entry((service.clone(), pool_name.clone()))
+                        .or_insert_with(|| PoolPressure {
+                            service: service.clone(),
+                            database: pool_name,
+                            spans: 0,
+                            exhausted: 0,
+                            max_pool_size: None,
+                            max_wait_ms: None,
+                            last_exhausted: None,
+                            metrics: None,
+                        });
+                    let m = pool.metrics.get_or_insert_with(PoolMetrics::default);
+                    let keep_max =
+                        |slot: &mut Option<i64>| *slot = Some(slot.map_or(value, |v| v.max(value)));
+                    match name {
+                        semmetric::DB_CLIENT_CONNECTION_COUNT if state == Some("used") => {
+                            keep_max(&mut m.max_in_use);
+                            // Compared with the limit once every export is in (`finish`).
+                            self.in_use_points
+                                .entry((service.clone(), pool.database.clone()))
+                                .or_default()
+                                .push(value);
+                        }
+                        semmetric::DB_CLIENT_CONNECTION_MAX => keep_max(&mut m.limit),
+                        semmetric::DB_CLIENT_CONNECTION_PENDING_REQUESTS => {
+                            keep_max(&mut m.max_pending_requests);
+                            if value > 0 {
+                                m.points_at_limit += 1;
+                            }
+                        }
+                        semmetric::DB_CLIENT_CONNECTION_TIMEOUTS => keep_max(&mut m.timeouts),
+                        _ => {}
+                    }
                 }
             }
         }
@@ -373,6 +479,14 @@ impl ReportBuilder {
         slow_queries.sort_by_key(|s| std::cmp::Reverse(s.span.duration_nanos));
         slow_queries.truncate(MAX_SLOW_QUERIES);
         let mut pools: Vec<PoolPressure> = self.pools.into_values().collect();
+        for pool in &mut pools {
+            let key = (pool.service.clone(), pool.database.clone());
+            if let (Some(m), Some(points)) = (&mut pool.metrics, self.in_use_points.get(&key))
+                && let Some(limit) = m.limit
+            {
+                m.points_at_limit += points.iter().filter(|v| **v >= limit).count() as u64;
+            }
+        }
         pools.sort_by(|a, b| (&a.service, &a.database).cmp(&(&b.service, &b.database)));
         let mut services: Vec<ServiceDatabaseTime> = self.services.into_values().collect();
         services.sort_by(|a, b| a.service.cmp(&b.service));
@@ -397,6 +511,9 @@ impl Store {
             query.service.as_deref(),
             &mut |service, span| builder.add(service, span),
         )?;
+        for (_, request) in self.metrics(query.start_unix_nanos, query.end_unix_nanos)? {
+            builder.add_metrics(&request);
+        }
         Ok(builder.finish())
     }
 }
@@ -478,6 +595,93 @@ mod tests {
         assert!((select.share_of_service_db_time - 60.0 / 260.0).abs() < 1e-9);
         assert_eq!(r.slow_queries.len(), 1);
         assert_eq!(r.slow_queries[0].span.span_id, SpanId([60; 8]));
+    }
+
+    /// A metrics export with a pool's `db.client.connection.*` figures at `at`.
+    pub(crate) fn pool_metrics(
+        service: &str,
+        at: u64,
+        used: i64,
+        limit: i64,
+        pending: i64,
+    ) -> ExportMetricsServiceRequest {
+        use opentelemetry_proto::tonic::metrics::v1::{
+            Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric::Data,
+            number_data_point::Value,
+        };
+        use opentelemetry_semantic_conventions::metric as semmetric;
+        let point = |value: i64, state: Option<&str>| {
+            let mut attributes = vec![kv(semconv::DB_CLIENT_CONNECTION_POOL_NAME, "main")];
+            attributes.extend(state.map(|s| kv(semconv::DB_CLIENT_CONNECTION_STATE, s)));
+            NumberDataPoint {
+                attributes,
+                time_unix_nano: at,
+                value: Some(Value::AsInt(value)),
+                ..Default::default()
+            }
+        };
+        let gauge = |name: &str, points| Metric {
+            name: name.into(),
+            data: Some(Data::Gauge(Gauge {
+                data_points: points,
+            })),
+            ..Default::default()
+        };
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                resource: Some(crate::testdata::resource(service)),
+                scope_metrics: vec![ScopeMetrics {
+                    metrics: vec![
+                        Metric {
+                            name: semmetric::DB_CLIENT_CONNECTION_COUNT.into(),
+                            data: Some(Data::Sum(Sum {
+                                data_points: vec![
+                                    point(used, Some("used")),
+                                    point(1, Some("idle")),
+                                ],
+                                ..Default::default()
+                            })),
+                            ..Default::default()
+                        },
+                        gauge(
+                            semmetric::DB_CLIENT_CONNECTION_MAX,
+                            vec![point(limit, None)],
+                        ),
+                        gauge(
+                            semmetric::DB_CLIENT_CONNECTION_PENDING_REQUESTS,
+                            vec![point(pending, None)],
+                        ),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn pool_metrics_show_a_pool_at_its_limit() {
+        let mut b = ReportBuilder::new(DatabaseQuery {
+            service: None,
+            start_unix_nanos: 0,
+            end_unix_nanos: 60_000 * MS,
+            slow_query_nanos: 100 * MS,
+        });
+        // The count comes before the limit in the export: still compared with it.
+        b.add_metrics(&pool_metrics("shop", 1_000 * MS, 10, 10, 3));
+        b.add_metrics(&pool_metrics("shop", 2_000 * MS, 4, 10, 0));
+        b.add_metrics(&pool_metrics("shop", 90_000 * MS, 10, 10, 9));
+        let r = b.finish();
+        assert_eq!(r.pools.len(), 1);
+        let m = r.pools[0].metrics.as_ref().expect("pool metrics");
+        assert_eq!(r.pools[0].database, "main");
+        assert_eq!(
+            (m.max_in_use, m.limit, m.max_pending_requests),
+            (Some(10), Some(10), Some(3)),
+            "the point after the window is left out"
+        );
+        // At its limit once, requests waiting once (the same moment).
+        assert_eq!(m.points_at_limit, 2);
     }
 
     #[test]

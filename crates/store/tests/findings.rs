@@ -1,5 +1,5 @@
 //! Findings through the store: an N+1 trace is found once it settles, a near miss is not, and
-//! findings survive a reopen.
+//! findings survive a reopen; the database report reads the pool metrics the store keeps.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -89,5 +89,55 @@ fn the_detector_can_be_turned_off_and_its_thresholds_set() -> anyhow::Result<()>
             "{enabled} {min_repeats}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn the_database_report_reads_pool_metrics_from_the_store() -> anyhow::Result<()> {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, metric::Data,
+        number_data_point::Value,
+    };
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(StoreConfig::new(dir.path()))?;
+    let at = now();
+    let point = |value: i64, state: &str| NumberDataPoint {
+        attributes: vec![
+            throughline_store::testdata::kv("db.client.connection.pool.name", "orders"),
+            throughline_store::testdata::kv("db.client.connection.state", state),
+        ],
+        time_unix_nano: at,
+        value: Some(Value::AsInt(value)),
+        ..Default::default()
+    };
+    store.write_metrics(ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(throughline_store::testdata::resource("shop-api")),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "db.client.connection.count".into(),
+                    data: Some(Data::Sum(Sum {
+                        data_points: vec![point(7, "used"), point(3, "idle")],
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    })?;
+    let report = store.database(&DatabaseQuery {
+        service: Some("shop-api".into()),
+        start_unix_nanos: at - 60_000_000_000,
+        end_unix_nanos: at + 60_000_000_000,
+        slow_query_nanos: 100_000_000,
+    })?;
+    assert_eq!(report.pools.len(), 1, "{report:?}");
+    assert_eq!(report.pools[0].database, "orders");
+    assert_eq!(
+        report.pools[0].metrics.as_ref().and_then(|m| m.max_in_use),
+        Some(7)
+    );
     Ok(())
 }

@@ -218,15 +218,15 @@ fn slow_section(body: &mut String, slow: &[throughline_store::database::SlowQuer
 fn pools_section(body: &mut String, pools: &[throughline_store::database::PoolPressure]) {
     body.push_str("<h2>Connection pools</h2>");
     if pools.is_empty() {
-        body.push_str("<p class=\"muted\" data-testid=\"no-pools\">No span carries <code>db.connection.pool.*</code> attributes in this window.</p>");
+        body.push_str("<p class=\"muted\" data-testid=\"no-pools\">No span carries <code>db.connection.pool.*</code> attributes and no <code>db.client.connection.*</code> metrics arrived in this window.</p>");
         return;
     }
-    body.push_str("<table class=\"pools\" data-testid=\"pools\"><thead><tr><th>Service</th><th>Database</th><th class=\"num\">Spans</th><th class=\"num\">Pool exhausted</th><th class=\"num\">Pool size</th><th class=\"num\">Longest wait</th><th>Latest exhaustion</th></tr></thead><tbody>");
+    body.push_str("<table class=\"pools\" data-testid=\"pools\"><thead><tr><th>Service</th><th>Database</th><th class=\"num\">Spans</th><th class=\"num\">Pool exhausted</th><th class=\"num\">Pool size</th><th class=\"num\">Longest wait</th><th>Latest exhaustion</th><th>Metrics (<code>db.client.connection.*</code>)</th></tr></thead><tbody>");
     for p in pools {
         let _ = write!(
             body,
-            "<tr{}><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            if p.exhausted > 0 {
+            "<tr{}><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
+            if p.exhausted > 0 || p.metrics.as_ref().is_some_and(|m| m.points_at_limit > 0) {
                 " class=\"err\""
             } else {
                 ""
@@ -242,6 +242,18 @@ fn pools_section(body: &mut String, pools: &[throughline_store::database::PoolPr
             p.last_exhausted
                 .as_ref()
                 .map_or_else(String::new, |r| span_link(r, "open")),
+            p.metrics.as_ref().map_or_else(String::new, |m| {
+                let n = |v: Option<i64>| v.map_or_else(|| "–".to_owned(), |v| v.to_string());
+                format!(
+                    "in use up to {} of {}, up to {} waiting, {} timeouts; at the limit {} time{}",
+                    n(m.max_in_use),
+                    n(m.limit),
+                    n(m.max_pending_requests),
+                    n(m.timeouts),
+                    m.points_at_limit,
+                    if m.points_at_limit == 1 { "" } else { "s" }
+                )
+            }),
         );
     }
     body.push_str("</tbody></table>");

@@ -36,6 +36,24 @@ impl Store {
         start_unix_nanos: u64,
         end_unix_nanos: u64,
     ) -> Result<Vec<(u64, ExportLogsServiceRequest)>, StoreError> {
+        self.raw_exports(block::KIND_LOGS, start_unix_nanos, end_unix_nanos)
+    }
+
+    /// The metrics exports that arrived in `[start, end]`, with their arrival time.
+    pub fn metrics(
+        &self,
+        start_unix_nanos: u64,
+        end_unix_nanos: u64,
+    ) -> Result<Vec<(u64, ExportMetricsServiceRequest)>, StoreError> {
+        self.raw_exports(block::KIND_METRICS, start_unix_nanos, end_unix_nanos)
+    }
+
+    fn raw_exports<M: Message + Default>(
+        &self,
+        kind: u8,
+        start_unix_nanos: u64,
+        end_unix_nanos: u64,
+    ) -> Result<Vec<(u64, M)>, StoreError> {
         let refs: Vec<(Arc<File>, RawMeta)> = {
             let inner = self.lock();
             inner
@@ -43,9 +61,7 @@ impl Store {
                 .iter()
                 .flat_map(|s| s.raws.iter().map(move |r| (Arc::clone(&s.file.file), *r)))
                 .filter(|(_, r)| {
-                    r.kind == block::KIND_LOGS
-                        && r.arrival >= start_unix_nanos
-                        && r.arrival <= end_unix_nanos
+                    r.kind == kind && r.arrival >= start_unix_nanos && r.arrival <= end_unix_nanos
                 })
                 .collect()
         };
@@ -53,10 +69,7 @@ impl Store {
         for (file, r) in refs {
             let payload = segment::read_record(&file, r.offset, r.len)?;
             let (_, arrival, bytes) = block::parse_raw(&payload).map_err(StoreError::corrupt)?;
-            out.push((
-                arrival,
-                ExportLogsServiceRequest::decode(&bytes[..]).map_err(StoreError::corrupt)?,
-            ));
+            out.push((arrival, M::decode(&bytes[..]).map_err(StoreError::corrupt)?));
         }
         Ok(out)
     }
