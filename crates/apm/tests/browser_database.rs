@@ -145,7 +145,8 @@ async fn the_database_page_and_the_marked_waterfall_show_the_n_plus_one() -> any
         b.goto(&format!("{base}/trace/{TRACE_HEX}"))?;
         let listed = b.eval("document.querySelector('[data-testid=trace-errors] li').textContent")?;
         ensure!(
-            listed == format!("{LAMBDA} send welcome email: SmtpError: connection refused").as_str(),
+            listed
+                == format!("{LAMBDA} send welcome email: SmtpError: connection refused (status: smtp: connection refused)").as_str(),
             "the header's error list: {listed}"
         );
         let row = b.eval("document.querySelector('#s-00000000000000c3 [data-testid=row-error]')?.textContent")?;

@@ -24,6 +24,8 @@ pub struct SpanError {
     pub exception_type: Option<String>,
     /// `exception.message`, else the status message, else empty.
     pub message: String,
+    /// The span's status message (empty when it has none).
+    pub status_message: String,
 }
 
 /// The error of a span with an error status (`None` for any other span).
@@ -44,6 +46,7 @@ pub fn span_error(span: &Span) -> Option<SpanError> {
     Some(SpanError {
         exception_type,
         message,
+        status_message: status.message.clone(),
     })
 }
 
@@ -188,14 +191,16 @@ mod tests {
             span_error(&failed("db error", vec![event])),
             Some(SpanError {
                 exception_type: Some("sqlx::Error".into()),
-                message: "pool timed out".into()
+                message: "pool timed out".into(),
+                status_message: "db error".into(),
             })
         );
         assert_eq!(
             span_error(&failed("404 from pricing", vec![])),
             Some(SpanError {
                 exception_type: None,
-                message: "404 from pricing".into()
+                message: "404 from pricing".into(),
+                status_message: "404 from pricing".into(),
             })
         );
         assert_eq!(span_error(&Span::default()), None);

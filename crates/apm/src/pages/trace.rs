@@ -176,10 +176,19 @@ fn findings_and_errors(body: &mut String, tree: &TraceTree<'_>, marks: &Marks<'_
     for e in &errors {
         let _ = write!(
             body,
-            "<li><a href=\"?span={sid}#s-{sid}\"><i>{}</i> {}</a>: <span class=\"errmsg\">{}</span></li>",
+            "<li><a href=\"?span={sid}#s-{sid}\"><i>{}</i> {}</a>: <span class=\"errmsg\">{}</span>{}</li>",
             Esc(&e.service),
             Esc(&e.span_name),
             Esc(&error_words(&e.error)),
+            // The status message too, when it says something the exception does not.
+            if e.error.status_message.is_empty() || e.error.status_message == e.error.message {
+                String::new()
+            } else {
+                format!(
+                    " <span class=\"muted\">(status: {})</span>",
+                    Esc(&e.error.status_message)
+                )
+            },
             sid = e.span_id,
         );
     }
