@@ -6,7 +6,7 @@ mod collector_common;
 
 use std::process::Command;
 
-use collector_common::{now_nanos, start_collector};
+use collector_common::{now_nanos, start_collector, start_collector_with};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use throughline_store::testdata::{QueryLoopTrace, TwoServiceTrace};
 
@@ -201,4 +201,39 @@ fn fail_on_n_plus_one_exits_1_on_a_finding_and_passes_without_one() {
     );
     assert!(ok, "four repeats are not an N+1: {out}");
     assert!(out.contains("0 findings"), "{out}");
+}
+
+#[test]
+fn the_collectors_n_plus_one_thresholds_are_settable() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (_child, addrs) = start_collector_with(
+        dir.path(),
+        &["--n-plus-one-min-repeats", "3", "--n-plus-one-min-ms", "5"],
+    );
+    // Three 2 ms queries: a finding at 3 repeats and 5 ms, not at Sentry's 5 and 50 ms.
+    let three = QueryLoopTrace::new(13, now_nanos(), 3, 2_000);
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", addrs.grpc))
+            .await
+            .expect("grpc connects");
+        client
+            .export(three.request())
+            .await
+            .expect("export succeeds");
+    });
+    let id = three.trace_id.to_string();
+    let (ok, out) = verify(addrs.query, &["--trace-id", &id, "--fail-on", "n-plus-one"]);
+    assert!(!ok && out.contains("1 findings"), "{out}");
+
+    // A threshold below two repeats is refused at start-up, naming the flag.
+    let out = Command::new(env!("CARGO_BIN_EXE_throughline"))
+        .args(["collector", "--data-dir"])
+        .arg(dir.path())
+        .args(["--n-plus-one-min-repeats", "1"])
+        .output()
+        .expect("the throughline binary runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--n-plus-one-min-repeats"), "{err}");
 }
