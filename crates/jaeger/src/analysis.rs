@@ -222,6 +222,9 @@ impl From<&ServiceDatabaseTime> for ServiceDbRow {
 #[serde(default, rename_all = "camelCase")]
 pub struct DatabaseAnswer {
     pub slow_query_threshold_ms: f64,
+    /// The window held more spans than one report reads: these figures are of its most recent
+    /// part.
+    pub truncated: bool,
     pub statements: Vec<StatementRow>,
     pub slow_queries: Vec<SlowQueryRow>,
     pub pools: Vec<PoolRow>,
@@ -232,6 +235,7 @@ impl DatabaseAnswer {
     pub fn new(report: &DatabaseReport, query: &DatabaseQuery) -> Self {
         Self {
             slow_query_threshold_ms: ms(query.slow_query_nanos),
+            truncated: report.truncated,
             statements: report.statements.iter().map(Into::into).collect(),
             slow_queries: report.slow_queries.iter().map(Into::into).collect(),
             pools: report.pools.iter().map(Into::into).collect(),
@@ -315,6 +319,7 @@ pub fn database_query(
         start_unix_nanos: start,
         end_unix_nanos: end,
         slow_query_nanos: slow_ms.saturating_mul(1_000_000),
+        max_scanned_spans: throughline_store::database::MAX_SCANNED_SPANS,
     })
 }
 

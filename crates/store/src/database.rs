@@ -29,6 +29,9 @@ const DB_POOL_WAIT_MS: &str = "db.connection.pool.wait_time_ms";
 pub const DEFAULT_SLOW_QUERY_MS: u64 = 100;
 /// The most slow queries one report lists (the slowest).
 pub const MAX_SLOW_QUERIES: usize = 100;
+/// The most spans one report (or error grouping) reads, newest first; past it the report says it
+/// covers only the most recent part of the window.
+pub const MAX_SCANNED_SPANS: usize = 2_000_000;
 
 /// Which spans a database report reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +42,9 @@ pub struct DatabaseQuery {
     pub end_unix_nanos: u64,
     /// Queries at least this long are listed as slow (as are those marked `db.slow_query`).
     pub slow_query_nanos: u64,
+    /// Spans read at most, newest first ([`MAX_SCANNED_SPANS`] is the pages' and the API's);
+    /// past it the report is `truncated`.
+    pub max_scanned_spans: usize,
 }
 
 /// A span a row points at.
@@ -138,6 +144,8 @@ pub struct DatabaseReport {
     pub slow_queries: Vec<SlowQuery>,
     pub pools: Vec<PoolPressure>,
     pub services: Vec<ServiceDatabaseTime>,
+    /// The window held more than [`MAX_SCANNED_SPANS`] spans: only the most recent were read.
+    pub truncated: bool,
 }
 
 #[derive(Default)]
@@ -495,6 +503,7 @@ impl ReportBuilder {
             slow_queries,
             pools,
             services,
+            truncated: false,
         }
     }
 }
@@ -505,16 +514,20 @@ impl Store {
         query: &DatabaseQuery,
     ) -> Result<DatabaseReport, StoreError> {
         let mut builder = ReportBuilder::new(query.clone());
-        self.scan_spans(
+        let truncated = self.scan_spans(
             query.start_unix_nanos,
             query.end_unix_nanos,
             query.service.as_deref(),
+            query.max_scanned_spans,
             &mut |service, span| builder.add(service, span),
         )?;
         for (_, request) in self.metrics(query.start_unix_nanos, query.end_unix_nanos)? {
             builder.add_metrics(&request);
         }
-        Ok(builder.finish())
+        Ok(DatabaseReport {
+            truncated,
+            ..builder.finish()
+        })
     }
 }
 
@@ -550,6 +563,7 @@ mod tests {
             start_unix_nanos: 0,
             end_unix_nanos: 60_000 * MS,
             slow_query_nanos: 100 * MS,
+            max_scanned_spans: MAX_SCANNED_SPANS,
         });
         for (service, span) in spans {
             b.add(service, span);
@@ -666,6 +680,7 @@ mod tests {
             start_unix_nanos: 0,
             end_unix_nanos: 60_000 * MS,
             slow_query_nanos: 100 * MS,
+            max_scanned_spans: MAX_SCANNED_SPANS,
         });
         // The count comes before the limit in the export: still compared with it.
         b.add_metrics(&pool_metrics("shop", 1_000 * MS, 10, 10, 3));

@@ -102,10 +102,12 @@ pub struct ErrorGroup {
 impl Store {
     pub(crate) fn error_groups(&self, query: &ErrorQuery) -> Result<Vec<ErrorGroup>, StoreError> {
         let mut groups: HashMap<(String, Option<String>, String), ErrorGroup> = HashMap::new();
+        // Past the cap the groups cover the most recent spans of the window.
         self.scan_spans(
             query.start_unix_nanos,
             query.end_unix_nanos,
             query.service.as_deref(),
+            crate::database::MAX_SCANNED_SPANS,
             &mut |service, span| {
                 let start = span.start_time_unix_nano;
                 if start < query.start_unix_nanos || start > query.end_unix_nanos {

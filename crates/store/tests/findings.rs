@@ -132,6 +132,7 @@ fn the_database_report_reads_pool_metrics_from_the_store() -> anyhow::Result<()>
         start_unix_nanos: at - 60_000_000_000,
         end_unix_nanos: at + 60_000_000_000,
         slow_query_nanos: 100_000_000,
+        max_scanned_spans: throughline_store::database::MAX_SCANNED_SPANS,
     })?;
     assert_eq!(report.pools.len(), 1, "{report:?}");
     assert_eq!(report.pools[0].database, "orders");
@@ -139,5 +140,40 @@ fn the_database_report_reads_pool_metrics_from_the_store() -> anyhow::Result<()>
         report.pools[0].metrics.as_ref().and_then(|m| m.max_in_use),
         Some(7)
     );
+    Ok(())
+}
+
+#[test]
+fn a_database_report_past_its_span_cap_reads_the_newest_and_says_so() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(StoreConfig::new(dir.path()))?;
+    let start = now() - 60_000_000_000;
+    // Three exports of 7 spans (root, list query, 5 items), one second apart.
+    let traces: Vec<QueryLoopTrace> = (0..3)
+        .map(|i| QueryLoopTrace::new(30 + i, start + i * 1_000_000_000, 5, 1_000))
+        .collect();
+    for t in &traces {
+        store.write_traces(t.request())?;
+    }
+    let query = |max_scanned_spans| DatabaseQuery {
+        service: None,
+        start_unix_nanos: start - 1,
+        end_unix_nanos: start + 10_000_000_000,
+        slow_query_nanos: 100_000_000,
+        max_scanned_spans,
+    };
+    let all = store.database(&query(1_000))?;
+    assert!(!all.truncated);
+    assert_eq!(all.statements.iter().map(|c| c.calls).sum::<u64>(), 18);
+    // A cap of 7 spans reads the newest export whole, then stops.
+    let newest = store.database(&query(7))?;
+    assert!(newest.truncated);
+    assert_eq!(newest.statements.iter().map(|c| c.calls).sum::<u64>(), 6);
+    let list = newest
+        .statements
+        .iter()
+        .find(|c| c.statement.starts_with("SELECT id, title FROM videos"))
+        .expect("the list query");
+    assert_eq!(list.most_recent.trace_id, traces[2].trace_id);
     Ok(())
 }

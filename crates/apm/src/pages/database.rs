@@ -49,6 +49,7 @@ pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<Strin
         start_unix_nanos: start,
         end_unix_nanos: end,
         slow_query_nanos: slow_ms.saturating_mul(1_000_000),
+        max_scanned_spans: throughline_store::database::MAX_SCANNED_SPANS,
     })?;
     let findings = reader.findings(&FindingQuery {
         service: service.map(str::to_owned),
@@ -78,6 +79,14 @@ pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<Strin
         "</select></label><label>Window<input name=\"lookback\" value=\"{}\" size=\"6\"></label><label>Slow query threshold (ms)<input name=\"slowQueryMs\" type=\"number\" min=\"0\" value=\"{slow_ms}\"></label><button type=\"submit\">Show</button></form>",
         Esc(params.get("lookback").unwrap_or("1h"))
     );
+    if report.truncated {
+        let _ = write!(
+            body,
+            "<p class=\"muted\" data-testid=\"truncated\">This window holds more than {} spans: the figures below are of its most recent {}. Narrow the window or pick a service for all of it.</p>",
+            throughline_store::database::MAX_SCANNED_SPANS,
+            throughline_store::database::MAX_SCANNED_SPANS
+        );
+    }
     findings_section(&mut body, &findings);
     statements_section(&mut body, &report.statements);
     slow_section(&mut body, &report.slow_queries, slow_ms);

@@ -146,6 +146,7 @@ fn database_time(
         start_unix_nanos: start,
         end_unix_nanos: end,
         slow_query_nanos: DEFAULT_SLOW_QUERY_MS * 1_000_000,
+        max_scanned_spans: throughline_store::database::MAX_SCANNED_SPANS,
     })?;
     let Some(t) = report.services.iter().find(|s| s.service == service) else {
         return Ok(());

@@ -124,26 +124,34 @@ impl Store {
     }
 
     /// Feeds every span of the blocks that may hold spans started in `[start, end]` (of
-    /// `service`'s resources only, when given) to `f` with its service; `f` checks the start.
+    /// `service`'s resources only, when given) to `f` with its service, newest blocks first;
+    /// `f` checks the start. Stops after the block that reaches `max_spans` and says so
+    /// (`true`), so a report over a long window costs a bounded read.
     pub(crate) fn scan_spans(
         &self,
         start: u64,
         end: u64,
         service: Option<&str>,
+        max_spans: usize,
         f: &mut dyn FnMut(&str, &Span),
-    ) -> Result<(), StoreError> {
-        let refs = {
+    ) -> Result<bool, StoreError> {
+        let mut refs = {
             let inner = self.lock();
             let id = match service {
                 Some(name) => match inner.service_id(name) {
                     Some(id) => Some(id),
-                    None => return Ok(()),
+                    None => return Ok(false),
                 },
                 None => None,
             };
             block_refs_in(&inner, start, end, id)
         };
+        refs.sort_by_key(|r| std::cmp::Reverse(r.max_start));
+        let mut seen = 0usize;
         for r in &refs {
+            if seen >= max_spans {
+                return Ok(true);
+            }
             let body = self.body(r)?;
             for entry in body.entries() {
                 let name = body.service(entry.group);
@@ -151,10 +159,11 @@ impl Store {
                     continue;
                 }
                 let span = decode_span(&entry).map_err(StoreError::corrupt)?;
+                seen += 1;
                 f(name, &span);
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     pub(crate) fn settle_nanos(&self) -> u64 {
