@@ -50,6 +50,8 @@ pub enum Nav {
     Trace,
     Map,
     Services,
+    Database,
+    Errors,
     Integrity,
     None,
 }
@@ -71,6 +73,8 @@ pub fn page(title: &str, nav: Nav, body: &str) -> String {
         (Nav::Search, "/search", "Search"),
         (Nav::Map, "/map", "Service map"),
         (Nav::Services, "/services", "Services"),
+        (Nav::Database, "/database", "Database"),
+        (Nav::Errors, "/errors", "Errors"),
         (Nav::Integrity, "/integrity", "Integrity"),
     ] {
         let current = if target == nav {

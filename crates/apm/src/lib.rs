@@ -1,4 +1,5 @@
-//! The APM web pages: search, trace waterfall, service map, services, trace integrity.
+//! The APM web pages: search, trace waterfall, service map, services, database, errors, trace
+//! integrity.
 //!
 //! [`router`] serves server-rendered HTML over any [`TraceReader`]; charts, the waterfall's axis
 //! and the service map are SVG written here in Rust, with one small stylesheet and script
@@ -79,7 +80,7 @@ pub fn router(reader: Arc<dyn TraceReader>) -> Router {
 }
 
 /// The APM pages over `reader`: `/`, `/search`, `/trace/{traceId}`, `/map`, `/services`,
-/// `/services/{service}`, `/integrity` and `/static/*`, with `endpoints` named on the empty
+/// `/services/{service}`, `/database`, `/errors`, `/integrity` and `/static/*`, with `endpoints` named on the empty
 /// state. Routes are disjoint from the Jaeger API's `/api/*`, so the query server can merge this
 /// router into its own. Every answer carries [`CONTENT_SECURITY_POLICY`] and
 /// `X-Content-Type-Options: nosniff`.
@@ -93,6 +94,8 @@ pub fn router_with(reader: Arc<dyn TraceReader>, endpoints: OtlpEndpoints) -> Ro
         .route("/services", get(services))
         .route("/services/{service}", get(service))
         .route("/integrity", get(integrity))
+        .route("/database", get(database))
+        .route("/errors", get(errors))
         .route(
             "/static/apm.css",
             get(|| async { asset(STYLESHEET, "text/css; charset=utf-8") }),
@@ -248,6 +251,34 @@ async fn integrity(
             &Params::parse(query.as_deref().unwrap_or_default()),
             now_unix_nanos(),
             &endpoints,
+        )
+    })
+    .await
+}
+
+async fn database(
+    State(apm): State<Apm>,
+    RawQuery(query): RawQuery,
+) -> Result<Html<String>, PageError> {
+    render(apm, move |r| {
+        pages::database::page(
+            r,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
+        )
+    })
+    .await
+}
+
+async fn errors(
+    State(apm): State<Apm>,
+    RawQuery(query): RawQuery,
+) -> Result<Html<String>, PageError> {
+    render(apm, move |r| {
+        pages::errors::page(
+            r,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
         )
     })
     .await

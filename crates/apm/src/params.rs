@@ -4,7 +4,7 @@
 use throughline_jaeger::params::{self, SearchDefaults};
 use throughline_store::TraceQuery;
 
-pub use throughline_jaeger::params::{ParamError, Params, span_id, trace_id};
+pub use throughline_jaeger::params::{ParamError, Params, span_id, trace_id, unsigned};
 
 /// The default and largest number of search results.
 pub const DEFAULT_LIMIT: usize = 20;

@@ -156,7 +156,7 @@ async fn pages_show_the_trace_across_http_and_queue_hops() -> anyhow::Result<()>
         ensure!(charts >= 6, "expected three charts per service, found {charts}");
         b.screenshot(&shots.join("services.png"), 900.0)?;
         b.click_and_wait(&format!("a[href='/services/{API}']"))?;
-        expect_text(&mut b, &["all operations", "POST /signup", "onboarding-queue send"])?;
+        expect_text(&mut b, &["requests served", "POST /signup", "onboarding-queue send"])?;
 
         // Integrity.
         b.goto(&format!("{base}/integrity"))?;

@@ -1,5 +1,6 @@
 //! The Jaeger-compatible query API (the endpoints Grafana's Jaeger data source and the Jaeger UI
-//! call), `/metrics`, and throughline's own `/api/throughline/integrity`.
+//! call), `/metrics`, and throughline's own `/api/throughline/integrity`, `/findings`,
+//! `/database` and `/errors`.
 //!
 //! Every answer uses Jaeger's envelope `{"data", "total", "limit", "offset", "errors"}`; errors
 //! carry `{"code", "msg"}` and the matching HTTP status.
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
+use throughline_jaeger::analysis::{self, DatabaseAnswer, ErrorGroupRow, FindingReport};
 use throughline_jaeger::params::{self, ParamError, Params, SearchDefaults};
 use throughline_jaeger::{DependencyLink, Envelope, IntegrityReport, Operation, otlp};
 use throughline_store::{
@@ -99,6 +101,9 @@ impl QueryServer {
             .route("/api/traces/{trace_id}", get(get_trace))
             .route("/api/dependencies", get(dependencies))
             .route("/api/throughline/integrity", get(integrity))
+            .route("/api/throughline/findings", get(findings))
+            .route("/api/throughline/database", get(database))
+            .route("/api/throughline/errors", get(errors))
             .route("/metrics", get(metrics))
             .with_state(state);
         match self.pages {
@@ -426,6 +431,41 @@ fn report_by_id(trace_id: TraceId, spans: &[StoredSpan]) -> IntegrityReport {
         };
     }
     integrity_report(&throughline_store::summarize_trace(trace_id, spans, false))
+}
+
+/// `/api/throughline/findings?service=&kind=&traceID=&lookback=` (or `start`/`end`): data are
+/// [`FindingReport`]s, most recent first.
+async fn findings(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
+    let query = analysis::finding_query(&q, now_nanos(), SEARCH_DEFAULTS.lookback_nanos)?;
+    let found = read(&state.reader, move |r| r.findings(&query)).await?;
+    Ok(ok(found.iter().map(FindingReport::from).collect()))
+}
+
+/// `/api/throughline/database?service=&slowQueryMs=&lookback=`: data is one [`DatabaseAnswer`].
+async fn database(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
+    let query = analysis::database_query(&q, now_nanos(), SEARCH_DEFAULTS.lookback_nanos)?;
+    let asked = query.clone();
+    let report = read(&state.reader, move |r| r.database(&query)).await?;
+    Ok(ok(vec![DatabaseAnswer::new(&report, &asked)]))
+}
+
+/// `/api/throughline/errors?service=&lookback=`: data are [`ErrorGroupRow`]s, most errors first.
+async fn errors(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
+    let query = analysis::error_query(&q, now_nanos(), SEARCH_DEFAULTS.lookback_nanos)?;
+    let groups = read(&state.reader, move |r| r.errors(&query)).await?;
+    Ok(ok(groups.iter().map(ErrorGroupRow::from).collect()))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

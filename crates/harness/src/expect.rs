@@ -140,9 +140,10 @@ impl TraceExpectation {
         self.services.is_empty() && self.hops.is_empty() && self.by_root.is_empty()
     }
 
-    /// `a -> b -> c` for the summary.
+    /// `a → b → c` for the summary; a service with several next services shows them in braces
+    /// (`api → {files, checks, mail → partner}`). Hops within one service are left out.
     pub fn path(&self) -> String {
-        let mut names: Vec<&str> = Vec::new();
+        // A system whose hops all depend on the root (the shop's journeys) shows its longest.
         let longest = self
             .by_root
             .iter()
@@ -152,14 +153,67 @@ impl TraceExpectation {
             Some(hops) if self.hops.is_empty() => hops,
             _ => &self.hops,
         };
+        let mut next: Vec<(&str, Vec<&str>)> = Vec::new();
         for hop in hops {
-            for s in [&hop.from.service, &hop.to.service] {
-                if !names.contains(&s.as_str()) {
-                    names.push(s);
-                }
+            let (from, to) = (hop.from.service.as_str(), hop.to.service.as_str());
+            if from == to {
+                continue;
+            }
+            match next.iter_mut().find(|(f, _)| *f == from) {
+                Some((_, tos)) if !tos.contains(&to) => tos.push(to),
+                Some(_) => {}
+                None => next.push((from, vec![to])),
             }
         }
-        names.join(" → ")
+        let reached = |s: &str| next.iter().any(|(_, tos)| tos.contains(&s));
+        let mut seen = Vec::new();
+        let roots: Vec<&str> = next
+            .iter()
+            .map(|(f, _)| *f)
+            .filter(|f| !reached(f))
+            .collect();
+        let mut out: Vec<String> = roots
+            .iter()
+            .map(|r| render_path(r, &next, &mut seen))
+            .collect();
+        if out.is_empty() {
+            // Only hops within one service, or a cycle: name the services in order.
+            out = hops
+                .iter()
+                .flat_map(|h| [h.from.service.clone(), h.to.service.clone()])
+                .fold(Vec::new(), |mut names, s| {
+                    if !names.contains(&s) {
+                        names.push(s);
+                    }
+                    names
+                });
+            return out.join(" → ");
+        }
+        out.join("; ")
+    }
+}
+
+fn render_path<'a>(
+    node: &'a str,
+    next: &[(&'a str, Vec<&'a str>)],
+    seen: &mut Vec<&'a str>,
+) -> String {
+    if seen.contains(&node) {
+        return node.to_owned();
+    }
+    seen.push(node);
+    let tos = next
+        .iter()
+        .find(|(f, _)| *f == node)
+        .map(|(_, t)| t.clone())
+        .unwrap_or_default();
+    match tos.as_slice() {
+        [] => node.to_owned(),
+        [one] => format!("{node} → {}", render_path(one, next, seen)),
+        many => {
+            let inner: Vec<String> = many.iter().map(|t| render_path(t, next, seen)).collect();
+            format!("{node} → {{{}}}", inner.join(", "))
+        }
     }
 }
 
@@ -532,5 +586,22 @@ mod tests {
             judge(&report("whole", vec![]), None, &none).verdict,
             Verdict::Whole
         );
+    }
+
+    #[test]
+    fn the_path_shows_a_chain_and_a_fan_out() {
+        assert_eq!(expected().path(), "api → worker");
+        let kind = |s: &str, k: &str| SpanPattern::of_kind(s, k);
+        let fan_out = TraceExpectation {
+            hops: vec![
+                Hop::new(kind("api", "server"), kind("api", "producer")),
+                Hop::new(kind("api", "producer"), kind("files", "consumer")),
+                Hop::new(kind("api", "producer"), kind("checks", "consumer")),
+                Hop::new(kind("api", "producer"), kind("mail", "consumer")),
+                Hop::new(kind("mail", "client"), kind("partner", "server")),
+            ],
+            ..TraceExpectation::default()
+        };
+        assert_eq!(fan_out.path(), "api → {files, checks, mail → partner}");
     }
 }

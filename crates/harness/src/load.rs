@@ -22,6 +22,9 @@ pub enum Expect {
     Accepted,
     /// Invalid on purpose: a 400 is the expected answer.
     Rejected,
+    /// Refused on purpose with this status (a 409 for a conflicting request); counted with the
+    /// rejected.
+    Refused(u16),
 }
 
 /// One request of a scenario.
@@ -224,6 +227,13 @@ pub async fn drive(
                             (400, Expect::Rejected) => {
                                 out.rejected += 1;
                                 None
+                            }
+                            (code, Expect::Refused(want)) if code == want => {
+                                out.rejected += 1;
+                                None
+                            }
+                            (code, Expect::Refused(want)) => {
+                                Some(format!("http {code} where {want} was expected"))
                             }
                             (code, Expect::Accepted) => Some(format!("http {code}")),
                             (code, Expect::Rejected) => {

@@ -149,6 +149,24 @@ impl TraceQuery {
         Ok(self.get(url).await?.unwrap_or_default())
     }
 
+    /// The findings (N+1 queries and their kin) of the traces a search covers, of one `kind`
+    /// (`n_plus_one_db`, `repeated_http`, `unbatched_send`) or all.
+    pub async fn findings(
+        &self,
+        search: &Search,
+        kind: Option<&str>,
+    ) -> Result<Vec<throughline_jaeger::analysis::FindingReport>, ReadError> {
+        let mut query = vec![format!("lookback={}", encode(&search.lookback))];
+        if let Some(service) = &search.service {
+            query.push(format!("service={}", encode(service)));
+        }
+        if let Some(kind) = kind {
+            query.push(format!("kind={}", encode(kind)));
+        }
+        let url = format!("{}/api/throughline/findings?{}", self.base, query.join("&"));
+        Ok(self.get(url).await?.unwrap_or_default())
+    }
+
     /// One trace, `None` when the collector has none of it.
     pub async fn trace(&self, id: &str) -> Result<Option<Trace>, ReadError> {
         let url = format!("{}/api/traces/{}", self.base, encode(id));

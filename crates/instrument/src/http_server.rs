@@ -34,19 +34,20 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, ready};
 
 use axum::extract::MatchedPath;
-use futures::FutureExt as _;
 use http::{HeaderValue, Request, Response};
 use opentelemetry::global::{self, BoxedTracer};
-use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{
+    FutureExt as _, SpanKind, Status, TraceContextExt, Tracer, WithContext,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
+use pin_project_lite::pin_project;
 use throughline_carriers::HeaderExtractor;
 use throughline_propagation::format_traceparent;
 use tower::{Layer, Service};
@@ -66,7 +67,9 @@ struct ServerSettings {
     tracer: SharedTracer,
     server_port: Option<i64>,
     scheme: &'static str,
-    excluded: HashSet<String>,
+    /// Paths left untraced; a list, not a set: there are a few, and comparing a few strings
+    /// costs less than hashing the path of every request.
+    excluded: Vec<String>,
 }
 
 /// Traces every request of the service it wraps (see the module docs).
@@ -97,7 +100,7 @@ impl HttpServerLayer {
                 tracer,
                 server_port: None,
                 scheme: "http",
-                excluded: HashSet::new(),
+                excluded: Vec::new(),
             },
         }
     }
@@ -121,7 +124,10 @@ impl HttpServerLayer {
     /// Leaves requests for `path` untraced (exact match; a missing leading `/` is added).
     pub fn exclude_path(mut self, path: impl Into<String>) -> Self {
         let path = normalize_path(path.into());
-        self.settings_mut().excluded.insert(path);
+        let excluded = &mut self.settings_mut().excluded;
+        if !excluded.contains(&path) {
+            excluded.push(path);
+        }
         self
     }
 
@@ -133,6 +139,24 @@ impl HttpServerLayer {
         }
         self
     }
+}
+
+/// `http.request.method`: the standard methods as static strings (no allocation per request).
+fn method_name(method: &http::Method) -> Cow<'static, str> {
+    use http::Method;
+    let name = match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return Cow::Owned(method.as_str().to_owned()),
+    };
+    Cow::Borrowed(name)
 }
 
 fn normalize_path(path: String) -> String {
@@ -161,35 +185,102 @@ pub struct HttpServerService<S> {
     settings: Arc<ServerSettings>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S, B, ResBody> Service<Request<B>> for HttpServerService<S>
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Send,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ResBody: Send + 'static,
+    S: Service<Request<B>, Response = Response<ResBody>>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<ResBody>, S::Error>>;
+    type Future = HttpServerFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if self.settings.excluded.contains(request.uri().path()) {
-            return self.inner.call(request).boxed();
+        let path = request.uri().path();
+        if self
+            .settings
+            .excluded
+            .iter()
+            .any(|excluded| excluded == path)
+        {
+            return HttpServerFuture::untraced(self.inner.call(request));
         }
         let cx = self.start(&request);
-        let settings = Arc::clone(&self.settings);
-        let response = self.inner.call(request).with_context(cx.clone());
-        async move {
-            let result = response.await;
-            Ok(settings.finish(&cx, result?))
+        let quiet = {
+            let span = cx.span();
+            !span.is_recording() && !span.span_context().is_valid()
+        };
+        if quiet {
+            // No SDK (`OTEL_SDK_DISABLED`, no provider) and no caller's trace: the span records
+            // nothing, names no trace and has no `traceresponse` to give, so there is nothing to
+            // run the handler inside of nor to finish.
+            return HttpServerFuture::untraced(self.inner.call(request));
         }
-        .boxed()
+        HttpServerFuture {
+            state: FutureState::Traced {
+                inner: self.inner.call(request).with_context(cx.clone()),
+                cx,
+                settings: Arc::clone(&self.settings),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The answer of an [`HttpServerService`]: the inner service's, with the span finished and
+    /// `traceresponse` added when the request was traced.
+    pub struct HttpServerFuture<F> {
+        #[pin]
+        state: FutureState<F>,
+    }
+}
+
+pin_project! {
+    #[project = FutureStateProjection]
+    enum FutureState<F> {
+        /// An excluded path, or a span that records nothing: the inner answer as it is.
+        Untraced {
+            #[pin]
+            inner: F,
+        },
+        /// The inner service running inside the SERVER span's context.
+        Traced {
+            #[pin]
+            inner: WithContext<F>,
+            cx: Context,
+            settings: Arc<ServerSettings>,
+        },
+    }
+}
+
+impl<F> HttpServerFuture<F> {
+    fn untraced(inner: F) -> Self {
+        Self {
+            state: FutureState::Untraced { inner },
+        }
+    }
+}
+
+impl<F, ResBody, E> Future for HttpServerFuture<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = Result<Response<ResBody>, E>;
+
+    fn poll(self: Pin<&mut Self>, task: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            FutureStateProjection::Untraced { inner } => inner.poll(task),
+            FutureStateProjection::Traced {
+                inner,
+                cx,
+                settings,
+            } => {
+                let response = ready!(inner.poll(task))?;
+                Poll::Ready(Ok(settings.finish(cx, response)))
+            }
+        }
     }
 }
 
@@ -198,14 +289,14 @@ impl<S> HttpServerService<S> {
         let settings = &self.settings;
         let headers = request.headers();
         let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
-        let method = request.method().as_str().to_owned();
+        let method = method_name(request.method());
         let route = request
             .extensions()
             .get::<MatchedPath>()
             .map(|m| m.as_str().to_owned());
         let name: Cow<'static, str> = match &route {
             Some(route) => format!("{method} {route}").into(),
-            None => method.clone().into(),
+            None => method.clone(),
         };
         let mut attributes = Vec::with_capacity(7);
         attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));

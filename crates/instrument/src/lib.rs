@@ -29,7 +29,7 @@ pub mod span;
 
 pub use db::{DbClient, DbOperation, DbSemconv, DbTarget, SqlCommenter};
 pub use http_client::HttpClient;
-pub use http_server::{ErrorType, HttpServerLayer, HttpServerService};
+pub use http_server::{ErrorType, HttpServerFuture, HttpServerLayer, HttpServerService};
 pub use lambda_sqs::{
     ConsumerContext, FlushFn, Invocation, RecordCarrier, RecordError, SqsBatchConsumer, SqsRecord,
 };

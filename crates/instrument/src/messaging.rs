@@ -40,6 +40,8 @@ use throughline_carriers::{
     inject_sqs_message_attributes,
 };
 
+use throughline_propagation::XRAY_HEADER;
+
 use crate::SharedTracer;
 use crate::span::ActiveSpan;
 
@@ -238,5 +240,14 @@ impl EventBridgeProducer {
                 Err(e)
             }
         }
+    }
+
+    /// The `TraceHeader` of the event's `PutEvents` entry (which EventBridge turns into the
+    /// SQS record's `AWSTraceHeader`): the X-Ray header of `span` when the global propagator
+    /// writes one (`OTEL_PROPAGATORS` names `xray`), else `None`.
+    pub fn trace_header(&self, span: &ActiveSpan) -> Option<String> {
+        let mut carrier = HashMap::new();
+        global::get_text_map_propagator(|p| p.inject_context(span.context(), &mut carrier));
+        carrier.remove(XRAY_HEADER).filter(|v| !v.is_empty())
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP client helper against a server traced by the layer, over a real socket: the
 //! client's CLIENT span is the parent of the server's SERVER span, the `traceresponse` names the
-//! server span, a 5xx is an error on both sides, and an excluded path is not traced.
+//! server span, a 5xx is an error on both sides, and an excluded path is not traced; without an
+//! SDK the handler still runs inside the caller's trace and nothing else is added.
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -87,4 +88,52 @@ async fn a_client_span_is_the_parent_of_the_server_span_across_a_socket() {
         Status::Error { .. }
     ));
     assert!(tree.find_all("GET /health").is_empty(), "{}", tree.render());
+}
+
+/// What the handler saw as its trace, and the response's `traceresponse`.
+async fn through_untraced_layer(traceparent: Option<&str>) -> (String, Option<String>) {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tower::ServiceExt as _;
+    let router = Router::new()
+        .route(
+            "/items/{id}",
+            get(|| async {
+                let cx = opentelemetry::Context::current();
+                cx.span().span_context().trace_id().to_string()
+            }),
+        )
+        .layer(HttpServerLayer::new(
+            opentelemetry::trace::noop::NoopTracer::new(),
+        ));
+    let mut request = http::Request::get("/items/7");
+    if let Some(traceparent) = traceparent {
+        request = request.header("traceparent", traceparent);
+    }
+    let response = router
+        .oneshot(request.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let traceresponse = response
+        .headers()
+        .get("traceresponse")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    (String::from_utf8(body.to_vec()).unwrap(), traceresponse)
+}
+
+#[tokio::test]
+async fn without_an_sdk_the_handler_still_runs_in_the_callers_trace() {
+    opentelemetry::global::set_text_map_propagator(
+        throughline_propagation::TraceContextPropagator::new(),
+    );
+    let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (seen, traceresponse) = through_untraced_layer(Some(caller)).await;
+    assert_eq!(seen, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(traceresponse.as_deref(), Some(caller));
+
+    let (seen, traceresponse) = through_untraced_layer(None).await;
+    assert_eq!(seen, "00000000000000000000000000000000");
+    assert_eq!(traceresponse, None);
 }

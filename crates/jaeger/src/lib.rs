@@ -4,11 +4,14 @@
 //!   and processes, operations, dependency links and throughline's [`IntegrityReport`]; every type
 //!   serializes as Jaeger's query service does and deserializes leniently (missing fields take
 //!   their defaults), so the query API writes it and `throughline verify`/`load` read it.
+//! - [`analysis`]: throughline's own findings, database and error-group answers and their
+//!   query parameters.
 //! - [`otlp`]: stored OTLP spans in that model, as Jaeger's own OTLP translator maps them.
 //! - [`params`]: the query-parameter parser of the Jaeger-compatible API and the APM pages
 //!   (percent-decoding, Go durations, tags, ids, the time window, a whole search); every bad value
 //!   is a [`ParamError`] naming its parameter.
 
+pub mod analysis;
 pub mod model;
 pub mod otlp;
 pub mod params;

@@ -31,6 +31,6 @@ pub use traceparent::{
 };
 pub use tracestate::{TracestateError, TracestateErrorKind, parse_tracestate};
 pub use xray::{
-    XRayError, XRayErrorKind, XRayPropagator, XRayTraceHeader, format_xray_header,
+    XRAY_HEADER, XRayError, XRayErrorKind, XRayPropagator, XRayTraceHeader, format_xray_header,
     parse_xray_header,
 };

@@ -196,18 +196,27 @@ impl AllowedHosts {
     }
 
     /// Whether a `Host` value (with or without a port) names a loopback name or an allowed one.
+    /// Compares without regard to ASCII case and without allocating (it runs on every request).
     pub fn allows(&self, host: &str) -> bool {
-        let name = host_name(host).trim_end_matches('.').to_ascii_lowercase();
-        if is_loopback_name(&name) {
+        let name = host_name(host).trim_end_matches('.');
+        if is_loopback_name(name) {
             return true;
         }
+        // The configured names are lowercase (see `parse`).
         self.names.iter().any(|allowed| {
             allowed == "*"
-                || *allowed == name
+                || allowed.eq_ignore_ascii_case(name)
                 || (allowed.starts_with('.')
-                    && (name.ends_with(allowed.as_str()) || name == allowed[1..]))
+                    && (ends_with_ignoring_case(name, allowed)
+                        || allowed[1..].eq_ignore_ascii_case(name)))
         })
     }
+}
+
+/// `name.ends_with(suffix)`, without regard to ASCII case.
+fn ends_with_ignoring_case(name: &str, suffix: &str) -> bool {
+    name.len() >= suffix.len()
+        && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// The name part of a `Host` value: `[::1]:80` → `[::1]`, `localhost:8000` → `localhost`.
@@ -225,7 +234,10 @@ fn host_name(host: &str) -> &str {
 }
 
 fn is_loopback_name(name: &str) -> bool {
-    if name == "localhost" || name.ends_with(".localhost") || name == "[::1]" {
+    if name.eq_ignore_ascii_case("localhost")
+        || ends_with_ignoring_case(name, ".localhost")
+        || name == "[::1]"
+    {
         return true;
     }
     name.parse::<std::net::Ipv4Addr>()

@@ -1,26 +1,26 @@
-//! The per-request layers `serve_http` puts around every router: the allowed-hosts check of
-//! loopback listeners, the body limit answered in the server's own shape, and the request
-//! deadline (answered in gRPC's terms to gRPC requests).
+//! The per-request checks `serve_http` puts around every router (applied there as one service,
+//! see `guard`), and the same checks as axum middleware functions for routers served by other
+//! means: the allowed-hosts check of loopback listeners, the body limit answered in the server's
+//! own shape, and the request deadline (answered in gRPC's terms to gRPC requests).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::{LengthLimitError, Limited};
-use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::Limited;
 
 use crate::config::{AllowedHosts, BodyLimit};
+use crate::guard::CountedBody;
+
+pub use crate::guard::BodyDeadlineError;
 
 /// Whether a request speaks gRPC (`content-type: application/grpc`, `+proto`, …).
-pub fn is_grpc(request: &Request) -> bool {
+pub fn is_grpc<B>(request: &http::Request<B>) -> bool {
     request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -28,11 +28,35 @@ pub fn is_grpc(request: &Request) -> bool {
 }
 
 /// The host a request is addressed to: `Host`, or the HTTP/2 `:authority`.
-fn request_host(request: &Request) -> Option<&str> {
+fn request_host<B>(request: &http::Request<B>) -> Option<&str> {
     match request.headers().get(header::HOST) {
         Some(value) => Some(value.to_str().unwrap_or("\u{fffd}")),
         None => request.uri().authority().map(|a| a.as_str()),
     }
+}
+
+/// The 403 of a request addressed to a host `allowed` does not allow; `None` when it may pass
+/// (also when it names no host at all: HTTP/1.0, which no browser sends, so nothing to rebind).
+pub(crate) fn refuse_host<B>(
+    allowed: &AllowedHosts,
+    request: &http::Request<B>,
+) -> Option<Response> {
+    let host = request_host(request)?;
+    if allowed.allows(host) {
+        return None;
+    }
+    let message = format!(
+        "host {host:?} is not allowed: this server listens on loopback and answers only \
+         to localhost, 127.0.0.1, [::1] and the hosts of --allowed-host / \
+         THROUGHLINE_ALLOWED_HOSTS\n"
+    );
+    tracing::debug!(host, "request refused: host not allowed");
+    let mut response = (StatusCode::FORBIDDEN, message).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Some(response)
 }
 
 /// Refuses requests addressed to a host that is neither a loopback name nor allowed (a page on
@@ -42,24 +66,19 @@ pub async fn check_host(
     request: Request,
     next: Next,
 ) -> Response {
-    match request_host(&request) {
-        Some(host) if !allowed.allows(host) => {
-            let message = format!(
-                "host {host:?} is not allowed: this server listens on loopback and answers only \
-                 to localhost, 127.0.0.1, [::1] and the hosts of --allowed-host / \
-                 THROUGHLINE_ALLOWED_HOSTS\n"
-            );
-            tracing::debug!(host, "request refused: host not allowed");
-            let mut response = (StatusCode::FORBIDDEN, message).into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            response
-        }
-        // No host at all (HTTP/1.0): no browser sends that, so nothing to rebind.
-        _ => next.run(request).await,
+    match refuse_host(&allowed, &request) {
+        Some(refusal) => refusal,
+        None => next.run(request).await,
     }
+}
+
+/// The `Content-Length` a request declares, if it declares a readable one.
+pub(crate) fn declared_length<B>(request: &http::Request<B>) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Answers a body over the limit with the server's own 413, whether it says so up front
@@ -69,12 +88,7 @@ pub async fn limit_body(
     request: Request,
     next: Next,
 ) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit.max_bytes as u64) {
+    if declared_length(&request).is_some_and(|len| len > limit.max_bytes as u64) {
         return limit.reject();
     }
     let exceeded = Arc::new(AtomicBool::new(false));
@@ -92,45 +106,30 @@ pub async fn limit_body(
     }
 }
 
-/// A body that fails with [`LengthLimitError`] (axum's extractors answer 413 to it) once it
-/// passes its limit, and records that it did.
-struct CountedBody {
-    inner: Limited<Body>,
-    exceeded: Arc<AtomicBool>,
-}
-
-impl HttpBody for CountedBody {
-    type Data = Bytes;
-    type Error = axum::BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(err))) = &polled
-            && err.downcast_ref::<LengthLimitError>().is_some()
-        {
-            this.exceeded.store(true, Ordering::Release);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// The deadline of one request and the status its timeout gets.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestDeadline {
     pub timeout: Duration,
     pub status: StatusCode,
+}
+
+/// The answer to a request out of time: `status` over HTTP, `DEADLINE_EXCEEDED` to gRPC.
+pub(crate) fn out_of_time(grpc: bool, status: StatusCode) -> Response {
+    if !grpc {
+        return (status, "request not answered in time\n").into_response();
+    }
+    let mut response = Response::new(Body::empty());
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from_static("4"));
+    headers.insert(
+        "grpc-message",
+        HeaderValue::from_static("request%20not%20answered%20in%20time"),
+    );
+    response
 }
 
 /// Answers a request that is not done within its deadline: `status` over HTTP, and
@@ -143,21 +142,7 @@ pub async fn bound_request(
     let grpc = is_grpc(&request);
     match tokio::time::timeout(deadline.timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) if grpc => {
-            let mut response = Response::new(Body::empty());
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/grpc"),
-            );
-            headers.insert("grpc-status", HeaderValue::from_static("4"));
-            headers.insert(
-                "grpc-message",
-                HeaderValue::from_static("request%20not%20answered%20in%20time"),
-            );
-            response
-        }
-        Err(_) => (deadline.status, "request not answered in time\n").into_response(),
+        Err(_) => out_of_time(grpc, deadline.status),
     }
 }
 

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod config;
+mod guard;
 pub mod layers;
 pub mod process;
 pub mod serve;

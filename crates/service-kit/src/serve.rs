@@ -24,49 +24,20 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use tower::util::BoxCloneSyncService;
-use tower_http::timeout::RequestBodyDeadlineLayer;
 
 use crate::config::ServeConfig;
-use crate::layers::{self, RequestDeadline};
+use crate::guard::Guard;
 
-/// The service each connection calls: the router inside the kit's layers.
-type AppService = BoxCloneSyncService<http::Request<Incoming>, http::Response<Body>, Infallible>;
+/// The service each connection calls: the router inside the kit's checks.
+type AppService = Guard<Router>;
 
 /// How long a connection told to close (idle, or at shutdown) gets before it is dropped.
 const CLOSE_BOUND: Duration = Duration::from_secs(1);
 
-/// Wraps `router` in the kit's layers: body limit, request deadline, body deadline, and (on a
-/// loopback listener) the allowed-hosts check.
+/// Wraps `router` in the kit's checks: allowed hosts (on a loopback listener), body limit, body
+/// deadline, request deadline (see [`Guard`]).
 fn app_service(router: Router, config: &ServeConfig, loopback: bool) -> AppService {
-    let mut router = router;
-    if let Some(limit) = &config.body_limit {
-        router = router.layer(axum::middleware::from_fn_with_state(
-            Arc::new(limit.clone()),
-            layers::limit_body,
-        ));
-    }
-    if let Some(timeout) = config.request_timeout {
-        let deadline = RequestDeadline {
-            timeout,
-            status: config.request_timeout_status,
-        };
-        router = router.layer(axum::middleware::from_fn_with_state(
-            deadline,
-            layers::bound_request,
-        ));
-    }
-    if loopback && !config.allowed_hosts.names().iter().any(|n| n == "*") {
-        router = router.layer(axum::middleware::from_fn_with_state(
-            Arc::new(config.allowed_hosts.clone()),
-            layers::check_host,
-        ));
-    }
-    let service = tower::ServiceBuilder::new()
-        .layer(RequestBodyDeadlineLayer::new(config.body_timeout))
-        .map_request(|request: http::Request<_>| request.map(Body::new))
-        .service(router);
-    BoxCloneSyncService::new(service)
+    Guard::new(router, config, loopback)
 }
 
 fn connection_builder(config: &ServeConfig) -> auto::Builder<TokioExecutor> {
@@ -338,18 +309,28 @@ async fn serve_connection(c: Connection) {
             // At shutdown the grace period bounds the connection (`dropping`).
             Closing::Shutdown => None,
         };
+        // Only one of the two signals can come next: the server cancels `dropping` only after
+        // `closing`. Polling just that one (and the connection first, with no random order)
+        // keeps each wake-up of a busy connection cheap.
+        let signal = match closing {
+            Closing::Shutdown => &c.dropping,
+            Closing::Open | Closing::Idle(_) => &c.closing,
+        };
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(err) = result {
                     tracing::debug!(error = %err, "http connection ended with an error");
                 }
                 return;
             }
-            () = c.closing.cancelled(), if !matches!(closing, Closing::Shutdown) => {
+            () = signal.cancelled() => {
+                if matches!(closing, Closing::Shutdown) {
+                    return;
+                }
                 conn.as_mut().graceful_shutdown();
                 closing = Closing::Shutdown;
             }
-            () = c.dropping.cancelled() => return,
             () = sleep_until(wake_at) => {
                 if matches!(closing, Closing::Idle(_)) {
                     if activity.idle_deadline(c.watch).is_some() {

@@ -1,6 +1,7 @@
 //! `serve_http` over real sockets: idle and silent connections are closed, requests in flight
-//! are not, the connection limit, the allowed-hosts check, the body limit's own 413, the request
-//! deadline (in gRPC's terms for gRPC), and the graceful shutdown.
+//! are not, the connection limit, the allowed-hosts check, the body limit's own 413, the body
+//! deadline (from the request, not per part), the request deadline (in gRPC's terms for gRPC),
+//! and the graceful shutdown.
 
 use std::time::Duration;
 
@@ -260,6 +261,94 @@ async fn a_chunked_body_over_the_limit_gets_the_servers_413() {
         answer.ends_with("{\"status\":\"error\",\"max\":8}"),
         "{answer}"
     );
+    server.shutdown().await;
+}
+
+/// A handler that reads the whole body and says how long it was, or why it could not.
+fn body_reader() -> Router {
+    Router::new().route(
+        "/read",
+        post(|body: axum::body::Body| async move {
+            match axum::body::to_bytes(body, usize::MAX).await {
+                Ok(bytes) => format!("read {}", bytes.len()),
+                Err(err) => {
+                    let cause = std::error::Error::source(&err).map(|c| c.to_string());
+                    format!("body failed: {}", cause.unwrap_or_else(|| err.to_string()))
+                }
+            }
+        }),
+    )
+}
+
+fn body_deadline(body_timeout: Duration) -> ServeConfig {
+    ServeConfig {
+        body_timeout,
+        request_timeout: Some(Duration::from_secs(30)),
+        ..ServeConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_fails_naming_the_body_timeout() {
+    let server = start(body_reader(), body_deadline(Duration::from_millis(200))).await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(
+            b"POST /read HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\
+              Connection: close\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream).await;
+    assert!(
+        answer.ends_with("body failed: request body not received whole within 200 ms"),
+        "{answer}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_body_deadline_runs_from_the_request_not_from_each_part() {
+    // Each part comes well within the timeout of the one before; the whole body does not.
+    let server = start(body_reader(), body_deadline(Duration::from_millis(300))).await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(
+            b"POST /read HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+              Connection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        // The server may answer (and close) before the last parts: later writes then fail.
+        if stream.write_all(b"2\r\nab\r\n").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let answer = read_until_closed(&mut stream).await;
+    assert!(
+        answer.ends_with("body failed: request body not received whole within 300 ms"),
+        "{answer}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_in_parts_within_the_limit_is_read_whole() {
+    let server = start(body_reader(), own_shape_limit()).await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(
+            b"POST /read HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\
+              Connection: close\r\n\r\n4\r\n0123\r\n4\r\n4567\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("read 8"), "{answer}");
     server.shutdown().await;
 }
 

@@ -148,6 +148,8 @@ pub struct TraceSummary {
     pub start_unix_nanos: u64,
     pub duration_nanos: u64,
     pub has_error: bool,
+    /// The earliest error span, for a list to show what went wrong.
+    pub first_error: Option<crate::ErrorSpan>,
     pub integrity: TraceIntegrity,
 }
 
@@ -216,6 +218,18 @@ pub struct RedPoint {
     pub calls: u64,
     pub errors: u64,
     pub latency: LatencyHistogram,
+}
+
+/// Which spans of a service RED figures count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedScope<'a> {
+    /// The requests the service serves: its SERVER and CONSUMER spans (what "calls" of a
+    /// service means; its own outgoing calls are not requests to it).
+    Entry,
+    /// The calls it makes: its CLIENT and PRODUCER spans.
+    Outgoing,
+    /// Every span of one operation (span name), whatever its kind.
+    Operation(&'a str),
 }
 
 /// What kind of neighbour a service-graph node is.
@@ -290,6 +304,83 @@ pub struct StoreStats {
     pub disk_bytes: u64,
 }
 
+/// A pattern the detector finds in a trace's spans when the trace settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FindingKind {
+    /// At least `min_repeats` consecutive sibling database spans with one statement class.
+    NPlusOneDb,
+    /// The same HTTP client call (method and URL with ids folded) repeated under one parent.
+    RepeatedHttp,
+    /// One message sent per item in a loop, where one batch call would do.
+    UnbatchedSend,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 3] = [
+        FindingKind::NPlusOneDb,
+        FindingKind::RepeatedHttp,
+        FindingKind::UnbatchedSend,
+    ];
+
+    /// The name the findings API and `verify --fail-on` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::NPlusOneDb => "n_plus_one_db",
+            FindingKind::RepeatedHttp => "repeated_http",
+            FindingKind::UnbatchedSend => "unbatched_send",
+        }
+    }
+}
+
+impl fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A finding kind that is not one of [`FindingKind::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not one of n_plus_one_db, repeated_http, unbatched_send")]
+pub struct FindingKindParseError(pub String);
+
+impl FromStr for FindingKind {
+    type Err = FindingKindParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FindingKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| FindingKindParseError(s.to_owned()))
+    }
+}
+
+/// One pattern found in one trace: the repeating spans under their parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub trace_id: TraceId,
+    pub parent_span_id: SpanId,
+    /// The repeating spans, in start order.
+    pub span_ids: Vec<SpanId>,
+    /// The normalized statement, the HTTP call (`GET host/items/?`) or the destination sent to.
+    pub statement: String,
+    pub count: u64,
+    /// Wall time the repeating spans cover together (overlaps counted once).
+    pub duration_nanos: u64,
+    /// The service that made the calls.
+    pub service: String,
+    pub start_unix_nanos: u64,
+}
+
+/// Which findings to list: those whose first repeating span started in the range.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingQuery {
+    pub service: Option<String>,
+    pub kind: Option<FindingKind>,
+    pub trace_id: Option<TraceId>,
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+}
+
 /// The read side, shared by the Jaeger query API, the APM pages and `throughline verify`.
 pub trait TraceReader: Send + Sync {
     /// Every span of a trace; empty when the store holds none.
@@ -304,11 +395,12 @@ pub trait TraceReader: Send + Sync {
     ) -> Result<Vec<ServiceGraphEdge>, StoreError>;
     /// Span metrics since the store was created (counters only grow, as Prometheus expects).
     fn span_metrics(&self) -> Result<Vec<SpanMetricsSeries>, StoreError>;
-    /// RED figures of a service, or of one operation of it, in buckets of `step_nanos`.
+    /// RED figures of a service's entry spans, its outgoing calls or one operation of it, in
+    /// buckets of `step_nanos`.
     fn red_series(
         &self,
         service: &str,
-        operation: Option<&str>,
+        scope: RedScope<'_>,
         start_unix_nanos: u64,
         end_unix_nanos: u64,
         step_nanos: u64,
@@ -320,6 +412,12 @@ pub trait TraceReader: Send + Sync {
         step_nanos: u64,
     ) -> Result<Vec<IntegrityPoint>, StoreError>;
     fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// Findings of settled traces, most recent first.
+    fn findings(&self, query: &FindingQuery) -> Result<Vec<Finding>, StoreError>;
+    /// Statement classes, slow queries, pool pressure and database time of a window.
+    fn database(&self, query: &crate::DatabaseQuery) -> Result<crate::DatabaseReport, StoreError>;
+    /// Error spans of a window grouped by service, exception type and message, most first.
+    fn errors(&self, query: &crate::ErrorQuery) -> Result<Vec<crate::ErrorGroup>, StoreError>;
 }
 
 #[cfg(test)]

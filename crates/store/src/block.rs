@@ -152,7 +152,11 @@ fn invalid_span(span: &Span) -> Option<InvalidSpan> {
 }
 
 /// Encodes a trace export into a span block, extracting each span's facts on the way.
-pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64) -> PreparedBlock {
+pub fn prepare_spans(
+    request: ExportTraceServiceRequest,
+    arrival_unix_nanos: u64,
+    detect: bool,
+) -> PreparedBlock {
     // The body buffer is reused by each thread: a fresh one per write costs a large allocation
     // and page faults.
     let mut body = BODY.with(|b| std::mem::take(&mut *b.borrow_mut()));
@@ -199,6 +203,7 @@ pub fn prepare_spans(request: ExportTraceServiceRequest, arrival_unix_nanos: u64
                     &service,
                     trace_u128(&trace_id),
                     &mut span,
+                    detect,
                 ));
             }
             if any {
@@ -469,7 +474,7 @@ mod tests {
     fn a_block_gives_back_every_span_with_its_resource_and_scope() {
         let t = TwoServiceTrace::new(3, 1_000_000_000);
         let request = t.request();
-        let prepared = prepare_spans(request.clone(), 42);
+        let prepared = prepare_spans(request.clone(), 42, true);
         assert_eq!(prepared.facts.len(), 4);
         assert_eq!(
             prepared.header.services,
@@ -515,7 +520,7 @@ mod tests {
         let mut spans = t.api_spans();
         spans[0].span_id = vec![0; 8];
         spans[1].parent_span_id = vec![1, 2];
-        let prepared = prepare_spans(crate::testdata::export("api", spans), 0);
+        let prepared = prepare_spans(crate::testdata::export("api", spans), 0, true);
         assert_eq!((prepared.facts.len(), prepared.rejected_spans), (0, 2));
         assert!(
             prepared.rejection_reason.contains("span_id"),

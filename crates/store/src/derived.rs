@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::facts::SpanFacts;
+use crate::findings::{FindingsConfig, FindingsTracker};
 use crate::graph::ServiceGraph;
 use crate::integrity::{IntegrityTracker, Verdict};
 use crate::metrics::SpanMetrics;
@@ -13,6 +14,9 @@ pub struct Derived {
     pub graph: ServiceGraph,
     pub integrity: IntegrityTracker,
     pub spans_total: u64,
+    /// Checkpoints written before the detector existed have none.
+    #[serde(default)]
+    pub findings: FindingsTracker,
 }
 
 impl Derived {
@@ -22,6 +26,7 @@ impl Derived {
             self.metrics.record(f);
             self.graph.record(f, arrival);
             self.integrity.record(f, arrival);
+            self.findings.record(f, arrival);
         }
         self.spans_total += facts.len() as u64;
     }
@@ -31,9 +36,11 @@ impl Derived {
         &mut self,
         now: u64,
         settle_nanos: u64,
+        findings: &FindingsConfig,
         recheck: &mut dyn FnMut(u128) -> Option<Verdict>,
     ) {
         self.graph.expire(now, settle_nanos);
+        self.findings.settle(now, settle_nanos, findings);
         self.integrity.settle(now, settle_nanos, recheck);
     }
 
@@ -42,5 +49,6 @@ impl Derived {
         self.metrics.prune(cutoff);
         self.graph.prune(cutoff);
         self.integrity.prune(cutoff);
+        self.findings.prune(cutoff);
     }
 }

@@ -1,12 +1,16 @@
 //! The few facts of a span that ingest derives everything from, read once from the OTLP model.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use opentelemetry_semantic_conventions::resource as semres;
 
-use crate::api::{AnyValue, KeyValue, NodeKind, Resource, Span, SpanKind};
+use crate::api::{AnyValue, FindingKind, KeyValue, NodeKind, Resource, Span, SpanKind};
+use crate::findings::SpanPattern;
+use crate::statement;
 
 /// `service.name` when a resource has none, as the SDKs name it.
 pub const UNKNOWN_SERVICE: &str = "unknown_service";
@@ -46,13 +50,26 @@ pub struct SpanFacts {
     pub links: Vec<(u128, u64)>,
     /// The virtual node this span calls when no instrumented peer answers.
     pub peer: Option<(NodeKind, String)>,
+    /// What the span could repeat in a loop (database, HTTP client and producer spans), when
+    /// the findings detector is on.
+    pub pattern: Option<SpanPattern>,
 }
 
 impl SpanFacts {
     /// The facts of a span that is no longer needed (its name is moved out, not copied).
-    pub fn extract(service: &Arc<str>, trace_id: u128, span: &mut Span) -> Self {
+    pub fn extract(service: &Arc<str>, trace_id: u128, span: &mut Span, detect: bool) -> Self {
         let calls_out =
             span.kind == SpanKind::Client as i32 || span.kind == SpanKind::Producer as i32;
+        let peer = if calls_out {
+            virtual_peer(&span.attributes)
+        } else {
+            None
+        };
+        let pattern = if detect {
+            pattern_of(span, peer.as_ref())
+        } else {
+            None
+        };
         Self {
             trace_id,
             span_id: span_u64(&span.span_id),
@@ -69,11 +86,8 @@ impl SpanFacts {
                 .filter(|l| l.trace_id.len() == 16 && l.span_id.len() == 8)
                 .map(|l| (trace_u128(&l.trace_id), span_u64(&l.span_id)))
                 .collect(),
-            peer: if calls_out {
-                virtual_peer(&span.attributes)
-            } else {
-                None
-            },
+            peer,
+            pattern,
         }
     }
 
@@ -148,6 +162,135 @@ pub fn virtual_peer(attributes: &[KeyValue]) -> Option<(NodeKind, String)> {
         .map(|s| (NodeKind::External, s.to_owned()))
 }
 
+/// The system of a database span (`db.system.name`, or the deprecated `db.system`).
+pub fn db_system(attributes: &[KeyValue]) -> Option<&str> {
+    #[allow(deprecated)]
+    string_attribute(attributes, semconv::DB_SYSTEM_NAME)
+        .or_else(|| string_attribute(attributes, semconv::DB_SYSTEM))
+}
+
+/// The statement of a database span: `db.query.text`, the deprecated `db.statement`, else the
+/// span's name.
+pub fn db_statement<'a>(attributes: &'a [KeyValue], name: &'a str) -> &'a str {
+    #[allow(deprecated)]
+    string_attribute(attributes, semconv::DB_QUERY_TEXT)
+        .or_else(|| string_attribute(attributes, semconv::DB_STATEMENT))
+        .unwrap_or(name)
+}
+
+/// A URL's path with the segments that look like ids (numbers, UUIDs, long hex) as `?`.
+fn fold_path(path: &str) -> String {
+    let looks_like_id = |seg: &str| {
+        !seg.is_empty()
+            && (seg.bytes().all(|b| b.is_ascii_digit())
+                || (seg.len() >= 8 && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')))
+    };
+    path.split('/')
+        .map(|seg| if looks_like_id(seg) { "?" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Classes already made on this thread, by the text they were made from: most statements are
+/// sent with placeholders, so the same text arrives again and again and is normalized once.
+/// Bounded: emptied when full (statements with inlined literals would otherwise grow it).
+///
+/// The hash is the store's fast id hash, not a keyed one: a sender that crafts colliding
+/// statements only slows its own lookups, and never past the cache's bound.
+struct ClassCache {
+    classes: HashMap<Box<str>, Arc<str>, IdHash>,
+}
+
+/// Entries a [`ClassCache`] holds before it is emptied.
+const CLASS_CACHE_ENTRIES: usize = 1024;
+
+impl ClassCache {
+    fn get_or_make(&mut self, text: &str, make: impl FnOnce(&str) -> String) -> Arc<str> {
+        if let Some(class) = self.classes.get(text) {
+            return Arc::clone(class);
+        }
+        if self.classes.len() >= CLASS_CACHE_ENTRIES {
+            self.classes.clear();
+        }
+        let class: Arc<str> = Arc::from(make(text));
+        self.classes.insert(Box::from(text), Arc::clone(&class));
+        class
+    }
+}
+
+thread_local! {
+    static STATEMENT_CLASSES: RefCell<ClassCache> = RefCell::new(ClassCache {
+        classes: HashMap::default(),
+    });
+    static DESTINATIONS: RefCell<ClassCache> = RefCell::new(ClassCache {
+        classes: HashMap::default(),
+    });
+}
+
+/// What a span could repeat: a database span its statement class, an HTTP client span its call
+/// (method, host and path with ids folded), a producer span that sends one message its
+/// destination.
+///
+/// A database span is a CLIENT span whose peer is a database (`peer`, already read) or an
+/// INTERNAL span with `db.system.name` (an ORM's own span); SERVER and CONSUMER spans are never
+/// database calls, so their attributes are not searched.
+fn pattern_of(span: &Span, peer: Option<&(NodeKind, String)>) -> Option<SpanPattern> {
+    let attributes = &span.attributes;
+    let database = match peer {
+        Some((NodeKind::Database, _)) => true,
+        Some(_) => false,
+        None => span.kind == SpanKind::Internal as i32 && db_system(attributes).is_some(),
+    };
+    if database {
+        let text = db_statement(attributes, &span.name);
+        let class =
+            STATEMENT_CLASSES.with(|c| c.borrow_mut().get_or_make(text, statement::normalize));
+        return Some(SpanPattern::from_arc(FindingKind::NPlusOneDb, class));
+    }
+    if span.kind == SpanKind::Producer as i32 {
+        let destination = string_attribute(attributes, semconv::MESSAGING_DESTINATION_NAME)?;
+        let batch = attributes
+            .iter()
+            .find(|kv| kv.key == semconv::MESSAGING_BATCH_MESSAGE_COUNT)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(value_string)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1);
+        return (batch <= 1).then(|| {
+            let key = DESTINATIONS.with(|c| c.borrow_mut().get_or_make(destination, str::to_owned));
+            SpanPattern::from_arc(FindingKind::UnbatchedSend, key)
+        });
+    }
+    if span.kind != SpanKind::Client as i32 {
+        return None;
+    }
+    #[allow(deprecated)]
+    let method = string_attribute(attributes, semconv::HTTP_REQUEST_METHOD)
+        .or_else(|| string_attribute(attributes, semconv::HTTP_METHOD))?;
+    #[allow(deprecated)]
+    let target = match string_attribute(attributes, semconv::URL_TEMPLATE) {
+        Some(template) => template.to_owned(),
+        None => {
+            let url = string_attribute(attributes, semconv::URL_FULL)
+                .or_else(|| string_attribute(attributes, semconv::HTTP_URL))
+                .unwrap_or_default();
+            let url = url.split(['?', '#']).next().unwrap_or_default();
+            let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+            match string_attribute(attributes, semconv::URL_PATH) {
+                Some(path) if without_scheme.is_empty() => {
+                    let host = string_attribute(attributes, semconv::SERVER_ADDRESS).unwrap_or("");
+                    format!("{host}{}", fold_path(path))
+                }
+                _ => fold_path(without_scheme),
+            }
+        }
+    };
+    Some(SpanPattern::new(
+        FindingKind::RepeatedHttp,
+        format!("{method} {target}"),
+    ))
+}
+
 /// A hasher for keys that are already random (trace and span ids): one multiply per word.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct IdHasher(u64);
@@ -174,3 +317,93 @@ impl std::hash::Hasher for IdHasher {
 
 /// `HashMap` state for id keys.
 pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testdata::kv;
+
+    fn span(kind: SpanKind, attributes: Vec<KeyValue>) -> Span {
+        Span {
+            name: "op".into(),
+            kind: kind as i32,
+            attributes,
+            ..Default::default()
+        }
+    }
+
+    fn key(span: &Span) -> Option<(u8, String)> {
+        let service: Arc<str> = Arc::from("svc");
+        SpanFacts::extract(&service, 1, &mut span.clone(), true)
+            .pattern
+            .map(|p| (p.kind, p.key.to_string()))
+    }
+
+    #[test]
+    fn patterns_of_database_http_and_producer_spans() {
+        let db = span(
+            SpanKind::Client,
+            vec![
+                kv(semconv::DB_SYSTEM_NAME, "sqlite"),
+                kv(semconv::DB_QUERY_TEXT, "select * from notes where id = 4"),
+            ],
+        );
+        assert_eq!(
+            key(&db),
+            Some((0, "SELECT * FROM notes WHERE id = ?".into()))
+        );
+        let by_name = span(SpanKind::Client, vec![kv(semconv::DB_SYSTEM_NAME, "redis")]);
+        assert_eq!(key(&by_name), Some((0, "op".into())));
+        let orm = span(
+            SpanKind::Internal,
+            vec![kv(semconv::DB_SYSTEM_NAME, "sqlite")],
+        );
+        assert_eq!(key(&orm), Some((0, "op".into())), "an ORM's internal span");
+        let served = span(
+            SpanKind::Server,
+            vec![kv(semconv::DB_SYSTEM_NAME, "sqlite")],
+        );
+        assert_eq!(key(&served), None, "a server span is no database call");
+        let http = |url: &str| {
+            span(
+                SpanKind::Client,
+                vec![
+                    kv(semconv::HTTP_REQUEST_METHOD, "GET"),
+                    kv(semconv::URL_FULL, url),
+                ],
+            )
+        };
+        assert_eq!(
+            key(&http("http://pricing:8080/items/42?full=1")),
+            key(&http("http://pricing:8080/items/7")),
+        );
+        assert_eq!(
+            key(&http(
+                "https://pricing/items/3f2a9c1e-0000-4000-8000-000000000000"
+            )),
+            Some((1, "GET pricing/items/?".into()))
+        );
+        let send = |extra: Vec<KeyValue>| {
+            let mut attributes = vec![
+                kv(semconv::MESSAGING_SYSTEM, "aws_sqs"),
+                kv(semconv::MESSAGING_DESTINATION_NAME, "orders"),
+            ];
+            attributes.extend(extra);
+            span(SpanKind::Producer, attributes)
+        };
+        assert_eq!(key(&send(vec![])), Some((2, "orders".into())));
+        assert_eq!(
+            key(&send(vec![kv(
+                semconv::MESSAGING_BATCH_MESSAGE_COUNT,
+                10i64
+            )])),
+            None,
+            "a batch send is what the finding asks for"
+        );
+        let server = span(
+            SpanKind::Server,
+            vec![kv(semconv::HTTP_REQUEST_METHOD, "GET")],
+        );
+        assert_eq!(key(&server), None);
+    }
+}

@@ -1,9 +1,10 @@
 //! The service graph: client/producer spans paired with server/consumer spans, in either arrival
 //! order, through parent/child or span links; virtual nodes for databases, queues and peers.
 //!
-//! Each client or producer span pairs at most once, so every message is counted once on its
-//! edge, and a batch span linking to many messages never takes one from the per-message
-//! CONSUMER span that processes it (see [`ServiceGraph`] for the rules).
+//! Each client span pairs at most once and a producer once per consumer service among its
+//! children (a fan-out), so every message is counted once on each edge, and a batch span linking
+//! to many messages never takes one from the per-message CONSUMER span that processes it (see
+//! [`ServiceGraph`] for the rules).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -85,6 +86,11 @@ pub struct PendingHalf {
     pub parent: Option<(u128, u64)>,
     /// A server's links.
     pub links: Vec<(u128, u64)>,
+    /// A producer's consumer services already paired with it through a child span: a message
+    /// fanned out to several queues reaches one consumer per service (a second child of a
+    /// service already paired is a redelivery and counts nothing).
+    #[serde(default)]
+    pub paired: Vec<String>,
 }
 
 impl PendingHalf {
@@ -108,7 +114,9 @@ enum Waiting {
 /// batch span under it as a link). A client that arrives takes its child first, else the waiting
 /// server with the fewest links; a server that arrives takes its parent, else its one linked
 /// client if exactly one of its links is waiting (a batch span linking to several waiting
-/// messages takes none of them and leaves each to its own CONSUMER span).
+/// messages takes none of them and leaves each to its own CONSUMER span). A producer takes every
+/// waiting child, one per service, and stays waiting until it settles for children of other
+/// services; a producer answered by a child is no longer a batch span's to take by link.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceGraph {
     /// Node names; edges refer to them by position.
@@ -216,6 +224,7 @@ impl ServiceGraph {
             id: (f.trace_id, f.span_id),
             parent: (f.parent_span_id != 0).then_some((f.trace_id, f.parent_span_id)),
             links: f.links.clone(),
+            paired: Vec::new(),
         }
     }
 
@@ -245,7 +254,13 @@ impl ServiceGraph {
                 );
                 return;
             }
-            let client = Self::half(f, arrival);
+            let mut client = Self::half(f, arrival);
+            if client.messaging && self.pair_children(&mut client) {
+                // Kept until it settles, for children in other services still to come.
+                self.expiry.push_back((arrival, Waiting::Client(client.id)));
+                self.clients.insert(client.id, client);
+                return;
+            }
             if let Some(server) = self.best_server_for(client.id) {
                 self.pair(&client, &server);
                 return;
@@ -255,12 +270,24 @@ impl ServiceGraph {
         } else if is_server(f.kind) {
             let server = Self::half(f, arrival);
             if let Some(parent) = server.parent
-                && let Some(client) = self.clients.remove(&parent)
+                && let Some(mut client) = self.clients.remove(&parent)
             {
-                self.pair(&client, &server);
+                if !client.messaging {
+                    self.pair(&client, &server);
+                    return;
+                }
+                if !client.paired.iter().any(|s| **s == *server.service) {
+                    self.pair(&client, &server);
+                    client.paired.push(server.service.to_string());
+                }
+                self.clients.insert(parent, client);
                 return;
             }
-            let mut linked = server.links.iter().filter(|l| self.clients.contains_key(l));
+            // A producer already paired through a child is not a batch span's to take.
+            let mut linked = server
+                .links
+                .iter()
+                .filter(|l| self.clients.get(l).is_some_and(|c| c.paired.is_empty()));
             if let (Some(only), None) = (linked.next().copied(), linked.next())
                 && let Some(client) = self.clients.remove(&only)
             {
@@ -276,6 +303,32 @@ impl ServiceGraph {
             self.expiry.push_back((arrival, Waiting::Server(server.id)));
             self.servers.insert(server.id, server);
         }
+    }
+
+    /// Pairs a producer with its waiting CONSUMER children, one per service (the rest are
+    /// redeliveries, answered and dropped); whether it had any.
+    fn pair_children(&mut self, client: &mut PendingHalf) -> bool {
+        let Some(ids) = self.waiting.get(&client.id) else {
+            return false;
+        };
+        let children: Vec<(u128, u64)> = ids
+            .iter()
+            .filter(|id| {
+                self.servers
+                    .get(id)
+                    .is_some_and(|s| s.parent == Some(client.id))
+            })
+            .copied()
+            .collect();
+        for id in &children {
+            if let Some(server) = self.take_server(*id)
+                && !client.paired.iter().any(|s| **s == *server.service)
+            {
+                self.pair(client, &server);
+                client.paired.push(server.service.to_string());
+            }
+        }
+        !children.is_empty()
     }
 
     /// Takes the waiting server that `client` answers best: its child, else the one with the
@@ -321,6 +374,10 @@ impl ServiceGraph {
                     let Some(half) = self.clients.remove(&id) else {
                         continue;
                     };
+                    if !half.paired.is_empty() {
+                        // Answered by its children: nothing left to count.
+                        continue;
+                    }
                     match &half.peer {
                         Some((kind, name)) => {
                             let name = name.clone();
@@ -406,6 +463,7 @@ mod tests {
             end_unix_nanos: 1_000 + 3_000_000,
             links: Vec::new(),
             peer: None,
+            pattern: None,
         }
     }
 
@@ -576,6 +634,43 @@ mod tests {
                     "{what}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_message_fanned_out_to_three_services_is_an_edge_to_each() {
+        for consumers_first in [false, true] {
+            let mut g = ServiceGraph::default();
+            let mut send = span("api", 1, 0, SpanKind::Producer);
+            send.peer = Some((NodeKind::MessagingSystem, "aws_eventbridge/events".into()));
+            let consumers = [
+                span("validator", 2, 1, SpanKind::Consumer),
+                span("file-generator", 3, 1, SpanKind::Consumer),
+                span("notifier", 4, 1, SpanKind::Consumer),
+                // The validator's message delivered a second time.
+                span("validator", 5, 1, SpanKind::Consumer),
+            ];
+            if consumers_first {
+                consumers.iter().for_each(|c| g.record(c, 0));
+                g.record(&send, 1);
+            } else {
+                g.record(&send, 0);
+                consumers.iter().for_each(|c| g.record(c, 1));
+            }
+            g.expire(1 + SETTLE, SETTLE);
+            let mut found = edges(&g);
+            found.sort();
+            assert_eq!(
+                found,
+                vec![
+                    svc("api", "file-generator"),
+                    svc("api", "notifier"),
+                    svc("api", "validator")
+                ],
+                "consumers first: {consumers_first}"
+            );
+            assert_eq!(g.unpaired, 0, "consumers first: {consumers_first}");
+            assert!(g.clients.is_empty() && g.servers.is_empty());
         }
     }
 

@@ -246,6 +246,7 @@ mod tests {
             end_unix_nanos: 20,
             links: Vec::new(),
             peer: None,
+            pattern: None,
         }
     }
 

@@ -47,8 +47,10 @@
 //!   (root present, every parent arrived). Late spans re-judge it from everything stored.
 //! - Service graph: a CLIENT/PRODUCER span pairs with the SERVER/CONSUMER span whose parent is
 //!   it, or which links to it, whatever the arrival order, within the settle time; each client
-//!   or producer pairs once, its own child first, so every message counts once (a batch span
-//!   linking to several messages takes none from their CONSUMER spans). Edges carry the connector's
+//!   pairs once, its own child first; a producer pairs with its CONSUMER children once per
+//!   consumer service (a fan-out to several queues is an edge to each service, a second child in
+//!   one service a redelivery); so every message counts once on each edge (a batch span linking
+//!   to several messages takes none from their CONSUMER spans). Edges carry the connector's
 //!   [`ConnectionType`] (messaging when a PRODUCER or CONSUMER takes part). A client
 //!   span with `db.system.name`/`db.system` is an edge to a database node (`system/namespace`)
 //!   at once; a client or producer left unpaired after the settle time becomes an edge to a
@@ -60,8 +62,11 @@ pub mod api;
 mod block;
 mod catalog;
 mod checkpoint;
+pub mod database;
 mod derived;
+pub mod errors;
 mod facts;
+mod findings;
 mod graph;
 mod integrity;
 pub mod limits;
@@ -69,12 +74,16 @@ mod metrics;
 mod query;
 mod sealed;
 mod segment;
+pub mod statement;
 mod store;
 #[cfg(any(test, feature = "testdata"))]
 pub mod testdata;
 
 pub use api::*;
+pub use database::{DatabaseQuery, DatabaseReport};
+pub use errors::{ErrorGroup, ErrorQuery, ErrorSpan, SpanError, error_spans, span_error};
 pub use facts::UNKNOWN_SERVICE;
+pub use findings::FindingsConfig;
 pub use query::{DEFAULT_LIMIT, summarize_trace};
 pub use store::{Store, StoreConfig};
 

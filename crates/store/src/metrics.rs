@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    LATENCY_BUCKETS_MS, LatencyHistogram, Operation, RedPoint, SpanKind, SpanMetricsSeries,
+    LATENCY_BUCKETS_MS, LatencyHistogram, Operation, RedPoint, RedScope, SpanKind,
+    SpanMetricsSeries,
 };
 use crate::facts::SpanFacts;
 
@@ -184,11 +185,12 @@ impl SpanMetrics {
         out
     }
 
-    /// RED of a service (all its operations, or one) in buckets of `step` from `start`.
+    /// RED of a service (its entry spans, its outgoing calls, or one operation) in buckets of
+    /// `step` from `start`.
     pub fn red_series(
         &self,
         service: &str,
-        operation: Option<&str>,
+        scope: RedScope<'_>,
         start: u64,
         end: u64,
         step: u64,
@@ -196,11 +198,17 @@ impl SpanMetrics {
         let buckets = bucket_starts(start, end, step);
         let mut aggs = vec![RedAgg::default(); buckets.len()];
         if let Some(ops) = self.series.get(service) {
-            for (name, kinds) in ops {
-                if operation.is_some_and(|o| o != name) {
-                    continue;
+            let in_scope = |name: &str, kind: i32| match scope {
+                RedScope::Entry => {
+                    kind == SpanKind::Server as i32 || kind == SpanKind::Consumer as i32
                 }
-                for (_, state) in kinds {
+                RedScope::Outgoing => {
+                    kind == SpanKind::Client as i32 || kind == SpanKind::Producer as i32
+                }
+                RedScope::Operation(o) => o == name,
+            };
+            for (name, kinds) in ops {
+                for (_, state) in kinds.iter().filter(|(k, _)| in_scope(name, *k)) {
                     for (minute, agg) in state.red.range(minute_of(start)..end) {
                         if let Some(i) = bucket_index(*minute, start, step, buckets.len()) {
                             aggs[i].merge(agg);
@@ -270,6 +278,7 @@ mod tests {
             end_unix_nanos: start + duration_ms * 1_000_000,
             links: Vec::new(),
             peer: None,
+            pattern: None,
         }
     }
 
@@ -308,14 +317,35 @@ mod tests {
             ]
         );
         assert_eq!(m.operations("api").len(), 2);
-        let red = m.red_series("api", Some("GET /"), 0, 3 * MINUTE_NANOS, MINUTE_NANOS);
+        let red = m.red_series(
+            "api",
+            RedScope::Operation("GET /"),
+            0,
+            3 * MINUTE_NANOS,
+            MINUTE_NANOS,
+        );
         let figures: Vec<(u64, u64)> = red.iter().map(|p| (p.calls, p.errors)).collect();
         assert_eq!(figures, vec![(3, 1), (1, 1), (0, 0)]);
-        let wide = m.red_series("api", None, 0, 3 * MINUTE_NANOS, 3 * MINUTE_NANOS);
-        assert_eq!((wide.len(), wide[0].calls, wide[0].errors), (1, 4, 2));
+        // The service's calls are its 3 SERVER spans; the CLIENT span is an outgoing call.
+        let wide = m.red_series(
+            "api",
+            RedScope::Entry,
+            0,
+            3 * MINUTE_NANOS,
+            3 * MINUTE_NANOS,
+        );
+        assert_eq!((wide.len(), wide[0].calls, wide[0].errors), (1, 3, 2));
+        let out = m.red_series(
+            "api",
+            RedScope::Outgoing,
+            0,
+            3 * MINUTE_NANOS,
+            3 * MINUTE_NANOS,
+        );
+        assert_eq!((out[0].calls, out[0].errors), (1, 0));
         m.prune(MINUTE_NANOS);
         assert_eq!(
-            m.red_series("api", None, 0, MINUTE_NANOS, MINUTE_NANOS)[0].calls,
+            m.red_series("api", RedScope::Entry, 0, MINUTE_NANOS, MINUTE_NANOS)[0].calls,
             0
         );
         assert_eq!(

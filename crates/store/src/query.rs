@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use crate::StoreError;
 use crate::api::*;
 use crate::block::decode_span;
+use crate::database::{DatabaseQuery, DatabaseReport};
+use crate::errors::{ErrorGroup, ErrorQuery};
 use crate::facts::{span_u64, value_string};
 use crate::integrity::integrity_of;
 use crate::store::{Store, block_refs_in, now_nanos, stats_of, trace_of};
@@ -125,6 +127,7 @@ pub fn summarize_trace(trace_id: TraceId, spans: &[StoredSpan], settling: bool) 
                 st.code == opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32
             })
         }),
+        first_error: crate::errors::error_spans(spans).into_iter().next(),
         integrity: integrity_of(&ids, settling),
     }
 }
@@ -195,6 +198,23 @@ impl TraceReader for Store {
 
     fn operations(&self, service: &str) -> Result<Vec<Operation>, StoreError> {
         Ok(self.lock().derived.metrics.operations(service))
+    }
+
+    fn findings(&self, query: &FindingQuery) -> Result<Vec<Finding>, StoreError> {
+        check_range(query.start_unix_nanos, query.end_unix_nanos)?;
+        // Traces that settled since the last write are examined first.
+        self.maintain()?;
+        Ok(self.lock().derived.findings.list(query))
+    }
+
+    fn database(&self, query: &DatabaseQuery) -> Result<DatabaseReport, StoreError> {
+        check_range(query.start_unix_nanos, query.end_unix_nanos)?;
+        self.database_report(query)
+    }
+
+    fn errors(&self, query: &ErrorQuery) -> Result<Vec<ErrorGroup>, StoreError> {
+        check_range(query.start_unix_nanos, query.end_unix_nanos)?;
+        self.error_groups(query)
     }
 
     fn find_traces(&self, query: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
@@ -290,7 +310,7 @@ impl TraceReader for Store {
     fn red_series(
         &self,
         service: &str,
-        operation: Option<&str>,
+        scope: RedScope<'_>,
         start_unix_nanos: u64,
         end_unix_nanos: u64,
         step_nanos: u64,
@@ -298,7 +318,7 @@ impl TraceReader for Store {
         check_step(start_unix_nanos, end_unix_nanos, step_nanos)?;
         Ok(self.lock().derived.metrics.red_series(
             service,
-            operation,
+            scope,
             start_unix_nanos,
             end_unix_nanos,
             step_nanos,

@@ -333,3 +333,101 @@ pub fn seeds_like_batch(
         .extend(export(&worker, worker_spans).resource_spans);
     req
 }
+
+/// A request that loads a list and then each item's details one query at a time (the N+1 shape
+/// of seed 004's drawing):
+///
+/// ```text
+/// api  SERVER "GET /v1/videos"                                   root, ends after the queries
+/// api  CLIENT "SELECT videos"     SELECT * FROM videos            0..query_ms
+/// api  CLIENT "SELECT placements" SELECT … WHERE video_id = {i}   one per item, back to back
+/// ```
+#[derive(Debug, Clone)]
+pub struct QueryLoopTrace {
+    pub trace_id: TraceId,
+    pub start_unix_nanos: u64,
+    pub service: String,
+    /// How many per-item queries follow the list query.
+    pub repeats: u64,
+    /// How long each query takes, in microseconds.
+    pub query_micros: u64,
+}
+
+impl QueryLoopTrace {
+    pub fn new(n: u64, start_unix_nanos: u64, repeats: u64, query_micros: u64) -> Self {
+        Self {
+            trace_id: trace_id(n),
+            start_unix_nanos,
+            service: "videos-api".to_owned(),
+            repeats,
+            query_micros,
+        }
+    }
+
+    pub fn root_span_id(&self) -> SpanId {
+        span_id_for(self.trace_id, 1)
+    }
+
+    /// The span id of the `i`-th per-item query (from 0).
+    pub fn item_span_id(&self, i: u64) -> SpanId {
+        span_id_for(self.trace_id, 10 + i)
+    }
+
+    fn query(&self, id: SpanId, name: &str, statement: String, from_us: u64) -> Span {
+        Span {
+            trace_id: self.trace_id.0.to_vec(),
+            span_id: id.0.to_vec(),
+            parent_span_id: self.root_span_id().0.to_vec(),
+            name: name.to_owned(),
+            kind: SpanKind::Client as i32,
+            start_time_unix_nano: self.start_unix_nanos + from_us * 1000,
+            end_time_unix_nano: self.start_unix_nanos + (from_us + self.query_micros) * 1000,
+            attributes: vec![
+                kv(semconv::DB_SYSTEM_NAME, "postgresql"),
+                kv(semconv::DB_NAMESPACE, "videos"),
+                kv(semconv::DB_QUERY_TEXT, statement),
+                kv(semconv::SERVER_ADDRESS, "127.0.0.1"),
+            ],
+            ..Default::default()
+        }
+    }
+
+    pub fn spans(&self) -> Vec<Span> {
+        let mut spans = vec![self.query(
+            span_id_for(self.trace_id, 2),
+            "SELECT videos",
+            "SELECT id, title FROM videos LIMIT 20".to_owned(),
+            0,
+        )];
+        for i in 0..self.repeats {
+            spans.push(self.query(
+                self.item_span_id(i),
+                "SELECT placements",
+                format!(
+                    "SELECT slot, ad_id FROM placements WHERE video_id = {}",
+                    100 + i
+                ),
+                (i + 1) * self.query_micros,
+            ));
+        }
+        let end_us = (self.repeats + 1) * self.query_micros + 100;
+        spans.push(Span {
+            trace_id: self.trace_id.0.to_vec(),
+            span_id: self.root_span_id().0.to_vec(),
+            name: "GET /v1/videos".to_owned(),
+            kind: SpanKind::Server as i32,
+            start_time_unix_nano: self.start_unix_nanos,
+            end_time_unix_nano: self.start_unix_nanos + end_us * 1000,
+            attributes: vec![
+                kv(semconv::HTTP_REQUEST_METHOD, "GET"),
+                kv(semconv::HTTP_ROUTE, "/v1/videos"),
+            ],
+            ..Default::default()
+        });
+        spans
+    }
+
+    pub fn request(&self) -> ExportTraceServiceRequest {
+        export(&self.service, self.spans())
+    }
+}

@@ -425,26 +425,36 @@ fn derived_figures_services_operations_graph_red_integrity() -> anyhow::Result<(
     assert_eq!(db.server_kind, NodeKind::Database);
     assert!(store.dependencies(base + HOUR, base + 2 * HOUR)?.is_empty());
 
+    // A service's calls are the requests it serves (its 7 CONSUMER spans), not its own 7
+    // database calls as well; those are its outgoing calls.
     let red = store.red_series(
         "onboarding-lambda",
-        None,
+        RedScope::Entry,
         base,
         base + 120_000_000_000,
         60_000_000_000,
     )?;
     assert_eq!(red.len(), 2);
-    assert_eq!((red[0].calls, red[0].errors), (14, 2));
+    assert_eq!((red[0].calls, red[0].errors), (7, 1));
     assert_eq!(red[1].calls, 0);
+    let out = store.red_series(
+        "onboarding-lambda",
+        RedScope::Outgoing,
+        base,
+        base + 60_000_000_000,
+        60_000_000_000,
+    )?;
+    assert_eq!((out[0].calls, out[0].errors), (7, 1));
     let red = store.red_series(
         "onboarding-lambda",
-        Some("INSERT users"),
+        RedScope::Operation("INSERT users"),
         base,
         base + 60_000_000_000,
         60_000_000_000,
     )?;
     assert_eq!((red[0].calls, red[0].errors), (7, 1));
     assert!(matches!(
-        store.red_series("x", None, 0, 10, 0),
+        store.red_series("x", RedScope::Entry, 0, 10, 0),
         Err(StoreError::InvalidQuery(_))
     ));
 

@@ -15,6 +15,7 @@
 pub mod config;
 mod diagnosis;
 mod export_runtime;
+mod fan_out;
 mod invocation;
 pub mod logs;
 pub mod metrics;

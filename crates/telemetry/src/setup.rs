@@ -24,6 +24,7 @@ use crate::config::{
 };
 use crate::diagnosis::ExportTarget;
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
+use crate::fan_out::{AnySpanExporter, FanOutSpanExporter};
 use crate::invocation::InvocationSpanProcessor;
 use crate::processors::{SharedLogProcessor, SharedSpanProcessor, SpanStamp, StampFn};
 use crate::propagators::build_propagator;
@@ -280,28 +281,7 @@ impl TelemetryBuilder {
             let delivery = self.delivery;
             let pipeline = match self.span_exporter {
                 Some(factory) => Some(factory(&handle, &config.batch, &resource, delivery)),
-                None => match &config.traces_exporter {
-                    ExporterKind::Otlp(otlp) => {
-                        let exporter = otlp_span_exporter(otlp, &handle)?;
-                        Some(span_pipeline(
-                            exporter,
-                            &handle,
-                            &config.batch,
-                            &resource,
-                            delivery,
-                            Some(ExportTarget::new("traces", otlp)),
-                        ))
-                    }
-                    ExporterKind::Console => Some(span_pipeline(
-                        opentelemetry_stdout::SpanExporter::default(),
-                        &handle,
-                        &config.batch,
-                        &resource,
-                        delivery,
-                        None,
-                    )),
-                    ExporterKind::None => None,
-                },
+                None => traces_pipeline(&config, &handle, &resource, delivery)?,
             };
             if let Some(pipeline) = pipeline {
                 builder = match &pipeline {
@@ -348,6 +328,43 @@ impl TelemetryBuilder {
             shut_down: false,
         })
     }
+}
+
+/// The pipeline of `OTEL_TRACES_EXPORTER`: none, one exporter, or every listed one behind one
+/// processor ([`FanOutSpanExporter`]), so a flush and the queue bound cover them all.
+fn traces_pipeline(
+    config: &TelemetryConfig,
+    handle: &Handle,
+    resource: &Resource,
+    delivery: SpanDelivery,
+) -> Result<Option<SpanPipeline>, InitError> {
+    let mut exporters = Vec::with_capacity(config.traces_exporters.len());
+    let mut target = None;
+    for kind in &config.traces_exporters {
+        match kind {
+            ExporterKind::Otlp(otlp) => {
+                exporters.push(AnySpanExporter::Otlp(otlp_span_exporter(otlp, handle)?));
+                // Export failures are explained for the OTLP endpoint (console cannot fail so).
+                target = Some(ExportTarget::new("traces", otlp));
+            }
+            ExporterKind::Console => exporters.push(AnySpanExporter::Console(
+                opentelemetry_stdout::SpanExporter::default(),
+            )),
+            ExporterKind::None => {}
+        }
+    }
+    if exporters.is_empty() {
+        return Ok(None);
+    }
+    let exporter = FanOutSpanExporter(exporters);
+    Ok(Some(span_pipeline(
+        exporter,
+        handle,
+        &config.batch,
+        resource,
+        delivery,
+        target,
+    )))
 }
 
 fn span_pipeline<E: SpanExporter + 'static>(

@@ -94,3 +94,48 @@ fn http_protobuf_export_uses_the_signal_path_and_decoded_headers() {
     assert_eq!(seen.authorization, vec!["Bearer abc".to_owned()]);
     assert_eq!(seen.span_names, vec!["checkout".to_owned()]);
 }
+
+#[test]
+fn with_otlp_and_console_listed_the_spans_still_reach_the_otlp_endpoint() {
+    let seen = Shared::default();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let state = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("receiver runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind loopback");
+            addr_tx
+                .send(listener.local_addr().expect("bound address"))
+                .expect("send address");
+            let app = Router::new()
+                .route("/{*path}", post(receive))
+                .with_state(state);
+            axum::serve(listener, app).await.expect("receiver serves");
+        });
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("receiver address");
+    let endpoint = format!("http://{addr}");
+    let config = TelemetryConfig::from_env([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_TRACES_EXPORTER", "otlp,console"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+    ])
+    .expect("valid");
+    let telemetry = Telemetry::builder(config)
+        .build()
+        .expect("telemetry builds");
+    let tracer = telemetry.tracer("fan-out-test").expect("enabled");
+    tracer.in_span("both-ways", |_| {});
+    let outcome = telemetry.flush(Duration::from_secs(5));
+    assert!(outcome.is_exported(), "flush outcome: {outcome:?}");
+    let seen = seen.lock().expect("receiver lock").clone();
+    assert_eq!(seen.span_names, vec!["both-ways".to_owned()]);
+}

@@ -45,6 +45,13 @@ pub struct CollectorArgs {
     /// fdatasync every write (survives power loss, not only a killed process).
     #[arg(long)]
     sync_writes: bool,
+    /// The fewest consecutive sibling repeats (database queries of one statement, HTTP calls,
+    /// one-message sends) that make a finding (Sentry's N+1 threshold: 5).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
+    n_plus_one_min_repeats: u32,
+    /// The least wall time, in milliseconds, the repeats must cover together (Sentry's: 50).
+    #[arg(long, default_value_t = 50)]
+    n_plus_one_min_ms: u64,
     /// A host name, beyond localhost, 127.0.0.1 and [::1], that the loopback listeners answer
     /// to (repeat it, or list them comma-separated in the variable); others get 403.
     #[arg(
@@ -85,6 +92,8 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
     store_config.max_disk_bytes = args.max_disk_bytes;
     store_config.settle_secs = args.settle_secs;
     store_config.sync_writes = args.sync_writes;
+    store_config.findings.min_repeats = args.n_plus_one_min_repeats;
+    store_config.findings.min_duration_ms = args.n_plus_one_min_ms;
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
         .await?
         .with_context(|| format!("could not open the store in {}", args.data_dir.display()))?;

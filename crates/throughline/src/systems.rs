@@ -40,6 +40,15 @@ pub const SYSTEMS: &[Known] = &[
         services: shop_system::SERVICES,
         load_stats_path: Some(shop_system::LOAD_STATS_PATH),
     },
+    Known {
+        name: events_system::NAME,
+        describe: |platform, opts| events_system::describe(platform, &opts.events),
+        expected: events_system::expected,
+        scenario: || Arc::new(events_system::EventsLoad),
+        default_target: events_system::DEFAULT_TARGET,
+        services: events_system::SERVICES,
+        load_stats_path: None,
+    },
 ];
 
 /// Every system's own flags of `up`.
@@ -49,6 +58,8 @@ pub struct SystemsOptions {
     pub onboarding: onboarding_system::UpOptions,
     #[command(flatten)]
     pub shop: shop_system::UpOptions,
+    #[command(flatten)]
+    pub events: events_system::UpOptions,
 }
 
 pub fn find(name: &str) -> Option<&'static Known> {

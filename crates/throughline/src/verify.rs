@@ -2,8 +2,12 @@
 //! they crossed the services and hops expected, judged by the harness's one checker (the same
 //! judgement as `throughline load`).
 //!
+//! With `--fail-on n-plus-one` (or `repeated-http`, `unbatched-send`) the collector's findings in
+//! the window fail the check too, so CI can hold the line against N+1 queries.
+//!
 //! Exit status: 0 when every trace passed, 1 when one did not (or none was found but some were
-//! expected), 2 when the query API could not be reached.
+//! expected, or a finding named by `--fail-on` is present), 2 when the query API could not be
+//! reached.
 
 use anyhow::Context as _;
 use throughline_harness::expect::Hop;
@@ -48,6 +52,33 @@ pub struct VerifyArgs {
     /// Count traces still settling (spans may yet arrive) as failures.
     #[arg(long)]
     fail_on_settling: bool,
+    /// Fail when the collector found this pattern in a trace of the window (repeatable or
+    /// comma-separated). Findings are made when a trace settles, so a trace still settling has
+    /// none yet.
+    #[arg(long = "fail-on", value_enum, value_delimiter = ',')]
+    fail_on: Vec<FailOn>,
+}
+
+/// A finding that fails the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FailOn {
+    /// Five or more sibling database queries of one statement (N+1).
+    NPlusOne,
+    /// The same HTTP call repeated under one parent.
+    RepeatedHttp,
+    /// One message sent per item where one batch call would do.
+    UnbatchedSend,
+}
+
+impl FailOn {
+    /// The finding kind the findings API names.
+    fn kind(self) -> &'static str {
+        match self {
+            FailOn::NPlusOne => "n_plus_one_db",
+            FailOn::RepeatedHttp => "repeated_http",
+            FailOn::UnbatchedSend => "unbatched_send",
+        }
+    }
 }
 
 /// Runs the check; a failed check ends the process with exit status 1 after the report.
@@ -84,14 +115,13 @@ async fn verify(query: TraceQuery, args: &VerifyArgs) -> Result<bool, ReadError>
         .services
         .extend(args.expect_services.iter().cloned());
     expected.hops.extend(args.expect_hops.iter().cloned());
+    let search = Search {
+        service: args.service.clone(),
+        lookback: args.lookback.clone(),
+        limit: args.limit,
+    };
     let reports = if args.trace_ids.is_empty() {
-        query
-            .search(&Search {
-                service: args.service.clone(),
-                lookback: args.lookback.clone(),
-                limit: args.limit,
-            })
-            .await?
+        query.search(&search).await?
     } else {
         query.integrity(&args.trace_ids).await?
     };
@@ -143,6 +173,28 @@ async fn verify(query: TraceQuery, args: &VerifyArgs) -> Result<bool, ReadError>
             "settling: the collector judges a trace once no span arrived for its settle time (10 s unless the collector or `up` was given --settle-secs)"
         );
     }
+    let mut findings = 0usize;
+    for fail_on in &args.fail_on {
+        for f in query.findings(&search, Some(fail_on.kind())).await? {
+            if !args.trace_ids.is_empty() && !args.trace_ids.contains(&f.trace_id) {
+                continue;
+            }
+            findings += 1;
+            println!(
+                "{} {}: {} × `{}` in {}, {:.1} ms (parent span {})",
+                f.trace_id,
+                f.kind,
+                f.count,
+                f.statement,
+                f.service,
+                f.duration_ms,
+                f.parent_span_id
+            );
+        }
+    }
+    if !args.fail_on.is_empty() {
+        println!("{findings} findings of the kinds --fail-on names");
+    }
     if !args.trace_ids.is_empty() && found < args.trace_ids.len() {
         println!(
             "{} of the traces asked for are not in the collector",
@@ -157,7 +209,7 @@ async fn verify(query: TraceQuery, args: &VerifyArgs) -> Result<bool, ReadError>
         println!("no traces found, but some were expected");
         return Ok(false);
     }
-    Ok(broken == 0)
+    Ok(broken == 0 && findings == 0)
 }
 
 #[cfg(test)]

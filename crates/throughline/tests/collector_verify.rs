@@ -1,13 +1,14 @@
 //! `throughline verify` against a running `throughline collector`: whole traces pass, a broken
-//! trace or a missing expected hop fails with a non-zero exit status and says why.
+//! trace, a missing expected hop or a finding named by `--fail-on` fails with a non-zero exit
+//! status and says why.
 
 mod collector_common;
 
 use std::process::Command;
 
-use collector_common::{now_nanos, start_collector};
+use collector_common::{now_nanos, start_collector, start_collector_with};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use throughline_store::testdata::TwoServiceTrace;
+use throughline_store::testdata::{QueryLoopTrace, TwoServiceTrace};
 
 fn verify(query: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_throughline"))
@@ -157,4 +158,82 @@ fn verify_reads_a_stopped_collectors_store_through_throughline_apm() {
     let (ok, out) = verify(listen, &["--trace-id", &id]);
     assert!(ok, "{out}");
     assert!(out.contains(&format!("{id} whole")), "{out}");
+}
+
+#[test]
+fn fail_on_n_plus_one_exits_1_on_a_finding_and_passes_without_one() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (_child, addrs) = start_collector(dir.path());
+    let n_plus_one = QueryLoopTrace::new(11, now_nanos(), 6, 10_000);
+    let mut near_miss = QueryLoopTrace::new(12, now_nanos(), 4, 20_000);
+    near_miss.service = "near-miss".into();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", addrs.grpc))
+            .await
+            .expect("grpc connects");
+        for t in [&n_plus_one, &near_miss] {
+            client.export(t.request()).await.expect("export succeeds");
+        }
+    });
+    let id = n_plus_one.trace_id.to_string();
+    let (ok, out) = verify(addrs.query, &["--trace-id", &id]);
+    assert!(
+        ok,
+        "without --fail-on a finding does not fail the check: {out}"
+    );
+    let (ok, out) = verify(addrs.query, &["--trace-id", &id, "--fail-on", "n-plus-one"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{id} n_plus_one_db: 6 × `SELECT slot, ad_id FROM placements WHERE video_id = ?`"
+        )) && out.contains("1 findings"),
+        "{out}"
+    );
+    let (ok, out) = verify(
+        addrs.query,
+        &[
+            "--service",
+            "near-miss",
+            "--fail-on",
+            "n-plus-one,repeated-http",
+        ],
+    );
+    assert!(ok, "four repeats are not an N+1: {out}");
+    assert!(out.contains("0 findings"), "{out}");
+}
+
+#[test]
+fn the_collectors_n_plus_one_thresholds_are_settable() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (_child, addrs) = start_collector_with(
+        dir.path(),
+        &["--n-plus-one-min-repeats", "3", "--n-plus-one-min-ms", "5"],
+    );
+    // Three 2 ms queries: a finding at 3 repeats and 5 ms, not at Sentry's 5 and 50 ms.
+    let three = QueryLoopTrace::new(13, now_nanos(), 3, 2_000);
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(format!("http://{}", addrs.grpc))
+            .await
+            .expect("grpc connects");
+        client
+            .export(three.request())
+            .await
+            .expect("export succeeds");
+    });
+    let id = three.trace_id.to_string();
+    let (ok, out) = verify(addrs.query, &["--trace-id", &id, "--fail-on", "n-plus-one"]);
+    assert!(!ok && out.contains("1 findings"), "{out}");
+
+    // A threshold below two repeats is refused at start-up, naming the flag.
+    let out = Command::new(env!("CARGO_BIN_EXE_throughline"))
+        .args(["collector", "--data-dir"])
+        .arg(dir.path())
+        .args(["--n-plus-one-min-repeats", "1"])
+        .output()
+        .expect("the throughline binary runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--n-plus-one-min-repeats"), "{err}");
 }

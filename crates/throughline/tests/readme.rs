@@ -159,6 +159,8 @@ fn listens(words: &[String]) -> Option<Vec<SocketAddr>> {
             ("--loadgen-addr", "127.0.0.1:8010"),
             ("--catalog-addr", "127.0.0.1:8014"),
             ("--checkout-addr", "127.0.0.1:8016"),
+            ("--events-api-addr", "127.0.0.1:8020"),
+            ("--events-webhook-addr", "127.0.0.1:8021"),
         ],
         "collector" => &[
             ("--grpc-addr", "127.0.0.1:4317"),

@@ -297,6 +297,10 @@ pub fn svg(
             .or_insert_with(|| e.clone());
     }
     let minutes = window_nanos as f64 / 6e10;
+    let layer_of: HashMap<NodeKey, usize> = nodes
+        .iter()
+        .map(|n| ((n.name.clone(), n.kind), n.layer))
+        .collect();
     for e in merged.values() {
         let (Some(&(cx, cy)), Some(&(sx, sy))) = (
             pos.get(&(e.client.clone(), e.client_kind)),
@@ -307,7 +311,27 @@ pub fn svg(
         let (x1, y1) = (cx + NODE_W, cy + NODE_H / 2.0);
         let (x2, y2) = (sx, sy + NODE_H / 2.0);
         let forward = x2 > x1;
-        let (path, lx, ly) = if forward {
+        let layers = |key: &NodeKey| layer_of.get(key).copied().unwrap_or(0);
+        let (from, to) = (
+            layers(&(e.client.clone(), e.client_kind)),
+            layers(&(e.server.clone(), e.server_kind)),
+        );
+        // The lowest node of the layers an edge skips over, if any: a straight curve would run
+        // behind them (a database called by a service and by that service's queue consumer).
+        let skipped_bottom = nodes
+            .iter()
+            .filter(|n| forward && n.layer > from && n.layer < to)
+            .map(|n| pos[&(n.name.clone(), n.kind)].1 + NODE_H)
+            .reduce(f64::max);
+        let (path, lx, ly) = if let Some(bottom) = skipped_bottom {
+            // Under the skipped nodes, then up into the callee.
+            let low = bottom.max(y1.max(y2)) + ROW_GAP / 2.0;
+            let (a, b) = (x1 + COL_GAP / 2.0, x2 - COL_GAP / 2.0);
+            let path = format!(
+                "M{x1:.1},{y1:.1} C{a:.1},{y1:.1} {x1:.1},{low:.1} {a:.1},{low:.1} L{b:.1},{low:.1} C{x2:.1},{low:.1} {b:.1},{y2:.1} {x2:.1},{y2:.1}"
+            );
+            (path, (a + b) / 2.0, low + 14.0)
+        } else if forward {
             let mid = (x1 + x2) / 2.0;
             let path =
                 format!("M{x1:.1},{y1:.1} C{mid:.1},{y1:.1} {mid:.1},{y2:.1} {x2:.1},{y2:.1}");
@@ -513,6 +537,49 @@ mod tests {
         // Without entry points a cycle still gets finite layers.
         let nodes = layout(&cycle, &[]);
         assert!(nodes.iter().all(|n| n.layer < 2));
+    }
+
+    /// The numbers of the `d` attribute of the edge whose label starts with `label`, as (x, y).
+    fn edge_points(svg: &str, label: &str) -> Vec<(f64, f64)> {
+        let at = svg
+            .find(&format!("aria-label=\"{label}"))
+            .expect("the edge is drawn");
+        let d = &svg[at..];
+        let d = &d[d.find("d=\"").expect("a path") + 3..];
+        let d = &d[..d.find('"').expect("the path ends")];
+        let numbers: Vec<f64> = d
+            .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+            .filter(|t| !t.is_empty())
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        numbers.chunks(2).map(|p| (p[0], p[1])).collect()
+    }
+
+    #[test]
+    fn a_database_called_by_two_services_shows_both_edges_in_the_open() {
+        use NodeKind::*;
+        // onboarding-api writes to sqlite and sends to a queue whose consumer writes to sqlite
+        // too: api (layer 0) → queue (1) → lambda (2) → sqlite (3), and api → sqlite.
+        let edges = [
+            edge("onboarding-api", Service, "jobs", MessagingSystem, 10, 0),
+            edge("jobs", MessagingSystem, "onboarding-lambda", Service, 10, 0),
+            edge("onboarding-lambda", Service, "sqlite", Database, 10, 0),
+            edge("onboarding-api", Service, "sqlite", Database, 10, 0),
+        ];
+        let svg = svg(
+            &edges,
+            &["onboarding-api".to_owned()],
+            60 * 1_000_000_000,
+            "1h",
+        );
+        let points = edge_points(&svg, "onboarding-api calls sqlite");
+        // The nodes of the skipped layers sit on row 0 (y from MARGIN to MARGIN + NODE_H); the
+        // edge must leave that band rather than run behind them.
+        assert!(
+            points.iter().any(|&(_, y)| y > MARGIN + NODE_H),
+            "the edge runs behind the queue and the lambda: {points:?}"
+        );
+        assert!(svg.contains("aria-label=\"onboarding-lambda calls sqlite"));
     }
 
     #[test]

@@ -1,5 +1,9 @@
-//! One module per page; shared pieces (integrity badges, the no-data help) live here.
+//! One module per page; shared pieces (integrity badges, the no-data help) live here, finding
+//! badges and sentences in [`findings`].
 
+pub mod database;
+pub mod errors;
+mod findings;
 pub mod integrity;
 pub mod map;
 pub mod queue_hops;

@@ -2,12 +2,14 @@
 
 use std::fmt::Write as _;
 
-use throughline_store::{TraceReader, TraceSummary};
+use std::collections::HashMap;
+
+use throughline_store::{Finding, FindingQuery, SpanError, TraceId, TraceReader, TraceSummary};
 
 use crate::OtlpEndpoints;
 use crate::error::PageError;
 use crate::html::{self, Esc, Nav, Url};
-use crate::pages::{integrity_badge, no_data_help};
+use crate::pages::{findings, integrity_badge, no_data_help};
 use crate::params::{self, Params};
 
 /// The lookback choices offered by the form.
@@ -100,11 +102,30 @@ pub fn page(
         return Ok(html::page("Search", Nav::Search, &body));
     }
     let traces = reader.find_traces(&query)?;
-    results(&mut body, &traces, query.limit, &palette);
+    // The findings of the listed traces: one read from the earliest listed start.
+    let findings = match traces.iter().map(|t| t.start_unix_nanos).min() {
+        Some(earliest) => reader.findings(&FindingQuery {
+            start_unix_nanos: earliest,
+            end_unix_nanos: u64::MAX,
+            ..FindingQuery::default()
+        })?,
+        None => Vec::new(),
+    };
+    let mut by_trace: HashMap<TraceId, Vec<&Finding>> = HashMap::new();
+    for f in &findings {
+        by_trace.entry(f.trace_id).or_default().push(f);
+    }
+    results(&mut body, &traces, &by_trace, query.limit, &palette);
     Ok(html::page("Search", Nav::Search, &body))
 }
 
-fn results(body: &mut String, traces: &[TraceSummary], limit: usize, palette: &html::Palette) {
+fn results(
+    body: &mut String,
+    traces: &[TraceSummary],
+    findings: &HashMap<TraceId, Vec<&Finding>>,
+    limit: usize,
+    palette: &html::Palette,
+) {
     if traces.is_empty() {
         body.push_str(
             "<section class=\"empty\" data-testid=\"no-results\"><h2>No traces match</h2>\
@@ -143,13 +164,26 @@ fn results(body: &mut String, traces: &[TraceSummary], limit: usize, palette: &h
         };
         let _ = write!(
             body,
-            "<tr{}><td><a class=\"tid\" href=\"/trace/{id}\">{}</a>{}</td><td>{root}</td><td>",
+            "<tr{}><td><a class=\"tid\" href=\"/trace/{id}\">{}</a>{}{}</td><td>{root}{}</td><td>",
             if t.has_error { " class=\"err\"" } else { "" },
             id,
             if t.has_error {
                 " <span class=\"errmark\" title=\"a span has error status\">error</span>"
             } else {
                 ""
+            },
+            match findings.get(&t.trace_id) {
+                Some(list) => format!(" {}", findings::badges(list)),
+                None => String::new(),
+            },
+            match &t.first_error {
+                Some(e) => format!(
+                    "<br><span class=\"errmsg\" data-testid=\"first-error\">{} · {}: {}</span>",
+                    Esc(&e.service),
+                    Esc(&e.span_name),
+                    Esc(&error_words(&e.error))
+                ),
+                None => String::new(),
             },
         );
         for s in &t.services {
@@ -172,4 +206,14 @@ fn results(body: &mut String, traces: &[TraceSummary], limit: usize, palette: &h
         );
     }
     body.push_str("</tbody></table>");
+}
+
+/// An error in words: `TypeError: message`, or the message alone.
+pub fn error_words(e: &SpanError) -> String {
+    match (&e.exception_type, e.message.is_empty()) {
+        (Some(t), false) => format!("{t}: {}", e.message),
+        (Some(t), true) => t.clone(),
+        (None, false) => e.message.clone(),
+        (None, true) => "error status without a message".to_owned(),
+    }
 }

@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use throughline_store::{RedPoint, TraceReader};
+use throughline_store::database::DEFAULT_SLOW_QUERY_MS;
+use throughline_store::{DatabaseQuery, RedPoint, RedScope, TraceReader};
 
 use crate::OtlpEndpoints;
 use crate::error::PageError;
@@ -37,9 +38,20 @@ pub fn overview(
         body.push_str(&no_data_help(endpoints));
         return Ok(html::page("Services", Nav::Services, &body));
     }
-    body.push_str(&table_head("Service"));
+    body.push_str(&table_head("Service", true));
     for service in services.iter().take(MAX_ROWS) {
-        let points = reader.red_series(service, None, start, end, step(start, end))?;
+        let points = reader.red_series(service, RedScope::Entry, start, end, step(start, end))?;
+        let outgoing: u64 = reader
+            .red_series(
+                service,
+                RedScope::Outgoing,
+                start,
+                end,
+                (end - start).max(1),
+            )?
+            .iter()
+            .map(|p| p.calls)
+            .sum();
         let name = format!(
             "<a class=\"svc\" style=\"--c:{}\" href=\"/services/{}\">{}</a><br><a class=\"small\" href=\"/search?service={}\">traces</a>",
             palette.colour(service),
@@ -47,9 +59,10 @@ pub fn overview(
             Esc(service),
             Url(service)
         );
-        row(&mut body, &name, &points, start, end);
+        row(&mut body, &name, &points, start, end, Some(outgoing));
     }
     body.push_str("</tbody></table>");
+    body.push_str("<p class=\"muted\">Calls are the requests a service serves (its SERVER and CONSUMER spans); the calls and messages it sends are counted under Outgoing.</p>");
     if services.len() > MAX_ROWS {
         let _ = write!(
             body,
@@ -85,30 +98,96 @@ pub fn detail(
         Url(service),
         Esc(service)
     );
-    let all = reader.red_series(service, None, start, end, step(start, end))?;
-    body.push_str(&table_head("Operation"));
+    database_time(&mut body, reader, service, start, end)?;
+    let all = reader.red_series(service, RedScope::Entry, start, end, step(start, end))?;
+    body.push_str(&table_head("Operation", false));
     row(
         &mut body,
-        "<strong>all operations</strong>",
+        "<strong>requests served</strong>",
         &all,
         start,
         end,
+        None,
     );
     let mut operations = reader.operations(service)?;
     operations.sort();
     operations.dedup_by(|a, b| a.name == b.name);
     for op in operations.iter().take(MAX_ROWS) {
-        let points = reader.red_series(service, Some(&op.name), start, end, step(start, end))?;
+        let points = reader.red_series(
+            service,
+            RedScope::Operation(&op.name),
+            start,
+            end,
+            step(start, end),
+        )?;
         let name = format!(
             "<a href=\"/search?service={}&amp;operation={}\">{}</a>",
             Url(service),
             Url(&op.name),
             Esc(&op.name)
         );
-        row(&mut body, &name, &points, start, end);
+        row(&mut body, &name, &points, start, end, None);
     }
     body.push_str("</tbody></table>");
     Ok(html::page(service, Nav::Services, &body))
+}
+
+/// The service's time in the database against its time serving requests, with its costliest
+/// statements.
+fn database_time(
+    body: &mut String,
+    reader: &dyn TraceReader,
+    service: &str,
+    start: u64,
+    end: u64,
+) -> Result<(), PageError> {
+    let report = reader.database(&DatabaseQuery {
+        service: Some(service.to_owned()),
+        start_unix_nanos: start,
+        end_unix_nanos: end,
+        slow_query_nanos: DEFAULT_SLOW_QUERY_MS * 1_000_000,
+        max_scanned_spans: throughline_store::database::MAX_SCANNED_SPANS,
+    })?;
+    let Some(t) = report.services.iter().find(|s| s.service == service) else {
+        return Ok(());
+    };
+    if t.db_calls == 0 {
+        return Ok(());
+    }
+    let share = if t.entry_nanos == 0 {
+        None
+    } else {
+        Some((t.db_nanos as f64 / t.entry_nanos as f64).min(1.0))
+    };
+    let _ = write!(
+        body,
+        "<section class=\"dbtime\" data-testid=\"db-time\"><strong>Time in the database:</strong> {} in {} queries, against {} serving {} requests{} <a href=\"/database?service={}\">Database page</a> · <a href=\"/errors?service={}\">Errors</a>",
+        html::duration(t.db_nanos),
+        t.db_calls,
+        html::duration(t.entry_nanos),
+        t.entry_calls,
+        match share {
+            Some(s) => format!(
+                " (<span data-testid=\"db-share\">{:.0}%</span>) <span class=\"track\" aria-hidden=\"true\"><b style=\"width:{:.1}%\"></b></span>",
+                s * 100.0,
+                s * 100.0
+            ),
+            None => ".".to_owned(),
+        },
+        Url(service),
+        Url(service),
+    );
+    if let Some(top) = report.statements.first() {
+        let _ = write!(
+            body,
+            "<br><span class=\"muted\">Costliest statement:</span> <code>{}</code> ({}, {} calls)",
+            Esc(&top.statement),
+            html::duration(top.total_nanos),
+            top.calls
+        );
+    }
+    body.push_str("</section>");
+    Ok(())
 }
 
 fn window_intro(body: &mut String, title: &str, start: u64, end: u64) {
@@ -123,14 +202,26 @@ fn window_intro(body: &mut String, title: &str, start: u64, end: u64) {
     );
 }
 
-fn table_head(first: &str) -> String {
+fn table_head(first: &str, outgoing: bool) -> String {
     format!(
-        "<table class=\"red\"><thead><tr><th>{first}</th><th class=\"num\">Calls</th><th class=\"num\">Errors</th><th class=\"num\">p95</th>\
-<th>Rate</th><th>Errors</th><th>Latency</th></tr></thead><tbody>"
+        "<table class=\"red\"><thead><tr><th>{first}</th><th class=\"num\">Calls</th><th class=\"num\">Errors</th><th class=\"num\">p95</th>{}\
+<th>Rate</th><th>Errors</th><th>Latency</th></tr></thead><tbody>",
+        if outgoing {
+            "<th class=\"num\">Outgoing</th>"
+        } else {
+            ""
+        }
     )
 }
 
-fn row(body: &mut String, name: &str, points: &[RedPoint], start: u64, end: u64) {
+fn row(
+    body: &mut String,
+    name: &str,
+    points: &[RedPoint],
+    start: u64,
+    end: u64,
+    outgoing: Option<u64>,
+) {
     let times: Vec<u64> = points.iter().map(|p| p.bucket_start_unix_nanos).collect();
     let step_min = step(start, end) as f64 / 6e10;
     let calls: u64 = points.iter().map(|p| p.calls).sum();
@@ -170,9 +261,12 @@ fn row(body: &mut String, name: &str, points: &[RedPoint], start: u64, end: u64)
     ];
     let _ = write!(
         body,
-        "<tr><th scope=\"row\">{name}</th><td class=\"num\">{calls}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr><th scope=\"row\">{name}</th><td class=\"num\" data-testid=\"calls\">{calls}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{}<td>{}</td><td>{}</td><td>{}</td></tr>",
         html::percent(errors, calls),
         histogram::quantile_ms(&all, 0.95).map_or_else(|| "–".to_owned(), html::duration_ms),
+        outgoing.map_or_else(String::new, |n| format!(
+            "<td class=\"num\" data-testid=\"outgoing\">{n}</td>"
+        )),
         svg::line_chart("calls/min", &times, &[rate], &|v| if v >= 10.0 {
             format!("{v:.0}")
         } else {

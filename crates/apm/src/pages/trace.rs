@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use throughline_store::{SpanId, TraceId, TraceReader};
+use throughline_store::{Finding, FindingQuery, SpanId, TraceId, TraceReader, error_spans};
 
 use crate::error::PageError;
 use crate::html::{self, Esc, Nav};
-use crate::pages::span_detail;
+use crate::pages::search::error_words;
 use crate::pages::trace_tree::{TraceTree, is_error, queue_text};
+use crate::pages::{findings, span_detail};
 use crate::params::Params;
 
 /// Traces with more spans than this start with subtrees below [`COLLAPSE_DEPTH`] collapsed.
@@ -34,12 +35,19 @@ pub fn page(reader: &dyn TraceReader, id: TraceId, params: &Params) -> Result<St
     };
     let tree = TraceTree::new(&spans);
     let palette = html::Palette::new(&reader.services()?);
+    let found = reader.findings(&FindingQuery {
+        trace_id: Some(id),
+        end_unix_nanos: u64::MAX,
+        ..FindingQuery::default()
+    })?;
+    let marks = Marks::new(&tree, &found);
     let mut body = String::with_capacity(spans.len() * 320 + 8192);
     header(&mut body, &tree, id, &palette);
+    findings_and_errors(&mut body, &tree, &marks);
     body.push_str(
         "<div class=\"trace-layout\"><section class=\"waterfall\" aria-label=\"waterfall\">",
     );
-    waterfall(&mut body, &tree, selected, &palette);
+    waterfall(&mut body, &tree, selected, &palette, &marks);
     body.push_str("</section>");
     if let Some(i) = selected {
         body.push_str(
@@ -106,11 +114,93 @@ fn header(body: &mut String, tree: &TraceTree<'_>, id: TraceId, palette: &html::
     );
 }
 
+/// The trace's findings in words, and which waterfall rows each marks.
+struct Marks<'f> {
+    /// Each finding with its sentence.
+    findings: Vec<(&'f Finding, String)>,
+    /// Span index → (finding number, whether it is the run's first span).
+    by_span: HashMap<usize, (usize, bool)>,
+}
+
+impl<'f> Marks<'f> {
+    fn new(tree: &TraceTree<'_>, found: &'f [Finding]) -> Self {
+        let mut by_span = HashMap::new();
+        let findings = found
+            .iter()
+            .enumerate()
+            .map(|(n, f)| {
+                for (k, sid) in f.span_ids.iter().enumerate() {
+                    if let Some(i) = tree.find(&sid.0) {
+                        by_span.insert(i, (n, k == 0));
+                    }
+                }
+                let parent = tree
+                    .find(&f.parent_span_id.0)
+                    .map(|p| tree.spans[p].span.name.as_str());
+                (f, findings::sentence(f, parent))
+            })
+            .collect();
+        Self { findings, by_span }
+    }
+}
+
+/// The header's lists: what the detector found, and every error span with what went wrong.
+fn findings_and_errors(body: &mut String, tree: &TraceTree<'_>, marks: &Marks<'_>) {
+    if !marks.findings.is_empty() {
+        let all: Vec<&Finding> = marks.findings.iter().map(|(f, _)| *f).collect();
+        let _ = write!(
+            body,
+            "<section class=\"findings-box\" data-testid=\"trace-findings\"><h2>Found in this trace {}</h2><ul>",
+            findings::badges(&all)
+        );
+        for (f, text) in &marks.findings {
+            let first = f
+                .span_ids
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let _ = write!(
+                body,
+                "<li><a href=\"?span={first}#s-{first}\">{}</a> <span class=\"muted\">({})</span></li>",
+                Esc(text),
+                Esc(&f.service)
+            );
+        }
+        body.push_str("</ul></section>");
+    }
+    let errors = error_spans(tree.spans);
+    if errors.is_empty() {
+        return;
+    }
+    body.push_str("<section class=\"errors-box\" data-testid=\"trace-errors\"><h2>Errors</h2><ul>");
+    for e in &errors {
+        let _ = write!(
+            body,
+            "<li><a href=\"?span={sid}#s-{sid}\"><i>{}</i> {}</a>: <span class=\"errmsg\">{}</span>{}</li>",
+            Esc(&e.service),
+            Esc(&e.span_name),
+            Esc(&error_words(&e.error)),
+            // The status message too, when it says something the exception does not.
+            if e.error.status_message.is_empty() || e.error.status_message == e.error.message {
+                String::new()
+            } else {
+                format!(
+                    " <span class=\"muted\">(status: {})</span>",
+                    Esc(&e.error.status_message)
+                )
+            },
+            sid = e.span_id,
+        );
+    }
+    body.push_str("</ul></section>");
+}
+
 fn waterfall(
     body: &mut String,
     tree: &TraceTree<'_>,
     selected: Option<usize>,
     palette: &html::Palette,
+    marks: &Marks<'_>,
 ) {
     let total = (tree.end_unix_nanos - tree.start_unix_nanos).max(1) as f64;
     let big = tree.spans.len() > COLLAPSE_ABOVE_SPANS;
@@ -187,12 +277,17 @@ fn waterfall(
         let err = is_error(s);
         let _ = write!(
             body,
-            "<div class=\"r c{}{}{}{}\" id=\"s-{sid}\" data-d=\"{}\" role=\"treeitem\" aria-level=\"{}\"{}>",
+            "<div class=\"r c{}{}{}{}{}\" id=\"s-{sid}\" data-d=\"{}\" role=\"treeitem\" aria-level=\"{}\"{}>",
             service_class
                 .get(s.service_name.as_str())
                 .copied()
                 .unwrap_or(0),
             if err { " e" } else { "" },
+            if marks.by_span.contains_key(&i) {
+                " f"
+            } else {
+                ""
+            },
             if hidden { " h" } else { "" },
             if Some(i) == selected { " sel" } else { "" },
             p.depth,
@@ -223,6 +318,29 @@ fn waterfall(
         );
         if err {
             body.push_str(" <span class=\"errmark\">error</span>");
+            if let Some(e) = throughline_store::span_error(&s.span) {
+                let _ = write!(
+                    body,
+                    " <span class=\"errmsg\" data-testid=\"row-error\">{}</span>",
+                    Esc(&error_words(&e))
+                );
+            }
+        }
+        if let Some(&(n, first)) = marks.by_span.get(&i) {
+            let (f, text) = &marks.findings[n];
+            let _ = write!(
+                body,
+                " <span class=\"fmark\" title=\"{}\">{}</span>",
+                Esc(text),
+                Esc(findings::kind_label(f.kind))
+            );
+            if first {
+                let _ = write!(
+                    body,
+                    " <span class=\"finding-note\" data-testid=\"finding-note\">{}</span>",
+                    Esc(text)
+                );
+            }
         }
         if p.orphan {
             body.push_str(" <span class=\"badge broken\" title=\"its parent span did not arrive\">orphan</span>");

@@ -30,6 +30,7 @@ use crate::catalog::{BlockMeta, BlockRef, RawMeta, Segment, block_ref};
 use crate::checkpoint::{self, CheckpointRef, LogPosition};
 use crate::derived::Derived;
 use crate::facts::{SpanFacts, trace_u128};
+use crate::findings::FindingsConfig;
 use crate::integrity::Verdict;
 use crate::sealed::{self, IndexedBlock, IndexedRaw, SegmentIndex};
 use crate::segment::{self, SegmentFile};
@@ -54,11 +55,13 @@ pub struct StoreConfig {
     pub sync_writes: bool,
     /// How often derived state is checkpointed (it is also checkpointed on close).
     pub checkpoint_interval_secs: u64,
+    /// The thresholds of the pattern detector (N+1 queries and its kin) run as traces settle.
+    pub findings: FindingsConfig,
 }
 
 impl StoreConfig {
     /// Defaults: retention 7 days, 10 GiB, settle 10 s, 64 MiB segments, no fsync, checkpoint
-    /// every 30 s.
+    /// every 30 s, Sentry's N+1 thresholds.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
@@ -68,6 +71,7 @@ impl StoreConfig {
             segment_max_bytes: 64 << 20,
             sync_writes: false,
             checkpoint_interval_secs: 30,
+            findings: FindingsConfig::default(),
         }
     }
 }
@@ -92,6 +96,8 @@ pub struct Store {
     pub(crate) inner: Mutex<Inner>,
     pub(crate) cache: Mutex<BlockCache>,
     dir: PathBuf,
+    /// Whether ingest extracts the detector's patterns (read outside the lock).
+    detect: bool,
 }
 
 /// Recently decoded blocks by (segment, offset), oldest first.

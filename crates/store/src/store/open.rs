@@ -97,13 +97,14 @@ impl Inner {
                 keys.dedup();
                 self.index_block(offset, payload.len() as u32, &header, &keys);
                 if replay {
-                    let facts = facts_of(&body);
+                    let findings = self.config.findings;
+                    let facts = facts_of(&body, findings.enabled);
                     let arrival = header.arrival_unix_nanos;
                     self.derived.record(&facts, arrival);
                     let Inner {
                         segments, derived, ..
                     } = self;
-                    derived.advance(arrival, settle, &mut |t| recheck(segments, t));
+                    derived.advance(arrival, settle, &findings, &mut |t| recheck(segments, t));
                 }
             }
             Some(kind @ (block::KIND_LOGS | block::KIND_METRICS)) => {
@@ -197,16 +198,18 @@ impl Store {
         }
         let now = now_nanos();
         inner.upkeep(&dir, now)?;
+        let detect = inner.config.findings.enabled;
         Ok(Store {
             inner: Mutex::new(inner),
             cache: Mutex::new(VecDeque::new()),
             dir,
+            detect,
         })
     }
 }
 
 /// The facts of every span of a stored block (replay at open).
-fn facts_of(body: &SpanBlockBody) -> Vec<SpanFacts> {
+fn facts_of(body: &SpanBlockBody, detect: bool) -> Vec<SpanFacts> {
     let services: Vec<Arc<str>> = body
         .groups
         .iter()
@@ -220,6 +223,7 @@ fn facts_of(body: &SpanBlockBody) -> Vec<SpanFacts> {
                 service,
                 trace_u128(&entry.trace_id),
                 &mut span,
+                detect,
             ))
         })
         .collect()

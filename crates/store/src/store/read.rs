@@ -36,6 +36,24 @@ impl Store {
         start_unix_nanos: u64,
         end_unix_nanos: u64,
     ) -> Result<Vec<(u64, ExportLogsServiceRequest)>, StoreError> {
+        self.raw_exports(block::KIND_LOGS, start_unix_nanos, end_unix_nanos)
+    }
+
+    /// The metrics exports that arrived in `[start, end]`, with their arrival time.
+    pub fn metrics(
+        &self,
+        start_unix_nanos: u64,
+        end_unix_nanos: u64,
+    ) -> Result<Vec<(u64, ExportMetricsServiceRequest)>, StoreError> {
+        self.raw_exports(block::KIND_METRICS, start_unix_nanos, end_unix_nanos)
+    }
+
+    fn raw_exports<M: Message + Default>(
+        &self,
+        kind: u8,
+        start_unix_nanos: u64,
+        end_unix_nanos: u64,
+    ) -> Result<Vec<(u64, M)>, StoreError> {
         let refs: Vec<(Arc<File>, RawMeta)> = {
             let inner = self.lock();
             inner
@@ -43,9 +61,7 @@ impl Store {
                 .iter()
                 .flat_map(|s| s.raws.iter().map(move |r| (Arc::clone(&s.file.file), *r)))
                 .filter(|(_, r)| {
-                    r.kind == block::KIND_LOGS
-                        && r.arrival >= start_unix_nanos
-                        && r.arrival <= end_unix_nanos
+                    r.kind == kind && r.arrival >= start_unix_nanos && r.arrival <= end_unix_nanos
                 })
                 .collect()
         };
@@ -53,10 +69,7 @@ impl Store {
         for (file, r) in refs {
             let payload = segment::read_record(&file, r.offset, r.len)?;
             let (_, arrival, bytes) = block::parse_raw(&payload).map_err(StoreError::corrupt)?;
-            out.push((
-                arrival,
-                ExportLogsServiceRequest::decode(&bytes[..]).map_err(StoreError::corrupt)?,
-            ));
+            out.push((arrival, M::decode(&bytes[..]).map_err(StoreError::corrupt)?));
         }
         Ok(out)
     }
@@ -108,6 +121,49 @@ impl Store {
         }
         spans.sort_by_key(|s| s.span.start_time_unix_nano);
         Ok((spans, first, last))
+    }
+
+    /// Feeds every span of the blocks that may hold spans started in `[start, end]` (of
+    /// `service`'s resources only, when given) to `f` with its service, newest blocks first;
+    /// `f` checks the start. Stops after the block that reaches `max_spans` and says so
+    /// (`true`), so a report over a long window costs a bounded read.
+    pub(crate) fn scan_spans(
+        &self,
+        start: u64,
+        end: u64,
+        service: Option<&str>,
+        max_spans: usize,
+        f: &mut dyn FnMut(&str, &Span),
+    ) -> Result<bool, StoreError> {
+        let mut refs = {
+            let inner = self.lock();
+            let id = match service {
+                Some(name) => match inner.service_id(name) {
+                    Some(id) => Some(id),
+                    None => return Ok(false),
+                },
+                None => None,
+            };
+            block_refs_in(&inner, start, end, id)
+        };
+        refs.sort_by_key(|r| std::cmp::Reverse(r.max_start));
+        let mut seen = 0usize;
+        for r in &refs {
+            if seen >= max_spans {
+                return Ok(true);
+            }
+            let body = self.body(r)?;
+            for entry in body.entries() {
+                let name = body.service(entry.group);
+                if service.is_some_and(|s| s != name) {
+                    continue;
+                }
+                let span = decode_span(&entry).map_err(StoreError::corrupt)?;
+                seen += 1;
+                f(name, &span);
+            }
+        }
+        Ok(false)
     }
 
     pub(crate) fn settle_nanos(&self) -> u64 {

@@ -35,10 +35,13 @@ impl Inner {
     /// checkpoints.
     pub(super) fn upkeep(&mut self, dir: &Path, now: u64) -> Result<(), StoreError> {
         let settle = self.config.settle_secs.saturating_mul(NANOS_PER_SEC);
+        let findings = self.config.findings;
         let Inner {
             segments, derived, ..
         } = self;
-        derived.advance(now, settle, &mut |trace| recheck(segments, trace));
+        derived.advance(now, settle, &findings, &mut |trace| {
+            recheck(segments, trace)
+        });
 
         let retention = self.config.retention_secs.saturating_mul(NANOS_PER_SEC);
         let max_head_age = (retention / 8).clamp(NANOS_PER_SEC, 3600 * NANOS_PER_SEC);

@@ -45,7 +45,7 @@ impl SpanSink for Store {
             facts,
             rejected_spans,
             rejection_reason,
-        } = block::prepare_spans(request, arrival);
+        } = block::prepare_spans(request, arrival, self.detect);
         let report = WriteReport {
             accepted_spans: facts.len() as u64,
             rejected_spans,

@@ -50,6 +50,8 @@ pub enum ConfigProblem {
     NoneWithOthers,
     #[error("is not a whole number")]
     NotACount,
+    #[error("names the same exporter twice")]
+    DuplicateExporter,
 }
 
 fn err(variable: &str, value: &str, problem: ConfigProblem) -> ConfigError {
@@ -160,8 +162,9 @@ pub struct TelemetryConfig {
     pub service_name: Option<String>,
     /// `OTEL_RESOURCE_ATTRIBUTES`, decoded, in order.
     pub resource_attributes: Vec<(String, String)>,
-    /// `OTEL_TRACES_EXPORTER` (default `otlp`).
-    pub traces_exporter: ExporterKind,
+    /// `OTEL_TRACES_EXPORTER` (default `otlp`): every exporter of the comma-separated list, in
+    /// order (`otlp,console`), each span sent to all; empty for `none`.
+    pub traces_exporters: Vec<ExporterKind>,
     /// `OTEL_LOGS_EXPORTER` (default `none` here: JSON lines always go to stdout).
     pub logs_exporter: ExporterKind,
     /// `OTEL_METRICS_EXPORTER` (default `otlp`; `otlp` or `none`), with the
@@ -252,7 +255,7 @@ impl TelemetryConfig {
             Some(v) => pairs::parse_pairs(v)
                 .map_err(|p| err("OTEL_RESOURCE_ATTRIBUTES", v, ConfigProblem::BadList(p)))?,
         };
-        let traces_exporter = exporter(&env, "OTEL_TRACES_EXPORTER", "otlp", &TRACES)?;
+        let traces_exporters = exporters(&env, "OTEL_TRACES_EXPORTER", "otlp", &TRACES)?;
         let logs_exporter = exporter(&env, "OTEL_LOGS_EXPORTER", "none", &LOGS)?;
         let metrics_exporter = exporter(&env, "OTEL_METRICS_EXPORTER", "otlp", &METRICS)?;
         if metrics_exporter == ExporterKind::Console {
@@ -308,7 +311,7 @@ impl TelemetryConfig {
             sdk_disabled,
             service_name: env.get("OTEL_SERVICE_NAME").map(str::to_owned),
             resource_attributes,
-            traces_exporter,
+            traces_exporters,
             logs_exporter,
             metrics_exporter,
             metric_export_interval,
@@ -345,6 +348,41 @@ fn parse_count(variable: &str, value: &str) -> Result<usize, ConfigError> {
     }
 }
 
+/// A list of exporters, as the specification allows for `OTEL_TRACES_EXPORTER` (`otlp,console`):
+/// `none` only alone, no exporter twice; empty for `none`.
+fn exporters(
+    env: &RawEnv,
+    variable: &str,
+    default: &str,
+    signal: &Signal,
+) -> Result<Vec<ExporterKind>, ConfigError> {
+    let value = env.get(variable).unwrap_or(default);
+    let names: Vec<&str> = value.split(',').map(str::trim).collect();
+    if names.len() == 1 {
+        return Ok(
+            match exporter_named(env, variable, value, names[0], signal)? {
+                ExporterKind::None => Vec::new(),
+                kind => vec![kind],
+            },
+        );
+    }
+    let mut kinds = Vec::with_capacity(names.len());
+    for name in names {
+        let kind = exporter_named(env, variable, value, name, signal)?;
+        if kind == ExporterKind::None {
+            return Err(err(variable, value, ConfigProblem::NoneWithOthers));
+        }
+        if kinds
+            .iter()
+            .any(|k| std::mem::discriminant(k) == std::mem::discriminant(&kind))
+        {
+            return Err(err(variable, value, ConfigProblem::DuplicateExporter));
+        }
+        kinds.push(kind);
+    }
+    Ok(kinds)
+}
+
 fn exporter(
     env: &RawEnv,
     variable: &str,
@@ -352,7 +390,18 @@ fn exporter(
     signal: &Signal,
 ) -> Result<ExporterKind, ConfigError> {
     let value = env.get(variable).unwrap_or(default);
-    match value.to_ascii_lowercase().as_str() {
+    exporter_named(env, variable, value, value, signal)
+}
+
+/// The exporter `name`, one item of `value` (the whole setting, for messages).
+fn exporter_named(
+    env: &RawEnv,
+    variable: &str,
+    value: &str,
+    name: &str,
+    signal: &Signal,
+) -> Result<ExporterKind, ConfigError> {
+    match name.to_ascii_lowercase().as_str() {
         "otlp" => Ok(ExporterKind::Otlp(otlp(env, signal)?)),
         "console" => Ok(ExporterKind::Console),
         "none" => Ok(ExporterKind::None),

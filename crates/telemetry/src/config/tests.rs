@@ -7,8 +7,8 @@ fn config(vars: &[(&str, &str)]) -> Result<TelemetryConfig, ConfigError> {
 }
 
 fn otlp_traces(vars: &[(&str, &str)]) -> OtlpConfig {
-    match config(vars).unwrap().traces_exporter {
-        ExporterKind::Otlp(o) => o,
+    match config(vars).unwrap().traces_exporters.as_slice() {
+        [ExporterKind::Otlp(o)] => o.clone(),
         other => panic!("expected otlp, got {other:?}"),
     }
 }
@@ -34,8 +34,8 @@ fn the_empty_environment_gives_the_spec_defaults() {
         }
     );
     assert_eq!(
-        c.traces_exporter,
-        ExporterKind::Otlp(OtlpConfig {
+        c.traces_exporters,
+        vec![ExporterKind::Otlp(OtlpConfig {
             protocol: OtlpProtocol::HttpProtobuf,
             endpoint: "http://localhost:4318/v1/traces".into(),
             headers: vec![],
@@ -46,7 +46,7 @@ fn the_empty_environment_gives_the_spec_defaults() {
                 initial_delay: Duration::from_millis(100),
                 max_delay: Duration::from_secs(2),
             },
-        })
+        })]
     );
 }
 
@@ -230,6 +230,22 @@ fn bad_values_name_the_variable_and_the_value() {
             r#"OTEL_TRACES_EXPORTER: "stdout" is not one of otlp, console, none"#,
         ),
         (
+            &[("OTEL_TRACES_EXPORTER", "otlp,none")],
+            r#"OTEL_TRACES_EXPORTER: "otlp,none" cannot be combined with other values"#,
+        ),
+        (
+            &[("OTEL_TRACES_EXPORTER", "console,otlp,console")],
+            r#"OTEL_TRACES_EXPORTER: "console,otlp,console" names the same exporter twice"#,
+        ),
+        (
+            &[("OTEL_TRACES_EXPORTER", "otlp,zipkin")],
+            r#"OTEL_TRACES_EXPORTER: "otlp,zipkin" is not supported by throughline: use otlp, console or none"#,
+        ),
+        (
+            &[("OTEL_LOGS_EXPORTER", "otlp,console")],
+            r#"OTEL_LOGS_EXPORTER: "otlp,console" is not supported by throughline: one exporter per signal"#,
+        ),
+        (
             &[("OTEL_LOGS_EXPORTER", "file")],
             r#"OTEL_LOGS_EXPORTER: "file" is not one of otlp, console, none"#,
         ),
@@ -338,15 +354,23 @@ fn accepted_values_of_the_simple_variables() {
     assert_eq!(
         config(&[("OTEL_TRACES_EXPORTER", "console")])
             .unwrap()
-            .traces_exporter,
-        ExporterKind::Console
+            .traces_exporters,
+        vec![ExporterKind::Console]
     );
     assert_eq!(
         config(&[("OTEL_TRACES_EXPORTER", "none")])
             .unwrap()
-            .traces_exporter,
-        ExporterKind::None
+            .traces_exporters,
+        Vec::new()
     );
+    // Several at once, as the specification allows: each span goes to all of them.
+    let both = config(&[("OTEL_TRACES_EXPORTER", "otlp, console")])
+        .unwrap()
+        .traces_exporters;
+    assert!(matches!(
+        both.as_slice(),
+        [ExporterKind::Otlp(_), ExporterKind::Console]
+    ));
     assert_eq!(
         config(&[("OTEL_SERVICE_NAME", "onboarding-api")])
             .unwrap()

@@ -14,6 +14,11 @@ pub struct Addrs {
 }
 
 pub fn start_collector(data_dir: &Path) -> (ChildGuard, Addrs) {
+    start_collector_with(data_dir, &[])
+}
+
+/// A collector given `extra` flags besides the addresses and `--settle-secs 0`.
+pub fn start_collector_with(data_dir: &Path, extra: &[&str]) -> (ChildGuard, Addrs) {
     let addrs = Addrs {
         grpc: free_loopback_addr(),
         query: free_loopback_addr(),
@@ -27,6 +32,7 @@ pub fn start_collector(data_dir: &Path) -> (ChildGuard, Addrs) {
         .args(["--http-addr", &http.to_string()])
         .args(["--query-addr", &addrs.query.to_string()])
         .args(["--settle-secs", "0"])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

@@ -1,0 +1,401 @@
+//! The event fan-out under `throughline up events`, the real binary on free ports: `throughline
+//! load events` finds every placement's trace whole across the three branches (with `_trace` in
+//! the detail, and with the X-Ray `TraceHeader` alone); the N+1 route's trace holds one query per
+//! video and the eager one a single query, and the trace view shows the three branches with
+//! their queue times; a worker that fails every record dead-letters them in
+//! its own queue while the other two branches finish.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use throughline_testkit::{free_loopback_addr, wait_for_port};
+
+/// A running `throughline up events`, stopped with SIGTERM when dropped.
+struct Events {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    api: SocketAddr,
+    query: SocketAddr,
+    broker: SocketAddr,
+}
+
+impl Events {
+    fn up(flags: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (api, webhook, broker, grpc, http, query) = (
+            free_loopback_addr(),
+            free_loopback_addr(),
+            free_loopback_addr(),
+            free_loopback_addr(),
+            free_loopback_addr(),
+            free_loopback_addr(),
+        );
+        let child = Command::new(env!("CARGO_BIN_EXE_throughline"))
+            .args(["up", "events", "--data-dir"])
+            .arg(dir.path())
+            .args(["--events-api-addr", &api.to_string()])
+            .args(["--events-webhook-addr", &webhook.to_string()])
+            .args(["--broker-addr", &broker.to_string()])
+            .args(["--otlp-grpc-addr", &grpc.to_string()])
+            .args(["--otlp-http-addr", &http.to_string()])
+            .args(["--query-addr", &query.to_string()])
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start throughline up events");
+        let events = Self {
+            child: Some(child),
+            dir,
+            api,
+            query,
+            broker,
+        };
+        assert!(
+            wait_for_port(api, Duration::from_secs(30)),
+            "nedlia-api did not come up; logs:\n{}",
+            events.logs()
+        );
+        events
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.dir.path().join("logs")) {
+            for e in entries.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: String = text.chars().rev().take(1500).collect::<String>();
+                out.push_str(&format!(
+                    "--- {}\n{}\n",
+                    e.path().display(),
+                    tail.chars().rev().collect::<String>()
+                ));
+            }
+        }
+        out
+    }
+
+    /// `throughline load events` against this system: its JSON summary and exit status.
+    fn load(&self, requests: u32) -> (Value, i32) {
+        let out = Command::new(env!("CARGO_BIN_EXE_throughline"))
+            .args(["load", "events", "--json", "--quiet", "--concurrency", "8"])
+            .args(["--requests", &requests.to_string()])
+            .args(["--api", &format!("http://{}", self.api)])
+            .args(["--query", &format!("http://{}", self.query)])
+            .args(["--invalid-ratio", "0.1", "--settle-secs", "60"])
+            .output()
+            .expect("run throughline load");
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "load printed no JSON ({e}): {}\n{}\nlogs:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                self.logs()
+            )
+        });
+        (summary, out.status.code().unwrap_or(-1))
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn assert_all_whole(events: &Events, summary: &Value, status: i32) {
+    let traces = &summary["traces"];
+    assert_eq!(
+        status,
+        0,
+        "load failed: {summary:#}\nlogs:\n{}",
+        events.logs()
+    );
+    assert!(
+        summary["errors"].as_object().is_some_and(|e| e.is_empty()),
+        "{summary:#}"
+    );
+    assert!(summary["accepted"].as_u64().unwrap() > 0, "{summary:#}");
+    // Invalid (400) and overlapping (409) requests were sent and refused as they should be.
+    assert!(
+        summary["rejected_as_expected"].as_u64().unwrap() >= 4,
+        "{summary:#}"
+    );
+    assert_eq!(traces["checked"], summary["accepted"], "{summary:#}");
+    assert_eq!(traces["whole"], traces["checked"], "{summary:#}");
+}
+
+/// The spans of one trace once `done` says they are all in (or after 30 s, for the assertion
+/// to show what came).
+async fn trace_when(
+    query: SocketAddr,
+    trace_id: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = fetch_spans(query, trace_id).await.unwrap_or_default();
+        if done(&spans) || Instant::now() > deadline {
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn count_named(spans: &[Value], name: &str) -> usize {
+    spans.iter().filter(|s| s["operationName"] == name).count()
+}
+
+fn count_consumers(spans: &[Value]) -> usize {
+    spans
+        .iter()
+        .filter(|s| {
+            s["operationName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("process "))
+        })
+        .count()
+}
+
+async fn fetch_spans(query: SocketAddr, trace_id: &str) -> Option<Vec<Value>> {
+    let answer = reqwest::get(format!("http://{query}/api/traces/{trace_id}"))
+        .await
+        .ok()?;
+    if !answer.status().is_success() {
+        return None;
+    }
+    let body: Value = answer.json().await.ok()?;
+    body["data"][0]["spans"].as_array().cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_placement_trace_is_whole_and_the_n_plus_one_route_shows_one_query_per_video() {
+    let events = Events::up(&[]);
+    let (summary, status) = events.load(120);
+    assert_all_whole(&events, &summary, status);
+
+    for (path, queries) in [
+        ("/v1/videos?include=placements", 5),
+        ("/v1/videos?include=placements&eager=true", 1),
+    ] {
+        let answer = reqwest::get(format!("http://{}{path}", events.api))
+            .await
+            .expect("the API answers");
+        assert_eq!(answer.status(), 200);
+        let trace_id = answer.headers()["traceresponse"]
+            .to_str()
+            .unwrap()
+            .split('-')
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let spans = trace_when(events.query, &trace_id, |s| {
+            count_named(s, "SELECT placements") >= queries && count_named(s, "GET /v1/videos") == 1
+        })
+        .await;
+        let selects = count_named(&spans, "SELECT placements");
+        assert_eq!(selects, queries, "{path}: {spans:#?}");
+    }
+    assert_trace_view_shows_three_queued_branches(&events).await;
+
+    // `verify` with the system's shape agrees on every API trace, the read routes' included,
+    // once the collector has judged them all (none settling).
+    let products = reqwest::get(format!("http://{}/v1/products", events.api))
+        .await
+        .expect("the API answers");
+    let products_trace = products.headers()["traceresponse"]
+        .to_str()
+        .unwrap()
+        .split('-')
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let verify = Command::new(env!("CARGO_BIN_EXE_throughline"))
+            .args(["verify", "--system", "events", "--service", "nedlia-api"])
+            .args(["--query", &format!("http://{}", events.query)])
+            .output()
+            .expect("run throughline verify");
+        let said = String::from_utf8_lossy(&verify.stdout).into_owned();
+        // `N traces: W whole, B broken, S settling`
+        let counts: Vec<u64> = said
+            .lines()
+            .find(|l| l.contains(" traces: "))
+            .unwrap_or_else(|| panic!("verify prints its summary:\n{said}"))
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [found, whole, broken, settling] = counts[..] else {
+            panic!("not a summary: {said}");
+        };
+        if settling == 0 {
+            assert!(
+                verify.status.success() && broken == 0 && whole == found,
+                "verify:\n{said}"
+            );
+            // A read route's trace was among them, judged whole alone (not as a rejection).
+            let line = said
+                .lines()
+                .find(|l| l.starts_with(&products_trace))
+                .unwrap_or_else(|| panic!("GET /v1/products' trace in:\n{said}"));
+            assert!(
+                line.contains(" whole ") && !line.contains("rejected"),
+                "{line}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "verify never settled:\n{said}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The APM's trace view of one placement: its three branches, each with its queue time.
+async fn assert_trace_view_shows_three_queued_branches(events: &Events) {
+    let answer = reqwest::Client::new()
+        .post(format!("http://{}/v1/placements", events.api))
+        .json(&json!({"video_id": "vid-004", "product_id": "prod-001",
+                      "start_time": 90_000, "end_time": 90_010}))
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(answer.status(), 201);
+    let body: Value = answer.json().await.unwrap();
+    let trace_id = body["trace_id"].as_str().unwrap().to_owned();
+    // Every branch's CONSUMER span in, and the webhook's SERVER span.
+    let spans = trace_when(events.query, &trace_id, |s| {
+        count_consumers(s) == 3 && count_named(s, "POST /webhook") == 1
+    })
+    .await;
+    assert_eq!(count_consumers(&spans), 3, "{spans:#?}");
+    let page = reqwest::get(format!("http://{}/trace/{trace_id}", events.query))
+        .await
+        .expect("the trace page answers")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        page.matches("data-testid=\"queue-time\"").count(),
+        3,
+        "one queue time per branch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_xray_trace_header_alone_joins_every_branch_to_the_trace() {
+    let events = Events::up(&["--events-xray-only"]);
+    let (summary, status) = events.load(40);
+    assert_all_whole(&events, &summary, status);
+}
+
+async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue: &str) -> u64 {
+    let url = sqs
+        .get_queue_url()
+        .queue_name(queue)
+        .send()
+        .await
+        .expect("queue url")
+        .queue_url
+        .expect("a url");
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .expect("queue attributes");
+    attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_worker_dead_letters_in_its_own_queue_and_the_other_branches_finish() {
+    let events = Events::up(&[
+        "--events-failures",
+        "validator=1",
+        "--events-visibility-timeout-secs",
+        "1",
+        "--events-max-receive-count",
+        "2",
+    ]);
+    let client = reqwest::Client::new();
+    let mut placements = Vec::new();
+    for n in 0..3 {
+        let start = 1000.0 + 20.0 * f64::from(n);
+        let answer = client
+            .post(format!("http://{}/v1/placements", events.api))
+            .json(&json!({"video_id": "vid-003", "product_id": "prod-004",
+                          "start_time": start, "end_time": start + 10.0}))
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(answer.status(), 201);
+        let body: Value = answer.json().await.unwrap();
+        placements.push(body["placement"]["id"].as_str().unwrap().to_owned());
+    }
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .endpoint_url(format!("http://{}", events.broker))
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "local", "local", None, None, "test",
+            ))
+            .build(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queue_depth(&sqs, "validator-queue-dlq").await < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        queue_depth(&sqs, "validator-queue-dlq").await,
+        3,
+        "logs:\n{}",
+        events.logs()
+    );
+    assert_eq!(queue_depth(&sqs, "file-generator-queue-dlq").await, 0);
+    assert_eq!(queue_depth(&sqs, "notifier-queue-dlq").await, 0);
+    for id in &placements {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let placement = loop {
+            let body: Value = client
+                .get(format!("http://{}/v1/placements/{id}", events.api))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let p = body["placement"].clone();
+            if (p["file_key"].is_string() && p["notified_at"].is_string())
+                || Instant::now() > deadline
+            {
+                break p;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        // The other two branches finished; the validator never moved the status.
+        assert!(placement["file_key"].is_string(), "{placement}");
+        assert!(placement["notified_at"].is_string(), "{placement}");
+        assert_eq!(placement["status"], "created", "{placement}");
+    }
+}

@@ -1,0 +1,139 @@
+//! A worker's configuration, read once from an environment map: a bad value stops the cold
+//! start naming the setting.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Kind;
+
+/// A setting that stopped the cold start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {value:?} {problem}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        problem: &'static str,
+    },
+    #[error("{name} is required by {worker}")]
+    Missing {
+        name: &'static str,
+        worker: &'static str,
+    },
+    #[error(transparent)]
+    Database(#[from] events_db::OpenError),
+}
+
+/// The validated configuration of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub kind: Kind,
+    /// The queue the worker reads (`NEDLIA_QUEUE_NAME`, default the kind's queue), as spans
+    /// name it.
+    pub queue_name: String,
+    pub database: PathBuf,
+    /// Share of records failed on purpose (`NEDLIA_FAILURE_RATE`, 0 to 1; 0 by default).
+    pub failure_rate: f64,
+    /// The file generator's output directory (`NEDLIA_FILES_DIR`), the local stand-in for S3.
+    pub files_dir: PathBuf,
+    /// The notifier's webhook (`NEDLIA_WEBHOOK_URL`).
+    pub webhook_url: Option<reqwest::Url>,
+    /// The bound on the flush before each invocation returns (`NEDLIA_FLUSH_TIMEOUT_MS`).
+    pub flush_timeout: Duration,
+}
+
+impl WorkerConfig {
+    pub fn from_env(kind: Kind, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let failure_rate = match get("NEDLIA_FAILURE_RATE") {
+            None => 0.0,
+            Some(v) => match v.parse::<f64>() {
+                Ok(rate) if (0.0..=1.0).contains(&rate) => rate,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "NEDLIA_FAILURE_RATE",
+                        value: v.to_owned(),
+                        problem: "is not a number between 0 and 1",
+                    });
+                }
+            },
+        };
+        let webhook_url = match get("NEDLIA_WEBHOOK_URL") {
+            None if kind == Kind::Notifier => {
+                return Err(ConfigError::Missing {
+                    name: "NEDLIA_WEBHOOK_URL",
+                    worker: kind.service_name(),
+                });
+            }
+            None => None,
+            Some(v) => Some(
+                reqwest::Url::parse(v)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "NEDLIA_WEBHOOK_URL",
+                        value: v.to_owned(),
+                        problem: "is not an http(s) URL",
+                    })?,
+            ),
+        };
+        let flush_timeout = match get("NEDLIA_FLUSH_TIMEOUT_MS") {
+            None => Duration::from_secs(2),
+            Some(v) => Duration::from_millis(v.parse().map_err(|_| ConfigError::Invalid {
+                name: "NEDLIA_FLUSH_TIMEOUT_MS",
+                value: v.to_owned(),
+                problem: "is not a number of milliseconds",
+            })?),
+        };
+        Ok(Self {
+            kind,
+            queue_name: get("NEDLIA_QUEUE_NAME")
+                .unwrap_or(kind.default_queue())
+                .to_owned(),
+            database: events_db::path_from_env(env)?,
+            failure_rate,
+            files_dir: PathBuf::from(get("NEDLIA_FILES_DIR").unwrap_or("placement-files")),
+            webhook_url,
+            flush_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let c = WorkerConfig::from_env(Kind::Validator, &env(&[])).unwrap();
+        assert_eq!(
+            (c.queue_name.as_str(), c.failure_rate),
+            ("validator-queue", 0.0)
+        );
+        let e = WorkerConfig::from_env(Kind::Validator, &env(&[("NEDLIA_FAILURE_RATE", "2")]))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "NEDLIA_FAILURE_RATE: \"2\" is not a number between 0 and 1"
+        );
+        let e = WorkerConfig::from_env(Kind::Notifier, &env(&[])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "NEDLIA_WEBHOOK_URL is required by nedlia-notifier"
+        );
+        let e = WorkerConfig::from_env(Kind::Notifier, &env(&[("NEDLIA_WEBHOOK_URL", "ftp://x")]))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "NEDLIA_WEBHOOK_URL: \"ftp://x\" is not an http(s) URL"
+        );
+    }
+}

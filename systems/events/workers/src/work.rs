@@ -1,0 +1,312 @@
+//! What each worker does with one `placement.created` record, under its own INTERNAL spans
+//! (and the database's and the webhook's CLIENT spans) inside the record's CONSUMER span.
+
+use std::sync::Arc;
+
+use events_db::{DbError, PLACEMENT_COLUMNS, Placement};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use opentelemetry::KeyValue;
+use rand::Rng as _;
+use serde_json::{Value, json};
+use throughline_instrument::{HttpClient, RecordError, Spans};
+use throughline_service_kit::ErrorChain;
+
+use crate::{Kind, WorkerConfig, failed};
+
+/// The placement's id, on each step span.
+const PLACEMENT_ID: &str = "placement.id";
+
+/// Why a worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Database(#[from] events_db::OpenError),
+    #[error("cannot create the placement files directory {}", path.display())]
+    Files {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the placement file store")]
+    Store(#[from] object_store::Error),
+    #[error("cannot build the webhook's HTTP client")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+/// A worker's business half.
+#[derive(Debug)]
+pub(crate) struct Work {
+    kind: Kind,
+    db: events_db::Database,
+    spans: Spans,
+    http: HttpClient,
+    files: Option<Arc<dyn ObjectStore>>,
+    webhook: Option<reqwest::Url>,
+    failure_rate: f64,
+}
+
+impl Work {
+    pub(crate) fn open(
+        config: &WorkerConfig,
+        db: events_db::Database,
+        spans: Spans,
+        http: HttpClient,
+    ) -> Result<Self, OpenError> {
+        let files: Option<Arc<dyn ObjectStore>> = match config.kind {
+            Kind::FileGenerator => {
+                let dir = &config.files_dir;
+                std::fs::create_dir_all(dir).map_err(|source| OpenError::Files {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Some(Arc::new(
+                    object_store::local::LocalFileSystem::new_with_prefix(dir)?,
+                ))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            kind: config.kind,
+            db,
+            spans,
+            http,
+            files,
+            webhook: config.webhook_url.clone(),
+            failure_rate: config.failure_rate,
+        })
+    }
+
+    /// Processes one record's body (an EventBridge envelope of `placement.created`).
+    pub(crate) async fn process(&self, body: &str) -> Result<(), RecordError> {
+        let id = placement_id(body)?;
+        if self.failure_rate > 0.0 && rand::rng().random::<f64>() < self.failure_rate {
+            return Err(failed(
+                "injected",
+                format!(
+                    "failure injected in {} (NEDLIA_FAILURE_RATE)",
+                    self.kind.service_name()
+                ),
+            ));
+        }
+        match self.kind {
+            Kind::FileGenerator => self.generate_file(id).await,
+            Kind::Validator => self.validate(id).await,
+            Kind::Notifier => self.notify(id).await,
+        }
+    }
+
+    async fn generate_file(&self, id: String) -> Result<(), RecordError> {
+        let attrs = [KeyValue::new(PLACEMENT_ID, id.clone())];
+        let generate = self.spans.start("file_generator.generate", attrs.clone());
+        let key = id.clone();
+        let rendered = generate
+            .run(self.db.run(move |s| {
+                let Some(placement) = placement(s, &key)? else {
+                    return Ok(None);
+                };
+                let product = s.rows(
+                    "SELECT",
+                    "products",
+                    "SELECT id, name, price_cents FROM products WHERE id = ?1",
+                    [&placement.product_id],
+                    |r| {
+                        Ok(
+                            json!({"id": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?,
+                                  "price_cents": r.get::<_, i64>(2)?}),
+                        )
+                    },
+                )?;
+                Ok(Some(json!({
+                    "placement_id": placement.id,
+                    "video_id": placement.video_id,
+                    "start_time": placement.start_time,
+                    "end_time": placement.end_time,
+                    "product": product.into_iter().next(),
+                })))
+            }))
+            .await;
+        let file = match rendered {
+            Ok(Some(file)) => file,
+            Ok(None) => return Err(step_failed(&generate, "not_found", "no such placement")),
+            Err(e) => return Err(step_failed(&generate, "database", ErrorChain(&e))),
+        };
+        generate.end();
+
+        let upload = self.spans.start("file_generator.upload_s3", attrs);
+        let path = ObjectPath::from(format!("placements/{id}.json"));
+        let Some(files) = self.files.as_ref() else {
+            return Err(step_failed(&upload, "config", "no file store"));
+        };
+        let bytes = bytes::Bytes::from(file.to_string());
+        if let Err(e) = upload.run(files.put(&path, bytes.into())).await {
+            return Err(step_failed(&upload, "object_store", ErrorChain(&e)));
+        }
+        let file_key = path.to_string();
+        let updated = upload
+            .run(self.db.run(move |s| {
+                s.execute(
+                    "UPDATE",
+                    "placements",
+                    "UPDATE placements SET file_key = ?2 WHERE id = ?1",
+                    (&id, &file_key),
+                )
+            }))
+            .await;
+        finish(&upload, updated)
+    }
+
+    async fn validate(&self, id: String) -> Result<(), RecordError> {
+        let span = self.spans.start(
+            "validator.validate",
+            [KeyValue::new(PLACEMENT_ID, id.clone())],
+        );
+        let outcome = span
+            .run(self.db.run(move |s| {
+                let Some(p) = placement(s, &id)? else {
+                    return Ok(None);
+                };
+                let video = s.rows(
+                    "SELECT",
+                    "videos",
+                    "SELECT id FROM videos WHERE id = ?1",
+                    [&p.video_id],
+                    |_| Ok(()),
+                )?;
+                let overlaps = s.rows(
+                    "SELECT",
+                    "placements",
+                    "SELECT id FROM placements WHERE video_id = ?1 AND id <> ?2 AND start_time < ?4 AND end_time > ?3 LIMIT 1",
+                    (&p.video_id, &p.id, p.start_time, p.end_time),
+                    |r| r.get::<_, String>(0),
+                )?;
+                let valid = !video.is_empty() && overlaps.is_empty();
+                let status = if valid { "valid" } else { "invalid" };
+                s.execute(
+                    "UPDATE",
+                    "placements",
+                    "UPDATE placements SET status = ?2 WHERE id = ?1",
+                    (&p.id, status),
+                )?;
+                Ok(Some(status))
+            }))
+            .await;
+        match outcome {
+            Ok(Some(status)) => {
+                span.set_attribute(KeyValue::new("placement.status", status));
+                span.end();
+                Ok(())
+            }
+            Ok(None) => Err(step_failed(&span, "not_found", "no such placement")),
+            Err(e) => Err(step_failed(&span, "database", ErrorChain(&e))),
+        }
+    }
+
+    async fn notify(&self, id: String) -> Result<(), RecordError> {
+        let span = self.spans.start(
+            "notifier.send_notification",
+            [KeyValue::new(PLACEMENT_ID, id.clone())],
+        );
+        let Some(url) = self.webhook.clone() else {
+            return Err(step_failed(&span, "config", "no webhook URL"));
+        };
+        let request = self
+            .http
+            .inner()
+            .post(url)
+            .json(&json!({"event": "placement.created", "placement_id": id}))
+            .build();
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => return Err(step_failed(&span, "webhook", ErrorChain(&e))),
+        };
+        match span.run(self.http.execute(request)).await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                let status = response.status();
+                return Err(step_failed(
+                    &span,
+                    "webhook",
+                    format!("webhook answered {status}"),
+                ));
+            }
+            Err(e) => return Err(step_failed(&span, "webhook", ErrorChain(&e))),
+        }
+        let updated = span
+            .run(self.db.run(move |s| {
+                s.execute(
+                    "UPDATE",
+                    "placements",
+                    "UPDATE placements SET notified_at = ?2 WHERE id = ?1",
+                    (&id, now()),
+                )
+            }))
+            .await;
+        finish(&span, updated)
+    }
+}
+
+fn placement(s: &events_db::Session<'_>, id: &str) -> rusqlite::Result<Option<Placement>> {
+    Ok(s.rows(
+        "SELECT",
+        "placements",
+        &format!("SELECT {PLACEMENT_COLUMNS} FROM placements WHERE id = ?1"),
+        [id],
+        Placement::from_row,
+    )?
+    .into_iter()
+    .next())
+}
+
+/// `detail.placement_id` of an EventBridge envelope.
+fn placement_id(body: &str) -> Result<String, RecordError> {
+    let envelope: Value = serde_json::from_str(body)
+        .map_err(|e| failed("body", format!("the body is not JSON: {e}")))?;
+    envelope
+        .get("detail")
+        .and_then(|d| d.get("placement_id"))
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| failed("body", "the body has no detail.placement_id"))
+}
+
+fn step_failed(
+    span: &throughline_instrument::ActiveSpan,
+    error_type: &'static str,
+    message: impl std::fmt::Display,
+) -> RecordError {
+    let message = message.to_string();
+    span.fail(error_type, &message);
+    failed(error_type, message)
+}
+
+fn finish(
+    span: &throughline_instrument::ActiveSpan,
+    updated: Result<usize, DbError>,
+) -> Result<(), RecordError> {
+    match updated {
+        Ok(_) => Ok(()),
+        Err(e) => Err(step_failed(span, "database", ErrorChain(&e))),
+    }
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_placement_id_comes_from_the_envelopes_detail() {
+        let body = r#"{"source": "nedlia.api", "detail": {"placement_id": "p-1", "_trace": {}}}"#;
+        assert_eq!(placement_id(body).unwrap(), "p-1");
+        for bad in ["nope", "{}", r#"{"detail": {"placement_id": ""}}"#] {
+            assert_eq!(placement_id(bad).unwrap_err().error_type, "body", "{bad}");
+        }
+    }
+}
