@@ -31,5 +31,5 @@ pub use config::{
 pub use process::{
     ErrorChain, RunError, RuntimeShape, ServiceContext, ServiceIdentity, ServiceProcess, run_main,
 };
-pub use serve::{HttpServer, serve_http, spawn_http};
+pub use serve::{BindError, HttpServer, bind, serve_http, spawn_http};
 pub use signal::shutdown_signal;

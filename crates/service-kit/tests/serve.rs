@@ -422,3 +422,17 @@ async fn shutdown_lets_a_request_in_flight_finish_and_stops_accepting() {
     assert_eq!(response.text().await.unwrap(), "done");
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn binding_an_address_in_use_fails_naming_it() {
+    let taken = throughline_service_kit::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("an ephemeral port binds");
+    let addr = taken.local_addr().unwrap();
+    let err = throughline_service_kit::bind(addr)
+        .await
+        .expect_err("the port is taken");
+    assert_eq!(err.to_string(), format!("cannot listen on {addr}"));
+    assert_eq!(err.addr, addr);
+    assert_eq!(err.source.kind(), std::io::ErrorKind::AddrInUse);
+}

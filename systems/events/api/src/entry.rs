@@ -26,12 +26,8 @@ pub enum RunError {
 pub enum ServiceError {
     #[error(transparent)]
     Serve(#[from] ServeError),
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] throughline_service_kit::BindError),
 }
 
 /// Runs the API as a process until SIGINT or SIGTERM.
@@ -43,12 +39,7 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
         namespace: "nedlia",
     });
     throughline_service_kit::run_main(env, process, |cx| async move {
-        let listener = tokio::net::TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| ServiceError::Bind {
-                addr: config.addr,
-                source,
-            })?;
+        let listener = throughline_service_kit::bind(config.addr).await?;
         let tracer = Arc::new(opentelemetry::global::tracer(SERVICE_NAME));
         crate::serve(config, tracer, listener, cx.shutdown_signal()).await?;
         Ok(())

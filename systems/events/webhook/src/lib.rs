@@ -39,12 +39,8 @@ pub enum RunError {
 /// Why the receiver stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] throughline_service_kit::BindError),
 }
 
 #[derive(Debug)]
@@ -138,9 +134,7 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
         namespace: "partners",
     });
     throughline_service_kit::run_main(env, process, |cx| async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
+        let listener = throughline_service_kit::bind(addr).await?;
         tracing::info!(%addr, "webhook receiver listening");
         let tracer = Arc::new(opentelemetry::global::tracer(SERVICE_NAME));
         serve(listener, tracer, fail_status, cx.shutdown_signal()).await;

@@ -26,12 +26,8 @@ pub enum RunError {
 pub enum ServiceError {
     #[error(transparent)]
     Serve(#[from] ServeError),
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] throughline_service_kit::BindError),
 }
 
 /// Runs the API as a process: blocks until a shutdown signal, then flushes telemetry.
@@ -44,12 +40,7 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     })
     .telemetry(|builder| builder.default_metric_export_interval(METRICS_INTERVAL));
     throughline_service_kit::run_main(env, process, |cx| async move {
-        let listener = tokio::net::TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| ServiceError::Bind {
-                addr: config.addr,
-                source,
-            })?;
+        let listener = throughline_service_kit::bind(config.addr).await?;
         // The instruments take their meter from the global provider the telemetry builder's
         // `install_global` set; the last metric export happens when the telemetry shuts down.
         crate::serve(config, Telemetry::global(), listener, cx.shutdown_signal()).await?;

@@ -20,12 +20,8 @@ pub enum RunError {
 pub enum ServiceError {
     #[error(transparent)]
     Serve(#[from] ServeError),
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] throughline_service_kit::BindError),
 }
 
 /// Runs the catalog as a process: blocks until a shutdown signal, then flushes telemetry.
@@ -33,12 +29,7 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     let config = CatalogConfig::from_env(&env)?;
     let process = shop_db::process::shop_process(crate::SERVICE_NAME, config.demo);
     throughline_service_kit::run_main(env, process, |cx| async move {
-        let listener = tokio::net::TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| ServiceError::Bind {
-                addr: config.addr,
-                source,
-            })?;
+        let listener = throughline_service_kit::bind(config.addr).await?;
         crate::serve(config, Telemetry::global(), listener, cx.shutdown_signal()).await?;
         Ok(())
     })?;
