@@ -823,7 +823,8 @@ fn rule(
     } else {
         0
     };
-    if kind != "flow" && m.contains_key("window") && window_nanos == 0 {
+    let zero = |field: &str| m.get(field).and_then(|v| duration_value(v).ok()) == Some(0);
+    if kind != "flow" && zero("window") {
         err("window", "must be longer than 0s".into());
     }
     let number = |field: &str| -> Result<Option<f64>, String> {
@@ -1016,7 +1017,7 @@ fn rule(
                     false
                 }
             };
-            if within_nanos == 0 && m.contains_key("within") {
+            if zero("within") {
                 err("within", "must be longer than 0s".into());
             }
             Condition::Flow {
