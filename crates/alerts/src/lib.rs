@@ -57,6 +57,7 @@ pub struct Alerts {
     engine: Engine,
     tap: Arc<SpanTap>,
     delivery: Delivery,
+    external_url: std::sync::RwLock<String>,
     notifier: std::sync::OnceLock<Notifier>,
 }
 
@@ -147,6 +148,7 @@ impl Alerts {
         Self {
             engine: Engine::new(rules, source),
             tap,
+            external_url: std::sync::RwLock::new(delivery.external_url.clone()),
             delivery,
             notifier: std::sync::OnceLock::new(),
         }
@@ -158,9 +160,22 @@ impl Alerts {
         Self {
             engine: Engine::new(rules, source),
             tap,
+            external_url: std::sync::RwLock::new(delivery.external_url.clone()),
             delivery,
             notifier: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The APM's base URL, once the query listener's address is known.
+    pub fn set_external_url(&self, url: String) {
+        *self.external_url.write().unwrap_or_else(|e| e.into_inner()) = url;
+    }
+
+    fn external_url(&self) -> String {
+        self.external_url
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -300,7 +315,7 @@ impl Alerts {
                 };
                 notifier.send_webhook(&notify::webhook_payload(
                     "throughline",
-                    &self.delivery.external_url,
+                    &self.external_url(),
                     vec![alert],
                 ));
             }
@@ -312,7 +327,8 @@ impl Alerts {
     /// The APM page that shows what rule `i` counts: matching traces for span rules, the
     /// service for metric rules, the Alerts page for flows.
     pub fn generator_url(&self, i: usize, st: &RuleState, now: u64) -> String {
-        let base = self.delivery.external_url.trim_end_matches('/');
+        let external = self.external_url();
+        let base = external.trim_end_matches('/');
         let rule = &self.engine.rules().rules[i];
         match &rule.condition {
             Condition::Spans {

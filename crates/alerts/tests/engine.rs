@@ -47,8 +47,14 @@ fn export(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
                 attributes: vec![
-                    kv("service.name", any_value::Value::StringValue(service.into())),
-                    kv("deployment.environment", any_value::Value::StringValue("prod".into())),
+                    kv(
+                        "service.name",
+                        any_value::Value::StringValue(service.into()),
+                    ),
+                    kv(
+                        "deployment.environment",
+                        any_value::Value::StringValue("prod".into()),
+                    ),
                 ],
                 ..Default::default()
             }),
@@ -115,24 +121,42 @@ fn span_rules_count_matching_spans_inside_their_window() {
             ..Fake::default()
         }),
     );
-    let failed = |end| span("POST /orders", end, vec![kv("checkout.failed", b(true))], true);
+    let failed = |end| {
+        span(
+            "POST /orders",
+            end,
+            vec![kv("checkout.failed", b(true))],
+            true,
+        )
+    };
     let request = export(
         "checkout",
         vec![
             failed(T0 - 15 * S), // outside the window at T0
             failed(T0 - 5 * S),
             failed(T0 - 3 * S),
-            span("POST /orders", T0 - 2 * S, vec![kv("checkout.failed", b(false))], false),
             span(
                 "POST /orders",
                 T0 - 2 * S,
-                vec![kv("db.connection.pool.wait_time_ms", any_value::Value::IntValue(1500))],
+                vec![kv("checkout.failed", b(false))],
                 false,
             ),
             span(
                 "POST /orders",
                 T0 - 2 * S,
-                vec![kv("db.connection.pool.wait_time_ms", any_value::Value::IntValue(900))],
+                vec![kv(
+                    "db.connection.pool.wait_time_ms",
+                    any_value::Value::IntValue(1500),
+                )],
+                false,
+            ),
+            span(
+                "POST /orders",
+                T0 - 2 * S,
+                vec![kv(
+                    "db.connection.pool.wait_time_ms",
+                    any_value::Value::IntValue(900),
+                )],
                 false,
             ),
         ],
@@ -142,7 +166,11 @@ fn span_rules_count_matching_spans_inside_their_window() {
     let other = tap.observe(&export("catalog", vec![failed(T0 - S)]));
     tap.commit(hits, T0);
     tap.commit(other, T0);
-    assert_eq!(engine.value(0, T0), Ok(Some(2.0)), "two failed checkouts in 10 s");
+    assert_eq!(
+        engine.value(0, T0),
+        Ok(Some(2.0)),
+        "two failed checkouts in 10 s"
+    );
     assert_eq!(engine.value(1, T0), Ok(Some(1.0)), "one wait over 1000 ms");
     // Error spans of any service in the window (the one 15 s old was dropped at once).
     assert_eq!(engine.value(2, T0), Ok(Some(3.0)));
@@ -151,20 +179,30 @@ fn span_rules_count_matching_spans_inside_their_window() {
     assert!(engine.evaluate_all(T0).iter().all(|n| n.rule != 0));
     tap.commit(tap.observe(&export("checkout", vec![failed(T0)])), T0 + S);
     let fired = engine.evaluate_all(T0 + S);
-    assert!(fired.iter().any(|n| n.rule == 0 && n.kind == NoticeKind::Firing), "{fired:?}");
+    assert!(
+        fired
+            .iter()
+            .any(|n| n.rule == 0 && n.kind == NoticeKind::Firing),
+        "{fired:?}"
+    );
     // At +6 s the one 5 s old has left the window: two again, not above two.
     assert_eq!(engine.value(0, T0 + 6 * S), Ok(Some(2.0)));
     let resolved = engine.evaluate_all(T0 + 6 * S);
-    assert!(resolved.iter().any(|n| n.rule == 0 && n.kind == NoticeKind::Resolved));
+    assert!(
+        resolved
+            .iter()
+            .any(|n| n.rule == 0 && n.kind == NoticeKind::Resolved)
+    );
     assert_eq!(state(&engine, 0), State::Resolved);
     assert_eq!(tap.recent(0)[0].0, TraceId([7; 16]));
 }
 
 #[test]
 fn for_keeps_a_rule_pending_and_a_flapping_condition_never_fires() {
-    let rules =
-        parse("groups: [{name: g, rules: [{alert: A, spans: {}, window: 1m, above: 0, for: 30s}]}]")
-            .unwrap();
+    let rules = parse(
+        "groups: [{name: g, rules: [{alert: A, spans: {}, window: 1m, above: 0, for: 30s}]}]",
+    )
+    .unwrap();
     let fake = Arc::new(Fake::default());
     let engine = Engine::new(rules, fake.clone());
     let set = |n| {
@@ -175,7 +213,11 @@ fn for_keeps_a_rule_pending_and_a_flapping_condition_never_fires() {
         set(step % 2);
         let notices = engine.evaluate_all(T0 + step * 10 * S);
         assert!(notices.is_empty(), "{step}: {notices:?}");
-        let want = if step % 2 == 1 { State::Pending } else { State::Inactive };
+        let want = if step % 2 == 1 {
+            State::Pending
+        } else {
+            State::Inactive
+        };
         assert_eq!(state(&engine, 0), want, "{step}");
     }
     // Held for 30 s: fires at the evaluation 30 s after it began.
@@ -183,7 +225,11 @@ fn for_keeps_a_rule_pending_and_a_flapping_condition_never_fires() {
     engine.evaluate_all(T0 + 190 * S);
     set(1);
     let start = T0 + 200 * S;
-    for (offset, want) in [(0, State::Pending), (20, State::Pending), (30, State::Firing)] {
+    for (offset, want) in [
+        (0, State::Pending),
+        (20, State::Pending),
+        (30, State::Firing),
+    ] {
         engine.evaluate_all(start + offset * S);
         assert_eq!(state(&engine, 0), want, "+{offset}s");
     }
@@ -269,7 +315,11 @@ fn metric_rules_read_the_span_metrics() {
     // The metric the store cannot answer yet: an error on the rule, its state left alone.
     let st = &engine.states()[4];
     assert_eq!(st.state, State::Inactive);
-    assert!(st.error.as_deref().is_some_and(|e| e.contains("no metrics")));
+    assert!(
+        st.error
+            .as_deref()
+            .is_some_and(|e| e.contains("no metrics"))
+    );
 }
 
 const FLOW: &str = "groups: [{name: g, rules: [
@@ -340,8 +390,16 @@ fn a_stage_that_resolves_resets_the_flow_only_when_the_rule_says_so() {
         keep.at(t, holding);
         reset.at(t, holding);
     }
-    assert_eq!(state(&keep.engine, 3), State::Firing, "without reset the match stands");
-    assert_eq!(state(&reset.engine, 3), State::Inactive, "reset: on_resolve starts over");
+    assert_eq!(
+        state(&keep.engine, 3),
+        State::Firing,
+        "without reset the match stands"
+    );
+    assert_eq!(
+        state(&reset.engine, 3),
+        State::Inactive,
+        "reset: on_resolve starts over"
+    );
 }
 
 #[test]
@@ -380,8 +438,20 @@ fn a_status_names_its_state_value_and_annotations() {
     assert_eq!(s.state, State::Firing);
     assert_eq!(s.value, Some(3.0));
     assert_eq!(s.annotations["summary"], "3 failures (page)");
-    assert!(s.generator_url.starts_with("http://apm/search?start="), "{}", s.generator_url);
-    assert!(s.generator_url.contains("&service=checkout"), "{}", s.generator_url);
-    assert!(s.generator_url.contains("&tags=checkout.failed%3Dtrue"), "{}", s.generator_url);
+    assert!(
+        s.generator_url.starts_with("http://apm/search?start="),
+        "{}",
+        s.generator_url
+    );
+    assert!(
+        s.generator_url.contains("&service=checkout"),
+        "{}",
+        s.generator_url
+    );
+    assert!(
+        s.generator_url.contains("&tags=checkout.failed%3Dtrue"),
+        "{}",
+        s.generator_url
+    );
     assert_eq!(s.firing_since.as_deref(), Some("2027-01-15T08:00:00Z"));
 }

@@ -136,7 +136,11 @@ fn an_unknown_operator_names_group_rule_and_field() {
     assert_eq!(e.rule.as_deref(), Some("A"));
     assert_eq!(e.field.as_deref(), Some("spans.where"));
     assert!(e.to_string().contains("unknown operator \"=~\""), "{e}");
-    assert!(e.to_string().starts_with("group \"g\": rule \"A\": `spans.where`:"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("group \"g\": rule \"A\": `spans.where`:"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -158,7 +162,10 @@ fn a_bad_duration_names_its_field() {
     );
     assert!(e.to_string().contains("\"5 minutes\""), "{e}");
     let e = one_error("groups: [{name: g, interval: soon, rules: []}]");
-    assert_eq!((e.group.as_deref(), e.field.as_deref()), (Some("g"), Some("interval")));
+    assert_eq!(
+        (e.group.as_deref(), e.field.as_deref()),
+        (Some("g"), Some("interval"))
+    );
     let e = one_error(
         "groups: [{name: g, rules: [{alert: A, spans: {}, window: 1m, above: 1, for: 1x}]}]",
     );
@@ -186,7 +193,10 @@ fn a_cycle_of_flows_is_refused() {
     let e = one_error(text);
     assert_eq!(e.field.as_deref(), Some("flow"));
     assert!(e.to_string().contains("cycle"), "{e}");
-    assert!(e.to_string().contains("F1") && e.to_string().contains("F2"), "{e}");
+    assert!(
+        e.to_string().contains("F1") && e.to_string().contains("F2"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -245,7 +255,14 @@ fn every_mistake_of_a_file_is_listed() {
 
 #[test]
 fn not_yaml_is_an_error_not_a_panic() {
-    for text in ["", "groups: [", "- a\n- b", "groups: 3", "groups: [3]", "\u{0}"] {
+    for text in [
+        "",
+        "groups: [",
+        "- a\n- b",
+        "groups: 3",
+        "groups: [3]",
+        "\u{0}",
+    ] {
         assert!(parse(text).is_err(), "{text:?}");
     }
 }
