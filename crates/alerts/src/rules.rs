@@ -479,6 +479,8 @@ pub fn parse_files(files: &[(&str, &str)]) -> Result<RuleSet, RuleErrors> {
     // Flows are resolved once every rule is known: (rule index, names, group).
     let mut flows: Vec<(usize, Vec<String>)> = Vec::new();
     let mut group_names = HashMap::new();
+    // Names of rules that did not check out: a flow naming one is not a second mistake.
+    let mut broken_names = std::collections::HashSet::new();
     for (gi, g) in raw_groups.iter().enumerate() {
         let Some(g) = g.as_object() else {
             errors.push(RuleError::new(
@@ -552,7 +554,12 @@ pub fn parse_files(files: &[(&str, &str)]) -> Result<RuleSet, RuleErrors> {
                     group.rules.push(index);
                     set.rules.push(rule);
                 }
-                Err(mut e) => errors.append(&mut e),
+                Err(mut e) => {
+                    if let Some(n) = r.get("alert").and_then(Value::as_str) {
+                        broken_names.insert(n.to_owned());
+                    }
+                    errors.append(&mut e);
+                }
             }
         }
         set.groups.push(group);
@@ -573,6 +580,7 @@ pub fn parse_files(files: &[(&str, &str)]) -> Result<RuleSet, RuleErrors> {
                 .collect();
             let found = match (same.as_slice(), any.as_slice()) {
                 ([one], _) | ([], [one]) => Some(*one),
+                ([], []) if broken_names.contains(stage) => None,
                 ([], []) => {
                     errors.push(RuleError::new(
                         Some(&group),
