@@ -327,14 +327,14 @@ pub fn parse_duration(input: &str) -> Result<u64, String> {
 /// Parses a `where` expression: `key op value` clauses joined by `and`.
 pub fn parse_where(input: &str) -> Result<Vec<Predicate>, String> {
     let mut out = Vec::new();
-    let lower = input.to_ascii_lowercase();
     let mut clauses = Vec::new();
     let mut start = 0;
     // Split on the word `and` between spaces (any case); quoted values may not contain it.
-    let bytes = lower.as_bytes();
+    // Compared as bytes: a space is a char boundary, so the slices below are on boundaries.
+    let bytes = input.as_bytes();
     let mut i = 0;
     while i + 5 <= bytes.len() {
-        if &lower[i..i + 5] == " and " {
+        if bytes[i..i + 5].eq_ignore_ascii_case(b" and ") {
             clauses.push(&input[start..i]);
             start = i + 5;
             i += 5;

@@ -287,8 +287,9 @@ impl SpanSink for TappedSink {
     fn write_traces(&self, request: ExportTraceServiceRequest) -> Result<WriteReport, StoreError> {
         let hits = self.tap.observe(&request);
         let report = self.inner.write_traces(request)?;
-        // A partial success rejects spans by limits the tap does not know; count only whole
-        // acceptances' spans, and on a partial one still count (the store kept most).
+        // Counted only once the store kept the export (a refused one is retried by the client
+        // and would count twice); on a partial success the few spans the store refused by its
+        // limits may still be counted.
         self.tap.commit(hits, now_unix_nanos());
         Ok(report)
     }

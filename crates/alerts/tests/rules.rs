@@ -125,6 +125,10 @@ fn the_built_in_rules_are_valid() {
         panic!()
     };
     assert_eq!(*window_nanos, 2_000_000_000);
+    // Five failed checkouts a minute; in proportion over the shorter window.
+    assert_eq!(fast.rules[2].threshold, Some(Threshold::Above(0.0)));
+    let real = parse(&builtin::shop(60.0)).unwrap();
+    assert_eq!(real.rules[2].threshold, Some(Threshold::Above(5.0)));
 }
 
 #[test]
