@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, criterion_group, criterion_main};
 use throughline_alerts::{Alerts, Delivery, parse};
 use throughline_store::testdata::seeds_like_batch;
-use throughline_store::{RedScope, SpanSink, Store, StoreConfig, TraceReader};
+use throughline_store::{RedScope, Store, StoreConfig, TraceReader};
 
 const TRACES_PER_BATCH: usize = 1_000;
 const SPANS_PER_TRACE: usize = 4;

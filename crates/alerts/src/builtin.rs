@@ -60,7 +60,7 @@ pub fn shop(minute_secs: f64) -> String {
     // Demo seconds to a duration, never under `floor_ms`.
     let d = |secs: f64, floor_ms: f64| {
         let ms = (secs * 1000.0 * f).max(floor_ms).round() as u64;
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
             format!("{ms}ms")

@@ -17,6 +17,9 @@ use serde::Serialize;
 use crate::rules::{Condition, MetricKind, Rule, RuleSet};
 use crate::source::{AlertSource, MetricQuery};
 
+/// A rule's value read this round, or why it could not be read.
+type Evaluated = Result<Option<f64>, String>;
+
 /// Transitions kept per rule for the page.
 pub const HISTORY: usize = 50;
 
@@ -248,7 +251,7 @@ impl Engine {
             return Vec::new();
         };
         // Values first, without the lock (they read the store).
-        let values: Vec<(usize, Option<Result<Option<f64>, String>>)> = order
+        let values: Vec<(usize, Option<Evaluated>)> = order
             .iter()
             .map(|&i| {
                 let v = match &self.rules.rules[i].condition {

@@ -115,11 +115,11 @@ pub struct HistoryEntry {
 
 fn dur_text(nanos: u64) -> String {
     let s = nanos / 1_000_000_000;
-    if nanos % 1_000_000_000 != 0 {
+    if !nanos.is_multiple_of(1_000_000_000) {
         format!("{}ms", nanos / 1_000_000)
-    } else if s % 3600 == 0 && s > 0 {
+    } else if s.is_multiple_of(3600) && s > 0 {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 && s > 0 {
+    } else if s.is_multiple_of(60) && s > 0 {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")

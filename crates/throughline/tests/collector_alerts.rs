@@ -131,7 +131,10 @@ fn a_bad_rules_file_stops_the_collector_naming_the_rule() {
 type Posts = Arc<Mutex<Vec<Value>>>;
 
 async fn receive(State(posts): State<Posts>, body: String) -> &'static str {
-    posts.lock().unwrap().push(serde_json::from_str(&body).unwrap());
+    posts
+        .lock()
+        .unwrap()
+        .push(serde_json::from_str(&body).unwrap());
     "ok"
 }
 
@@ -172,11 +175,23 @@ async fn a_collector_fires_a_span_rule_to_its_webhook_and_lists_it() {
     std::fs::write(&rules, EXAMPLE.replace("interval: 5s", "interval: 200ms")).unwrap();
     let (_collector, addrs) = start_collector_with(
         &dir.path().join("data"),
-        &["--alert-rules", rules.to_str().unwrap(), "--alert-webhook", &hook],
+        &[
+            "--alert-rules",
+            rules.to_str().unwrap(),
+            "--alert-webhook",
+            &hook,
+        ],
     );
     let client = reqwest::Client::new();
     let alerts_url = format!("http://{}/api/throughline/alerts", addrs.query);
-    let listed: Value = client.get(&alerts_url).send().await.unwrap().json().await.unwrap();
+    let listed: Value = client
+        .get(&alerts_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let names: Vec<&str> = listed["data"]
         .as_array()
         .unwrap()
@@ -185,9 +200,21 @@ async fn a_collector_fires_a_span_rule_to_its_webhook_and_lists_it() {
         .collect();
     assert_eq!(
         names,
-        ["CheckoutFailures", "OnboardingErrorRate", "BlackFridayCascade", "SlowQueries", "PoolExhausted"]
+        [
+            "CheckoutFailures",
+            "OnboardingErrorRate",
+            "BlackFridayCascade",
+            "SlowQueries",
+            "PoolExhausted"
+        ]
     );
-    assert!(listed["data"].as_array().unwrap().iter().all(|s| s["state"] == "inactive"));
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "inactive")
+    );
 
     // Six failed checkouts (above five) over OTLP/HTTP JSON on the gRPC port.
     let r = client
@@ -216,11 +243,31 @@ async fn a_collector_fires_a_span_rule_to_its_webhook_and_lists_it() {
     );
     // The generator URL is the APM's search for the matching traces; it lists them.
     let generator = alert["generatorURL"].as_str().unwrap();
-    assert!(generator.starts_with(&format!("http://{}/search?", addrs.query)), "{generator}");
-    let page = client.get(generator).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains(&format!("{:032x}", 0xabc0)), "a matching trace on {generator}");
+    assert!(
+        generator.starts_with(&format!("http://{}/search?", addrs.query)),
+        "{generator}"
+    );
+    let page = client
+        .get(generator)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("{:032x}", 0xabc0)),
+        "a matching trace on {generator}"
+    );
 
-    let listed: Value = client.get(&alerts_url).send().await.unwrap().json().await.unwrap();
+    let listed: Value = client
+        .get(&alerts_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let s = &listed["data"][0];
     assert_eq!(s["state"], "firing");
     assert_eq!(s["value"], 6.0);
@@ -237,5 +284,12 @@ async fn a_collector_fires_a_span_rule_to_its_webhook_and_lists_it() {
     assert!(page.contains("data-state=\"firing\""));
     assert!(page.contains("6 failed checkouts in the last minute"));
     // The stored-metric-free rules evaluate without errors.
-    assert!(listed["data"].as_array().unwrap().iter().all(|s| s["error"].is_null()), "{listed}");
+    assert!(
+        listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["error"].is_null()),
+        "{listed}"
+    );
 }
