@@ -4,37 +4,8 @@
 use throughline_alerts::rules::{Condition, Literal, MetricKind, Op, Threshold};
 use throughline_alerts::{RuleError, builtin, parse};
 
-const ISSUE_EXAMPLE: &str = r#"
-groups:
-  - name: shop
-    interval: 5s
-    rules:
-      - alert: CheckoutFailures
-        spans:
-          service: checkout
-          where: 'checkout.failed = true'
-        window: 1m
-        above: 5
-        for: 0s
-        labels: {severity: critical}
-        annotations: {summary: "{{ $value }} failed checkouts in the last minute"}
-      - alert: OnboardingErrorRate
-        metric: error_rate
-        service: onboarding-api
-        window: 5m
-        above: 0.05
-      - alert: BlackFridayCascade
-        flow: [SlowQueries, PoolExhausted, CheckoutFailures]
-        within: 10m
-      - alert: SlowQueries
-        spans: {service: product-catalog, where: 'db.slow_query = true'}
-        window: 1m
-        above: 0
-      - alert: PoolExhausted
-        spans: {service: checkout, where: 'db.connection.pool.wait_time_ms > 1000'}
-        window: 1m
-        above: 0
-"#;
+/// The issue's file as written, plus the two span rules its flow names.
+const ISSUE_EXAMPLE: &str = include_str!("issue_example.yaml");
 
 fn errors(text: &str) -> Vec<RuleError> {
     parse(text).expect_err("refused").0

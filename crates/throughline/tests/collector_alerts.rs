@@ -16,36 +16,8 @@ use axum::routing::post;
 use collector_common::{now_nanos, start_collector_with};
 use serde_json::{Value, json};
 
-const EXAMPLE: &str = r#"groups:
-  - name: shop
-    interval: 5s
-    rules:
-      - alert: CheckoutFailures
-        spans:
-          service: checkout
-          where: 'checkout.failed = true'
-        window: 1m
-        above: 5
-        for: 0s
-        labels: {severity: critical}
-        annotations: {summary: "{{ $value }} failed checkouts in the last minute"}
-      - alert: OnboardingErrorRate
-        metric: error_rate
-        service: onboarding-api
-        window: 5m
-        above: 0.05
-      - alert: BlackFridayCascade
-        flow: [SlowQueries, PoolExhausted, CheckoutFailures]
-        within: 10m
-      - alert: SlowQueries
-        spans: {service: product-catalog, where: 'db.slow_query = true'}
-        window: 1m
-        above: 0
-      - alert: PoolExhausted
-        spans: {service: checkout, where: 'db.connection.pool.exhausted = true'}
-        window: 1m
-        above: 0
-"#;
+/// The issue's example file (shared with the alerts crate's parsing tests).
+const EXAMPLE: &str = include_str!("../../alerts/tests/issue_example.yaml");
 
 const BAD: &str = r#"groups:
   - name: shop
