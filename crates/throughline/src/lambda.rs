@@ -103,6 +103,11 @@ const METRICS_EXPORT_INTERVAL: std::time::Duration = std::time::Duration::from_s
 fn host_metrics(
     mut env: std::collections::HashMap<String, String>,
 ) -> anyhow::Result<throughline_telemetry::Telemetry> {
+    // Off unless an endpoint is set: a host started by hand does not send to whatever listens
+    // on the default OTLP port.
+    if !otlp_endpoint_set(&env) {
+        env.insert("OTEL_METRICS_EXPORTER".into(), "none".into());
+    }
     env.insert("OTEL_TRACES_EXPORTER".into(), "none".into());
     let config = throughline_telemetry::TelemetryConfig::from_env(env)?;
     Ok(throughline_telemetry::Telemetry::builder(config)
@@ -128,4 +133,11 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     eprintln!("stopping: finishing in-flight invocations, then stopping the environments");
     shutdown.cancel();
+}
+
+/// Whether the environment names an OTLP endpoint for metrics.
+pub fn otlp_endpoint_set(env: &std::collections::HashMap<String, String>) -> bool {
+    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]
+        .iter()
+        .any(|k| env.get(*k).is_some_and(|v| !v.trim().is_empty()))
 }
