@@ -463,6 +463,13 @@ pub trait TraceReader: Send + Sync {
     fn database(&self, query: &crate::DatabaseQuery) -> Result<crate::DatabaseReport, StoreError>;
     /// Error spans of a window grouped by service, exception type and message, most first.
     fn errors(&self, query: &crate::ErrorQuery) -> Result<Vec<crate::ErrorGroup>, StoreError>;
+    /// Stored OTLP metric series of one name (see [`crate::Store::metric_series`]).
+    fn metric_series(
+        &self,
+        query: &crate::MetricQuery,
+    ) -> Result<Vec<crate::MetricSeries>, StoreError>;
+    /// The names of the stored OTLP metrics, of one service when given, sorted.
+    fn metric_names(&self, service: Option<&str>) -> Result<Vec<String>, StoreError>;
 }
 
 #[cfg(test)]
