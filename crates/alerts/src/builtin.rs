@@ -6,7 +6,8 @@
 //!   checkouts, and their cascade as a flow. Its times are demo minutes: `up --minute-secs`
 //!   shortens them with the demo.
 
-/// The onboarding rules (seed 000). Throttles and queue age are stored OTLP metrics.
+/// The onboarding rules (seed 000). Throttles and queue age are stored OTLP metrics (the Lambda
+/// host's `aws.lambda.throttles`, the broker's `aws.sqs.approximate_age_of_oldest_message`).
 pub const ONBOARDING: &str = r#"groups:
   - name: onboarding
     interval: 15s

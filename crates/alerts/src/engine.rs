@@ -339,6 +339,7 @@ impl Engine {
                         aggregation,
                     } => self.source.otlp_metric(&MetricQuery {
                         name,
+                        service: service.as_deref(),
                         attributes,
                         aggregation: *aggregation,
                         start_unix_nanos: start,

@@ -1,6 +1,7 @@
 //! What the evaluator reads, behind [`AlertSource`]: span-rule counts, RED figures of the span
-//! metrics, trace integrity and stored OTLP metrics. [`StoreSource`] answers from the store and
-//! the ingest [`SpanTap`]; tests give their own.
+//! metrics, trace integrity and stored OTLP metrics. [`StoreSource`] answers from the store (its
+//! span metrics, integrity series and metric index) and the ingest [`SpanTap`]; tests give their
+//! own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct RedWindow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricQuery<'a> {
     pub name: &'a str,
+    /// Only the series of this service (`service.name` of the resource).
+    pub service: Option<&'a str>,
     pub attributes: &'a BTreeMap<String, String>,
     pub aggregation: Aggregation,
     pub start_unix_nanos: u64,
@@ -106,12 +109,40 @@ impl AlertSource for StoreSource {
             .fold((0, 0), |(w, i), p| (w + p.whole, i + p.incomplete)))
     }
 
+    /// From the store's metric index, in 60 buckets over the window: `last` is the largest
+    /// of each series' window figure (a counter's increase, a gauge's last value), `sum` their
+    /// sum, `max`/`min`/`avg` over every bucket of every series.
     fn otlp_metric(&self, query: &MetricQuery<'_>) -> Result<Option<f64>, String> {
-        // The store keeps OTLP metric exports raw; until it answers metric queries, such a
-        // rule says so on the page instead of guessing.
-        Err(format!(
-            "stored OTLP metrics cannot be queried yet ({} not evaluated)",
-            query.name
-        ))
+        let window = query.end_unix_nanos.saturating_sub(query.start_unix_nanos);
+        let series = self
+            .reader
+            .metric_series(&throughline_store::MetricQuery {
+                name: query.name.to_owned(),
+                service: query.service.map(str::to_owned),
+                attributes: query
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                start_unix_nanos: query.start_unix_nanos,
+                end_unix_nanos: query.end_unix_nanos,
+                step_nanos: (window / 60).max(1_000_000_000),
+            })
+            .map_err(|e| format!("stored metric {}: {e}", query.name))?;
+        let totals = series.iter().map(|s| s.total.value);
+        let points: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.value))
+            .collect();
+        let fold = |values: &mut dyn Iterator<Item = f64>, f: fn(f64, f64) -> f64| values.reduce(f);
+        Ok(match query.aggregation {
+            Aggregation::Last => fold(&mut totals.clone(), f64::max),
+            Aggregation::Sum => fold(&mut totals.clone(), |a, b| a + b),
+            Aggregation::Max => fold(&mut points.iter().copied(), f64::max),
+            Aggregation::Min => fold(&mut points.iter().copied(), f64::min),
+            Aggregation::Avg => {
+                (!points.is_empty()).then(|| points.iter().sum::<f64>() / points.len() as f64)
+            }
+        })
     }
 }
