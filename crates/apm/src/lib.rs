@@ -24,6 +24,7 @@ use axum::routing::get;
 use throughline_store::TraceReader;
 
 pub use error::PageError;
+pub use pages::dashboards::Dashboard;
 
 use params::Params;
 
@@ -72,6 +73,7 @@ struct Apm {
     reader: Arc<dyn TraceReader>,
     map_memory: Arc<pages::queue_hops::MapMemory>,
     endpoints: Arc<OtlpEndpoints>,
+    dashboards: Arc<Vec<Dashboard>>,
 }
 
 /// The APM pages over `reader`, telling a newcomer the default OTLP ports; see [`router_with`].
@@ -85,7 +87,19 @@ pub fn router(reader: Arc<dyn TraceReader>) -> Router {
 /// router into its own. Every answer carries [`CONTENT_SECURITY_POLICY`] and
 /// `X-Content-Type-Options: nosniff`.
 pub fn router_with(reader: Arc<dyn TraceReader>, endpoints: OtlpEndpoints) -> Router {
+    router_with_dashboards(reader, endpoints, Vec::new())
+}
+
+/// [`router_with`] plus `/dashboards` and `/dashboards/{system}` for `dashboards` (an unknown
+/// system is a 404 page).
+pub fn router_with_dashboards(
+    reader: Arc<dyn TraceReader>,
+    endpoints: OtlpEndpoints,
+    dashboards: Vec<Dashboard>,
+) -> Router {
     Router::new()
+        .route("/dashboards", get(dashboard_list))
+        .route("/dashboards/{system}", get(dashboard))
         .route("/", get(|| async { Redirect::to("/search") }))
         .route("/search", get(search))
         .route("/trace", get(trace_box))
@@ -109,6 +123,7 @@ pub fn router_with(reader: Arc<dyn TraceReader>, endpoints: OtlpEndpoints) -> Ro
             reader,
             map_memory: Arc::default(),
             endpoints: Arc::new(endpoints),
+            dashboards: Arc::new(dashboards),
         })
         .layer(axum::middleware::map_response(secure_headers))
 }
@@ -277,6 +292,28 @@ async fn errors(
     render(apm, move |r| {
         pages::errors::page(
             r,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
+        )
+    })
+    .await
+}
+
+async fn dashboard_list(State(apm): State<Apm>) -> Html<String> {
+    Html(pages::dashboards::list(&apm.dashboards))
+}
+
+async fn dashboard(
+    State(apm): State<Apm>,
+    Path(system): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Html<String>, PageError> {
+    let dashboards = Arc::clone(&apm.dashboards);
+    render(apm, move |r| {
+        pages::dashboards::page(
+            r,
+            &dashboards,
+            &system,
             &Params::parse(query.as_deref().unwrap_or_default()),
             now_unix_nanos(),
         )

@@ -2,9 +2,9 @@
 
 use anyhow::Context as _;
 use opentelemetry::metrics::MeterProvider as _;
-use std::sync::Arc;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use throughline_broker::{Broker, BrokerConfig, Declarations, QueueDeclaration};
 
 /// Flags of `throughline broker`.
@@ -117,7 +117,9 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     result
 }
 
-fn figures(s: throughline_broker::QueueSnapshot) -> throughline_instrument::aws_metrics::QueueFigures {
+fn figures(
+    s: throughline_broker::QueueSnapshot,
+) -> throughline_instrument::aws_metrics::QueueFigures {
     throughline_instrument::aws_metrics::QueueFigures {
         queue: s.queue,
         visible: s.visible,

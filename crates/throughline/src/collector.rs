@@ -118,7 +118,11 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
     // The APM pages share the query address with the Jaeger API (`/api/*`, `/metrics`); their
     // empty state names the OTLP addresses this collector listens on.
     let endpoints = throughline_apm::OtlpEndpoints::from_addrs(args.grpc_addr, args.http_addr);
-    let pages = throughline_apm::router_with(store.clone(), endpoints);
+    let pages = throughline_apm::router_with_dashboards(
+        store.clone(),
+        endpoints,
+        crate::systems::dashboards(),
+    );
     let running = Collector::start(config, store.clone(), store.clone(), Some(pages)).await?;
     println!(
         "collector: OTLP/gRPC {} · OTLP/HTTP {} · APM and query API http://{}",

@@ -137,7 +137,10 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 
 /// Whether the environment names an OTLP endpoint for metrics.
 pub fn otlp_endpoint_set(env: &std::collections::HashMap<String, String>) -> bool {
-    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"]
-        .iter()
-        .any(|k| env.get(*k).is_some_and(|v| !v.trim().is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    ]
+    .iter()
+    .any(|k| env.get(*k).is_some_and(|v| !v.trim().is_empty()))
 }

@@ -33,7 +33,8 @@ async fn wait_for(
     attr: &str,
     done: impl Fn(f64) -> bool,
 ) -> anyhow::Result<f64> {
-    let url = format!("http://{query}/api/throughline/metrics?name={name}&attr.{attr}&lookback=10m");
+    let url =
+        format!("http://{query}/api/throughline/metrics?name={name}&attr.{attr}&lookback=10m");
     let deadline = Instant::now() + PATIENCE;
     let mut last = serde_json::Value::Null;
     while Instant::now() < deadline {
@@ -81,19 +82,28 @@ async fn the_lambda_host_and_the_broker_report_what_happened() -> anyhow::Result
 
     let out = tempfile::tempdir()?;
     let mut host = Command::new(env!("CARGO_BIN_EXE_throughline"));
-    host.args(["lambda", "--queue", "work", "--batch-size", "1", "--function-name", "worker", "--"])
-        .arg(&python)
-        .args(["-m", "awslambdaric", "handlers.handler"])
-        .env("AWS_ENDPOINT_URL_SQS", &endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-        .env(
-            "PYTHONPATH",
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../lambda-host/tests/functions"),
-        )
-        .env("OUT_DIR", out.path())
-        .stdout(Stdio::null());
+    host.args([
+        "lambda",
+        "--queue",
+        "work",
+        "--batch-size",
+        "1",
+        "--function-name",
+        "worker",
+        "--",
+    ])
+    .arg(&python)
+    .args(["-m", "awslambdaric", "handlers.handler"])
+    .env("AWS_ENDPOINT_URL_SQS", &endpoint)
+    .env("AWS_REGION", "us-east-1")
+    .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+    .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+    .env(
+        "PYTHONPATH",
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../lambda-host/tests/functions"),
+    )
+    .env("OUT_DIR", out.path())
+    .stdout(Stdio::null());
     otel_env(&mut host, addrs.grpc, "worker");
     let _host = ChildGuard(host.spawn().context("start throughline lambda")?);
 
@@ -101,7 +111,13 @@ async fn the_lambda_host_and_the_broker_report_what_happened() -> anyhow::Result
         aws_sdk_sqs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKIDTEST", "test-secret", None, None, "tests"))
+            .credentials_provider(Credentials::new(
+                "AKIDTEST",
+                "test-secret",
+                None,
+                None,
+                "tests",
+            ))
             .endpoint_url(&endpoint)
             .build(),
     );
@@ -115,33 +131,66 @@ async fn the_lambda_host_and_the_broker_report_what_happened() -> anyhow::Result
     // Three that succeed; one that raises on its first receive, and with maxReceiveCount 1 is
     // moved to the dead-letter queue instead of a second receive.
     for body in ["ok", "ok", "raise-once", "ok"] {
-        sqs.send_message().queue_url(&queue_url).message_body(body).send().await?;
+        sqs.send_message()
+            .queue_url(&queue_url)
+            .message_body(body)
+            .send()
+            .await?;
     }
 
     let fn_attr = "faas.name=worker";
-    assert_eq!(wait_for(addrs.query, "faas.invocations", fn_attr, |v| v >= 4.0).await?, 4.0);
-    assert_eq!(wait_for(addrs.query, "faas.errors", fn_attr, |v| v >= 1.0).await?, 1.0);
+    assert_eq!(
+        wait_for(addrs.query, "faas.invocations", fn_attr, |v| v >= 4.0).await?,
+        4.0
+    );
+    assert_eq!(
+        wait_for(addrs.query, "faas.errors", fn_attr, |v| v >= 1.0).await?,
+        1.0
+    );
     assert_eq!(
         wait_for(addrs.query, "faas.coldstarts", fn_attr, |v| v >= 1.0).await?,
         1.0,
         "one environment, started once, reused warm"
     );
-    assert_eq!(wait_for(addrs.query, "aws.lambda.throttles", fn_attr, |v| v >= 0.0).await?, 0.0);
+    assert_eq!(
+        wait_for(addrs.query, "aws.lambda.throttles", fn_attr, |v| v >= 0.0).await?,
+        0.0
+    );
     wait_for(addrs.query, "faas.invoke_duration", fn_attr, |v| v >= 4.0).await?;
 
     let q = "messaging.destination.name=work";
-    assert_eq!(wait_for(addrs.query, "aws.sqs.number_of_messages_sent", q, |v| v >= 4.0).await?, 4.0);
-    assert_eq!(wait_for(addrs.query, "aws.sqs.number_of_messages_deleted", q, |v| v >= 3.0).await?, 3.0);
+    assert_eq!(
+        wait_for(addrs.query, "aws.sqs.number_of_messages_sent", q, |v| v
+            >= 4.0)
+        .await?,
+        4.0
+    );
+    assert_eq!(
+        wait_for(addrs.query, "aws.sqs.number_of_messages_deleted", q, |v| v
+            >= 3.0)
+        .await?,
+        3.0
+    );
     let dlq = "messaging.destination.name=work-dlq";
     assert_eq!(
-        wait_for(addrs.query, "aws.sqs.approximate_number_of_messages_visible", dlq, |v| v >= 1.0)
-            .await?,
+        wait_for(
+            addrs.query,
+            "aws.sqs.approximate_number_of_messages_visible",
+            dlq,
+            |v| v >= 1.0
+        )
+        .await?,
         1.0,
         "the failed message waits in the dead-letter queue"
     );
     assert_eq!(
-        wait_for(addrs.query, "aws.sqs.approximate_number_of_messages_visible", q, |v| v == 0.0)
-            .await?,
+        wait_for(
+            addrs.query,
+            "aws.sqs.approximate_number_of_messages_visible",
+            q,
+            |v| v == 0.0
+        )
+        .await?,
         0.0
     );
     Ok(())
