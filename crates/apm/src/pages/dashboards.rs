@@ -99,7 +99,7 @@ fn per_bucket(
 }
 
 fn total(series: &[MetricSeries]) -> f64 {
-    series.iter().map(|s| s.total.value).sum()
+    series.iter().fold(0.0, |a, s| a + s.total.value)
 }
 
 fn chart(
