@@ -1,6 +1,9 @@
 //! The dashboards over stored OTLP metrics: a system's page shows its functions' invocations,
 //! errors and cold starts and its queues' depth (a dead-letter queue marked as such), a time
-//! range in the URL, and an unknown system is a 404 page.
+//! range in the URL, and an unknown system is a 404 page; a service's page lists its own
+//! (business) metrics.
+
+mod support;
 
 use std::sync::Arc;
 
@@ -146,5 +149,64 @@ async fn a_system_dashboard_shows_its_functions_and_queues() -> anyhow::Result<(
     let (status, bad) = get(&app, "/dashboards/onboarding?lookback=soon").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(bad.contains("lookback"), "{bad}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_service_page_lists_its_business_metrics_by_attribute() -> anyhow::Result<()> {
+    let t = now() - 5 * 60 * 1_000_000_000;
+    let dir = tempfile::tempdir()?;
+    let mut config = StoreConfig::new(dir.path());
+    config.settle_secs = 0;
+    let store = Arc::new(Store::open(config)?);
+    store.write_traces(support::trace_data::two_service_trace(t))?;
+    let api = support::trace_data::API;
+    let export = |ctype: &str, n: i64| ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", api)],
+                ..Resource::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![metric(
+                    "onboarding.requests",
+                    ("customer.type", ctype),
+                    n,
+                    true,
+                    t,
+                )],
+                ..ScopeMetrics::default()
+            }],
+            ..ResourceMetrics::default()
+        }],
+    };
+    store.write_metrics(export("premium", 7))?;
+    store.write_metrics(export("standard", 11))?;
+    let app = throughline_apm::router(store);
+    let (status, page) = get(&app, &format!("/services/{api}?lookback=1h")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let table = page
+        .split("data-testid=\"service-metrics\"")
+        .nth(1)
+        .unwrap_or_default();
+    assert!(table.contains("<code>onboarding.requests</code>"), "{page}");
+    assert!(
+        table.contains("customer.type=premium</td><td>7.000<"),
+        "{table}"
+    );
+    assert!(
+        table.contains("customer.type=standard</td><td>11.000<"),
+        "{table}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unknown_dashboard_is_a_404_page() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(Store::open(StoreConfig::new(dir.path()))?);
+    let app = throughline_apm::router(store);
+    let (status, _) = get(&app, "/dashboards/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     Ok(())
 }
