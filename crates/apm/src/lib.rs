@@ -24,6 +24,7 @@ use axum::routing::get;
 use throughline_store::TraceReader;
 
 pub use error::PageError;
+pub use pages::dashboards::Dashboard;
 
 use params::Params;
 
@@ -73,6 +74,7 @@ struct Apm {
     alerts: Option<Arc<throughline_alerts::Alerts>>,
     map_memory: Arc<pages::queue_hops::MapMemory>,
     endpoints: Arc<OtlpEndpoints>,
+    dashboards: Arc<Vec<Dashboard>>,
 }
 
 /// The APM pages over `reader`, telling a newcomer the default OTLP ports; see [`router_with`].
@@ -86,7 +88,17 @@ pub fn router(reader: Arc<dyn TraceReader>) -> Router {
 /// router into its own. Every answer carries [`CONTENT_SECURITY_POLICY`] and
 /// `X-Content-Type-Options: nosniff`.
 pub fn router_with(reader: Arc<dyn TraceReader>, endpoints: OtlpEndpoints) -> Router {
-    router_with_alerts(reader, endpoints, None)
+    router_full(reader, endpoints, Vec::new(), None)
+}
+
+/// [`router_with`] plus `/dashboards` and `/dashboards/{system}` for `dashboards` (an unknown
+/// system is a 404 page).
+pub fn router_with_dashboards(
+    reader: Arc<dyn TraceReader>,
+    endpoints: OtlpEndpoints,
+    dashboards: Vec<Dashboard>,
+) -> Router {
+    router_full(reader, endpoints, dashboards, None)
 }
 
 /// [`router_with`] plus `/alerts`, the page of the running alert rules (`None`: it says how to
@@ -96,7 +108,19 @@ pub fn router_with_alerts(
     endpoints: OtlpEndpoints,
     alerts: Option<Arc<throughline_alerts::Alerts>>,
 ) -> Router {
+    router_full(reader, endpoints, Vec::new(), alerts)
+}
+
+/// Every page: [`router_with`], the `dashboards` and the running `alerts`.
+pub fn router_full(
+    reader: Arc<dyn TraceReader>,
+    endpoints: OtlpEndpoints,
+    dashboards: Vec<Dashboard>,
+    alerts: Option<Arc<throughline_alerts::Alerts>>,
+) -> Router {
     Router::new()
+        .route("/dashboards", get(dashboard_list))
+        .route("/dashboards/{system}", get(dashboard))
         .route("/", get(|| async { Redirect::to("/search") }))
         .route("/search", get(search))
         .route("/trace", get(trace_box))
@@ -122,6 +146,7 @@ pub fn router_with_alerts(
             alerts,
             map_memory: Arc::default(),
             endpoints: Arc::new(endpoints),
+            dashboards: Arc::new(dashboards),
         })
         .layer(axum::middleware::map_response(secure_headers))
 }
@@ -300,6 +325,28 @@ async fn errors(
 async fn alerts_page(State(apm): State<Apm>) -> Result<Html<String>, PageError> {
     render(apm.clone(), move |_| {
         Ok(pages::alerts::page(apm.alerts.as_deref()))
+    })
+    .await
+}
+
+async fn dashboard_list(State(apm): State<Apm>) -> Html<String> {
+    Html(pages::dashboards::list(&apm.dashboards))
+}
+
+async fn dashboard(
+    State(apm): State<Apm>,
+    Path(system): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Html<String>, PageError> {
+    let dashboards = Arc::clone(&apm.dashboards);
+    render(apm, move |r| {
+        pages::dashboards::page(
+            r,
+            &dashboards,
+            &system,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
+        )
     })
     .await
 }

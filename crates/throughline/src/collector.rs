@@ -187,8 +187,13 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
             ..throughline_alerts::Delivery::default()
         },
     ));
-    let pages = throughline_apm::router_with_alerts(store.clone(), endpoints, Some(alerts.clone()))
-        .merge(throughline_alerts::api_router(alerts.clone()));
+    let pages = throughline_apm::router_full(
+        store.clone(),
+        endpoints,
+        crate::systems::dashboards(),
+        Some(alerts.clone()),
+    )
+    .merge(throughline_alerts::api_router(alerts.clone()));
     let sink = alerts.sink(store.clone());
     let running = Collector::start(config, sink, store.clone(), Some(pages)).await?;
     alerts.set_external_url(format!("http://{}", running.query_addr));

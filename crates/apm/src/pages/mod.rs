@@ -2,6 +2,7 @@
 //! badges and sentences in [`findings`].
 
 pub mod alerts;
+pub mod dashboards;
 pub mod database;
 pub mod errors;
 mod findings;
