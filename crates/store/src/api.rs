@@ -418,6 +418,8 @@ pub trait TraceReader: Send + Sync {
     fn database(&self, query: &crate::DatabaseQuery) -> Result<crate::DatabaseReport, StoreError>;
     /// Error spans of a window grouped by service, exception type and message, most first.
     fn errors(&self, query: &crate::ErrorQuery) -> Result<Vec<crate::ErrorGroup>, StoreError>;
+    /// Log records matching the query, newest first.
+    fn search_logs(&self, query: &crate::LogQuery) -> Result<Vec<crate::StoredLog>, StoreError>;
 }
 
 #[cfg(test)]

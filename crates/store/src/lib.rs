@@ -70,6 +70,7 @@ mod findings;
 mod graph;
 mod integrity;
 pub mod limits;
+pub mod logs;
 mod metrics;
 mod query;
 mod sealed;
@@ -84,6 +85,7 @@ pub use database::{DatabaseQuery, DatabaseReport};
 pub use errors::{ErrorGroup, ErrorQuery, ErrorSpan, SpanError, error_spans, span_error};
 pub use facts::UNKNOWN_SERVICE;
 pub use findings::FindingsConfig;
+pub use logs::{DEFAULT_LOG_LIMIT, LogQuery, Severity, StoredLog};
 pub use query::{DEFAULT_LIMIT, summarize_trace};
 pub use store::{Store, StoreConfig};
 

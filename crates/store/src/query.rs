@@ -217,6 +217,11 @@ impl TraceReader for Store {
         self.error_groups(query)
     }
 
+    fn search_logs(&self, query: &crate::LogQuery) -> Result<Vec<crate::StoredLog>, StoreError> {
+        check_range(query.start_unix_nanos, query.end_unix_nanos)?;
+        Store::search_logs(self, query)
+    }
+
     fn find_traces(&self, query: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
         check_range(query.start_unix_nanos, query.end_unix_nanos)?;
         let limit = if query.limit == 0 {

@@ -8,6 +8,7 @@
 //! an `fdatasync` per write. Derived state (span metrics, service graph, integrity) is
 //! checkpointed periodically and rebuilt from the log records written after the checkpoint.
 
+mod logs;
 mod open;
 mod read;
 mod upkeep;
