@@ -52,6 +52,7 @@ pub enum Nav {
     Services,
     Database,
     Errors,
+    Logs,
     Integrity,
     None,
 }
@@ -75,6 +76,7 @@ pub fn page(title: &str, nav: Nav, body: &str) -> String {
         (Nav::Services, "/services", "Services"),
         (Nav::Database, "/database", "Database"),
         (Nav::Errors, "/errors", "Errors"),
+        (Nav::Logs, "/logs", "Logs"),
         (Nav::Integrity, "/integrity", "Integrity"),
     ] {
         let current = if target == nav {

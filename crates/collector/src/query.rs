@@ -1,6 +1,6 @@
 //! The Jaeger-compatible query API (the endpoints Grafana's Jaeger data source and the Jaeger UI
 //! call), `/metrics`, and throughline's own `/api/throughline/integrity`, `/findings`,
-//! `/database` and `/errors`.
+//! `/database`, `/errors` and `/logs`.
 //!
 //! Every answer uses Jaeger's envelope `{"data", "total", "limit", "offset", "errors"}`; errors
 //! carry `{"code", "msg"}` and the matching HTTP status.
@@ -16,6 +16,7 @@ use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use throughline_jaeger::analysis::{self, DatabaseAnswer, ErrorGroupRow, FindingReport};
+use throughline_jaeger::logs::LogRow;
 use throughline_jaeger::params::{self, ParamError, Params, SearchDefaults};
 use throughline_jaeger::{DependencyLink, Envelope, IntegrityReport, Operation, otlp};
 use throughline_store::{
@@ -104,6 +105,7 @@ impl QueryServer {
             .route("/api/throughline/findings", get(findings))
             .route("/api/throughline/database", get(database))
             .route("/api/throughline/errors", get(errors))
+            .route("/api/throughline/logs", get(logs))
             .route("/metrics", get(metrics))
             .with_state(state);
         match self.pages {
@@ -466,6 +468,15 @@ async fn errors(
     let query = analysis::error_query(&q, now_nanos(), SEARCH_DEFAULTS.lookback_nanos)?;
     let groups = read(&state.reader, move |r| r.errors(&query)).await?;
     Ok(ok(groups.iter().map(ErrorGroupRow::from).collect()))
+}
+
+/// `/api/throughline/logs?service=&severity=&q=&traceID=&spanID=&lookback=&limit=`: data are
+/// [`LogRow`]s, newest first; a bad parameter is a 400 naming it.
+async fn logs(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
+    let query = throughline_jaeger::logs::log_query(&q, now_nanos(), SEARCH_DEFAULTS.lookback_nanos)?;
+    let found = read(&state.reader, move |r| r.search_logs(&query)).await?;
+    Ok(ok(found.iter().map(LogRow::from).collect()))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
