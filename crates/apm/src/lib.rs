@@ -285,7 +285,10 @@ async fn errors(
     .await
 }
 
-async fn logs(State(apm): State<Apm>, RawQuery(query): RawQuery) -> Result<Html<String>, PageError> {
+async fn logs(
+    State(apm): State<Apm>,
+    RawQuery(query): RawQuery,
+) -> Result<Html<String>, PageError> {
     render(apm, move |r| {
         pages::logs::page(
             r,

@@ -472,9 +472,13 @@ async fn errors(
 
 /// `/api/throughline/logs?service=&severity=&q=&traceID=&spanID=&lookback=&limit=`: data are
 /// [`LogRow`]s, newest first; a bad parameter is a 400 naming it.
-async fn logs(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn logs(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let q = Params::parse(raw.as_deref().unwrap_or_default());
-    let query = throughline_jaeger::logs::log_query(&q, now_nanos(), SEARCH_DEFAULTS.lookback_nanos)?;
+    let query =
+        throughline_jaeger::logs::log_query(&q, now_nanos(), SEARCH_DEFAULTS.lookback_nanos)?;
     let found = read(&state.reader, move |r| r.search_logs(&query)).await?;
     Ok(ok(found.iter().map(LogRow::from).collect()))
 }

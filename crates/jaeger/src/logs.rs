@@ -40,7 +40,9 @@ pub fn log_query(
             n if n > MAX_LOG_LIMIT as u64 => {
                 return Err(ParamError::new(
                     "limit",
-                    format!("{n} is more than {MAX_LOG_LIMIT}, the most records one search returns"),
+                    format!(
+                        "{n} is more than {MAX_LOG_LIMIT}, the most records one search returns"
+                    ),
                 ));
             }
             n => n as usize,
@@ -132,7 +134,10 @@ mod tests {
             q.trace_id.map(|t| t.to_string()).as_deref(),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
-        assert_eq!((q.start_unix_nanos, q.end_unix_nanos), (NOW - 2 * HOUR, NOW));
+        assert_eq!(
+            (q.start_unix_nanos, q.end_unix_nanos),
+            (NOW - 2 * HOUR, NOW)
+        );
         assert_eq!(q.limit, 5);
         let empty = log_query(&Params::parse("service=&severity=&q=&traceID="), NOW, HOUR).unwrap();
         assert_eq!(empty.service, None);

@@ -38,13 +38,15 @@ pub fn of_trace(reader: &dyn TraceReader, id: TraceId) -> Result<Vec<StoredLog>,
 
 /// The severity as a coloured badge.
 pub fn severity_badge(log: &StoredLog) -> String {
-    let class = Severity::of_number(throughline_store::logs::severity_number(&log.record))
-        .map_or("unset", |s| match s {
+    let class = Severity::of_number(throughline_store::logs::severity_number(&log.record)).map_or(
+        "unset",
+        |s| match s {
             Severity::Trace | Severity::Debug => "debug",
             Severity::Info => "info",
             Severity::Warn => "warn",
             Severity::Error | Severity::Fatal => "error",
-        });
+        },
+    );
     format!(
         "<span class=\"sev sev-{class}\">{}</span>",
         Esc(&log.severity_text())
@@ -109,7 +111,9 @@ pub fn page(reader: &dyn TraceReader, params: &Params, now: u64) -> Result<Strin
         };
         let _ = write!(body, "<option{sel}>{}</option>", Esc(s));
     }
-    body.push_str("</select></label><label>Severity<select name=\"severity\"><option value=\"\">any</option>");
+    body.push_str(
+        "</select></label><label>Severity<select name=\"severity\"><option value=\"\">any</option>",
+    );
     for s in Severity::ALL {
         let sel = if query.min_severity == Some(s) {
             " selected"

@@ -64,7 +64,11 @@ pub fn page(reader: &dyn TraceReader, id: TraceId, params: &Params) -> Result<St
             "<aside class=\"detail\" aria-label=\"span detail\" data-testid=\"span-detail\">",
         );
         span_detail::render(&mut body, reader, &tree, i, &palette);
-        selected_span_logs(&mut body, &tree, span_logs.get(&i).map_or(&[][..], Vec::as_slice));
+        selected_span_logs(
+            &mut body,
+            &tree,
+            span_logs.get(&i).map_or(&[][..], Vec::as_slice),
+        );
         body.push_str("</aside>");
     }
     body.push_str("</div>");
@@ -425,7 +429,8 @@ fn waterfall(
         // The span's first log records under it, one level deeper, so that they fold with it.
         let log_hidden = hidden || collapsed;
         for log in own_logs.iter().take(ROW_LOGS) {
-            let at = log.time_unix_nanos.saturating_sub(tree.start_unix_nanos) as f64 * 100.0 / total;
+            let at =
+                log.time_unix_nanos.saturating_sub(tree.start_unix_nanos) as f64 * 100.0 / total;
             let _ = write!(
                 body,
                 "<div class=\"r lg{}\" data-d=\"{}\" data-testid=\"waterfall-log\"><span class=\"l\" style=\"--d:{}\"><span class=\"t\"></span>{} {}</span><span class=\"b\"><i class=\"lgdot\" style=\"left:{:.3}%\" title=\"+{}\"></i></span></div>",
@@ -498,7 +503,9 @@ fn trace_log_list(body: &mut String, tree: &TraceTree<'_>, all: &[StoredLog]) {
                     "<a href=\"?span={sid}#span-logs\" data-testid=\"log-span\">{}</a>",
                     Esc(&tree.spans[i].span.name)
                 ),
-                None => format!("<code>{sid}</code> <span class=\"muted\">(not in this trace)</span>"),
+                None => {
+                    format!("<code>{sid}</code> <span class=\"muted\">(not in this trace)</span>")
+                }
             },
             None => "<span class=\"muted\">–</span>".to_owned(),
         };
