@@ -5,7 +5,9 @@ use std::ffi::OsString;
 use std::sync::Arc;
 
 use anyhow::Context;
-use throughline_lambda_host::{EventSourceMapping, RawHostConfig, StdoutLog};
+use opentelemetry::logs::LoggerProvider as _;
+use throughline_lambda_host::{EventSourceMapping, OtlpLog, PlatformLog, RawHostConfig, StdoutLog};
+use throughline_telemetry::{Telemetry, TelemetryConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Flags of `throughline lambda`.
@@ -64,17 +66,41 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
+    let (log, telemetry) = platform_log(&config.function_name)?;
     let runtime = tokio::runtime::Runtime::new().context("could not start the tokio runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         // AWS_ENDPOINT_URL_SQS, AWS_REGION and the usual credentials; none needed on loopback.
         let sqs = throughline_lambda_host::sqs_client::client_from_env().await;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        EventSourceMapping::new(config, sqs, Arc::new(StdoutLog))
-            .run(shutdown)
-            .await?;
+        EventSourceMapping::new(config, sqs, log).run(shutdown).await?;
         Ok(())
-    })
+    });
+    // The last platform lines go out before the process ends.
+    if let Some(telemetry) = telemetry {
+        let _ = telemetry.shutdown(std::time::Duration::from_secs(5));
+    }
+    result
+}
+
+/// Where the platform lines go: stdout always and, when `OTEL_LOGS_EXPORTER=otlp` (as
+/// `throughline up` sets it), OTLP log records whose resource names the function as the service,
+/// as Lambda sends them to the function's CloudWatch log group. The host's own diagnostics are
+/// not the function's, so only the logs pipeline is built here.
+fn platform_log(function_name: &str) -> anyhow::Result<(Arc<dyn PlatformLog>, Option<Telemetry>)> {
+    let mut env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    env.insert("OTEL_SERVICE_NAME".into(), function_name.to_owned());
+    env.insert("OTEL_TRACES_EXPORTER".into(), "none".into());
+    env.insert("OTEL_METRICS_EXPORTER".into(), "none".into());
+    let config = TelemetryConfig::from_env(env).context("the OTEL_* settings of the platform log")?;
+    let telemetry = Telemetry::builder(config)
+        .build()
+        .context("could not set up the platform log's OTLP export")?;
+    let Some(provider) = telemetry.logger_provider() else {
+        return Ok((Arc::new(StdoutLog), None));
+    };
+    let log = OtlpLog::new(provider.logger("throughline-lambda-host"));
+    Ok((Arc::new(log), Some(telemetry)))
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
