@@ -395,13 +395,13 @@ impl Environment {
         let report_context = if status.is_some() { &error } else { &info };
         log.invocation_line(
             &platform_log::report_line(&InvocationReport {
-            request_id: request_id.to_owned(),
-            duration: finished_at - invoked_at,
-            memory_size_mb: self.spec.memory_mb,
-            max_memory_used_mb,
-            init_duration: report_init,
-            status,
-        }),
+                request_id: request_id.to_owned(),
+                duration: finished_at - invoked_at,
+                memory_size_mb: self.spec.memory_mb,
+                max_memory_used_mb,
+                init_duration: report_init,
+                status,
+            }),
             report_context,
         );
         outcome

@@ -80,9 +80,7 @@ impl<L: opentelemetry::logs::Logger + Send + Sync> PlatformLog for OtlpLog<L> {
 }
 
 /// The trace id every record carries, `None` when one carries none or they differ.
-pub fn batch_trace_id(
-    records: &[aws_lambda_events::event::sqs::SqsMessage],
-) -> Option<[u8; 16]> {
+pub fn batch_trace_id(records: &[aws_lambda_events::event::sqs::SqsMessage]) -> Option<[u8; 16]> {
     use opentelemetry::trace::TraceContextExt as _;
     let propagator = throughline_propagation::TraceContextPropagator::new();
     let mut found = None;

@@ -73,7 +73,9 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
         let sqs = throughline_lambda_host::sqs_client::client_from_env().await;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        EventSourceMapping::new(config, sqs, log).run(shutdown).await?;
+        EventSourceMapping::new(config, sqs, log)
+            .run(shutdown)
+            .await?;
         Ok(())
     });
     // The last platform lines go out before the process ends.
@@ -92,7 +94,8 @@ fn platform_log(function_name: &str) -> anyhow::Result<(Arc<dyn PlatformLog>, Op
     env.insert("OTEL_SERVICE_NAME".into(), function_name.to_owned());
     env.insert("OTEL_TRACES_EXPORTER".into(), "none".into());
     env.insert("OTEL_METRICS_EXPORTER".into(), "none".into());
-    let config = TelemetryConfig::from_env(env).context("the OTEL_* settings of the platform log")?;
+    let config =
+        TelemetryConfig::from_env(env).context("the OTEL_* settings of the platform log")?;
     let telemetry = Telemetry::builder(config)
         .build()
         .context("could not set up the platform log's OTLP export")?;
