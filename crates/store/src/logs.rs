@@ -351,7 +351,7 @@ pub fn block_may_match(b: &LogBlock, q: &LogQuery, service: Option<Option<u32>>)
     if q.min_severity.is_some_and(|s| b.max_severity < s.number()) {
         return false;
     }
-    !(q.span_id.is_some() && !b.has_span_ids)
+    q.span_id.is_none() || b.has_span_ids
 }
 
 /// Reads a log block and adds the records the query wants to `out`.
