@@ -513,7 +513,11 @@ pub fn seeds_like_logs(
                 Some((trace_id(n), log_span_id(n, i % 4))),
                 vec![kv(
                     "customer.type",
-                    if n.is_multiple_of(3) { "business" } else { "consumer" },
+                    if n.is_multiple_of(3) {
+                        "business"
+                    } else {
+                        "consumer"
+                    },
                 )],
             )
         })
