@@ -52,6 +52,7 @@ pub enum Nav {
     Services,
     Database,
     Errors,
+    Logs,
     Integrity,
     Alerts,
     None,
@@ -76,6 +77,7 @@ pub fn page(title: &str, nav: Nav, body: &str) -> String {
         (Nav::Services, "/services", "Services"),
         (Nav::Database, "/database", "Database"),
         (Nav::Errors, "/errors", "Errors"),
+        (Nav::Logs, "/logs", "Logs"),
         (Nav::Integrity, "/integrity", "Integrity"),
         (Nav::Alerts, "/alerts", "Alerts"),
     ] {

@@ -1,5 +1,5 @@
-//! The APM web pages: search, trace waterfall, service map, services, database, errors, trace
-//! integrity.
+//! The APM web pages: search, trace waterfall (with each span's log records), service map,
+//! services, database, errors, logs, trace integrity.
 //!
 //! [`router`] serves server-rendered HTML over any [`TraceReader`]; charts, the waterfall's axis
 //! and the service map are SVG written here in Rust, with one small stylesheet and script
@@ -83,7 +83,7 @@ pub fn router(reader: Arc<dyn TraceReader>) -> Router {
 }
 
 /// The APM pages over `reader`: `/`, `/search`, `/trace/{traceId}`, `/map`, `/services`,
-/// `/services/{service}`, `/database`, `/errors`, `/integrity`, `/alerts` and `/static/*`, with `endpoints` named on the empty
+/// `/services/{service}`, `/database`, `/errors`, `/logs`, `/integrity`, `/alerts`, `/dashboards` and `/static/*`, with `endpoints` named on the empty
 /// state. Routes are disjoint from the Jaeger API's `/api/*`, so the query server can merge this
 /// router into its own. Every answer carries [`CONTENT_SECURITY_POLICY`] and
 /// `X-Content-Type-Options: nosniff`.
@@ -132,6 +132,7 @@ pub fn router_full(
         .route("/database", get(database))
         .route("/errors", get(errors))
         .route("/alerts", get(alerts_page))
+        .route("/logs", get(logs))
         .route(
             "/static/apm.css",
             get(|| async { asset(STYLESHEET, "text/css; charset=utf-8") }),
@@ -344,6 +345,20 @@ async fn dashboard(
             r,
             &dashboards,
             &system,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
+        )
+    })
+    .await
+}
+
+async fn logs(
+    State(apm): State<Apm>,
+    RawQuery(query): RawQuery,
+) -> Result<Html<String>, PageError> {
+    render(apm, move |r| {
+        pages::logs::page(
+            r,
             &Params::parse(query.as_deref().unwrap_or_default()),
             now_unix_nanos(),
         )

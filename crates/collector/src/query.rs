@@ -1,6 +1,6 @@
 //! The Jaeger-compatible query API (the endpoints Grafana's Jaeger data source and the Jaeger UI
 //! call), `/metrics`, and throughline's own `/api/throughline/integrity`, `/findings`,
-//! `/database`, `/errors` and `/metrics` (stored OTLP metric series, `/metrics/names`).
+//! `/database`, `/errors`, `/logs` and `/metrics` (stored OTLP metric series, `/metrics/names`).
 //!
 //! Every answer uses Jaeger's envelope `{"data", "total", "limit", "offset", "errors"}`; errors
 //! carry `{"code", "msg"}` and the matching HTTP status.
@@ -16,6 +16,7 @@ use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use throughline_jaeger::analysis::{self, DatabaseAnswer, ErrorGroupRow, FindingReport};
+use throughline_jaeger::logs::LogRow;
 use throughline_jaeger::params::{self, ParamError, Params, SearchDefaults};
 use throughline_jaeger::{DependencyLink, Envelope, IntegrityReport, Operation, otlp};
 use throughline_store::{
@@ -106,6 +107,7 @@ impl QueryServer {
             .route("/api/throughline/errors", get(errors))
             .route("/api/throughline/metrics", get(metric_series))
             .route("/api/throughline/metrics/names", get(metric_names))
+            .route("/api/throughline/logs", get(logs))
             .route("/metrics", get(metrics))
             .with_state(state);
         match self.pages {
@@ -491,6 +493,19 @@ async fn metric_names(
     let service = q.get("service").map(str::to_owned);
     let names = read(&state.reader, move |r| r.metric_names(service.as_deref())).await?;
     Ok(ok(names))
+}
+
+/// `/api/throughline/logs?service=&severity=&q=&traceID=&spanID=&lookback=&limit=`: data are
+/// [`LogRow`]s, newest first; a bad parameter is a 400 naming it.
+async fn logs(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
+    let query =
+        throughline_jaeger::logs::log_query(&q, now_nanos(), SEARCH_DEFAULTS.lookback_nanos)?;
+    let found = read(&state.reader, move |r| r.search_logs(&query)).await?;
+    Ok(ok(found.iter().map(LogRow::from).collect()))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -119,6 +119,7 @@ impl Platform {
             ("OTEL_TRACES_SAMPLER", "parentbased_always_on".into()),
             ("OTEL_PROPAGATORS", "tracecontext,baggage".into()),
             ("OTEL_METRICS_EXPORTER", "otlp".into()),
+            ("OTEL_LOGS_EXPORTER", "otlp".into()),
             ("OTEL_BSP_SCHEDULE_DELAY", delay.clone()),
             ("OTEL_BLRP_SCHEDULE_DELAY", delay),
             (

@@ -6,12 +6,14 @@
 //!   their defaults), so the query API writes it and `throughline verify`/`load` read it.
 //! - [`analysis`]: throughline's own findings, database and error-group answers and their
 //!   query parameters.
+//! - [`logs`]: the log search's parameters and items (`/api/throughline/logs`, the Logs page).
 //! - [`otlp`]: stored OTLP spans in that model, as Jaeger's own OTLP translator maps them.
 //! - [`params`]: the query-parameter parser of the Jaeger-compatible API and the APM pages
 //!   (percent-decoding, Go durations, tags, ids, the time window, a whole search); every bad value
 //!   is a [`ParamError`] naming its parameter.
 
 pub mod analysis;
+pub mod logs;
 pub mod model;
 pub mod otlp;
 pub mod params;

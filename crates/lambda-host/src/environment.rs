@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use throughline_instrument::aws_metrics::{FunctionMetrics, InvocationResult};
 
-use crate::platform_log::{self, InvocationReport, PlatformLog};
+use crate::platform_log::{self, InvocationReport, LineContext, PlatformLog};
 use crate::runtime_api::{Invocation, RuntimeApi, RuntimeEvent};
 
 /// What an environment needs to know to start and run the function.
@@ -284,11 +284,30 @@ impl Environment {
     /// or a function error the environment is frozen once the runtime is back in `/next`; after
     /// anything else it is killed and must be dropped.
     pub async fn invoke(&mut self, request_id: &str, payload: Bytes) -> InvocationOutcome {
+        self.invoke_in_trace(request_id, payload, None).await
+    }
+
+    /// [`Environment::invoke`] for a batch whose records all carry `trace_id`: the platform
+    /// lines say so (an OTLP platform log files them under that trace).
+    pub async fn invoke_in_trace(
+        &mut self,
+        request_id: &str,
+        payload: Bytes,
+        trace_id: Option<[u8; 16]>,
+    ) -> InvocationOutcome {
         let log = self.spec.log.clone();
         let metrics = self.spec.metrics.clone();
         if let Some(m) = &metrics {
             m.started();
         }
+        let info = LineContext {
+            trace_id,
+            error: false,
+        };
+        let error = LineContext {
+            trace_id,
+            error: true,
+        };
         let init_duration = if self.initialised {
             None
         } else {
@@ -304,7 +323,10 @@ impl Environment {
                     }
                     self.kill().await;
                     if let InvocationOutcome::Failed(reason) = &failed {
-                        log.line(&format!("RequestId: {request_id} Error: {reason}"));
+                        log.invocation_line(
+                            &format!("RequestId: {request_id} Error: {reason}"),
+                            &error,
+                        );
                     }
                     return failed;
                 }
@@ -317,7 +339,7 @@ impl Environment {
         };
         self.reported_init = true;
 
-        log.line(&platform_log::start_line(request_id));
+        log.invocation_line(&platform_log::start_line(request_id), &info);
         let invoked_at = Instant::now();
         let deadline = invoked_at + self.spec.timeout;
         self.thaw();
@@ -369,11 +391,12 @@ impl Environment {
             InvocationOutcome::Failed(_) => Some("error"),
         };
         match &outcome {
-            InvocationOutcome::Timeout => {
-                log.line(&platform_log::timeout_line(request_id, self.spec.timeout))
-            }
+            InvocationOutcome::Timeout => log.invocation_line(
+                &platform_log::timeout_line(request_id, self.spec.timeout),
+                &error,
+            ),
             InvocationOutcome::Failed(reason) => {
-                log.line(&format!("RequestId: {request_id} Error: {reason}"));
+                log.invocation_line(&format!("RequestId: {request_id} Error: {reason}"), &error);
             }
             _ => {}
         }
@@ -383,7 +406,7 @@ impl Environment {
         } else {
             self.kill().await;
         }
-        log.line(&platform_log::end_line(request_id));
+        log.invocation_line(&platform_log::end_line(request_id), &info);
         if let Some(m) = &metrics {
             let result = match &outcome {
                 InvocationOutcome::Response(_) => InvocationResult::Success,
@@ -393,14 +416,18 @@ impl Environment {
             };
             m.finished(result, finished_at - invoked_at, report_init);
         }
-        log.line(&platform_log::report_line(&InvocationReport {
-            request_id: request_id.to_owned(),
-            duration: finished_at - invoked_at,
-            memory_size_mb: self.spec.memory_mb,
-            max_memory_used_mb,
-            init_duration: report_init,
-            status,
-        }));
+        let report_context = if status.is_some() { &error } else { &info };
+        log.invocation_line(
+            &platform_log::report_line(&InvocationReport {
+                request_id: request_id.to_owned(),
+                duration: finished_at - invoked_at,
+                memory_size_mb: self.spec.memory_mb,
+                max_memory_used_mb,
+                init_duration: report_init,
+                status,
+            }),
+            report_context,
+        );
         outcome
     }
 

@@ -17,6 +17,6 @@ pub mod sqs_event;
 pub use config::{ConfigError, HostConfig, RawHostConfig};
 pub use environment::{Environment, EnvironmentSpec, InvocationOutcome, StartError};
 pub use mapping::{EventSourceMapping, MappingError};
-pub use platform_log::{PlatformLog, StdoutLog};
+pub use platform_log::{LineContext, OtlpLog, PlatformLog, StdoutLog};
 pub use runtime_api::RuntimeApi;
 pub use sqs_event::{BatchFailure, BatchOutcome, EventSource};

@@ -220,7 +220,8 @@ impl Poller {
             };
             // An invocation is not cut short by shutdown: it ends or times out (bounded by the
             // function timeout), and its batch is settled, as the batch would be on Lambda.
-            let outcome = env.invoke(&request_id, payload).await;
+            let trace_id = crate::platform_log::batch_trace_id(&event.records);
+            let outcome = env.invoke_in_trace(&request_id, payload, trace_id).await;
             if !outcome.environment_survives() {
                 environment = None;
             }

@@ -8,6 +8,95 @@ use std::time::Duration;
 pub trait PlatformLog: Send + Sync + std::fmt::Debug {
     /// Writes one line (no trailing newline).
     fn line(&self, line: &str);
+
+    /// Writes one line of an invocation: `context` says which trace the invocation's records
+    /// belong to (when they all carry one) and whether the line reports a failure. Plain
+    /// writers ignore it.
+    fn invocation_line(&self, line: &str, context: &LineContext) {
+        let _ = context;
+        self.line(line);
+    }
+}
+
+/// What is known about an invocation when its platform line is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineContext {
+    /// The trace id every record of the batch carries (W3C `traceparent` in the message
+    /// attributes, else `AWSTraceHeader`); `None` when they carry none or differ.
+    pub trace_id: Option<[u8; 16]>,
+    /// The line reports a timeout or an error.
+    pub error: bool,
+}
+
+/// Writes platform lines to stdout, as [`StdoutLog`], and emits each as an OpenTelemetry log
+/// record through `logger` (an OTLP log exporter's, whose resource names the function as the
+/// service): severity INFO, or ERROR for timeouts and errors, in the invocation's trace when
+/// known, as CloudWatch gets them from Lambda.
+pub struct OtlpLog<L> {
+    logger: L,
+}
+
+impl<L> OtlpLog<L> {
+    pub fn new(logger: L) -> Self {
+        Self { logger }
+    }
+}
+
+impl<L> std::fmt::Debug for OtlpLog<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpLog").finish_non_exhaustive()
+    }
+}
+
+impl<L: opentelemetry::logs::Logger + Send + Sync> PlatformLog for OtlpLog<L> {
+    fn line(&self, line: &str) {
+        self.invocation_line(line, &LineContext::default());
+    }
+
+    fn invocation_line(&self, line: &str, context: &LineContext) {
+        use opentelemetry::logs::{LogRecord as _, Severity};
+        StdoutLog.line(line);
+        let mut record = self.logger.create_log_record();
+        let now = std::time::SystemTime::now();
+        record.set_timestamp(now);
+        record.set_observed_timestamp(now);
+        let (number, text) = if context.error {
+            (Severity::Error, "ERROR")
+        } else {
+            (Severity::Info, "INFO")
+        };
+        record.set_severity_number(number);
+        record.set_severity_text(text);
+        record.set_body(line.to_owned().into());
+        if let Some(id) = context.trace_id {
+            record.set_trace_context(
+                opentelemetry::trace::TraceId::from_bytes(id),
+                opentelemetry::trace::SpanId::INVALID,
+                None,
+            );
+        }
+        self.logger.emit(record);
+    }
+}
+
+/// The trace id every record carries, `None` when one carries none or they differ.
+pub fn batch_trace_id(records: &[aws_lambda_events::event::sqs::SqsMessage]) -> Option<[u8; 16]> {
+    use opentelemetry::trace::TraceContextExt as _;
+    let propagator = throughline_propagation::TraceContextPropagator::new();
+    let mut found = None;
+    for record in records {
+        let cx = throughline_carriers::extract_lambda_sqs_record(&propagator, record);
+        let sc = cx.span().span_context().clone();
+        if !sc.is_valid() {
+            return None;
+        }
+        let id = sc.trace_id().to_bytes();
+        if found.is_some_and(|f| f != id) {
+            return None;
+        }
+        found = Some(id);
+    }
+    found
 }
 
 /// Writes platform lines to the host's stdout, interleaved with the function's output as in

@@ -470,6 +470,8 @@ pub trait TraceReader: Send + Sync {
     ) -> Result<Vec<crate::MetricSeries>, StoreError>;
     /// The names of the stored OTLP metrics, of one service when given, sorted.
     fn metric_names(&self, service: Option<&str>) -> Result<Vec<String>, StoreError>;
+    /// Log records matching the query, newest first.
+    fn search_logs(&self, query: &crate::LogQuery) -> Result<Vec<crate::StoredLog>, StoreError>;
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub struct Segment {
     /// a trace in more blocks lists the rest in `head_overflow`.
     pub head_map: HashMap<u64, [u32; 2], IdHash>,
     pub head_overflow: Vec<(u64, u32)>,
+    /// The segment's logs exports by time, service, severity and trace.
+    pub logs: crate::logs::LogIndex,
     pub sealed: bool,
     pub first_arrival: u64,
     pub last_arrival: u64,
@@ -55,6 +57,7 @@ impl Segment {
             key_blocks: Vec::new(),
             head_map: HashMap::default(),
             head_overflow: Vec::new(),
+            logs: Default::default(),
             sealed: false,
             first_arrival: 0,
             last_arrival: 0,
@@ -83,6 +86,7 @@ impl Segment {
         self.head_map = HashMap::default();
         self.head_overflow = Vec::new();
         self.blocks.shrink_to_fit();
+        self.logs.seal();
         self.sealed = true;
     }
 

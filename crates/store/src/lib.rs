@@ -72,6 +72,7 @@ mod findings;
 mod graph;
 mod integrity;
 pub mod limits;
+pub mod logs;
 mod metrics;
 pub mod otlp_metrics;
 mod query;
@@ -88,6 +89,7 @@ pub use errors::{ErrorGroup, ErrorQuery, ErrorSpan, SpanError, error_spans, span
 pub use facts::{UNKNOWN_SERVICE, service_name_of, value_string};
 pub use findings::FindingsConfig;
 pub use otlp_metrics::{MetricKind, MetricPoint, MetricQuery, MetricSeries};
+pub use logs::{DEFAULT_LOG_LIMIT, LogQuery, Severity, StoredLog};
 pub use query::{DEFAULT_LIMIT, summarize_trace};
 pub use store::{Store, StoreConfig};
 

@@ -229,6 +229,11 @@ impl TraceReader for Store {
         Ok(Store::metric_names(self, service))
     }
 
+    fn search_logs(&self, query: &crate::LogQuery) -> Result<Vec<crate::StoredLog>, StoreError> {
+        check_range(query.start_unix_nanos, query.end_unix_nanos)?;
+        Store::search_logs(self, query)
+    }
+
     fn find_traces(&self, query: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
         check_range(query.start_unix_nanos, query.end_unix_nanos)?;
         let limit = if query.limit == 0 {

@@ -431,3 +431,96 @@ impl QueryLoopTrace {
         export(&self.service, self.spans())
     }
 }
+
+/// One log record at `time_unix_nanos` with a string body, in `trace`/`span` when given.
+pub fn log_record(
+    time_unix_nanos: u64,
+    severity: crate::Severity,
+    body: &str,
+    trace: Option<(TraceId, SpanId)>,
+    attributes: Vec<KeyValue>,
+) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
+    let (trace_id, span_id) = trace.map_or((Vec::new(), Vec::new()), |(t, s)| {
+        (t.0.to_vec(), s.0.to_vec())
+    });
+    opentelemetry_proto::tonic::logs::v1::LogRecord {
+        time_unix_nano: time_unix_nanos,
+        observed_time_unix_nano: time_unix_nanos,
+        severity_number: severity.number(),
+        severity_text: severity.as_str().to_owned(),
+        body: Some(AnyValue {
+            value: Some(Value::StringValue(body.to_owned())),
+        }),
+        attributes,
+        trace_id,
+        span_id,
+        ..Default::default()
+    }
+}
+
+/// One logs export of `records` under `service`'s resource.
+pub fn log_export(
+    service: &str,
+    records: Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>,
+) -> ExportLogsServiceRequest {
+    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource(service)),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "throughline".into(),
+                    ..Default::default()
+                }),
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// The span id of span `index` of trace `n`'s log records in [`seeds_like_logs`].
+pub fn log_span_id(n: u64, index: u64) -> SpanId {
+    span_id_for(trace_id(n), index)
+}
+
+/// A logs export as a service's batch processor sends it: `records` records of `traces`
+/// consecutive traces starting at trace `first_trace`, one second apart from `base_unix_nanos`,
+/// every tenth a warning and every fiftieth an error.
+pub fn seeds_like_logs(
+    service: &str,
+    first_trace: u64,
+    traces: u64,
+    records: u64,
+    base_unix_nanos: u64,
+) -> ExportLogsServiceRequest {
+    let records = (0..records)
+        .map(|i| {
+            let n = first_trace + i % traces.max(1);
+            let severity = match i {
+                i if i % 50 == 49 => crate::Severity::Error,
+                i if i % 10 == 9 => crate::Severity::Warn,
+                _ => crate::Severity::Info,
+            };
+            log_record(
+                base_unix_nanos + i * 1_000_000,
+                severity,
+                &format!(
+                    "onboarding request {n} step {i} for customer cust-{}",
+                    n % 97
+                ),
+                Some((trace_id(n), log_span_id(n, i % 4))),
+                vec![kv(
+                    "customer.type",
+                    if n.is_multiple_of(3) {
+                        "business"
+                    } else {
+                        "consumer"
+                    },
+                )],
+            )
+        })
+        .collect();
+    log_export(service, records)
+}

@@ -5,8 +5,10 @@ use std::ffi::OsString;
 use std::sync::Arc;
 
 use anyhow::Context;
+use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::metrics::MeterProvider as _;
-use throughline_lambda_host::{EventSourceMapping, RawHostConfig, StdoutLog};
+use throughline_lambda_host::{EventSourceMapping, OtlpLog, PlatformLog, RawHostConfig, StdoutLog};
+use throughline_telemetry::{Telemetry, TelemetryConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Flags of `throughline lambda`.
@@ -66,6 +68,7 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
         )
         .try_init();
     let telemetry = host_metrics(std::env::vars().collect())?;
+    let (log, log_telemetry) = platform_log(&config.function_name)?;
     let runtime = tokio::runtime::Runtime::new().context("could not start the tokio runtime")?;
     let meter = telemetry
         .meter_provider()
@@ -75,17 +78,20 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
         let sqs = throughline_lambda_host::sqs_client::client_from_env().await;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        let mut mapping = EventSourceMapping::new(config, sqs, Arc::new(StdoutLog));
+        let mut mapping = EventSourceMapping::new(config, sqs, log);
         if let Some(meter) = meter {
             mapping = mapping.with_meter(meter);
         }
         mapping.run(shutdown).await?;
         Ok(())
     });
-    // The last invocations' figures are exported before the host exits.
+    // The last invocations' figures and platform lines are exported before the host exits.
     let flushed = telemetry.shutdown(METRICS_FLUSH_TIMEOUT);
     if !flushed.is_exported() {
         tracing::warn!(?flushed, "the last AWS/Lambda metrics were not exported");
+    }
+    if let Some(log_telemetry) = log_telemetry {
+        let _ = log_telemetry.shutdown(std::time::Duration::from_secs(5));
     }
     result
 }
@@ -109,11 +115,34 @@ fn host_metrics(
         env.insert("OTEL_METRICS_EXPORTER".into(), "none".into());
     }
     env.insert("OTEL_TRACES_EXPORTER".into(), "none".into());
+    // The platform lines have their own pipeline under the function's name (`platform_log`).
+    env.insert("OTEL_LOGS_EXPORTER".into(), "none".into());
     let config = throughline_telemetry::TelemetryConfig::from_env(env)?;
     Ok(throughline_telemetry::Telemetry::builder(config)
         .default_service_name("throughline-lambda-host")
         .default_metric_export_interval(METRICS_EXPORT_INTERVAL)
         .build()?)
+}
+
+/// Where the platform lines go: stdout always and, when `OTEL_LOGS_EXPORTER=otlp` (as
+/// `throughline up` sets it), OTLP log records whose resource names the function as the service,
+/// as Lambda sends them to the function's CloudWatch log group. The host's own diagnostics are
+/// not the function's, so only the logs pipeline is built here.
+fn platform_log(function_name: &str) -> anyhow::Result<(Arc<dyn PlatformLog>, Option<Telemetry>)> {
+    let mut env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    env.insert("OTEL_SERVICE_NAME".into(), function_name.to_owned());
+    env.insert("OTEL_TRACES_EXPORTER".into(), "none".into());
+    env.insert("OTEL_METRICS_EXPORTER".into(), "none".into());
+    let config =
+        TelemetryConfig::from_env(env).context("the OTEL_* settings of the platform log")?;
+    let telemetry = Telemetry::builder(config)
+        .build()
+        .context("could not set up the platform log's OTLP export")?;
+    let Some(provider) = telemetry.logger_provider() else {
+        return Ok((Arc::new(StdoutLog), None));
+    };
+    let log = OtlpLog::new(provider.logger("throughline-lambda-host"));
+    Ok((Arc::new(log), Some(telemetry)))
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -234,3 +234,143 @@ async fn the_host_needs_no_credentials_for_a_loopback_endpoint() -> anyhow::Resu
     broker.shutdown().await;
     Ok(())
 }
+
+/// With `OTEL_LOGS_EXPORTER=otlp` (as `throughline up` sets it) the platform lines also reach the
+/// collector as log records under the function's name, in the trace the record carried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_lines_reach_the_collector_as_logs_in_the_records_trace() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use throughline_store::{LogQuery, SpanSink, Store, StoreConfig, TraceId, TraceReader};
+
+    let python = tokio::task::spawn_blocking(throughline_testkit::python).await?;
+    let store_dir = tempfile::tempdir()?;
+    let store = Arc::new(Store::open(StoreConfig::new(store_dir.path()))?);
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let sink: Arc<dyn SpanSink> = store.clone();
+    let reader: Arc<dyn TraceReader> = store.clone();
+    let collector = throughline_collector::Collector::start(
+        throughline_collector::CollectorConfig {
+            grpc_addr: loopback,
+            http_addr: loopback,
+            query_addr: loopback,
+            ..Default::default()
+        },
+        sink,
+        reader,
+        None,
+    )
+    .await?;
+    let broker_dir = tempfile::tempdir()?;
+    let broker = Broker::open(BrokerConfig::new(broker_dir.path())).await?;
+    let broker = broker.serve(tokio::net::TcpListener::bind("127.0.0.1:0").await?)?;
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
+            .endpoint_url(broker.endpoint_url())
+            .build(),
+    );
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("logged")
+        .send()
+        .await?
+        .queue_url
+        .context("queue url")?;
+    let out = tempfile::tempdir()?;
+    let mut host = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_throughline"))
+            .args([
+                "lambda",
+                "--queue",
+                "logged",
+                "--function-name",
+                "logged-fn",
+                "--",
+            ])
+            .arg(&python)
+            .args(["-m", "awslambdaric", "handlers.handler"])
+            .env("AWS_ENDPOINT_URL_SQS", broker.endpoint_url())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("PYTHONPATH", functions_dir())
+            .env("OUT_DIR", out.path())
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{}", collector.grpc_addr),
+            )
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env("OTEL_LOGS_EXPORTER", "otlp")
+            .env("OTEL_BLRP_SCHEDULE_DELAY", "100")
+            .env("OTEL_SERVICE_NAME", "the-host-process")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("start throughline lambda")?,
+    );
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body("traced")
+        .message_attributes(
+            "traceparent",
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(format!("00-{trace}-00f067aa0ba902b7-01"))
+                .build()?,
+        )
+        .send()
+        .await?;
+    let query = LogQuery {
+        service: Some("logged-fn".into()),
+        start_unix_nanos: 0,
+        end_unix_nanos: u64::MAX,
+        limit: 100,
+        ..Default::default()
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let logs = loop {
+        let logs = store.search_logs(&query)?;
+        if logs
+            .iter()
+            .any(|l| l.body_text().starts_with("REPORT RequestId: "))
+        {
+            break logs;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no REPORT record reached the collector; got {:?}",
+            logs.iter().map(|l| l.body_text()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let bodies: Vec<String> = logs.iter().rev().map(|l| l.body_text()).collect();
+    assert!(bodies[0].starts_with("START RequestId: "), "{bodies:?}");
+    assert!(
+        bodies.iter().any(|b| b.starts_with("END RequestId: ")),
+        "{bodies:?}"
+    );
+    let want: TraceId = trace.parse()?;
+    assert!(
+        logs.iter().all(|l| l.trace_id() == Some(want)),
+        "every platform line is in the record's trace: {:?}",
+        logs.iter().map(|l| l.trace_id()).collect::<Vec<_>>()
+    );
+    assert!(logs.iter().all(|l| l.severity_text() == "INFO"));
+    assert!(
+        store
+            .search_logs(&LogQuery {
+                service: Some("the-host-process".into()),
+                ..query.clone()
+            })?
+            .is_empty(),
+        "filed under the function, not the host process"
+    );
+    kill(Pid::from_raw(host.0.id() as i32), Signal::SIGTERM)?;
+    let status = tokio::task::block_in_place(|| host.0.wait())?;
+    assert!(status.success(), "{status}");
+    broker.shutdown().await;
+    Ok(())
+}

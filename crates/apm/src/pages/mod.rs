@@ -7,6 +7,7 @@ pub mod database;
 pub mod errors;
 mod findings;
 pub mod integrity;
+pub mod logs;
 pub mod map;
 pub mod queue_hops;
 pub mod search;

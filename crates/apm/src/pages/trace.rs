@@ -1,17 +1,20 @@
 //! The trace page: a waterfall (service colours, depth, time axis, errors, queue time) and the
-//! selected span's detail. Rows are plain HTML with positioned bars so that a 10k-span trace stays
+//! selected span's detail, each span's log records under its row and in its detail, and the
+//! trace's logs as one list. Rows are plain HTML with positioned bars so that a 10k-span trace stays
 //! one linear pass and light to render; deep subtrees of big traces start collapsed.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use throughline_store::{Finding, FindingQuery, SpanId, TraceId, TraceReader, error_spans};
+use throughline_store::{
+    Finding, FindingQuery, SpanId, StoredLog, TraceId, TraceReader, error_spans,
+};
 
 use crate::error::PageError;
 use crate::html::{self, Esc, Nav};
 use crate::pages::search::error_words;
 use crate::pages::trace_tree::{TraceTree, is_error, queue_text};
-use crate::pages::{findings, span_detail};
+use crate::pages::{findings, logs, span_detail};
 use crate::params::Params;
 
 /// Traces with more spans than this start with subtrees below [`COLLAPSE_DEPTH`] collapsed.
@@ -41,22 +44,35 @@ pub fn page(reader: &dyn TraceReader, id: TraceId, params: &Params) -> Result<St
         ..FindingQuery::default()
     })?;
     let marks = Marks::new(&tree, &found);
-    let mut body = String::with_capacity(spans.len() * 320 + 8192);
-    header(&mut body, &tree, id, &palette);
+    let trace_logs = logs::of_trace(reader, id)?;
+    let mut span_logs: HashMap<usize, Vec<&StoredLog>> = HashMap::new();
+    for log in &trace_logs {
+        if let Some(i) = log.span_id().and_then(|s| tree.find(&s.0)) {
+            span_logs.entry(i).or_default().push(log);
+        }
+    }
+    let mut body = String::with_capacity(spans.len() * 320 + trace_logs.len() * 300 + 8192);
+    header(&mut body, &tree, id, &palette, trace_logs.len());
     findings_and_errors(&mut body, &tree, &marks);
     body.push_str(
         "<div class=\"trace-layout\"><section class=\"waterfall\" aria-label=\"waterfall\">",
     );
-    waterfall(&mut body, &tree, selected, &palette, &marks);
+    waterfall(&mut body, &tree, selected, &palette, &marks, &span_logs);
     body.push_str("</section>");
     if let Some(i) = selected {
         body.push_str(
             "<aside class=\"detail\" aria-label=\"span detail\" data-testid=\"span-detail\">",
         );
         span_detail::render(&mut body, reader, &tree, i, &palette);
+        selected_span_logs(
+            &mut body,
+            &tree,
+            span_logs.get(&i).map_or(&[][..], Vec::as_slice),
+        );
         body.push_str("</aside>");
     }
     body.push_str("</div>");
+    trace_log_list(&mut body, &tree, &trace_logs);
     Ok(html::page(
         &format!("Trace {}", &id.to_string()[..8]),
         Nav::Trace,
@@ -64,7 +80,13 @@ pub fn page(reader: &dyn TraceReader, id: TraceId, params: &Params) -> Result<St
     ))
 }
 
-fn header(body: &mut String, tree: &TraceTree<'_>, id: TraceId, palette: &html::Palette) {
+fn header(
+    body: &mut String,
+    tree: &TraceTree<'_>,
+    id: TraceId,
+    palette: &html::Palette,
+    log_count: usize,
+) {
     let root = tree.order.first().map(|p| &tree.spans[p.index]);
     let mut services: Vec<&str> = Vec::new();
     for p in &tree.order {
@@ -92,7 +114,7 @@ fn header(body: &mut String, tree: &TraceTree<'_>, id: TraceId, palette: &html::
     }
     let _ = write!(
         body,
-        "</dd></div><div><dt>Spans</dt><dd>{}</dd></div><div><dt>Duration</dt><dd>{}</dd></div><div><dt>Started</dt><dd>{} UTC</dd></div><div><dt>Errors</dt><dd>{}</dd></div><div><dt>Integrity</dt><dd>{}</dd></div></dl>",
+        "</dd></div><div><dt>Spans</dt><dd>{}</dd></div><div><dt>Duration</dt><dd>{}</dd></div><div><dt>Started</dt><dd>{} UTC</dd></div><div><dt>Errors</dt><dd>{}</dd></div><div><dt>Logs</dt><dd>{}</dd></div><div><dt>Integrity</dt><dd>{}</dd></div></dl>",
         tree.spans.len(),
         html::duration(tree.end_unix_nanos - tree.start_unix_nanos),
         html::timestamp(tree.start_unix_nanos),
@@ -100,6 +122,11 @@ fn header(body: &mut String, tree: &TraceTree<'_>, id: TraceId, palette: &html::
             "none".to_owned()
         } else {
             format!("<span class=\"errmark\">{errors}</span>")
+        },
+        if log_count == 0 {
+            "none".to_owned()
+        } else {
+            format!("<a href=\"#logs\">{log_count}</a>")
         },
         if tree.order.iter().any(|p| p.depth == 0 && !p.orphan) && orphans == 0 {
             "<span class=\"badge whole\">whole</span>".to_owned()
@@ -201,6 +228,7 @@ fn waterfall(
     selected: Option<usize>,
     palette: &html::Palette,
     marks: &Marks<'_>,
+    span_logs: &HashMap<usize, Vec<&StoredLog>>,
 ) {
     let total = (tree.end_unix_nanos - tree.start_unix_nanos).max(1) as f64;
     let big = tree.spans.len() > COLLAPSE_ABOVE_SPANS;
@@ -345,6 +373,15 @@ fn waterfall(
         if p.orphan {
             body.push_str(" <span class=\"badge broken\" title=\"its parent span did not arrive\">orphan</span>");
         }
+        let own_logs = span_logs.get(&i).map_or(&[][..], Vec::as_slice);
+        if !own_logs.is_empty() {
+            let _ = write!(
+                body,
+                " <a class=\"logmark\" href=\"?span={sid}#span-logs\" data-testid=\"row-logs\">{} log{}</a>",
+                own_logs.len(),
+                if own_logs.len() == 1 { "" } else { "s" }
+            );
+        }
         body.push_str("</span><span class=\"b\">");
         // Queue time: a dotted stretch from the producer's end to this consumer's start, with
         // its figure over it (in the bar column, where the eye follows the time).
@@ -389,6 +426,97 @@ fn waterfall(
             body,
             "<b style=\"left:{left:.3}%;width:{width:.3}%\"></b>{label}</span></div>"
         );
+        // The span's first log records under it, one level deeper, so that they fold with it.
+        let log_hidden = hidden || collapsed;
+        for log in own_logs.iter().take(ROW_LOGS) {
+            let at =
+                log.time_unix_nanos.saturating_sub(tree.start_unix_nanos) as f64 * 100.0 / total;
+            let _ = write!(
+                body,
+                "<div class=\"r lg{}\" data-d=\"{}\" data-testid=\"waterfall-log\"><span class=\"l\" style=\"--d:{}\"><span class=\"t\"></span>{} {}</span><span class=\"b\"><i class=\"lgdot\" style=\"left:{:.3}%\" title=\"+{}\"></i></span></div>",
+                if log_hidden { " h" } else { "" },
+                p.depth + 1,
+                (p.depth + 1).min(40),
+                logs::severity_badge(log),
+                logs::body_and_attributes(log),
+                at.clamp(0.0, 100.0),
+                html::duration(log.time_unix_nanos.saturating_sub(tree.start_unix_nanos)),
+            );
+        }
+        if own_logs.len() > ROW_LOGS {
+            let _ = write!(
+                body,
+                "<div class=\"r lg{}\" data-d=\"{}\"><span class=\"l\" style=\"--d:{}\"><span class=\"t\"></span><a href=\"?span={sid}#span-logs\">{} more log records</a></span><span class=\"b\"></span></div>",
+                if log_hidden { " h" } else { "" },
+                p.depth + 1,
+                (p.depth + 1).min(40),
+                own_logs.len() - ROW_LOGS,
+            );
+        }
     }
     body.push_str("</div>");
+}
+
+/// Log records shown under a span's row in the waterfall; the rest are in its detail.
+const ROW_LOGS: usize = 3;
+
+/// The selected span's log records, in its detail.
+fn selected_span_logs(body: &mut String, tree: &TraceTree<'_>, own: &[&StoredLog]) {
+    let _ = write!(
+        body,
+        "<section id=\"span-logs\" data-testid=\"span-logs\"><h3>Logs of this span ({})</h3>",
+        own.len()
+    );
+    if own.is_empty() {
+        body.push_str("<p class=\"muted\">No log records carry this span's id.</p></section>");
+        return;
+    }
+    body.push_str("<ul class=\"loglist\">");
+    for log in own {
+        let _ = write!(
+            body,
+            "<li><span class=\"muted\">+{}</span> {} {}</li>",
+            html::duration(log.time_unix_nanos.saturating_sub(tree.start_unix_nanos)),
+            logs::severity_badge(log),
+            logs::body_and_attributes(log)
+        );
+    }
+    body.push_str("</ul></section>");
+}
+
+/// Every log record of the trace as one list, each linking to its span.
+fn trace_log_list(body: &mut String, tree: &TraceTree<'_>, all: &[StoredLog]) {
+    let _ = write!(
+        body,
+        "<section class=\"trace-logs\" id=\"logs\" data-testid=\"trace-logs\"><h2>Logs of this trace ({})</h2>",
+        all.len()
+    );
+    if all.is_empty() {
+        body.push_str("<p class=\"muted\">No log records carry this trace's id.</p></section>");
+        return;
+    }
+    body.push_str("<table class=\"logs\"><thead><tr><th>At</th><th>Service</th><th>Severity</th><th>Message</th><th>Span</th></tr></thead><tbody>");
+    for log in all {
+        let span = match log.span_id() {
+            Some(sid) => match tree.find(&sid.0) {
+                Some(i) => format!(
+                    "<a href=\"?span={sid}#span-logs\" data-testid=\"log-span\">{}</a>",
+                    Esc(&tree.spans[i].span.name)
+                ),
+                None => {
+                    format!("<code>{sid}</code> <span class=\"muted\">(not in this trace)</span>")
+                }
+            },
+            None => "<span class=\"muted\">–</span>".to_owned(),
+        };
+        let _ = write!(
+            body,
+            "<tr><td class=\"nowrap\">+{}</td><td>{}</td><td>{}</td><td>{}</td><td>{span}</td></tr>",
+            html::duration(log.time_unix_nanos.saturating_sub(tree.start_unix_nanos)),
+            Esc(&log.service_name),
+            logs::severity_badge(log),
+            logs::body_and_attributes(log),
+        );
+    }
+    body.push_str("</tbody></table></section>");
 }

@@ -9,6 +9,7 @@
 //! checkpointed periodically and rebuilt from the log records written after the checkpoint.
 
 mod metric_read;
+mod logs;
 mod open;
 mod read;
 mod upkeep;

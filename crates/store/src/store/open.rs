@@ -107,7 +107,20 @@ impl Inner {
                     derived.advance(arrival, settle, &findings, &mut |t| recheck(segments, t));
                 }
             }
-            Some(kind @ (block::KIND_LOGS | block::KIND_METRICS)) => {
+            Some(block::KIND_LOGS) => {
+                let facts = super::logs::log_facts_of(payload)?;
+                let head = self.head();
+                let arrival = payload_arrival(payload)?;
+                head.raws.push(RawMeta {
+                    kind: block::KIND_LOGS,
+                    offset,
+                    len: payload.len() as u32,
+                    arrival,
+                });
+                head.touch(arrival);
+                self.index_logs(offset, payload.len() as u32, arrival, facts);
+            }
+            Some(kind @ block::KIND_METRICS) => {
                 let (_, arrival, _) = block::parse_raw(payload).map_err(StoreError::corrupt)?;
                 let head = self.head();
                 head.raws.push(RawMeta {
@@ -158,6 +171,7 @@ impl Store {
             {
                 let seg = inner.segment_from_index(file, index);
                 inner.segments.push(seg);
+                inner.rebuild_last_log_index()?;
                 continue;
             }
             let mut records = Vec::new();
@@ -209,6 +223,15 @@ impl Store {
         store.rebuild_metric_index()?;
         Ok(store)
     }
+}
+
+/// The arrival time in a raw record's payload (after its kind byte).
+fn payload_arrival(payload: &[u8]) -> Result<u64, StoreError> {
+    payload
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| StoreError::corrupt(block::CorruptBlock("truncated")))
 }
 
 /// The facts of every span of a stored block (replay at open).

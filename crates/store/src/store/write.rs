@@ -2,6 +2,7 @@
 //! spans indexed and their derived figures updated under the lock.
 
 use super::*;
+use crate::logs::LogFacts;
 
 impl Inner {
     pub(super) fn append_raw(
@@ -9,7 +10,7 @@ impl Inner {
         kind: u8,
         mut framed: Vec<u8>,
         arrival: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let sync = self.config.sync_writes;
         let head = self.head();
         let offset = head.file.append(&mut framed, sync)?;
@@ -21,7 +22,7 @@ impl Inner {
             arrival,
         });
         head.touch(arrival);
-        Ok(())
+        Ok(offset)
     }
 }
 
@@ -73,8 +74,12 @@ impl SpanSink for Store {
             .map(|s| s.log_records.len())
             .sum();
         let arrival = now_nanos();
+        let facts = LogFacts::of(&request, arrival);
         let payload = block::prepare_raw(block::KIND_LOGS, &block::encode_logs(&request), arrival);
-        self.lock().append_raw(block::KIND_LOGS, payload, arrival)?;
+        let len = (payload.len() as u64 - segment::RECORD_HEADER_BYTES) as u32;
+        let mut inner = self.lock();
+        let offset = inner.append_raw(block::KIND_LOGS, payload, arrival)?;
+        inner.index_logs(offset, len, arrival, facts);
         Ok(count as u64)
     }
 
