@@ -54,6 +54,7 @@ pub enum Nav {
     Errors,
     Integrity,
     Dashboards,
+    Alerts,
     None,
 }
 
@@ -78,6 +79,7 @@ pub fn page(title: &str, nav: Nav, body: &str) -> String {
         (Nav::Errors, "/errors", "Errors"),
         (Nav::Integrity, "/integrity", "Integrity"),
         (Nav::Dashboards, "/dashboards", "Dashboards"),
+        (Nav::Alerts, "/alerts", "Alerts"),
     ] {
         let current = if target == nav {
             " aria-current=\"page\""

@@ -85,7 +85,7 @@ pub mod testdata;
 pub use api::*;
 pub use database::{DatabaseQuery, DatabaseReport};
 pub use errors::{ErrorGroup, ErrorQuery, ErrorSpan, SpanError, error_spans, span_error};
-pub use facts::UNKNOWN_SERVICE;
+pub use facts::{UNKNOWN_SERVICE, service_name_of, value_string};
 pub use findings::FindingsConfig;
 pub use otlp_metrics::{MetricKind, MetricPoint, MetricQuery, MetricSeries};
 pub use query::{DEFAULT_LIMIT, summarize_trace};
