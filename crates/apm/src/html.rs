@@ -54,6 +54,7 @@ pub enum Nav {
     Errors,
     Logs,
     Integrity,
+    Dashboards,
     Alerts,
     None,
 }
@@ -79,6 +80,7 @@ pub fn page(title: &str, nav: Nav, body: &str) -> String {
         (Nav::Errors, "/errors", "Errors"),
         (Nav::Logs, "/logs", "Logs"),
         (Nav::Integrity, "/integrity", "Integrity"),
+        (Nav::Dashboards, "/dashboards", "Dashboards"),
         (Nav::Alerts, "/alerts", "Alerts"),
     ] {
         let current = if target == nav {

@@ -50,7 +50,7 @@ pub fn list(dashboards: &[Dashboard]) -> String {
         body.push_str("<li>No reference system is known to this collector.</li>");
     }
     body.push_str("</ul>");
-    html::page("Dashboards", Nav::None, &body)
+    html::page("Dashboards", Nav::Dashboards, &body)
 }
 
 struct Window {
@@ -281,5 +281,5 @@ pub fn page(
         body.push_str("</div>");
     }
     body.push_str("</section>");
-    Ok(html::page(&d.title, Nav::None, &body))
+    Ok(html::page(&d.title, Nav::Dashboards, &body))
 }
