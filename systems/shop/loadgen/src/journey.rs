@@ -80,6 +80,12 @@ pub struct StepOutcome {
     pub ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The failure's reason as the service named it (`ConnectionPoolExhausted`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The demo's phase when the step was sent.
+    #[serde(skip)]
+    pub phase: Phase,
 }
 
 /// A whole journey's answer.
@@ -192,9 +198,14 @@ impl Journeys {
                 format!("step {} failed", failed.step),
             );
         }
-        // The critical phase refuses checkouts on purpose (the pool exhausted: 503).
-        let expected_failure = phase == Phase::Critical
-            && failed.is_some_and(|f| f.step == "create_order" && f.status == Some(503));
+        // The critical phase refuses checkouts on purpose (the pool exhausted: 503), also those
+        // of journeys begun just before it.
+        let expected_failure = failed.is_some_and(|f| {
+            f.step == "create_order"
+                && f.phase == Phase::Critical
+                && f.status == Some(503)
+                && f.reason.as_deref() == Some(names::POOL_EXHAUSTED_REASON)
+        });
         self.stats.record_journey(JourneyRecord {
             journey: kind.as_str(),
             phase,
@@ -270,6 +281,7 @@ impl Journeys {
         out: &mut JourneyOutcome,
     ) -> Result<Value, StepFailed> {
         let started = Instant::now();
+        let phase = self.clock.phase();
         let mut builder = self.http.inner().request(method, &url);
         if let Some(body) = &body {
             builder = builder.json(body);
@@ -294,11 +306,16 @@ impl Journeys {
         let elapsed = started.elapsed();
         let ok = error.is_none();
         self.stats.record_step(step, ok, elapsed);
+        let reason = (!ok)
+            .then(|| value["reason"].as_str().map(str::to_owned))
+            .flatten();
         out.steps.push(StepOutcome {
             step,
             status,
             ms: elapsed.as_secs_f64() * 1000.0,
             error,
+            reason,
+            phase,
         });
         if ok { Ok(value) } else { Err(StepFailed) }
     }

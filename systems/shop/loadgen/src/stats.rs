@@ -62,7 +62,8 @@ impl Entry {
 #[derive(Debug)]
 struct PhaseEntry {
     all: Entry,
-    /// Failures the phase causes on purpose: a checkout refused (503) in the critical phase.
+    /// Failures the demo causes on purpose: a checkout refused (503, the pool exhausted) in the
+    /// critical phase, counted under the phase its journey began in.
     expected_errors: u64,
     journeys: BTreeMap<&'static str, Entry>,
     trace_ids: Vec<String>,
