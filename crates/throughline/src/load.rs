@@ -2,8 +2,15 @@
 //! shows progress, and ends with throughput, latency percentiles, errors by kind, and the
 //! traces read back and judged as `throughline verify` judges them.
 //!
-//! Exit status: 0 when every request was answered as expected and every trace is whole; 1 when
-//! not; 2 when the target or the query API could not be reached at all.
+//! With `--scenario NAME` (the shop's `blackfriday` or `normal`) it instead starts the system's
+//! own demo on the running system (its `demo_path`): the system drives its own traffic through
+//! the demo's phases while `load` shows the phase, then reports by phase, journey and step from
+//! the system's stats, and reads back the sample of traces the system kept of each phase.
+//!
+//! Exit status: 0 when every request was answered as expected and every trace is whole (with
+//! `--scenario`: and every phase of the demo had journeys, and no journey failed but those the
+//! phase fails on purpose); 1 when not; 2 when the target or the query API could not be reached
+//! at all, or the system refused the scenario.
 
 use std::time::Duration;
 
@@ -54,6 +61,34 @@ pub struct LoadArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Run the system's own demo instead of sending requests (the shop: `blackfriday`, or
+    /// `normal`: the peak rate for as long, nothing degraded).
+    #[arg(long, conflicts_with_all = ["rate", "duration"])]
+    pub scenario: Option<String>,
+    /// Seconds one demo minute lasts (60: the seed's 30-minute demo; 1: a 30-second one).
+    #[arg(long, requires = "scenario", default_value_t = 60.0)]
+    pub minute_secs: f64,
+    /// Journeys a second at the demo's peak (default: the system's own setting).
+    #[arg(long, requires = "scenario")]
+    pub peak_rate: Option<f64>,
+}
+
+/// What became of a demo (`--scenario`), as the summary prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioSummary {
+    pub system: String,
+    pub target: String,
+    pub scenario: String,
+    pub minute_secs: f64,
+    pub elapsed_secs: f64,
+    /// The system's own stats at the end: by journey, step and phase.
+    pub system_stats: serde_json::Value,
+    /// Phases the demo should have passed through that had no journey.
+    pub phases_missing: Vec<String>,
+    /// Journeys that failed other than as their phase fails them on purpose.
+    pub unexpected_errors: u64,
+    pub traces: Option<TraceCheck>,
+    pub traces_skipped: Option<String>,
 }
 
 /// What became of the load, as the summary prints it.
@@ -86,6 +121,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
         quiet: args.quiet || args.json,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    if let Some(scenario) = args.scenario.clone() {
+        return run_scenario(&args, known, &target, &scenario, &runtime);
+    }
     let expected = (known.expected)();
     let stats_url = known
         .load_stats_path
@@ -255,4 +293,261 @@ fn print_system_stats(stats: &serde_json::Value) {
             );
         }
     }
+}
+
+/// Exits 2 saying the target could not be reached.
+fn unreachable(target: &str, err: &dyn std::fmt::Display) -> ! {
+    eprintln!(
+        "could not reach {target} ({err}): is `throughline up` running? Start it, or pass --api with the address it printed"
+    );
+    std::process::exit(2);
+}
+
+/// `load SYSTEM --scenario NAME`: the system's own demo on the running system, watched to its
+/// end, then reported by phase and its sampled traces read back.
+fn run_scenario(
+    args: &LoadArgs,
+    known: &systems::Known,
+    target: &str,
+    scenario: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<()> {
+    let (Some(demo_path), Some(stats_path)) = (known.demo_path, known.load_stats_path) else {
+        anyhow::bail!("{} has no scenarios to run (--scenario)", known.name);
+    };
+    let base = target.trim_end_matches('/');
+    let (demo_url, stats_url) = (format!("{base}{demo_path}"), format!("{base}{stats_path}"));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .context("building the HTTP client")?;
+    let expected = (known.expected)();
+    let started = std::time::Instant::now();
+    let get_stats = || async {
+        let response = client.get(&stats_url).send().await?;
+        response
+            .error_for_status()?
+            .json::<serde_json::Value>()
+            .await
+    };
+    let answer = runtime.block_on(async {
+        // The stats afresh: the report is this demo's alone.
+        client.post(&stats_url).send().await?.error_for_status()?;
+        let mut body = serde_json::json!({"scenario": scenario, "minute_secs": args.minute_secs});
+        if let Some(rate) = args.peak_rate {
+            body["peak_rate"] = rate.into();
+        }
+        let response = client.post(&demo_url).json(&body).send().await?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        Ok::<_, reqwest::Error>((status, answer))
+    });
+    let answer = match answer {
+        Ok((status, answer)) if status.is_success() => answer,
+        Ok((status, answer)) => {
+            eprintln!(
+                "{demo_url} refused the scenario {scenario:?} ({status}): {}",
+                answer["error"].as_str().unwrap_or("no reason given")
+            );
+            std::process::exit(2);
+        }
+        Err(e) => unreachable(target, &e),
+    };
+    let ends_in = answer["ends_in_secs"].as_f64().unwrap_or(0.0);
+    let phases: Vec<String> = answer["phases"]
+        .as_array()
+        .map(|p| {
+            p.iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !(args.quiet || args.json) {
+        eprintln!(
+            "{} {scenario}: {:.0} s ({} s a demo minute), the system's own traffic at up to {} journeys/s at the peak",
+            known.name, ends_in, args.minute_secs, answer["peak_rate"]
+        );
+    }
+    // Watch it to its end (and its last journeys finish).
+    let give_up = Duration::from_secs_f64(ends_in + 120.0);
+    let stats = runtime.block_on(async {
+        let mut last_phase = String::new();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let stats = match get_stats().await {
+                Ok(stats) => stats,
+                Err(e) => unreachable(target, &e),
+            };
+            let phase = stats["phase"].as_str().unwrap_or("?").to_owned();
+            if !(args.quiet || args.json) && phase != last_phase {
+                eprintln!(
+                    "  {:>6.1} s  phase {phase:<12} journeys so far {:>7}  failed {:>5}",
+                    started.elapsed().as_secs_f64(),
+                    stats["journeys"].as_object().map_or(0, |j| j
+                        .values()
+                        .filter_map(|v| v["requests"].as_u64())
+                        .sum::<u64>()),
+                    stats["journeys"].as_object().map_or(0, |j| j
+                        .values()
+                        .filter_map(|v| v["errors"].as_u64())
+                        .sum::<u64>()),
+                );
+                last_phase = phase;
+            }
+            let done = stats["traffic_running"] == false
+                && stats["journeys_in_flight"].as_u64() == Some(0)
+                && started.elapsed().as_secs_f64() >= ends_in;
+            if done || started.elapsed() > give_up {
+                return stats;
+            }
+        }
+    });
+    let elapsed_secs = started.elapsed().as_secs_f64();
+    let by_phase = stats["phases"].as_array().cloned().unwrap_or_default();
+    let phases_missing: Vec<String> = phases
+        .into_iter()
+        .filter(|p| {
+            !by_phase
+                .iter()
+                .any(|row| row["phase"] == p.as_str() && row["requests"].as_u64() > Some(0))
+        })
+        .collect();
+    let ids: Vec<String> = by_phase
+        .iter()
+        .filter_map(|row| row["trace_ids"].as_array())
+        .flatten()
+        .filter_map(|id| id.as_str())
+        .filter(|id| id.bytes().any(|b| b != b'0'))
+        .map(str::to_owned)
+        .collect();
+    let mut summary = ScenarioSummary {
+        system: known.name.to_owned(),
+        target: target.to_owned(),
+        scenario: scenario.to_owned(),
+        minute_secs: args.minute_secs,
+        elapsed_secs,
+        unexpected_errors: stats["unexpected_errors"].as_u64().unwrap_or(0),
+        system_stats: stats,
+        phases_missing,
+        traces: None,
+        traces_skipped: None,
+    };
+    if args.no_verify {
+        summary.traces_skipped = Some("--no-verify".into());
+    } else if ids.is_empty() {
+        summary.traces_skipped = Some(format!(
+            "{target} named no trace ids: it runs untraced, or ran no journey"
+        ));
+    } else {
+        let query = TraceQuery::new(client.clone(), &args.query);
+        let check = runtime.block_on(query.check(
+            ids,
+            &expected,
+            Duration::from_secs(args.settle_secs),
+            Duration::from_secs_f64(elapsed_secs + args.settle_secs as f64),
+            args.quiet || args.json,
+        ));
+        match check {
+            Ok(check) => summary.traces = Some(check),
+            Err(err @ ReadError::Unreachable { .. }) => {
+                print_scenario(&summary, &expected);
+                eprintln!(
+                    "{err}: is the collector of `throughline up` running? Start it, or pass --query with the address it printed"
+                );
+                std::process::exit(2);
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_scenario(&summary, &expected);
+    }
+    let whole = summary.traces.as_ref().is_none_or(TraceCheck::passed);
+    if !whole || summary.unexpected_errors > 0 || !summary.phases_missing.is_empty() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn print_scenario(s: &ScenarioSummary, expected: &TraceExpectation) {
+    let stats = &s.system_stats;
+    println!();
+    println!(
+        "{} {}: {:.1} s ({} s a demo minute); {} journeys, {} failed ({} not as the phase fails them on purpose), {} not started (too many in flight)",
+        s.system,
+        s.scenario,
+        s.elapsed_secs,
+        s.minute_secs,
+        stats["journeys"].as_object().map_or(0, |j| j
+            .values()
+            .filter_map(|v| v["requests"].as_u64())
+            .sum::<u64>()),
+        stats["journeys"].as_object().map_or(0, |j| j
+            .values()
+            .filter_map(|v| v["errors"].as_u64())
+            .sum::<u64>()),
+        s.unexpected_errors,
+        stats["skipped_journeys"].as_u64().unwrap_or(0),
+    );
+    for row in stats["phases"].as_array().into_iter().flatten() {
+        let ms = |q: &str| row["latency_ms"][q].as_f64().unwrap_or(0.0);
+        println!(
+            "  phase   {:<14} {:>6} journeys {:>4} failed ({} on purpose)   p50 {:.2} ms   p90 {:.2} ms   p99 {:.2} ms",
+            row["phase"].as_str().unwrap_or("?"),
+            row["requests"].as_u64().unwrap_or(0),
+            row["errors"].as_u64().unwrap_or(0),
+            row["expected_errors"].as_u64().unwrap_or(0),
+            ms("p50"),
+            ms("p90"),
+            ms("p99"),
+        );
+        for (journey, j) in row["journeys"].as_object().into_iter().flatten() {
+            println!(
+                "          {:<14} {journey:<8} {:>6} journeys {:>4} failed   p99 {:.2} ms",
+                "",
+                j["requests"].as_u64().unwrap_or(0),
+                j["errors"].as_u64().unwrap_or(0),
+                j["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+            );
+        }
+    }
+    print_system_stats(stats);
+    for phase in &s.phases_missing {
+        println!("  phase {phase}: no journey ran in it");
+    }
+    match (&s.traces, &s.traces_skipped) {
+        (Some(t), _) => {
+            println!(
+                "  {}/{} sampled traces whole (up to {} a phase): {}",
+                t.whole,
+                t.checked,
+                trace_sample(stats),
+                expected.path()
+            );
+            if t.settling > 0 {
+                println!(
+                    "  {} traces still settling after {:.0} s (pass --settle-secs to wait longer)",
+                    t.settling, t.waited_secs
+                );
+            }
+            for (problem, n) in &t.problems {
+                println!("  not whole  {problem}: {n}");
+            }
+        }
+        (None, Some(why)) => println!("  traces not checked: {why}"),
+        (None, None) => println!("  traces not checked"),
+    }
+}
+
+/// The largest number of trace ids any phase named (the system's sample size, as far as seen).
+fn trace_sample(stats: &serde_json::Value) -> usize {
+    stats["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| row["trace_ids"].as_array().map(Vec::len))
+        .max()
+        .unwrap_or(0)
 }

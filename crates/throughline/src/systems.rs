@@ -19,6 +19,10 @@ pub struct Known {
     /// The system's own stats of the load, under the target (`POST` resets them before the load,
     /// `GET` reads them after): `load` prints their `journeys` and `steps` tables.
     pub load_stats_path: Option<&'static str>,
+    /// Where `load --scenario` starts the system's own demo on the running system (`POST
+    /// {"scenario", "minute_secs", "peak_rate"}`; the answer names `ends_in_secs` and the
+    /// `phases` the demo must pass through), its progress then read from `load_stats_path`.
+    pub demo_path: Option<&'static str>,
 }
 
 pub const SYSTEMS: &[Known] = &[
@@ -30,6 +34,7 @@ pub const SYSTEMS: &[Known] = &[
         default_target: onboarding_system::DEFAULT_TARGET,
         services: onboarding_system::SERVICES,
         load_stats_path: None,
+        demo_path: None,
     },
     Known {
         name: shop_system::NAME,
@@ -39,6 +44,7 @@ pub const SYSTEMS: &[Known] = &[
         default_target: shop_system::DEFAULT_TARGET,
         services: shop_system::SERVICES,
         load_stats_path: Some(shop_system::LOAD_STATS_PATH),
+        demo_path: Some(shop_system::DEMO_PATH),
     },
     Known {
         name: events_system::NAME,
@@ -48,6 +54,7 @@ pub const SYSTEMS: &[Known] = &[
         default_target: events_system::DEFAULT_TARGET,
         services: events_system::SERVICES,
         load_stats_path: None,
+        demo_path: None,
     },
 ];
 

@@ -4,7 +4,8 @@
 //! attributes, exactly in the degradation phase; checkouts fail on a really exhausted pool, 503
 //! with the pool-exhaustion attributes, exactly in the critical phase; afterwards the index is
 //! back and the pool healthy; the seed's log events name their traces. On SQLite, and on
-//! PostgreSQL (`up --database-url`).
+//! PostgreSQL (`up --database-url`). And the same demo started on a shop already running
+//! (`throughline load shop --scenario blackfriday --minute-secs 1`), reported by phase.
 
 mod shop_common;
 
@@ -38,10 +39,12 @@ async fn black_friday(extra: &[&str], system: &str) {
         "blackfriday",
         "--minute-secs",
         "1",
+        // Exhausted only by the critical phase's held transactions (3 s each, 9 checkouts a
+        // second at twice the peak), not by the degradation's CPU-heavy scans slowing commits.
         "--pool-size",
-        "1",
+        "4",
         "--pool-wait-ms",
-        "150",
+        "1000",
         "--peak-rate",
         "15",
         "--slow-query-ms",
@@ -100,13 +103,23 @@ async fn black_friday(extra: &[&str], system: &str) {
     assert!(traces.len() > 100, "{} traces", traces.len());
     let mut phases = BTreeSet::new();
     let (mut scans, mut slow, mut exhausted, mut degraded_pages) = (0, 0, 0, 0);
+    // Checkouts begun late in the degradation (their prices read from its slow catalog) that
+    // reached the pool once the critical phase had begun: (their end, µs).
+    let mut late_refusals = Vec::new();
+    let mut critical_began = u64::MAX;
     for trace in traces {
-        for (service, name, tags) in spans(trace) {
+        for (i, (service, name, tags)) in spans(trace).into_iter().enumerate() {
+            let raw = &trace["spans"][i];
+            let start = raw["startTime"].as_u64().unwrap();
+            let end = start + raw["duration"].as_u64().unwrap();
             let phase = tag(&tags, "demo.phase")
                 .and_then(Value::as_str)
                 .unwrap_or_else(|| panic!("{service} {name} has no demo.phase: {tags:?}"))
                 .to_owned();
             phases.insert(phase.clone());
+            if phase == "critical" {
+                critical_began = critical_began.min(start);
+            }
             let category_page = name == "SELECT products"
                 && tag(&tags, "db.query.text")
                     .and_then(Value::as_str)
@@ -140,16 +153,19 @@ async fn black_friday(extra: &[&str], system: &str) {
             if name == "POST /orders/create" {
                 let pool = tag(&tags, "db.connection.pool.exhausted").is_some();
                 assert!(
-                    !pool || phase == "critical",
+                    !pool || phase == "critical" || phase == "degradation",
                     "pool exhaustion only in the critical phase: {phase} {tags:?}"
                 );
+                if pool && phase == "degradation" {
+                    late_refusals.push((end, format!("{tags:?}")));
+                }
                 if pool {
                     exhausted += 1;
                     assert_eq!(
                         tag(&tags, "http.response.status_code"),
                         Some(&Value::from(503))
                     );
-                    assert_eq!(tag(&tags, "db.connection.pool.size"), Some(&Value::from(1)));
+                    assert_eq!(tag(&tags, "db.connection.pool.size"), Some(&Value::from(4)));
                     assert!(tag(&tags, "db.connection.pool.wait_time_ms").is_some());
                     assert_eq!(tag(&tags, "checkout.failed"), Some(&Value::Bool(true)));
                     assert_eq!(
@@ -172,6 +188,12 @@ async fn black_friday(extra: &[&str], system: &str) {
     }
     for phase in ["peak", "degradation", "critical", "normal"] {
         assert!(phases.contains(phase), "{phase} seen: {phases:?}");
+    }
+    for (end, tags) in &late_refusals {
+        assert!(
+            *end >= critical_began,
+            "a checkout of the degradation refused before the critical phase began: {tags}"
+        );
     }
     assert!(
         degraded_pages > 0 && scans == degraded_pages,
@@ -202,5 +224,144 @@ async fn black_friday(extra: &[&str], system: &str) {
             "{message}: {lines:?}"
         );
     }
+    assert!(shop.stop(), "up stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_runs_a_black_friday_on_a_running_shop_and_reports_each_phase() {
+    let mut shop = Shop::up(&[
+        "--pool-size",
+        "4",
+        "--pool-wait-ms",
+        "1000",
+        "--slow-query-ms",
+        "1",
+    ]);
+    shop.wait_ready().await;
+    let client = reqwest::Client::new();
+    let phase_of = |service: std::net::SocketAddr| {
+        let client = client.clone();
+        async move {
+            let health: Value = client
+                .get(format!("http://{service}/health"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            health["demo_phase"].as_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(phase_of(shop.catalog).await, "normal");
+
+    // A refused scenario is named, exit 2.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_throughline"))
+        .args(["load", "shop", "--quiet", "--scenario", "cybermonday"])
+        .args(["--api", &format!("http://{}", shop.loadgen)])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("scenario"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let (code, summary) = shop.load(&[
+        "--scenario",
+        "blackfriday",
+        "--minute-secs",
+        "1",
+        "--peak-rate",
+        "15",
+        "--settle-secs",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{summary:#}\nlogs:\n{}", shop.logs());
+    let stats = &summary["system_stats"];
+    let phases = stats["phases"].as_array().unwrap();
+    let row = |name: &str| {
+        phases
+            .iter()
+            .find(|p| p["phase"] == name)
+            .unwrap_or_else(|| panic!("no phase {name}: {stats:#}"))
+    };
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["ramp", "peak", "degradation", "critical"],
+        "{stats:#}"
+    );
+    for name in ["ramp", "peak"] {
+        assert_eq!(row(name)["errors"], 0, "{name}: {stats:#}");
+    }
+    for name in ["ramp", "peak", "degradation", "critical"] {
+        assert!(
+            row(name)["requests"].as_u64().unwrap() > 10,
+            "{name}: {stats:#}"
+        );
+        // Only checkouts refused by the critical phase's exhausted pool failed (some of
+        // journeys begun late in the degradation, whose checkout came in the critical phase).
+        assert_eq!(
+            row(name)["errors"],
+            row(name)["expected_errors"],
+            "{name}: {stats:#}"
+        );
+    }
+    let critical = row("critical");
+    assert!(
+        critical["errors"].as_u64().unwrap() > 0,
+        "checkouts refused: {stats:#}"
+    );
+    assert_eq!(summary["unexpected_errors"], 0);
+    assert_eq!(summary["phases_missing"], serde_json::json!([]));
+    // The degradation's pages are slower than the peak's (full scans).
+    let p50 = |name: &str| {
+        row(name)["journeys"]["browse"]["latency_ms"]["p50"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(p50("degradation") > p50("peak"), "{stats:#}");
+    // The sampled traces of every phase read back whole.
+    let traces = &summary["traces"];
+    assert!(traces["checked"].as_u64().unwrap() >= 100, "{summary:#}");
+    assert_eq!(traces["whole"], traces["checked"], "{summary:#}");
+    assert_eq!(stats["steps"]["create_order"]["errors"], stats["errors"]);
+
+    // After the demo the running shop is back to normal: index in place, pool healthy.
+    assert_eq!(phase_of(shop.catalog).await, "normal");
+    assert_eq!(phase_of(shop.checkout).await, "normal");
+    let after: Value = client
+        .post(format!("http://{}/api/journeys/purchase", shop.loadgen))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["ok"], true, "{after}");
+
+    // `normal`: the same traffic, nothing degraded, every journey answered.
+    let (code, summary) = shop.load(&[
+        "--scenario",
+        "normal",
+        "--minute-secs",
+        "0.2",
+        "--peak-rate",
+        "15",
+        "--settle-secs",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{summary:#}");
+    let phases = summary["system_stats"]["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 1, "{summary:#}");
+    assert_eq!(phases[0]["phase"], "normal");
+    assert_eq!(phases[0]["errors"], 0);
+    assert!(phases[0]["requests"].as_u64().unwrap() > 30, "{summary:#}");
+    assert_eq!(summary["traces"]["whole"], summary["traces"]["checked"]);
     assert!(shop.stop(), "up stops cleanly");
 }

@@ -60,11 +60,13 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     let layer = HttpServerLayer::shared(app.telemetry.tracer.clone())
         .server_port(app.port)
-        .exclude_path("/health");
+        .exclude_path("/health")
+        .exclude_path("/demo");
     Router::new()
         .route("/products", get(category_page))
         .route("/products/{id}", get(product))
         .route("/health", get(health))
+        .route("/demo", axum::routing::post(demo))
         .layer(layer)
         .with_state(app)
 }
@@ -239,4 +241,14 @@ async fn health(State(app): State<Arc<App>>) -> Response {
         "demo_phase": app.config.demo.phase().as_str(),
     }))
     .into_response()
+}
+
+/// `POST /demo {"scenario", "minute_secs", "start_unix"}`: starts (or ends) the demo on the
+/// running service, as the load generator asks for `throughline load shop --scenario`
+/// (untraced, as `/health`).
+async fn demo(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    match shop_db::demo::control(&app.config.demo, &body) {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(problem) => (StatusCode::BAD_REQUEST, axum::Json(problem)).into_response(),
+    }
 }

@@ -27,7 +27,7 @@ pub enum ServiceError {
 /// Runs the checkout as a process: blocks until a shutdown signal, then flushes telemetry.
 pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     let config = CheckoutConfig::from_env(&env)?;
-    let process = shop_db::process::shop_process(crate::SERVICE_NAME, config.demo);
+    let process = shop_db::process::shop_process(crate::SERVICE_NAME, config.demo.clone());
     throughline_service_kit::run_main(env, process, |cx| async move {
         let listener = throughline_service_kit::bind(config.addr).await?;
         crate::serve(config, Telemetry::global(), listener, cx.shutdown_signal()).await?;

@@ -68,11 +68,13 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     let layer = HttpServerLayer::shared(app.telemetry.tracer.clone())
         .server_port(app.port)
-        .exclude_path("/health");
+        .exclude_path("/health")
+        .exclude_path("/demo");
     Router::new()
         .route("/orders/create", post(create_order))
         .route("/orders/{id}", get(order))
         .route("/health", get(health))
+        .route("/demo", axum::routing::post(demo))
         .layer(layer)
         .with_state(app)
 }
@@ -347,4 +349,14 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// `POST /demo {"scenario", "minute_secs", "start_unix"}`: starts (or ends) the demo on the
+/// running service, as the load generator asks for `throughline load shop --scenario`
+/// (untraced, as `/health`).
+async fn demo(State(app): State<Arc<App>>, body: axum::body::Bytes) -> Response {
+    match shop_db::demo::control(&app.config.demo, &body) {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(problem) => (StatusCode::BAD_REQUEST, axum::Json(problem)).into_response(),
+    }
 }

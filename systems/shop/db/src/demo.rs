@@ -1,10 +1,15 @@
 //! The Black Friday clock of seed 003: `DEMO_MODE=blackfriday` with `DEMO_START_TIMESTAMP`
 //! (Unix seconds) runs a 30-minute demo, each demo minute `SHOP_MINUTE_SECS` seconds long (60
-//! unless told); its phase is what every service changes its behaviour by.
+//! unless told); its phase is what every service changes its behaviour by. The clock is shared
+//! (clones see the same demo) and can be started on a running service ([`DemoClock::set`],
+//! from a [`DemoRequest`]: what `throughline load shop --scenario` asks for).
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
 
 pub const DEMO_MODE_ENV: &str = "DEMO_MODE";
 pub const DEMO_START_ENV: &str = "DEMO_START_TIMESTAMP";
@@ -69,23 +74,42 @@ pub enum DemoConfigError {
     MinuteSecs(String),
 }
 
-/// When the demo started and how long its minutes are; `None` inside when no demo runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// When the demo started and how long its minutes are; `None` inside when no demo runs. Clones
+/// share one clock: [`DemoClock::set`] on one is seen by all.
+#[derive(Debug, Clone)]
 pub struct DemoClock {
-    demo: Option<(SystemTime, Duration)>,
+    demo: Arc<RwLock<Option<(SystemTime, Duration)>>>,
+}
+
+impl PartialEq for DemoClock {
+    fn eq(&self, other: &Self) -> bool {
+        self.demo() == other.demo()
+    }
 }
 
 impl DemoClock {
     /// No demo: always [`Phase::Normal`].
     pub fn normal() -> Self {
-        Self { demo: None }
+        Self {
+            demo: Arc::new(RwLock::new(None)),
+        }
     }
 
     /// A demo started at `start`, each minute `minute` long.
     pub fn black_friday(start: SystemTime, minute: Duration) -> Self {
         Self {
-            demo: Some((start, minute)),
+            demo: Arc::new(RwLock::new(Some((start, minute)))),
         }
+    }
+
+    /// Starts a demo at `start` (`Some`), or ends any (`None`), for every clone of this clock.
+    pub fn set(&self, demo: Option<(SystemTime, Duration)>) {
+        *self.demo.write().unwrap_or_else(|p| p.into_inner()) = demo;
+    }
+
+    /// The demo's start and minute length, if one is set.
+    pub fn demo(&self) -> Option<(SystemTime, Duration)> {
+        *self.demo.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// From `DEMO_MODE`, `DEMO_START_TIMESTAMP` (now when missing) and `SHOP_MINUTE_SECS`.
@@ -123,7 +147,7 @@ impl DemoClock {
 
     /// Whether a demo was configured (over or not).
     pub fn is_demo(&self) -> bool {
-        self.demo.is_some()
+        self.demo().is_some()
     }
 
     /// The demo minute now (fractional), `None` without a demo.
@@ -132,7 +156,7 @@ impl DemoClock {
     }
 
     pub fn minute_at(&self, now: SystemTime) -> Option<f64> {
-        let (start, minute) = self.demo?;
+        let (start, minute) = self.demo()?;
         let elapsed = match now.duration_since(start) {
             Ok(d) => d.as_secs_f64(),
             Err(e) => -e.duration().as_secs_f64(),
@@ -179,7 +203,93 @@ impl DemoClock {
 
     /// One demo minute.
     pub fn minute_length(&self) -> Option<Duration> {
-        self.demo.map(|(_, m)| m)
+        self.demo().map(|(_, m)| m)
+    }
+}
+
+/// How long a whole demo lasts with minutes of `minute`.
+pub fn demo_length(minute: Duration) -> Duration {
+    minute.mul_f64(DEMO_MINUTES)
+}
+
+/// A service's `POST /demo`: the clock set from the body; the answer (`Ok`, the phase now) or
+/// the 400's body naming the field (`Err`).
+pub fn control(clock: &DemoClock, body: &[u8]) -> Result<Value, Value> {
+    let bad = |field: &str, problem: &str| serde_json::json!({"error": format!("{field}: {problem}"), "field": field});
+    let body: Value = serde_json::from_slice(body).map_err(|_| bad("body", "malformed JSON"))?;
+    let request = DemoRequest::from_json(&body).map_err(|e| bad(e.field, e.problem))?;
+    clock.set(request.demo);
+    Ok(serde_json::json!({"phase": clock.phase().as_str(), "demo_minute": clock.minute()}))
+}
+
+/// A demo to start on a running service: `{"scenario": "blackfriday" | "normal",
+/// "minute_secs": N, "start_unix": T}` (`start_unix` now when missing, `minute_secs` 60).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DemoRequest {
+    /// `None` for `normal`: no demo (index in place, pool healthy).
+    pub demo: Option<(SystemTime, Duration)>,
+    /// One demo minute (also for `normal`, whose traffic lasts as long as a demo).
+    pub minute: Duration,
+}
+
+/// A field of a demo request that was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct DemoFieldError {
+    pub field: &'static str,
+    pub problem: &'static str,
+}
+
+impl DemoRequest {
+    pub fn from_json(body: &Value) -> Result<Self, DemoFieldError> {
+        let bad = |field, problem| DemoFieldError { field, problem };
+        if !body.is_object() {
+            return Err(bad("body", "must be a JSON object"));
+        }
+        let black_friday = match body.get("scenario").and_then(Value::as_str) {
+            Some("blackfriday") => true,
+            Some("normal") => false,
+            _ => return Err(bad("scenario", "must be \"blackfriday\" or \"normal\"")),
+        };
+        let minute = match body.get("minute_secs") {
+            None | Some(Value::Null) => Duration::from_secs(60),
+            Some(v) => v
+                .as_f64()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    bad(
+                        "minute_secs",
+                        "must be a number of seconds above 0, at most 3600",
+                    )
+                })?,
+        };
+        let start = match body.get("start_unix") {
+            None | Some(Value::Null) => SystemTime::now(),
+            Some(v) => v
+                .as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e11)
+                .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s))
+                .ok_or_else(|| bad("start_unix", "must be a Unix time in seconds"))?,
+        };
+        Ok(Self {
+            demo: black_friday.then_some((start, minute)),
+            minute,
+        })
+    }
+
+    /// The request as the body the other services are sent (the same start for all).
+    pub fn to_json(&self) -> Value {
+        match self.demo {
+            Some((start, minute)) => serde_json::json!({
+                "scenario": "blackfriday",
+                "minute_secs": minute.as_secs_f64(),
+                "start_unix": start.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+            }),
+            None => {
+                serde_json::json!({"scenario": "normal", "minute_secs": self.minute.as_secs_f64()})
+            }
+        }
     }
 }
 
@@ -227,6 +337,46 @@ mod tests {
         assert_eq!(clock.phase_at(at(1031)), Phase::Degradation);
         assert_eq!(clock.phase_at(at(1051)), Phase::Critical);
         assert_eq!(clock.phase_at(at(1061)), Phase::Normal);
+    }
+
+    #[test]
+    fn a_demo_started_on_a_running_clock_is_seen_by_its_clones() {
+        let clock = DemoClock::normal();
+        let seen_by = clock.clone();
+        let request = DemoRequest::from_json(
+            &serde_json::json!({"scenario": "blackfriday", "minute_secs": 2, "start_unix": 1000}),
+        )
+        .unwrap();
+        clock.set(request.demo);
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(seen_by.phase_at(at(1031)), Phase::Degradation);
+        // The same start travels to the other services.
+        let again = DemoRequest::from_json(&request.to_json()).unwrap();
+        assert_eq!(again, request);
+        clock.set(
+            DemoRequest::from_json(&serde_json::json!({"scenario": "normal"}))
+                .unwrap()
+                .demo,
+        );
+        assert!(!seen_by.is_demo());
+        for (body, field) in [
+            (serde_json::json!({"scenario": "cybermonday"}), "scenario"),
+            (
+                serde_json::json!({"scenario": "blackfriday", "minute_secs": 0}),
+                "minute_secs",
+            ),
+            (
+                serde_json::json!({"scenario": "blackfriday", "start_unix": "soon"}),
+                "start_unix",
+            ),
+            (serde_json::json!([1]), "body"),
+        ] {
+            assert_eq!(
+                DemoRequest::from_json(&body).unwrap_err().field,
+                field,
+                "{body}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod process;
 pub mod schema;
 
 pub use database::{Database, DatabaseConfigError, Postgres};
-pub use demo::{DemoClock, DemoConfigError, Phase};
+pub use demo::{DemoClock, DemoConfigError, DemoFieldError, DemoRequest, Phase};
 pub use pool::{Pool, PoolExhausted, PooledConnection};
 pub use schema::{OpenError, open_sqlite, seed_products};
 

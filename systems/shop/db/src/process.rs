@@ -1,6 +1,7 @@
 //! How a shop service starts as a process: its identity (namespace `ecommerce-platform`, the
-//! seed's application name) and, in a Black Friday demo, `demo.phase` stamped on every span it
-//! starts (the phase read as the span starts).
+//! seed's application name) and, while a Black Friday demo is set (at start, or later through
+//! `POST /demo`), `demo.phase` stamped on every span it starts (the phase read as the span
+//! starts).
 
 use opentelemetry::KeyValue;
 use throughline_service_kit::{ServiceIdentity, ServiceProcess};
@@ -14,10 +15,10 @@ pub fn shop_process(name: &'static str, demo: DemoClock) -> ServiceProcess {
         version: env!("CARGO_PKG_VERSION"),
         namespace: "ecommerce-platform",
     });
-    if !demo.is_demo() {
-        return process;
-    }
     process.telemetry(move |builder| {
-        builder.stamp_spans(move || vec![KeyValue::new(names::DEMO_PHASE, demo.phase().as_str())])
+        builder.stamp_spans(move || match demo.demo() {
+            Some(_) => vec![KeyValue::new(names::DEMO_PHASE, demo.phase().as_str())],
+            None => Vec::new(),
+        })
     })
 }

@@ -5,7 +5,9 @@
 //!
 //! API: `POST /api/products/browse {"category"}`, `POST /api/journeys/{type}` (answers with the
 //! journey's trace id), `POST /api/traffic {"rate", "duration_secs", "mix"}`, `DELETE
-//! /api/traffic`, `GET /api/stats`, `GET /health`.
+//! /api/traffic`, `POST /api/demo {"scenario", "minute_secs", "peak_rate"}` (a demo on the
+//! running shop: the catalog's and checkout's clocks set to the same start, then the demo's own
+//! traffic; what `throughline load shop --scenario` asks for), `GET /api/stats`, `GET /health`.
 
 pub mod config;
 pub mod entry;
@@ -59,16 +61,18 @@ pub fn app(config: LoadgenConfig, telemetry: Telemetry) -> Result<Arc<App>, Serv
         .build()
         .map_err(ServeError::Client)?;
     let journeys = Journeys::new(
-        HttpClient::shared(client, telemetry.tracer.clone()),
+        HttpClient::shared(client.clone(), telemetry.tracer.clone()),
         Spans::shared(telemetry.tracer.clone()),
         config.catalog_url.clone(),
         config.checkout_url.clone(),
         Arc::default(),
+        config.demo.clone(),
     );
     let traffic = traffic::Traffic::new(journeys.clone(), config.max_in_flight);
     Ok(Arc::new(App {
         journeys,
         traffic,
+        control: client,
         config,
     }))
 }
@@ -93,7 +97,7 @@ pub async fn serve(
     if config.demo.is_demo() {
         app.traffic.start(
             traffic::Rate::Demo {
-                clock: config.demo,
+                clock: config.demo.clone(),
                 peak_per_sec: config.peak_rate,
             },
             traffic::Mix::default(),

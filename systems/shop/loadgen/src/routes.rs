@@ -22,6 +22,8 @@ use crate::traffic::{Mix, Rate, Traffic, TrafficFieldError};
 pub struct App {
     pub journeys: Journeys,
     pub traffic: Arc<Traffic>,
+    /// The untraced client of the control calls (`POST /demo` to the catalog and checkout).
+    pub control: reqwest::Client,
     pub config: LoadgenConfig,
 }
 
@@ -30,6 +32,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/products/browse", post(browse))
         .route("/api/journeys/{kind}", post(journey))
         .route("/api/traffic", post(start_traffic).delete(stop_traffic))
+        .route("/api/demo", post(start_demo))
         .route("/api/stats", get(stats).post(reset_stats))
         .route("/health", get(health))
         .with_state(app)
@@ -120,6 +123,74 @@ async fn start_traffic(State(app): State<Arc<App>>, body: Bytes) -> Response {
     (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
 }
 
+/// `POST /api/demo {"scenario": "blackfriday" | "normal", "minute_secs": N, "peak_rate": R}`:
+/// the demo on the running shop. The catalog's and the checkout's clocks are set to one start
+/// (each `POST /demo`), then the load generator's own: a Black Friday drives its traffic through
+/// the phases as `up --scenario blackfriday` does; `normal` drives the peak rate for as long
+/// with the index and the pool left healthy. Answers 202 with when it ends; 502 naming the
+/// service that could not be told.
+async fn start_demo(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    let body = match json_body(&body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let request = match shop_db::DemoRequest::from_json(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_field(e.field, e.problem),
+    };
+    let peak_rate = match body.get("peak_rate") {
+        None | Some(Value::Null) => app.config.peak_rate,
+        Some(v) => match v.as_f64() {
+            Some(r) if r.is_finite() && r > 0.0 && r <= 10_000.0 => r,
+            _ => return bad_field("peak_rate", "must be a number above 0 and at most 10000"),
+        },
+    };
+    // One start for every service.
+    let forward = request.to_json();
+    for (service, url) in [
+        ("product-catalog", &app.config.catalog_url),
+        ("checkout", &app.config.checkout_url),
+    ] {
+        let told = app
+            .control
+            .post(format!("{url}/demo"))
+            .timeout(Duration::from_secs(10))
+            .json(&forward)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        if let Err(e) = told {
+            let body = json!({
+                "error": format!("{service} at {url} could not be told of the demo: {e}"),
+                "service": service,
+            });
+            return (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response();
+        }
+    }
+    app.config.demo.set(request.demo);
+    let length = shop_db::demo::demo_length(request.minute);
+    let rate = match request.demo {
+        Some(_) => Rate::Demo {
+            clock: app.config.demo.clone(),
+            peak_per_sec: peak_rate,
+        },
+        None => Rate::Fixed {
+            per_sec: peak_rate,
+            duration: Some(length),
+        },
+    };
+    app.traffic.start(rate, Mix::default());
+    let mut answer = forward;
+    answer["peak_rate"] = json!(peak_rate);
+    answer["ends_in_secs"] = json!(length.as_secs_f64());
+    // The phases its journeys must pass through.
+    answer["phases"] = match request.demo {
+        Some(_) => json!(["ramp", "peak", "degradation", "critical"]),
+        None => json!(["normal"]),
+    };
+    (StatusCode::ACCEPTED, axum::Json(answer)).into_response()
+}
+
 async fn stop_traffic(State(app): State<Arc<App>>) -> Response {
     let stopped = app.traffic.stop();
     axum::Json(json!({"stopped": stopped})).into_response()
@@ -128,8 +199,10 @@ async fn stop_traffic(State(app): State<Arc<App>>) -> Response {
 async fn stats(State(app): State<Arc<App>>) -> Response {
     let mut stats = app.journeys.stats().snapshot();
     stats["phase"] = json!(app.config.demo.phase().as_str());
+    stats["max_in_flight"] = json!(app.config.max_in_flight);
     stats["demo_minute"] = json!(app.config.demo.minute());
     stats["traffic_running"] = json!(app.traffic.is_running());
+    stats["journeys_in_flight"] = json!(app.traffic.in_flight());
     axum::Json(stats).into_response()
 }
 

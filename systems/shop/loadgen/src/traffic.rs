@@ -1,6 +1,9 @@
 //! Continuous traffic: journeys started at a rate (fixed, or the Black Friday demo's, which
 //! rises through the ramp to its peak and stops when the demo is over), in a mix of journey
 //! types, at most `max_in_flight` at once (a journey that would exceed it is counted skipped).
+//! The driver starts every journey due at each wake-up (a credit of rate × time since the last
+//! one), so a timer that wakes once a millisecond does not cap the rate at 1,000 a second; a
+//! stall banks at most a tenth of a second's journeys, never a burst.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -136,6 +139,8 @@ impl Rate {
 pub struct Traffic {
     journeys: Journeys,
     max_in_flight: usize,
+    /// The traffic's journeys not yet finished (of this and of stopped traffic).
+    in_flight: Arc<AtomicUsize>,
     running: Mutex<Option<CancellationToken>>,
 }
 
@@ -144,6 +149,7 @@ impl Traffic {
         Arc::new(Self {
             journeys,
             max_in_flight,
+            in_flight: Arc::default(),
             running: Mutex::new(None),
         })
     }
@@ -179,6 +185,11 @@ impl Traffic {
         }
     }
 
+    /// Journeys started by traffic and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     pub fn is_running(&self) -> bool {
         self.running
             .lock()
@@ -189,37 +200,66 @@ impl Traffic {
 
     async fn drive(&self, rate: Rate, mix: Mix, token: CancellationToken) {
         let started = Instant::now();
-        let in_flight = Arc::new(AtomicUsize::new(0));
+        let in_flight = &self.in_flight;
         tracing::info!(?rate, mix = ?mix.as_map(), "traffic started");
+        let mut credit = Credit::default();
         while !token.is_cancelled() {
             let Some(per_sec) = rate.now(started) else {
                 break;
             };
-            let pause = if per_sec > 0.0 {
-                Duration::from_secs_f64(1.0 / per_sec)
-            } else {
-                Duration::from_millis(100)
-            };
-            if per_sec > 0.0 {
+            for _ in 0..credit.due(per_sec, Instant::now()) {
                 if in_flight.load(Ordering::Relaxed) >= self.max_in_flight {
                     self.journeys.stats().record_skipped();
-                } else {
-                    let kind = mix.pick(&mut rand::rng());
-                    let (journeys, in_flight) = (self.journeys.clone(), in_flight.clone());
-                    in_flight.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(async move {
-                        journeys.run(kind, None).await;
-                        in_flight.fetch_sub(1, Ordering::Relaxed);
-                    });
+                    continue;
                 }
+                let kind = mix.pick(&mut rand::rng());
+                let (journeys, in_flight) = (self.journeys.clone(), in_flight.clone());
+                in_flight.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    journeys.run(kind, None).await;
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
+                });
             }
             tokio::select! {
                 () = token.cancelled() => break,
-                () = tokio::time::sleep(pause) => {}
+                () = tokio::time::sleep(credit.pause(per_sec)) => {}
             }
         }
         token.cancel();
         tracing::info!(secs = started.elapsed().as_secs_f64(), "traffic stopped");
+    }
+}
+
+/// Journeys owed at a rate: rate × the time since the last wake-up, the whole ones due now.
+#[derive(Debug, Default)]
+struct Credit {
+    owed: f64,
+    last: Option<Instant>,
+}
+
+impl Credit {
+    /// How many journeys are due at `now` at `per_sec`.
+    fn due(&mut self, per_sec: f64, now: Instant) -> u64 {
+        let since = self.last.map_or(Duration::ZERO, |l| now - l);
+        self.last = Some(now);
+        // The first wake-up starts one at once; a stall banks a tenth of a second at most.
+        let owed = if since.is_zero() && self.owed == 0.0 {
+            1.0_f64.min(per_sec)
+        } else {
+            self.owed + per_sec * since.as_secs_f64()
+        };
+        self.owed = owed.min((per_sec / 10.0).max(1.0));
+        let due = self.owed.floor();
+        self.owed -= due;
+        due as u64
+    }
+
+    /// How long until the next journey is due (a millisecond at least; 100 ms at rate 0).
+    fn pause(&self, per_sec: f64) -> Duration {
+        if per_sec <= 0.0 {
+            return Duration::from_millis(100);
+        }
+        Duration::from_secs_f64(((1.0 - self.owed) / per_sec).max(0.001))
     }
 }
 
@@ -247,6 +287,34 @@ mod tests {
         assert!(near(at_minute(27.0), 20.0));
         assert_eq!(at_minute(31.0), None, "traffic ends with the demo");
         assert_eq!(at_minute(-1.0), Some(0.0), "waits for the demo's start");
+    }
+
+    #[test]
+    fn the_driver_starts_every_journey_due_not_one_a_wake_up() {
+        let mut credit = Credit::default();
+        let t0 = Instant::now();
+        let mut started = credit.due(5000.0, t0);
+        // Woken once a millisecond for a second, as a tokio timer does.
+        for ms in 1..=1000 {
+            started += credit.due(5000.0, t0 + Duration::from_millis(ms));
+        }
+        assert!(
+            (4990..=5001).contains(&started),
+            "{started} in a second at 5000/s"
+        );
+        assert_eq!(credit.pause(5000.0), Duration::from_millis(1));
+        // A slow rate: one journey every 100 ms, no more.
+        let mut slow = Credit::default();
+        let t0 = Instant::now();
+        let mut n = slow.due(10.0, t0);
+        for ms in (10..=1000).step_by(10) {
+            n += slow.due(10.0, t0 + Duration::from_millis(ms));
+        }
+        assert!((10..=11).contains(&n), "{n} at 10/s");
+        // A stall of ten seconds banks a tenth of a second, not ten seconds.
+        let mut stalled = Credit::default();
+        stalled.due(1000.0, t0);
+        assert_eq!(stalled.due(1000.0, t0 + Duration::from_secs(10)), 100);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub const NAME: &str = "shop";
 pub const DEFAULT_TARGET: &str = "http://127.0.0.1:8010";
 /// The load generator's stats by journey and step (`POST` resets, `GET` reads).
 pub const LOAD_STATS_PATH: &str = "/api/stats";
+/// Where `throughline load shop --scenario` starts a demo on the running shop.
+pub const DEMO_PATH: &str = "/api/demo";
 
 /// The services `throughline serve` runs.
 pub const SERVICES: &[Service] = &[
