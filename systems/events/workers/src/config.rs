@@ -32,7 +32,8 @@ pub struct WorkerConfig {
     /// The queue the worker reads (`NEDLIA_QUEUE_NAME`, default the kind's queue), as spans
     /// name it.
     pub queue_name: String,
-    pub database: PathBuf,
+    /// The database shared with the API (`DATABASE_URL`, `EVENTS_DATABASE_SCHEMA`).
+    pub database: events_db::Location,
     /// Share of records failed on purpose (`NEDLIA_FAILURE_RATE`, 0 to 1; 0 by default).
     pub failure_rate: f64,
     /// The file generator's output directory (`NEDLIA_FILES_DIR`), the local stand-in for S3.
@@ -91,7 +92,7 @@ impl WorkerConfig {
             queue_name: get("NEDLIA_QUEUE_NAME")
                 .unwrap_or(kind.default_queue())
                 .to_owned(),
-            database: events_db::path_from_env(env)?,
+            database: events_db::Location::from_env(env)?,
             failure_rate,
             files_dir: PathBuf::from(get("NEDLIA_FILES_DIR").unwrap_or("placement-files")),
             webhook_url,

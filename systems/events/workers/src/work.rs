@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use events_db::{DbError, PLACEMENT_COLUMNS, Placement};
+use events_db::{Arg, DbError, PLACEMENT_COLUMNS, Placement};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry::KeyValue;
@@ -99,33 +99,7 @@ impl Work {
     async fn generate_file(&self, id: String) -> Result<(), RecordError> {
         let attrs = [KeyValue::new(PLACEMENT_ID, id.clone())];
         let generate = self.spans.start("file_generator.generate", attrs.clone());
-        let key = id.clone();
-        let rendered = generate
-            .run(self.db.run(move |s| {
-                let Some(placement) = placement(s, &key)? else {
-                    return Ok(None);
-                };
-                let product = s.rows(
-                    "SELECT",
-                    "products",
-                    "SELECT id, name, price_cents FROM products WHERE id = ?1",
-                    [&placement.product_id],
-                    |r| {
-                        Ok(
-                            json!({"id": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?,
-                                  "price_cents": r.get::<_, i64>(2)?}),
-                        )
-                    },
-                )?;
-                Ok(Some(json!({
-                    "placement_id": placement.id,
-                    "video_id": placement.video_id,
-                    "start_time": placement.start_time,
-                    "end_time": placement.end_time,
-                    "product": product.into_iter().next(),
-                })))
-            }))
-            .await;
+        let rendered = generate.run(self.render(&id)).await;
         let file = match rendered {
             Ok(Some(file)) => file,
             Ok(None) => return Err(step_failed(&generate, "not_found", "no such placement")),
@@ -144,14 +118,12 @@ impl Work {
         }
         let file_key = path.to_string();
         let updated = upload
-            .run(self.db.run(move |s| {
-                s.execute(
-                    "UPDATE",
-                    "placements",
-                    "UPDATE placements SET file_key = ?2 WHERE id = ?1",
-                    (&id, &file_key),
-                )
-            }))
+            .run(self.db.execute(
+                "UPDATE",
+                "placements",
+                "UPDATE placements SET file_key = ?2 WHERE id = ?1",
+                vec![Arg::from(&id), Arg::from(file_key)],
+            ))
             .await;
         finish(&upload, updated)
     }
@@ -161,36 +133,7 @@ impl Work {
             "validator.validate",
             [KeyValue::new(PLACEMENT_ID, id.clone())],
         );
-        let outcome = span
-            .run(self.db.run(move |s| {
-                let Some(p) = placement(s, &id)? else {
-                    return Ok(None);
-                };
-                let video = s.rows(
-                    "SELECT",
-                    "videos",
-                    "SELECT id FROM videos WHERE id = ?1",
-                    [&p.video_id],
-                    |_| Ok(()),
-                )?;
-                let overlaps = s.rows(
-                    "SELECT",
-                    "placements",
-                    "SELECT id FROM placements WHERE video_id = ?1 AND id <> ?2 AND start_time < ?4 AND end_time > ?3 LIMIT 1",
-                    (&p.video_id, &p.id, p.start_time, p.end_time),
-                    |r| r.get::<_, String>(0),
-                )?;
-                let valid = !video.is_empty() && overlaps.is_empty();
-                let status = if valid { "valid" } else { "invalid" };
-                s.execute(
-                    "UPDATE",
-                    "placements",
-                    "UPDATE placements SET status = ?2 WHERE id = ?1",
-                    (&p.id, status),
-                )?;
-                Ok(Some(status))
-            }))
-            .await;
+        let outcome = span.run(self.check(&id)).await;
         match outcome {
             Ok(Some(status)) => {
                 span.set_attribute(KeyValue::new("placement.status", status));
@@ -233,29 +176,102 @@ impl Work {
             Err(e) => return Err(step_failed(&span, "webhook", ErrorChain(&e))),
         }
         let updated = span
-            .run(self.db.run(move |s| {
-                s.execute(
-                    "UPDATE",
-                    "placements",
-                    "UPDATE placements SET notified_at = ?2 WHERE id = ?1",
-                    (&id, now()),
-                )
-            }))
+            .run(self.db.execute(
+                "UPDATE",
+                "placements",
+                "UPDATE placements SET notified_at = ?2 WHERE id = ?1",
+                vec![Arg::from(&id), Arg::from(now())],
+            ))
             .await;
         finish(&span, updated)
     }
 }
 
-fn placement(s: &events_db::Session<'_>, id: &str) -> rusqlite::Result<Option<Placement>> {
-    Ok(s.rows(
-        "SELECT",
-        "placements",
-        &format!("SELECT {PLACEMENT_COLUMNS} FROM placements WHERE id = ?1"),
-        [id],
-        Placement::from_row,
-    )?
-    .into_iter()
-    .next())
+impl Work {
+    async fn placement(&self, id: &str) -> Result<Option<Placement>, DbError> {
+        Ok(self
+            .db
+            .rows(
+                "SELECT",
+                "placements",
+                &format!("SELECT {PLACEMENT_COLUMNS} FROM placements WHERE id = ?1"),
+                vec![Arg::from(id)],
+                Placement::from_row,
+            )
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The placement file: the placement and its product.
+    async fn render(&self, id: &str) -> Result<Option<Value>, DbError> {
+        let Some(placement) = self.placement(id).await? else {
+            return Ok(None);
+        };
+        let product = self
+            .db
+            .rows(
+                "SELECT",
+                "products",
+                "SELECT id, name, price_cents FROM products WHERE id = ?1",
+                vec![Arg::from(&placement.product_id)],
+                |r| Ok(json!({"id": r.text(0)?, "name": r.text(1)?, "price_cents": r.int(2)?})),
+            )
+            .await?;
+        Ok(Some(json!({
+            "placement_id": placement.id,
+            "video_id": placement.video_id,
+            "start_time": placement.start_time,
+            "end_time": placement.end_time,
+            "product": product.into_iter().next(),
+        })))
+    }
+
+    /// The validator's check: the video exists and nothing else overlaps; the status it set.
+    async fn check(&self, id: &str) -> Result<Option<&'static str>, DbError> {
+        let Some(p) = self.placement(id).await? else {
+            return Ok(None);
+        };
+        let video = self
+            .db
+            .rows(
+                "SELECT",
+                "videos",
+                "SELECT id FROM videos WHERE id = ?1",
+                vec![Arg::from(&p.video_id)],
+                |_| Ok(()),
+            )
+            .await?;
+        let overlaps = self
+            .db
+            .rows(
+                "SELECT",
+                "placements",
+                "SELECT id FROM placements WHERE video_id = ?1 AND id <> ?2 AND start_time < ?3 AND end_time > ?4 LIMIT 1",
+                vec![
+                    Arg::from(&p.video_id),
+                    Arg::from(&p.id),
+                    Arg::from(p.end_time),
+                    Arg::from(p.start_time),
+                ],
+                |r| r.text(0),
+            )
+            .await?;
+        let status = if !video.is_empty() && overlaps.is_empty() {
+            "valid"
+        } else {
+            "invalid"
+        };
+        self.db
+            .execute(
+                "UPDATE",
+                "placements",
+                "UPDATE placements SET status = ?2 WHERE id = ?1",
+                vec![Arg::from(&p.id), Arg::from(status)],
+            )
+            .await?;
+        Ok(Some(status))
+    }
 }
 
 /// `detail.placement_id` of an EventBridge envelope.
@@ -283,7 +299,7 @@ fn step_failed(
 
 fn finish(
     span: &throughline_instrument::ActiveSpan,
-    updated: Result<usize, DbError>,
+    updated: Result<u64, DbError>,
 ) -> Result<(), RecordError> {
     match updated {
         Ok(_) => Ok(()),

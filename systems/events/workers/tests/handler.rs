@@ -40,7 +40,7 @@ fn setup() -> Setup {
     }
 }
 
-fn worker(s: &Setup, kind: Kind, extra: &[(&str, &str)]) -> Worker {
+async fn worker(s: &Setup, kind: Kind, extra: &[(&str, &str)]) -> Worker {
     let mut env: HashMap<String, String> = HashMap::from([
         (
             "DATABASE_URL".into(),
@@ -66,6 +66,7 @@ fn worker(s: &Setup, kind: Kind, extra: &[(&str, &str)]) -> Worker {
             flush: None,
         },
     )
+    .await
     .unwrap()
 }
 
@@ -106,7 +107,7 @@ fn column(s: &Setup, name: &str) -> Option<String> {
 #[tokio::test]
 async fn the_file_generator_continues_the_trace_from_detail_and_writes_the_file() {
     let s = setup();
-    let w = worker(&s, Kind::FileGenerator, &[]);
+    let w = worker(&s, Kind::FileGenerator, &[]).await;
     let (event, producer) = record(&s, true);
     let response = w.handle(event, Invocation::default()).await;
     assert!(response.batch_item_failures.is_empty());
@@ -131,7 +132,7 @@ async fn the_file_generator_continues_the_trace_from_detail_and_writes_the_file(
 #[tokio::test]
 async fn without_detail_trace_the_xray_header_alone_joins_the_trace() {
     let s = setup();
-    let w = worker(&s, Kind::Validator, &[]);
+    let w = worker(&s, Kind::Validator, &[]).await;
     let (event, producer) = record(&s, false);
     let response = w.handle(event, Invocation::default()).await;
     assert!(response.batch_item_failures.is_empty());
@@ -168,7 +169,7 @@ async fn the_notifier_calls_the_webhook_under_its_client_span() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let w = worker(&s, Kind::Notifier, &[("NEDLIA_WEBHOOK_URL", &url)]);
+    let w = worker(&s, Kind::Notifier, &[("NEDLIA_WEBHOOK_URL", &url)]).await;
     let (event, _) = record(&s, true);
     let response = w.handle(event, Invocation::default()).await;
     assert!(response.batch_item_failures.is_empty());
@@ -187,7 +188,7 @@ async fn the_notifier_calls_the_webhook_under_its_client_span() {
 #[tokio::test]
 async fn an_injected_failure_is_a_batch_item_failure_and_the_record_is_left_alone() {
     let s = setup();
-    let w = worker(&s, Kind::Validator, &[("NEDLIA_FAILURE_RATE", "1")]);
+    let w = worker(&s, Kind::Validator, &[("NEDLIA_FAILURE_RATE", "1")]).await;
     let (event, _) = record(&s, true);
     let response = w.handle(event, Invocation::default()).await;
     assert_eq!(response.batch_item_failures[0].item_identifier, "m-1");
@@ -207,7 +208,7 @@ async fn a_webhook_that_answers_an_error_fails_the_record() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let w = worker(&s, Kind::Notifier, &[("NEDLIA_WEBHOOK_URL", &url)]);
+    let w = worker(&s, Kind::Notifier, &[("NEDLIA_WEBHOOK_URL", &url)]).await;
     let (event, _) = record(&s, true);
     let response = w.handle(event, Invocation::default()).await;
     assert_eq!(response.batch_item_failures[0].item_identifier, "m-1");
