@@ -3,10 +3,12 @@
 //! are killed when the test ends.
 //!
 //! Integration tests only; nothing here is used by shipped code. [`PostgresServer`] starts a
-//! throwaway PostgreSQL from the Debian packages.
+//! throwaway PostgreSQL from the Debian packages; [`MotoS3`] moto's S3 server.
 
+mod moto;
 mod postgres;
 
+pub use moto::{MOTO_CREDENTIALS, MotoS3};
 pub use postgres::{POSTGRES_DATABASE, POSTGRES_USER, PostgresServer};
 
 use std::net::{SocketAddr, TcpListener};

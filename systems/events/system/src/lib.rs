@@ -302,7 +302,7 @@ pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
         ]);
         match kind {
             Kind::FileGenerator => env.push((
-                "NEDLIA_FILES_DIR".into(),
+                "NEDLIA_FILES_URL".into(),
                 path_arg(&data.join("placement-files")),
             )),
             Kind::Notifier => env.push(("NEDLIA_WEBHOOK_URL".into(), webhook_url.clone())),

@@ -11,6 +11,7 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 use throughline_instrument::{HttpClient, RecordError, Spans};
 use throughline_service_kit::ErrorChain;
+use throughline_service_kit::objects::{ObjectStoreError, S3Settings, open_object_store};
 
 use crate::{Kind, WorkerConfig, failed};
 
@@ -22,14 +23,12 @@ const PLACEMENT_ID: &str = "placement.id";
 pub enum OpenError {
     #[error(transparent)]
     Database(#[from] events_db::OpenError),
-    #[error("cannot create the placement files directory {}", path.display())]
+    #[error("NEDLIA_FILES_URL {location}: cannot open the placement file store")]
     Files {
-        path: std::path::PathBuf,
+        location: String,
         #[source]
-        source: std::io::Error,
+        source: ObjectStoreError,
     },
-    #[error("cannot open the placement file store")]
-    Store(#[from] object_store::Error),
     #[error("cannot build the webhook's HTTP client")]
     HttpClient(#[source] reqwest::Error),
 }
@@ -42,6 +41,8 @@ pub(crate) struct Work {
     spans: Spans,
     http: HttpClient,
     files: Option<Arc<dyn ObjectStore>>,
+    /// Masks credentials in the file store's errors (empty for a directory).
+    files_settings: S3Settings,
     webhook: Option<reqwest::Url>,
     failure_rate: f64,
 }
@@ -53,16 +54,14 @@ impl Work {
         spans: Spans,
         http: HttpClient,
     ) -> Result<Self, OpenError> {
-        let files: Option<Arc<dyn ObjectStore>> = match config.kind {
+        let files = match config.kind {
             Kind::FileGenerator => {
-                let dir = &config.files_dir;
-                std::fs::create_dir_all(dir).map_err(|source| OpenError::Files {
-                    path: dir.clone(),
-                    source,
-                })?;
-                Some(Arc::new(
-                    object_store::local::LocalFileSystem::new_with_prefix(dir)?,
-                ))
+                Some(
+                    open_object_store(&config.files).map_err(|source| OpenError::Files {
+                        location: config.files.to_string(),
+                        source,
+                    })?,
+                )
             }
             _ => None,
         };
@@ -72,6 +71,7 @@ impl Work {
             spans,
             http,
             files,
+            files_settings: config.files.s3_settings().cloned().unwrap_or_default(),
             webhook: config.webhook_url.clone(),
             failure_rate: config.failure_rate,
         })
@@ -114,7 +114,8 @@ impl Work {
         };
         let bytes = bytes::Bytes::from(file.to_string());
         if let Err(e) = upload.run(files.put(&path, bytes.into())).await {
-            return Err(step_failed(&upload, "object_store", ErrorChain(&e)));
+            let message = self.files_settings.redact(&ErrorChain(&e).to_string());
+            return Err(step_failed(&upload, "object_store", message));
         }
         let file_key = path.to_string();
         let updated = upload

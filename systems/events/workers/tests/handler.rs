@@ -13,6 +13,7 @@ use serde_json::json;
 use throughline_instrument::{EventBridgeProducer, Invocation, SharedTracer};
 use throughline_propagation::{PropagatorName, Propagators, format_xray_header};
 use throughline_telemetry::testing::TestTracing;
+use throughline_testkit::{MOTO_CREDENTIALS, MotoS3};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -47,7 +48,7 @@ async fn worker(s: &Setup, kind: Kind, extra: &[(&str, &str)]) -> Worker {
             s.dir.path().join("events.sqlite3").display().to_string(),
         ),
         (
-            "NEDLIA_FILES_DIR".into(),
+            "NEDLIA_FILES_URL".into(),
             s.dir.path().join("files").display().to_string(),
         ),
         ("NEDLIA_WEBHOOK_URL".into(), "http://127.0.0.1:9/".into()),
@@ -127,6 +128,71 @@ async fn the_file_generator_continues_the_trace_from_detail_and_writes_the_file(
         column(&s, "file_key").as_deref(),
         Some("placements/p-1.json")
     );
+}
+
+#[tokio::test]
+async fn the_file_generator_uploads_to_s3_when_configured_moto_as_the_peer() {
+    let moto = tokio::task::spawn_blocking(|| MotoS3::start("nedlia-files"))
+        .await
+        .unwrap();
+    let s = setup();
+    let endpoint = moto.endpoint();
+    let mut env = vec![
+        ("NEDLIA_FILES_URL", "s3://nedlia-files/generated"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_MAX_ATTEMPTS", "2"),
+    ];
+    env.extend(MOTO_CREDENTIALS);
+    let w = worker(&s, Kind::FileGenerator, &env).await;
+    let (event, producer) = record(&s, true);
+    let response = w.handle(event, Invocation::default()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let spans = s.tracing.spans();
+    assert_eq!(
+        spans.find("process file-generator-queue").parent_span_id,
+        producer.span_id()
+    );
+    spans.assert_parent("file_generator.upload_s3", "process file-generator-queue");
+    // The object is in the bucket under the URL's prefix, as another S3 client reads it.
+    let objects = tokio::task::spawn_blocking(move || {
+        let objects = moto.json_objects("nedlia-files", "generated/");
+        (objects, moto)
+    })
+    .await
+    .unwrap()
+    .0;
+    let file = &objects["generated/placements/p-1.json"];
+    assert_eq!(file["placement_id"], "p-1");
+    assert_eq!(file["product"]["name"], "Chef Knife");
+    assert!(!s.dir.path().join("files").exists(), "nothing written locally");
+    assert_eq!(
+        column(&s, "file_key").as_deref(),
+        Some("placements/p-1.json")
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_s3_endpoint_fails_the_record_not_the_batch() {
+    let s = setup();
+    let endpoint = format!("http://{}", throughline_testkit::free_loopback_addr());
+    let mut env = vec![
+        ("NEDLIA_FILES_URL", "s3://nedlia-files"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_MAX_ATTEMPTS", "1"),
+    ];
+    env.extend(MOTO_CREDENTIALS);
+    let w = worker(&s, Kind::FileGenerator, &env).await;
+    let (event, _) = record(&s, true);
+    let response = w.handle(event, Invocation::default()).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    s.tracing
+        .spans()
+        .assert_attribute("file_generator.upload_s3", "error.type", "object_store");
+    assert_eq!(column(&s, "file_key"), None);
 }
 
 #[tokio::test]
