@@ -270,7 +270,10 @@ mod tests {
         let e = env(&[("AWS_REGION", "eu-west-1"), ("HOME", "/root")]);
         let s3 = ObjectStoreLocation::parse("FILES_URL", "s3://b/some/prefix/", &e).unwrap();
         assert_eq!(s3.to_string(), "s3://b/some/prefix");
-        assert_eq!(s3.s3_settings().unwrap().get("AWS_REGION"), Some("eu-west-1"));
+        assert_eq!(
+            s3.s3_settings().unwrap().get("AWS_REGION"),
+            Some("eu-west-1")
+        );
         assert_eq!(s3.s3_settings().unwrap().get("HOME"), None);
         assert_eq!(
             ObjectStoreLocation::parse("FILES_URL", "file:///tmp/x", &e).unwrap(),
@@ -278,12 +281,9 @@ mod tests {
         );
         let err = ObjectStoreLocation::parse("FILES_URL", "s3:///p", &e).unwrap_err();
         assert_eq!(err.to_string(), "FILES_URL: \"s3:///p\" names no bucket");
-        let err = ObjectStoreLocation::parse(
-            "FILES_URL",
-            "s3://b",
-            &env(&[("AWS_MAX_ATTEMPTS", "0")]),
-        )
-        .unwrap_err();
+        let err =
+            ObjectStoreLocation::parse("FILES_URL", "s3://b", &env(&[("AWS_MAX_ATTEMPTS", "0")]))
+                .unwrap_err();
         assert_eq!(err.name, "AWS_MAX_ATTEMPTS");
     }
 

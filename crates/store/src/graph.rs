@@ -783,8 +783,22 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                ("api".into(), NodeKind::Service, "aws_sqs/work".into(), q, 1, 0),
-                ("aws_sqs/work".into(), q, "lambda".into(), NodeKind::Service, 1, 0),
+                (
+                    "api".into(),
+                    NodeKind::Service,
+                    "aws_sqs/work".into(),
+                    q,
+                    1,
+                    0
+                ),
+                (
+                    "aws_sqs/work".into(),
+                    q,
+                    "lambda".into(),
+                    NodeKind::Service,
+                    1,
+                    0
+                ),
             ]
         );
     }

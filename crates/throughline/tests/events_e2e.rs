@@ -220,9 +220,12 @@ async fn n_plus_one_is_a_finding_and_eager_is_not(events: &Events, system: &str)
     .expect("the API answers");
     assert_eq!(eager.status(), 200);
     let eager_trace = trace_of(&eager);
-    let lazy = reqwest::get(format!("http://{}/v1/videos?include=placements", events.api))
-        .await
-        .expect("the API answers");
+    let lazy = reqwest::get(format!(
+        "http://{}/v1/videos?include=placements",
+        events.api
+    ))
+    .await
+    .expect("the API answers");
     assert_eq!(lazy.status(), 200);
     let lazy_trace = trace_of(&lazy);
     let listed: Value = lazy.json().await.unwrap();
@@ -234,7 +237,11 @@ async fn n_plus_one_is_a_finding_and_eager_is_not(events: &Events, system: &str)
             count_named(s, "SELECT placements") >= queries && count_named(s, "GET /v1/videos") == 1
         })
         .await;
-        assert_eq!(count_named(&spans, "SELECT placements"), queries, "{spans:#?}");
+        assert_eq!(
+            count_named(&spans, "SELECT placements"),
+            queries,
+            "{spans:#?}"
+        );
         let select = spans
             .iter()
             .find(|s| s["operationName"] == "SELECT placements")
@@ -261,9 +268,14 @@ async fn n_plus_one_is_a_finding_and_eager_is_not(events: &Events, system: &str)
     assert_eq!(found.len(), 1, "the N+1 listing is a finding: {found:#?}");
     assert_eq!(found[0]["count"], videos, "{found:#?}");
     assert_eq!(found[0]["service"], "nedlia-api");
-    assert!(found[0]["durationMs"].as_f64().unwrap() >= 50.0, "{found:#?}");
     assert!(
-        n_plus_one_findings(events.query, &eager_trace).await.is_empty(),
+        found[0]["durationMs"].as_f64().unwrap() >= 50.0,
+        "{found:#?}"
+    );
+    assert!(
+        n_plus_one_findings(events.query, &eager_trace)
+            .await
+            .is_empty(),
         "the eager listing is no finding"
     );
 }
@@ -276,6 +288,7 @@ async fn every_placement_trace_is_whole_and_the_n_plus_one_route_shows_one_query
 
     n_plus_one_is_a_finding_and_eager_is_not(&events, "sqlite").await;
     assert_trace_view_shows_three_queued_branches(&events).await;
+    assert_the_map_shows_the_bus_and_the_three_queues(&events).await;
 
     // `verify` with the system's shape agrees on every API trace, the read routes' included,
     // once the collector has judged them all (none settling).
@@ -352,6 +365,32 @@ async fn on_postgresql_every_placement_trace_is_whole_and_the_workers_write_to_i
         !events.dir.path().join("events/events.sqlite3").exists(),
         "no SQLite file beside PostgreSQL"
     );
+}
+
+/// The APM's service map: `nedlia-api → the bus → each queue → its worker`, as nodes.
+async fn assert_the_map_shows_the_bus_and_the_three_queues(events: &Events) {
+    let page = reqwest::get(format!("http://{}/map?lookback=1h", events.query))
+        .await
+        .expect("the map answers")
+        .text()
+        .await
+        .unwrap();
+    let node = |name: &str, kind: &str| format!("data-name=\"{name}\" data-kind=\"{kind}\"");
+    let mut wanted = vec![
+        node("nedlia-api", "service"),
+        node("aws_eventbridge/nedlia-events", "queue"),
+    ];
+    for (queue, worker) in [
+        ("file-generator-queue", "nedlia-file-generator"),
+        ("validator-queue", "nedlia-validator"),
+        ("notifier-queue", "nedlia-notifier"),
+    ] {
+        wanted.push(node(&format!("aws_sqs/{queue}"), "queue"));
+        wanted.push(node(worker, "service"));
+    }
+    for want in wanted {
+        assert!(page.contains(&want), "the map lacks {want}:\n{page}");
+    }
 }
 
 /// The APM's trace view of one placement: its three branches, each with its queue time.

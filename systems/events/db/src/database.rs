@@ -398,7 +398,8 @@ impl Tx {
                 Ok(())
             }
             TxInner::Postgres(_) => {
-                let TxInner::Postgres(tx) = std::mem::replace(&mut self.inner, TxInner::Sqlite(None))
+                let TxInner::Postgres(tx) =
+                    std::mem::replace(&mut self.inner, TxInner::Sqlite(None))
                 else {
                     return Ok(());
                 };
@@ -647,7 +648,11 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(titles, ["Morning Routine"], "a dropped transaction rolls back");
+        assert_eq!(
+            titles,
+            ["Morning Routine"],
+            "a dropped transaction rolls back"
+        );
         let bad = db
             .execute("DELETE", "nowhere", "DELETE FROM nowhere", vec![])
             .await;
@@ -661,17 +666,13 @@ mod tests {
     #[tokio::test]
     async fn statements_are_traced_and_transactions_roll_back_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
-        each_statement_has_its_span(Location::Sqlite(dir.path().join("t.sqlite3")), "sqlite")
-            .await;
+        each_statement_has_its_span(Location::Sqlite(dir.path().join("t.sqlite3")), "sqlite").await;
     }
 
     #[tokio::test]
     async fn statements_are_traced_and_transactions_roll_back_on_postgresql() {
         let server = throughline_testkit::PostgresServer::start();
-        let env = std::collections::HashMap::from([(
-            crate::DATABASE_URL.to_owned(),
-            server.url(),
-        )]);
+        let env = std::collections::HashMap::from([(crate::DATABASE_URL.to_owned(), server.url())]);
         let location = Location::from_env(&env).unwrap();
         each_statement_has_its_span(location.clone(), "postgresql").await;
         // A second open (another service starting) keeps the seed as it is.
@@ -680,7 +681,13 @@ mod tests {
         )));
         let db = Database::open(&location, tracer, false, 1).await.unwrap();
         let n = db
-            .rows("SELECT", "placements", "SELECT count(*) FROM placements", vec![], |r| r.int(0))
+            .rows(
+                "SELECT",
+                "placements",
+                "SELECT count(*) FROM placements",
+                vec![],
+                |r| r.int(0),
+            )
             .await
             .unwrap();
         assert_eq!(

@@ -13,8 +13,8 @@ mod seed;
 pub use database::{Arg, Database, DbError, Row, Tx};
 pub use location::{Location, OpenError, Postgres};
 pub use seed::{
-    CATALOGUE_PLACEMENTS_PER_VIDEO, FREE_FROM_SECS, HOUSE_PLACEMENT_END, SEED_PRODUCTS, SEED_VIDEO_COUNT,
-    SeedVideo, seed_videos,
+    CATALOGUE_PLACEMENTS_PER_VIDEO, FREE_FROM_SECS, HOUSE_PLACEMENT_END, SEED_PRODUCTS,
+    SEED_VIDEO_COUNT, SeedVideo, seed_videos,
 };
 
 use std::path::Path;

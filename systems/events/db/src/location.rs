@@ -156,12 +156,18 @@ mod tests {
             Location::from_env(&HashMap::new()).unwrap(),
             Location::Sqlite(p) if p == std::path::Path::new(DEFAULT_SQLITE_PATH)
         ));
-        let pg = Location::from_env(&env(&[(DATABASE_URL, "postgres://u:secret@db.local:5433/n")]))
-            .unwrap();
+        let pg = Location::from_env(&env(&[(
+            DATABASE_URL,
+            "postgres://u:secret@db.local:5433/n",
+        )]))
+        .unwrap();
         assert_eq!(pg.to_string(), "PostgreSQL db.local:5433/n (schema events)");
         assert!(!format!("{pg:?}").contains("secret"), "{pg:?}");
         let err = Location::from_env(&env(&[(DATABASE_URL, "mysql://u:secret@h/db")])).unwrap_err();
-        assert!(err.to_string().starts_with("DATABASE_URL: not a PostgreSQL URL"));
+        assert!(
+            err.to_string()
+                .starts_with("DATABASE_URL: not a PostgreSQL URL")
+        );
         assert!(!err.to_string().contains("secret"));
         let err = Location::from_env(&env(&[
             (DATABASE_URL, "postgres://u@h/d"),

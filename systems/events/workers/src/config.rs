@@ -135,19 +135,22 @@ mod tests {
             e.to_string(),
             "NEDLIA_FAILURE_RATE: \"2\" is not a number between 0 and 1"
         );
-        let e = WorkerConfig::from_env(
-            Kind::FileGenerator,
-            &env(&[("NEDLIA_FILES_URL", "s3://")]),
-        )
-        .unwrap_err();
+        let e = WorkerConfig::from_env(Kind::FileGenerator, &env(&[("NEDLIA_FILES_URL", "s3://")]))
+            .unwrap_err();
         assert_eq!(e.to_string(), "NEDLIA_FILES_URL: \"s3://\" names no bucket");
         let c = WorkerConfig::from_env(
             Kind::FileGenerator,
-            &env(&[("NEDLIA_FILES_URL", "s3://files/placements"), ("AWS_REGION", "eu-west-1")]),
+            &env(&[
+                ("NEDLIA_FILES_URL", "s3://files/placements"),
+                ("AWS_REGION", "eu-west-1"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.files.to_string(), "s3://files/placements");
-        assert_eq!(c.files.s3_settings().unwrap().get("AWS_REGION"), Some("eu-west-1"));
+        assert_eq!(
+            c.files.s3_settings().unwrap().get("AWS_REGION"),
+            Some("eu-west-1")
+        );
         let e = WorkerConfig::from_env(Kind::Notifier, &env(&[])).unwrap_err();
         assert_eq!(
             e.to_string(),

@@ -54,17 +54,16 @@ impl Work {
         spans: Spans,
         http: HttpClient,
     ) -> Result<Self, OpenError> {
-        let files = match config.kind {
-            Kind::FileGenerator => {
-                Some(
-                    open_object_store(&config.files).map_err(|source| OpenError::Files {
+        let files =
+            match config.kind {
+                Kind::FileGenerator => Some(open_object_store(&config.files).map_err(
+                    |source| OpenError::Files {
                         location: config.files.to_string(),
                         source,
-                    })?,
-                )
-            }
-            _ => None,
-        };
+                    },
+                )?),
+                _ => None,
+            };
         Ok(Self {
             kind: config.kind,
             db,

@@ -166,7 +166,10 @@ async fn the_file_generator_uploads_to_s3_when_configured_moto_as_the_peer() {
     let file = &objects["generated/placements/p-1.json"];
     assert_eq!(file["placement_id"], "p-1");
     assert_eq!(file["product"]["name"], "Chef Knife");
-    assert!(!s.dir.path().join("files").exists(), "nothing written locally");
+    assert!(
+        !s.dir.path().join("files").exists(),
+        "nothing written locally"
+    );
     assert_eq!(
         column(&s, "file_key").as_deref(),
         Some("placements/p-1.json")

@@ -2,7 +2,6 @@
 //! interop venv): the worker is configured from its environment map only, stores one profile per
 //! customer under the URL's prefix, and an unreachable endpoint fails the record, not the batch.
 
-
 mod common;
 
 use common::{attr, event, record, setup};
