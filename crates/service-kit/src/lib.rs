@@ -6,6 +6,8 @@
 //!   listener, with the timeouts, limits and allowed-hosts check of a [`ServeConfig`], and a
 //!   graceful shutdown bounded by its grace period.
 //! - [`shutdown_signal`] resolves on SIGINT or SIGTERM.
+//! - [`objects`] (feature `objects`; S3 with `s3`): where a service keeps the objects it writes,
+//!   a directory or `s3://bucket/prefix` from the `AWS_*` pairs of its environment map.
 //! - [`run_main`] runs a service as a process: telemetry from the environment map, the runtime,
 //!   the signal, the service's future, the last flush.
 //!
@@ -21,6 +23,8 @@
 pub mod config;
 mod guard;
 pub mod layers;
+#[cfg(feature = "objects")]
+pub mod objects;
 pub mod process;
 pub mod serve;
 pub mod signal;

@@ -62,6 +62,9 @@ impl SpanFacts {
             span.kind == SpanKind::Client as i32 || span.kind == SpanKind::Producer as i32;
         let peer = if calls_out {
             virtual_peer(&span.attributes)
+        } else if span.kind == SpanKind::Consumer as i32 {
+            // The queue a CONSUMER span reads: the service graph's node before the consumer.
+            messaging_node(&span.attributes)
         } else {
             None
         };
@@ -146,12 +149,8 @@ pub fn virtual_peer(attributes: &[KeyValue]) -> Option<(NodeKind, String)> {
         };
         return Some((NodeKind::Database, name));
     }
-    if let Some(system) = string_attribute(attributes, semconv::MESSAGING_SYSTEM) {
-        let name = match string_attribute(attributes, semconv::MESSAGING_DESTINATION_NAME) {
-            Some(dest) if !dest.is_empty() => format!("{system}/{dest}"),
-            _ => system.to_owned(),
-        };
-        return Some((NodeKind::MessagingSystem, name));
+    if let Some(node) = messaging_node(attributes) {
+        return Some(node);
     }
     // `peer.service` is deprecated in favour of `service.peer.name`; SDKs still send it.
     #[allow(deprecated)]
@@ -160,6 +159,17 @@ pub fn virtual_peer(attributes: &[KeyValue]) -> Option<(NodeKind, String)> {
         .or_else(|| string_attribute(attributes, semconv::SERVER_ADDRESS))
         .filter(|s| !s.is_empty())
         .map(|s| (NodeKind::External, s.to_owned()))
+}
+
+/// The messaging node a producer or consumer span names: `messaging.system/destination`
+/// (`messaging.destination.name`), or the system alone.
+pub fn messaging_node(attributes: &[KeyValue]) -> Option<(NodeKind, String)> {
+    let system = string_attribute(attributes, semconv::MESSAGING_SYSTEM)?;
+    let name = match string_attribute(attributes, semconv::MESSAGING_DESTINATION_NAME) {
+        Some(dest) if !dest.is_empty() => format!("{system}/{dest}"),
+        _ => system.to_owned(),
+    };
+    Some((NodeKind::MessagingSystem, name))
 }
 
 /// The system of a database span (`db.system.name`, or the deprecated `db.system`).

@@ -228,14 +228,87 @@ impl ServiceGraph {
         }
     }
 
-    fn pair(&mut self, client: &PendingHalf, server: &PendingHalf) {
+    /// The messaging node a half names (`messaging.system/destination`), if any.
+    fn messaging_node(half: &PendingHalf) -> Option<&str> {
+        match &half.peer {
+            Some((code, name)) if *code == node_code(NodeKind::MessagingSystem) => {
+                Some(name.as_str())
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts one message from `client` to `server`. When either names its messaging node, the
+    /// message goes through them: producer → its destination (a bus, a queue) → the consumer's
+    /// queue when it is another node → consumer; else one service-to-service edge. `first` is
+    /// false when this producer already reached a consumer of another service (a fan-out): its
+    /// edge to its own destination was counted then.
+    fn pair(&mut self, client: &PendingHalf, server: &PendingHalf, first: bool) {
+        let messaging = client.messaging || server.messaging;
+        let produced_to = Self::messaging_node(client).filter(|_| messaging);
+        let consumed_from = Self::messaging_node(server).filter(|_| messaging);
+        if produced_to.is_none() && consumed_from.is_none() {
+            self.add_edge(
+                (&client.service, NodeKind::Service),
+                (&server.service, NodeKind::Service),
+                pair_connection(client.messaging, server.messaging),
+                client.start_unix_nanos,
+                (server.duration_nanos, client.duration_nanos),
+                client.error || server.error,
+            );
+            return;
+        }
+        let queue = NodeKind::MessagingSystem;
+        let connection = ConnectionType::MessagingSystem;
+        let produced_to = produced_to.map(str::to_owned);
+        let consumed_from = consumed_from
+            .filter(|c| Some(*c) != produced_to.as_deref())
+            .map(str::to_owned);
+        if let Some(p) = &produced_to
+            && first
+        {
+            self.add_edge(
+                (&client.service, NodeKind::Service),
+                (p, queue),
+                connection,
+                client.start_unix_nanos,
+                (client.duration_nanos, client.duration_nanos),
+                client.error,
+            );
+        }
+        if let Some(c) = &consumed_from {
+            // Between two messaging nodes: the time the message waited, from the send's end to
+            // the consumer's start.
+            let waited = server
+                .start_unix_nanos
+                .saturating_sub(client.start_unix_nanos + client.duration_nanos);
+            match &produced_to {
+                Some(p) => self.add_edge(
+                    (p, queue),
+                    (c, queue),
+                    connection,
+                    client.start_unix_nanos,
+                    (waited, waited),
+                    false,
+                ),
+                None => self.add_edge(
+                    (&client.service, NodeKind::Service),
+                    (c, queue),
+                    connection,
+                    client.start_unix_nanos,
+                    (client.duration_nanos, client.duration_nanos),
+                    client.error,
+                ),
+            }
+        }
+        let last = consumed_from.or(produced_to).unwrap_or_default();
         self.add_edge(
-            (&client.service, NodeKind::Service),
+            (&last, queue),
             (&server.service, NodeKind::Service),
-            pair_connection(client.messaging, server.messaging),
-            client.start_unix_nanos,
-            (server.duration_nanos, client.duration_nanos),
-            client.error || server.error,
+            connection,
+            server.start_unix_nanos,
+            (server.duration_nanos, server.duration_nanos),
+            server.error,
         );
     }
 
@@ -262,7 +335,7 @@ impl ServiceGraph {
                 return;
             }
             if let Some(server) = self.best_server_for(client.id) {
-                self.pair(&client, &server);
+                self.pair(&client, &server, true);
                 return;
             }
             self.expiry.push_back((arrival, Waiting::Client(client.id)));
@@ -273,11 +346,12 @@ impl ServiceGraph {
                 && let Some(mut client) = self.clients.remove(&parent)
             {
                 if !client.messaging {
-                    self.pair(&client, &server);
+                    self.pair(&client, &server, true);
                     return;
                 }
                 if !client.paired.iter().any(|s| **s == *server.service) {
-                    self.pair(&client, &server);
+                    let first = client.paired.is_empty();
+                    self.pair(&client, &server, first);
                     client.paired.push(server.service.to_string());
                 }
                 self.clients.insert(parent, client);
@@ -291,7 +365,7 @@ impl ServiceGraph {
             if let (Some(only), None) = (linked.next().copied(), linked.next())
                 && let Some(client) = self.clients.remove(&only)
             {
-                self.pair(&client, &server);
+                self.pair(&client, &server, true);
                 return;
             }
             if server.parent.is_none() && server.links.is_empty() {
@@ -324,7 +398,8 @@ impl ServiceGraph {
             if let Some(server) = self.take_server(*id)
                 && !client.paired.iter().any(|s| **s == *server.service)
             {
-                self.pair(client, &server);
+                let first = client.paired.is_empty();
+                self.pair(client, &server, first);
                 client.paired.push(server.service.to_string());
             }
         }
@@ -621,16 +696,23 @@ mod tests {
                 g.expire(3 + SETTLE, SETTLE);
                 let found = g.dependencies(0, u64::MAX);
                 let what = format!("parent mode {parent_mode}, {order}: {found:?}");
-                assert_eq!(found.len(), 1, "{what}");
+                // Through the queue both halves name: api → queue → lambda, five each.
+                let hops: Vec<(&str, &str, u64)> = found
+                    .iter()
+                    .map(|e| (e.client.as_str(), e.server.as_str(), e.calls))
+                    .collect();
                 assert_eq!(
-                    (found[0].client.as_str(), found[0].server.as_str()),
-                    ("api", "lambda"),
+                    hops,
+                    [
+                        ("api", "aws_sqs/onboarding-queue", 5),
+                        ("aws_sqs/onboarding-queue", "lambda", 5)
+                    ],
                     "{what}"
                 );
-                assert_eq!(found[0].calls, 5, "{what}");
-                assert_eq!(
-                    found[0].connection,
-                    ConnectionType::MessagingSystem,
+                assert!(
+                    found
+                        .iter()
+                        .all(|e| e.connection == ConnectionType::MessagingSystem),
                     "{what}"
                 );
             }
@@ -638,17 +720,25 @@ mod tests {
     }
 
     #[test]
-    fn a_message_fanned_out_to_three_services_is_an_edge_to_each() {
+    fn a_message_fanned_out_to_three_services_goes_through_the_bus_and_each_queue() {
+        let q = NodeKind::MessagingSystem;
+        let s = NodeKind::Service;
+        let e = |c: &str, ck, sv: &str, sk| (c.to_owned(), ck, sv.to_owned(), sk, 1, 0);
         for consumers_first in [false, true] {
             let mut g = ServiceGraph::default();
             let mut send = span("api", 1, 0, SpanKind::Producer);
-            send.peer = Some((NodeKind::MessagingSystem, "aws_eventbridge/events".into()));
+            send.peer = Some((q, "aws_eventbridge/events".into()));
+            let consumer = |service: &str, id: u64| {
+                let mut c = span(service, id, 1, SpanKind::Consumer);
+                c.peer = Some((q, format!("aws_sqs/{service}-queue")));
+                c
+            };
             let consumers = [
-                span("validator", 2, 1, SpanKind::Consumer),
-                span("file-generator", 3, 1, SpanKind::Consumer),
-                span("notifier", 4, 1, SpanKind::Consumer),
+                consumer("validator", 2),
+                consumer("file-generator", 3),
+                consumer("notifier", 4),
                 // The validator's message delivered a second time.
-                span("validator", 5, 1, SpanKind::Consumer),
+                consumer("validator", 5),
             ];
             if consumers_first {
                 consumers.iter().for_each(|c| g.record(c, 0));
@@ -660,18 +750,69 @@ mod tests {
             g.expire(1 + SETTLE, SETTLE);
             let mut found = edges(&g);
             found.sort();
-            assert_eq!(
-                found,
-                vec![
-                    svc("api", "file-generator"),
-                    svc("api", "notifier"),
-                    svc("api", "validator")
-                ],
-                "consumers first: {consumers_first}"
-            );
+            let mut want = vec![e("api", s, "aws_eventbridge/events", q)];
+            for w in ["validator", "file-generator", "notifier"] {
+                let queue = format!("aws_sqs/{w}-queue");
+                want.push(e("aws_eventbridge/events", q, &queue, q));
+                want.push(e(&queue, q, w, s));
+            }
+            want.sort();
+            assert_eq!(found, want, "consumers first: {consumers_first}");
             assert_eq!(g.unpaired, 0, "consumers first: {consumers_first}");
             assert!(g.clients.is_empty() && g.servers.is_empty());
+            assert!(
+                g.dependencies(0, u64::MAX)
+                    .iter()
+                    .all(|e| e.connection == ConnectionType::MessagingSystem)
+            );
         }
+    }
+
+    #[test]
+    fn a_queue_named_by_both_halves_is_one_node_between_them() {
+        let q = NodeKind::MessagingSystem;
+        let mut g = ServiceGraph::default();
+        let mut send = span("api", 1, 0, SpanKind::Producer);
+        send.peer = Some((q, "aws_sqs/work".into()));
+        let mut receive = span("lambda", 2, 1, SpanKind::Consumer);
+        receive.peer = Some((q, "aws_sqs/work".into()));
+        g.record(&send, 0);
+        g.record(&receive, 1);
+        let mut found = edges(&g);
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "api".into(),
+                    NodeKind::Service,
+                    "aws_sqs/work".into(),
+                    q,
+                    1,
+                    0
+                ),
+                (
+                    "aws_sqs/work".into(),
+                    q,
+                    "lambda".into(),
+                    NodeKind::Service,
+                    1,
+                    0
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn producers_without_destinations_keep_the_service_to_service_edge() {
+        let mut g = ServiceGraph::default();
+        g.record(&span("api", 1, 0, SpanKind::Producer), 0);
+        g.record(&span("validator", 2, 1, SpanKind::Consumer), 1);
+        g.record(&span("notifier", 3, 1, SpanKind::Consumer), 1);
+        g.expire(1 + SETTLE, SETTLE);
+        let mut found = edges(&g);
+        found.sort();
+        assert_eq!(found, vec![svc("api", "notifier"), svc("api", "validator")]);
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //! are killed when the test ends.
 //!
 //! Integration tests only; nothing here is used by shipped code. [`PostgresServer`] starts a
-//! throwaway PostgreSQL from the Debian packages, [`AlertmanagerServer`] a Prometheus Alertmanager.
+//! throwaway PostgreSQL from the Debian packages, [`AlertmanagerServer`] a Prometheus
+//! Alertmanager, [`MotoS3`] moto's S3 server.
 
 mod alertmanager;
+mod moto;
 mod postgres;
 
 pub use alertmanager::{ALERTMANAGER_BIN, AlertmanagerServer};
+pub use moto::{MOTO_CREDENTIALS, MotoS3};
 pub use postgres::{POSTGRES_DATABASE, POSTGRES_USER, PostgresServer};
 
 use std::net::{SocketAddr, TcpListener};

@@ -1,7 +1,8 @@
 //! The event fan-out under `throughline up events`, the real binary on free ports: `throughline
 //! load events` finds every placement's trace whole across the three branches (with `_trace` in
-//! the detail, and with the X-Ray `TraceHeader` alone); the N+1 route's trace holds one query per
-//! video and the eager one a single query, and the trace view shows the three branches with
+//! the detail, and with the X-Ray `TraceHeader` alone), on SQLite and on PostgreSQL (schema
+//! `events`); the N+1 route's trace holds one query per video and is an N+1 finding under the
+//! default thresholds, the eager one a single query and none; the trace view shows the three branches with
 //! their queue times; a worker that fails every record dead-letters them in
 //! its own queue while the other two branches finish.
 
@@ -184,35 +185,110 @@ async fn fetch_spans(query: SocketAddr, trace_id: &str) -> Option<Vec<Value>> {
     body["data"][0]["spans"].as_array().cloned()
 }
 
+/// The trace id of an answer's `traceresponse`.
+fn trace_of(answer: &reqwest::Response) -> String {
+    answer.headers()["traceresponse"]
+        .to_str()
+        .unwrap()
+        .split('-')
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+/// The N+1 findings the collector reports for one trace.
+async fn n_plus_one_findings(query: SocketAddr, trace_id: &str) -> Vec<Value> {
+    let url = format!(
+        "http://{query}/api/throughline/findings?kind=n_plus_one_db&lookback=1h&traceID={trace_id}"
+    );
+    let Ok(answer) = reqwest::get(url).await else {
+        return Vec::new();
+    };
+    let body: Value = answer.json().await.unwrap_or_default();
+    body["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// The listing with placements is one `SELECT placements` per video and, under the default
+/// thresholds (5 repeats, 50 ms), an N+1 finding of the collector; the eager listing is one
+/// query and no finding. Spans name the engine (`db.system.name`).
+async fn n_plus_one_is_a_finding_and_eager_is_not(events: &Events, system: &str) {
+    let eager = reqwest::get(format!(
+        "http://{}/v1/videos?include=placements&eager=true",
+        events.api
+    ))
+    .await
+    .expect("the API answers");
+    assert_eq!(eager.status(), 200);
+    let eager_trace = trace_of(&eager);
+    let lazy = reqwest::get(format!(
+        "http://{}/v1/videos?include=placements",
+        events.api
+    ))
+    .await
+    .expect("the API answers");
+    assert_eq!(lazy.status(), 200);
+    let lazy_trace = trace_of(&lazy);
+    let listed: Value = lazy.json().await.unwrap();
+    let videos = listed["videos"].as_array().unwrap().len();
+    assert!(videos >= 50, "{videos} videos listed");
+
+    for (trace_id, queries) in [(&eager_trace, 1), (&lazy_trace, videos)] {
+        let spans = trace_when(events.query, trace_id, |s| {
+            count_named(s, "SELECT placements") >= queries && count_named(s, "GET /v1/videos") == 1
+        })
+        .await;
+        assert_eq!(
+            count_named(&spans, "SELECT placements"),
+            queries,
+            "{spans:#?}"
+        );
+        let select = spans
+            .iter()
+            .find(|s| s["operationName"] == "SELECT placements")
+            .unwrap();
+        let engine = select["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == "db.system.name")
+            .map(|t| t["value"].clone());
+        assert_eq!(engine, Some(Value::from(system)), "{select:#}");
+    }
+
+    // Findings are made when a trace settles; the eager trace came first, so once the N+1 one
+    // has its finding the eager one has settled too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        let found = n_plus_one_findings(events.query, &lazy_trace).await;
+        if !found.is_empty() || Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(found.len(), 1, "the N+1 listing is a finding: {found:#?}");
+    assert_eq!(found[0]["count"], videos, "{found:#?}");
+    assert_eq!(found[0]["service"], "nedlia-api");
+    assert!(
+        found[0]["durationMs"].as_f64().unwrap() >= 50.0,
+        "{found:#?}"
+    );
+    assert!(
+        n_plus_one_findings(events.query, &eager_trace)
+            .await
+            .is_empty(),
+        "the eager listing is no finding"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_placement_trace_is_whole_and_the_n_plus_one_route_shows_one_query_per_video() {
     let events = Events::up(&[]);
     let (summary, status) = events.load(120);
     assert_all_whole(&events, &summary, status);
 
-    for (path, queries) in [
-        ("/v1/videos?include=placements", 5),
-        ("/v1/videos?include=placements&eager=true", 1),
-    ] {
-        let answer = reqwest::get(format!("http://{}{path}", events.api))
-            .await
-            .expect("the API answers");
-        assert_eq!(answer.status(), 200);
-        let trace_id = answer.headers()["traceresponse"]
-            .to_str()
-            .unwrap()
-            .split('-')
-            .nth(1)
-            .unwrap()
-            .to_owned();
-        let spans = trace_when(events.query, &trace_id, |s| {
-            count_named(s, "SELECT placements") >= queries && count_named(s, "GET /v1/videos") == 1
-        })
-        .await;
-        let selects = count_named(&spans, "SELECT placements");
-        assert_eq!(selects, queries, "{path}: {spans:#?}");
-    }
+    n_plus_one_is_a_finding_and_eager_is_not(&events, "sqlite").await;
     assert_trace_view_shows_three_queued_branches(&events).await;
+    assert_the_map_shows_the_bus_and_the_three_queues(&events).await;
 
     // `verify` with the system's shape agrees on every API trace, the read routes' included,
     // once the collector has judged them all (none settling).
@@ -263,6 +339,57 @@ async fn every_placement_trace_is_whole_and_the_n_plus_one_route_shows_one_query
         }
         assert!(Instant::now() < deadline, "verify never settled:\n{said}");
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_every_placement_trace_is_whole_and_the_workers_write_to_its_schema() {
+    let server = throughline_testkit::PostgresServer::start();
+    let events = Events::up(&["--database-url", &server.url()]);
+    let (summary, status) = events.load(60);
+    assert_all_whole(&events, &summary, status);
+    n_plus_one_is_a_finding_and_eager_is_not(&events, "postgresql").await;
+    // Every accepted placement is in the schema `events`, moved by all three workers (each
+    // branch's CONSUMER span was in when `load` judged the trace whole: its writes are done).
+    let done = server.psql(
+        "SELECT count(*) FROM events.placements WHERE id NOT LIKE 'house-%' AND id NOT LIKE 'seed-%' \
+         AND status = 'valid' AND file_key IS NOT NULL AND notified_at IS NOT NULL",
+    );
+    assert_eq!(
+        done.trim(),
+        summary["accepted"].to_string(),
+        "logs:\n{}",
+        events.logs()
+    );
+    assert!(
+        !events.dir.path().join("events/events.sqlite3").exists(),
+        "no SQLite file beside PostgreSQL"
+    );
+}
+
+/// The APM's service map: `nedlia-api → the bus → each queue → its worker`, as nodes.
+async fn assert_the_map_shows_the_bus_and_the_three_queues(events: &Events) {
+    let page = reqwest::get(format!("http://{}/map?lookback=1h", events.query))
+        .await
+        .expect("the map answers")
+        .text()
+        .await
+        .unwrap();
+    let node = |name: &str, kind: &str| format!("data-name=\"{name}\" data-kind=\"{kind}\"");
+    let mut wanted = vec![
+        node("nedlia-api", "service"),
+        node("aws_eventbridge/nedlia-events", "queue"),
+    ];
+    for (queue, worker) in [
+        ("file-generator-queue", "nedlia-file-generator"),
+        ("validator-queue", "nedlia-validator"),
+        ("notifier-queue", "nedlia-notifier"),
+    ] {
+        wanted.push(node(&format!("aws_sqs/{queue}"), "queue"));
+        wanted.push(node(worker, "service"));
+    }
+    for want in wanted {
+        assert!(page.contains(&want), "the map lacks {want}:\n{page}");
     }
 }
 

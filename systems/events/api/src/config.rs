@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use throughline_service_kit::{AllowedHosts, AllowedHostsError};
@@ -32,8 +31,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub addr: SocketAddr,
-    /// The SQLite file (`DATABASE_URL`).
-    pub database: PathBuf,
+    /// The SQLite file or the PostgreSQL database and schema (`DATABASE_URL`,
+    /// `EVENTS_DATABASE_SCHEMA`).
+    pub database: events_db::Location,
     pub event_bus: String,
     /// `AWS_ENDPOINT_URL_EVENTBRIDGE` (or `AWS_ENDPOINT_URL`): the local broker; AWS when unset.
     pub eventbridge_endpoint: Option<String>,
@@ -77,7 +77,7 @@ impl ApiConfig {
         };
         Ok(Self {
             addr,
-            database: events_db::path_from_env(env)?,
+            database: events_db::Location::from_env(env)?,
             event_bus: get("NEDLIA_EVENT_BUS").unwrap_or(DEFAULT_BUS).to_owned(),
             eventbridge_endpoint: get("AWS_ENDPOINT_URL_EVENTBRIDGE")
                 .or_else(|| get("AWS_ENDPOINT_URL"))

@@ -1,6 +1,6 @@
 //! nedlia-api, the front of the event fan-out (seed 004): `POST /v1/placements` validates a
 //! placement (a 400 names each bad field), checks its video and product (404) and overlaps
-//! (409), stores it in SQLite and puts `placement.created` on the `nedlia-events` bus with its
+//! (409), stores it (SQLite or PostgreSQL) and puts `placement.created` on the `nedlia-events` bus with its
 //! context in `detail._trace` (and the X-Ray `TraceHeader` when that propagator is on);
 //! `GET /v1/placements/{id}` shows the status the workers move it through; `GET /v1/videos`
 //! (`?include=placements`, the seed's N+1, `&eager=true` in one query) and `GET /v1/products`
@@ -30,11 +30,12 @@ pub use routes::App;
 pub enum ServeError {
     #[error(transparent)]
     Database(#[from] events_db::OpenError),
-    #[error("the database set-up task stopped")]
-    SetUp(#[source] tokio::task::JoinError),
     #[error("the listener's address could not be read")]
     Listener(#[source] std::io::Error),
 }
+
+/// PostgreSQL connections the API pools.
+pub const POOL_SIZE: u32 = 10;
 
 /// Opens the database, then serves until `shutdown` resolves; spans come from `tracer`.
 pub async fn serve(
@@ -43,12 +44,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let path = config.database.clone();
-    let (db_tracer, commenter) = (Arc::clone(&tracer), config.sql_commenter);
-    let db =
-        tokio::task::spawn_blocking(move || events_db::Database::open(&path, db_tracer, commenter))
-            .await
-            .map_err(ServeError::SetUp)??;
+    let db = events_db::Database::open(
+        &config.database,
+        Arc::clone(&tracer),
+        config.sql_commenter,
+        POOL_SIZE,
+    )
+    .await?;
     let bus = events::EventBus::connect(
         config.eventbridge_endpoint.as_deref(),
         &config.region,
@@ -56,7 +58,7 @@ pub async fn serve(
     )
     .await;
     let addr = listener.local_addr().map_err(ServeError::Listener)?;
-    tracing::info!(%addr, bus = %config.event_bus, database = %config.database.display(), "nedlia-api listening");
+    tracing::info!(%addr, bus = %config.event_bus, database = %config.database, "nedlia-api listening");
     let app = Arc::new(App::new(db, bus, tracer, addr.port(), config.detail_trace));
     let router = routes::router(app, config.max_body_bytes);
     let serve = ServeConfig {

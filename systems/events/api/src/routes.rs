@@ -11,7 +11,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use events_db::{DbError, PLACEMENT_COLUMNS, Placement};
+use events_db::{Arg, DbError, PLACEMENT_COLUMNS, Placement};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, KeyValue};
 use serde::Serialize;
@@ -172,18 +172,15 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Answer {
     create.set_attribute(KeyValue::new(names::PLACEMENT_ID, inserted.id.clone()));
     create.end();
     if let Err(answer) = publish(&app, &inserted).await {
-        let id = inserted.id.clone();
         // The placement goes with its event: a retry of the request can then succeed.
         if let Err(e) = app
             .db
-            .run(move |s| {
-                s.execute(
-                    "DELETE",
-                    "placements",
-                    "DELETE FROM placements WHERE id = ?1",
-                    [&id],
-                )
-            })
+            .execute(
+                "DELETE",
+                "placements",
+                "DELETE FROM placements WHERE id = ?1",
+                vec![Arg::from(&inserted.id)],
+            )
             .await
         {
             tracing::error!(error = %ErrorChain(&e), "placement left without its event");
@@ -201,29 +198,41 @@ async fn create(State(app): State<Arc<App>>, body: Bytes) -> Answer {
     )
 }
 
+/// Whether `sql` (one `?1` parameter) finds a row.
+async fn exists(
+    db: &events_db::Database,
+    table: &'static str,
+    sql: &str,
+    id: &str,
+) -> Result<bool, DbError> {
+    let found = db
+        .rows("SELECT", table, sql, vec![Arg::from(id)], |_| Ok(()))
+        .await?;
+    Ok(!found.is_empty())
+}
+
 /// The placement's checks and insert, under `placement.create`: `placement.validate_video`
 /// (the video and the product exist), then `placement.check_overlaps` and the insert.
 async fn place(app: &App, new: NewPlacement) -> Result<Placement, Answer> {
-    let (video, product) = (new.video_id.clone(), new.product_id.clone());
     let validate = app.spans.start("placement.validate_video", []);
     let found = validate
-        .run(app.db.run(move |s| {
-            let video = s.rows(
-                "SELECT",
+        .run(async {
+            let video = exists(
+                &app.db,
                 "videos",
                 "SELECT id FROM videos WHERE id = ?1",
-                [&video],
-                |_| Ok(()),
-            )?;
-            let product = s.rows(
-                "SELECT",
+                &new.video_id,
+            )
+            .await?;
+            let product = exists(
+                &app.db,
                 "products",
                 "SELECT id FROM products WHERE id = ?1",
-                [&product],
-                |_| Ok(()),
-            )?;
-            Ok((!video.is_empty(), !product.is_empty()))
-        }))
+                &new.product_id,
+            )
+            .await?;
+            Ok::<_, DbError>((video, product))
+        })
         .await;
     validate.end();
     match found {
@@ -234,8 +243,7 @@ async fn place(app: &App, new: NewPlacement) -> Result<Placement, Answer> {
         }
         Ok((true, true)) => {}
     }
-    let spans = app.spans.clone();
-    match app.db.run(move |s| insert(s, &spans, new)).await {
+    match insert(app, new).await {
         Err(e) => Err(Answer::database(&e)),
         Ok(Insert::Overlaps(existing)) => Err(Answer::ok(
             StatusCode::CONFLICT,
@@ -248,70 +256,59 @@ async fn place(app: &App, new: NewPlacement) -> Result<Placement, Answer> {
     }
 }
 
-/// Checks for an overlap and inserts, in one `BEGIN IMMEDIATE` transaction (the check and the
-/// insert cannot interleave with another writer's).
-fn insert(
-    s: &events_db::Session<'_>,
-    spans: &Spans,
-    new: NewPlacement,
-) -> rusqlite::Result<Insert> {
-    s.connection().execute_batch("BEGIN IMMEDIATE")?;
-    let outcome = (|| {
-        let check = spans.start("placement.check_overlaps", []);
-        // Attached on this blocking thread for the one statement (no `.await` here).
-        let attached = check.context().clone().attach();
-        let overlapping = s.rows(
+/// Checks for an overlap and inserts in one transaction that no other insert on the same
+/// video can interleave with (SQLite's `BEGIN IMMEDIATE`, PostgreSQL's lock on the video).
+async fn insert(app: &App, new: NewPlacement) -> Result<Insert, DbError> {
+    let mut tx = app.db.begin().await?;
+    tx.serialize_on(&new.video_id).await?;
+    let check = app.spans.start("placement.check_overlaps", []);
+    let overlapping = check
+        .run(tx.rows(
             "SELECT",
             "placements",
-            "SELECT id FROM placements WHERE video_id = ?1 AND start_time < ?3 AND end_time > ?2 LIMIT 1",
-            (&new.video_id, new.start_time, new.end_time),
-            |r| r.get::<_, String>(0),
-        );
-        drop(attached);
-        check.end();
-        if let Some(existing) = overlapping?.into_iter().next() {
-            return Ok(Insert::Overlaps(existing));
-        }
-        let placement = Placement {
-            id: uuid::Uuid::new_v4().to_string(),
-            video_id: new.video_id,
-            product_id: new.product_id,
-            start_time: new.start_time,
-            end_time: new.end_time,
-            status: "created".into(),
-            file_key: None,
-            notified_at: None,
-            created_at: now(),
-        };
-        s.execute(
-            "INSERT",
-            "placements",
-            "INSERT INTO placements (id, video_id, product_id, start_time, end_time, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            (
-                &placement.id,
-                &placement.video_id,
-                &placement.product_id,
-                placement.start_time,
-                placement.end_time,
-                &placement.status,
-                &placement.created_at,
-            ),
-        )?;
-        Ok(Insert::Done(placement))
-    })();
-    let end = if matches!(outcome, Ok(Insert::Done(_))) {
-        "COMMIT"
-    } else {
-        "ROLLBACK"
-    };
-    if let Err(e) = s.connection().execute_batch(end) {
-        // A COMMIT that failed (busy) leaves the transaction open: end it, or the next BEGIN
-        // on this connection would fail.
-        let _ = s.connection().execute_batch("ROLLBACK");
-        return Err(e);
+            "SELECT id FROM placements WHERE video_id = ?1 AND start_time < ?2 AND end_time > ?3 LIMIT 1",
+            vec![
+                Arg::from(&new.video_id),
+                Arg::from(new.end_time),
+                Arg::from(new.start_time),
+            ],
+            |r| r.text(0),
+        ))
+        .await;
+    check.end();
+    if let Some(existing) = overlapping?.into_iter().next() {
+        tx.rollback().await?;
+        return Ok(Insert::Overlaps(existing));
     }
-    outcome
+    let placement = Placement {
+        id: uuid::Uuid::new_v4().to_string(),
+        video_id: new.video_id,
+        product_id: new.product_id,
+        start_time: new.start_time,
+        end_time: new.end_time,
+        status: "created".into(),
+        file_key: None,
+        notified_at: None,
+        created_at: now(),
+    };
+    tx.execute(
+        "INSERT",
+        "placements",
+        "INSERT INTO placements (id, video_id, product_id, start_time, end_time, status, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        vec![
+            Arg::from(&placement.id),
+            Arg::from(&placement.video_id),
+            Arg::from(&placement.product_id),
+            Arg::from(placement.start_time),
+            Arg::from(placement.end_time),
+            Arg::from(&placement.status),
+            Arg::from(&placement.created_at),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Insert::Done(placement))
 }
 
 fn now() -> String {
@@ -359,18 +356,15 @@ async fn publish(app: &App, placement: &Placement) -> Result<(), Answer> {
 }
 
 async fn placement(State(app): State<Arc<App>>, Path(id): Path<String>) -> Answer {
-    let key = id.clone();
     let found = app
         .db
-        .run(move |s| {
-            s.rows(
-                "SELECT",
-                "placements",
-                &format!("SELECT {PLACEMENT_COLUMNS} FROM placements WHERE id = ?1"),
-                [&key],
-                Placement::from_row,
-            )
-        })
+        .rows(
+            "SELECT",
+            "placements",
+            &format!("SELECT {PLACEMENT_COLUMNS} FROM placements WHERE id = ?1"),
+            vec![Arg::from(&id)],
+            Placement::from_row,
+        )
         .await;
     match found {
         Err(e) => Answer::database(&e),
@@ -387,7 +381,39 @@ struct Video {
     title: String,
     duration_secs: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    placements: Option<Vec<Placement>>,
+    placements: Option<Vec<ListedPlacement>>,
+}
+
+/// A placement as the video listing shows it: with its product's name and reach (how many
+/// placements that product has across the catalogue).
+#[derive(Debug, Serialize)]
+struct ListedPlacement {
+    #[serde(flatten)]
+    placement: Placement,
+    product_name: String,
+    product_reach: i64,
+}
+
+impl ListedPlacement {
+    fn from_row(r: &dyn events_db::Row) -> Result<Self, DbError> {
+        Ok(Self {
+            placement: Placement::from_row(r)?,
+            product_name: r.text(9)?,
+            product_reach: r.int(10)?,
+        })
+    }
+}
+
+/// The listing's placements (`{where}` a filter or nothing, `{order}` the order): each with its
+/// product's name and its reach, counted over every placement.
+fn listed_placements_sql(filter: &str, order: &str) -> String {
+    format!(
+        "SELECT p.id, p.video_id, p.product_id, p.start_time, p.end_time, p.status, p.file_key, \
+         p.notified_at, p.created_at, pr.name, r.reach FROM placements p \
+         JOIN products pr ON pr.id = p.product_id \
+         JOIN (SELECT product_id, count(*) AS reach FROM placements GROUP BY product_id) r \
+         ON r.product_id = p.product_id{filter} ORDER BY {order}"
+    )
 }
 
 /// `GET /v1/videos[?include=placements[&eager=true]]`: with `include=placements` and no
@@ -407,83 +433,84 @@ async fn videos(
         Some("true") => true,
         Some(_) => return Answer::bad_field("eager", "must be true or false"),
     };
-    let loaded = app
-        .db
-        .run(move |s| {
-            let mut videos = s.rows(
-                "SELECT",
-                "videos",
-                "SELECT id, title, duration_secs FROM videos ORDER BY id",
-                [],
-                |r| {
-                    Ok(Video {
-                        id: r.get(0)?,
-                        title: r.get(1)?,
-                        duration_secs: r.get(2)?,
-                        placements: None,
-                    })
-                },
-            )?;
-            if !include {
-                return Ok(videos);
-            }
-            if eager {
-                let all = s.rows(
-                    "SELECT",
-                    "placements",
-                    &format!(
-                        "SELECT {PLACEMENT_COLUMNS} FROM placements ORDER BY video_id, start_time"
-                    ),
-                    [],
-                    Placement::from_row,
-                )?;
-                let mut by_video: HashMap<String, Vec<Placement>> = HashMap::new();
-                for p in all {
-                    by_video.entry(p.video_id.clone()).or_default().push(p);
-                }
-                for v in &mut videos {
-                    v.placements = Some(by_video.remove(&v.id).unwrap_or_default());
-                }
-            } else {
-                let sql = format!(
-                    "SELECT {PLACEMENT_COLUMNS} FROM placements WHERE video_id = ?1 ORDER BY start_time"
-                );
-                for v in &mut videos {
-                    v.placements = Some(s.rows(
-                        "SELECT",
-                        "placements",
-                        &sql,
-                        [&v.id],
-                        Placement::from_row,
-                    )?);
-                }
-            }
-            Ok(videos)
-        })
-        .await;
-    match loaded {
+    match list_videos(&app.db, include, eager).await {
         Ok(videos) => Answer::ok(StatusCode::OK, json!({"videos": videos})),
         Err(e) => Answer::database(&e),
     }
 }
 
+async fn list_videos(
+    db: &events_db::Database,
+    include: bool,
+    eager: bool,
+) -> Result<Vec<Video>, DbError> {
+    let mut videos = db
+        .rows(
+            "SELECT",
+            "videos",
+            "SELECT id, title, duration_secs FROM videos ORDER BY id",
+            vec![],
+            |r| {
+                Ok(Video {
+                    id: r.text(0)?,
+                    title: r.text(1)?,
+                    duration_secs: r.real(2)?,
+                    placements: None,
+                })
+            },
+        )
+        .await?;
+    if !include {
+        return Ok(videos);
+    }
+    if eager {
+        let all = db
+            .rows(
+                "SELECT",
+                "placements",
+                &listed_placements_sql("", "p.video_id, p.start_time"),
+                vec![],
+                ListedPlacement::from_row,
+            )
+            .await?;
+        let mut by_video: HashMap<String, Vec<ListedPlacement>> = HashMap::new();
+        for p in all {
+            by_video
+                .entry(p.placement.video_id.clone())
+                .or_default()
+                .push(p);
+        }
+        for v in &mut videos {
+            v.placements = Some(by_video.remove(&v.id).unwrap_or_default());
+        }
+    } else {
+        let sql = listed_placements_sql(" WHERE p.video_id = ?1", "p.start_time");
+        for v in &mut videos {
+            v.placements = Some(
+                db.rows(
+                    "SELECT",
+                    "placements",
+                    &sql,
+                    vec![Arg::from(&v.id)],
+                    ListedPlacement::from_row,
+                )
+                .await?,
+            );
+        }
+    }
+    Ok(videos)
+}
+
 async fn products(State(app): State<Arc<App>>) -> Answer {
     let loaded = app
         .db
-        .run(|s| {
-            s.rows(
-                "SELECT",
-                "products",
-                "SELECT id, name, price_cents FROM products ORDER BY id",
-                [],
-                |r| {
-                    Ok(
-                        json!({"id": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?,
-                              "price_cents": r.get::<_, i64>(2)?}),
-                    )
-                },
-            )
-        })
+        .rows(
+            "SELECT",
+            "products",
+            "SELECT id, name, price_cents FROM products ORDER BY id",
+            vec![],
+            |r| Ok(json!({"id": r.text(0)?, "name": r.text(1)?, "price_cents": r.int(2)?})),
+        )
         .await;
     match loaded {
         Ok(products) => Answer::ok(StatusCode::OK, json!({"products": products})),
@@ -492,15 +519,8 @@ async fn products(State(app): State<Arc<App>>) -> Answer {
 }
 
 async fn health(State(app): State<Arc<App>>) -> Answer {
-    let ping = app
-        .db
-        .run(|s| {
-            s.connection()
-                .query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-        })
-        .await;
-    match ping {
-        Ok(_) => Answer::ok(StatusCode::OK, json!({"status": "ok", "database": "ok"})),
+    match app.db.ping().await {
+        Ok(()) => Answer::ok(StatusCode::OK, json!({"status": "ok", "database": "ok"})),
         Err(e) => Answer::database(&e),
     }
 }

@@ -287,13 +287,20 @@ async fn without_detail_trace_only_the_xray_header_carries_the_context() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_n_plus_one_route_queries_once_per_video_and_the_eager_one_once() {
     let api = start(&[]).await;
-    let videos = events_db::SEED_VIDEOS.len();
+    let videos = events_db::SEED_VIDEO_COUNT;
 
     api.tracing.exporter().reset();
     let (status, body, traced) = get(&api, "/v1/videos?include=placements").await;
     assert_eq!((status, traced), (200, true));
     assert_eq!(body["videos"].as_array().unwrap().len(), videos);
-    assert_eq!(body["videos"][0]["placements"][0]["id"], "house-vid-001");
+    let first = &body["videos"][0]["placements"];
+    assert_eq!(first[0]["id"], "house-vid-001");
+    assert_eq!(
+        first.as_array().unwrap().len(),
+        1 + events_db::CATALOGUE_PLACEMENTS_PER_VIDEO
+    );
+    assert_eq!(first[0]["product_name"], "Espresso Machine");
+    assert!(first[0]["product_reach"].as_i64().unwrap() >= videos as i64);
     let spans = api.tracing.spans();
     assert_eq!(spans.find_all("SELECT placements").len(), videos);
     assert_eq!(spans.find_all("SELECT videos").len(), 1);

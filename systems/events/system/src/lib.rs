@@ -221,7 +221,12 @@ fn with_propagators(mut env: Vec<(String, String)>) -> Vec<(String, String)> {
 /// host.
 pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
     let data = platform.data(NAME);
-    let db = format!("sqlite:{}", data.join("events.sqlite3").display());
+    // The platform's PostgreSQL (`up --database-url`/`--postgres`), the tables in the schema
+    // `events`; else the SQLite file the API and the workers share.
+    let db = match &platform.database_url {
+        Some(url) => url.clone(),
+        None => format!("sqlite:{}", data.join("events.sqlite3").display()),
+    };
     let exe = path_arg(&platform.exe);
     let mut parts = Vec::new();
     let mut ports = vec![PortClaim::new(
@@ -297,7 +302,7 @@ pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
         ]);
         match kind {
             Kind::FileGenerator => env.push((
-                "NEDLIA_FILES_DIR".into(),
+                "NEDLIA_FILES_URL".into(),
                 path_arg(&data.join("placement-files")),
             )),
             Kind::Notifier => env.push(("NEDLIA_WEBHOOK_URL".into(), webhook_url.clone())),
@@ -363,10 +368,9 @@ pub fn describe(platform: &Platform, opts: &UpOptions) -> SystemDescription {
             (
                 "events database".into(),
                 match &platform.database_url {
-                    // The fan-out has no PostgreSQL store yet: it keeps its SQLite file.
                     Some(_) => format!(
-                        "SQLite {} (--database-url is not used by events)",
-                        data.join("events.sqlite3").display()
+                        "PostgreSQL (--database-url), schema {}",
+                        events_db::DEFAULT_SCHEMA
                     ),
                     None => format!("SQLite {}", data.join("events.sqlite3").display()),
                 },

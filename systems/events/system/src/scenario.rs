@@ -1,7 +1,8 @@
 //! The placements of `throughline load events`: each valid one in its own time slot on one of the
 //! seeded videos (slots are unique per run, and runs differ by their id), a share invalid on
 //! purpose (each in a different field, answered 400), and every tenth overlapping the house
-//! placement seeded on every video (answered 409).
+//! placement seeded on every video (answered 409). Valid slots start after the seeded
+//! catalogue placements (`events_db::FREE_FROM_SECS`).
 
 use rand::Rng as _;
 use serde_json::{Value, json};
@@ -50,8 +51,8 @@ pub fn placement(run_id: &str, n: u64, invalid_ratio: f64) -> (Value, Expect) {
     }
     let run = u64::from_str_radix(run_id, 16).unwrap_or(0) & 0xff_ffff;
     let slot = run * SLOTS_PER_RUN + n % SLOTS_PER_RUN;
-    // 10 s slots after the house placement; f64 holds these integers exactly.
-    let start = 100.0 + 10.0 * slot as f64;
+    // 10 s slots after the seeded placements; f64 holds these integers exactly.
+    let start = events_db::FREE_FROM_SECS + 10.0 * slot as f64;
     let body = json!({"video_id": video, "product_id": product, "start_time": start, "end_time": start + 8.0});
     (body, Expect::Accepted)
 }

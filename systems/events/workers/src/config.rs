@@ -2,8 +2,9 @@
 //! start naming the setting.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
+
+use throughline_service_kit::objects::{ObjectStoreLocation, SettingError};
 
 use crate::Kind;
 
@@ -23,6 +24,8 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Database(#[from] events_db::OpenError),
+    #[error(transparent)]
+    Setting(#[from] SettingError),
 }
 
 /// The validated configuration of one worker.
@@ -32,11 +35,15 @@ pub struct WorkerConfig {
     /// The queue the worker reads (`NEDLIA_QUEUE_NAME`, default the kind's queue), as spans
     /// name it.
     pub queue_name: String,
-    pub database: PathBuf,
+    /// The database shared with the API (`DATABASE_URL`, `EVENTS_DATABASE_SCHEMA`).
+    pub database: events_db::Location,
     /// Share of records failed on purpose (`NEDLIA_FAILURE_RATE`, 0 to 1; 0 by default).
     pub failure_rate: f64,
-    /// The file generator's output directory (`NEDLIA_FILES_DIR`), the local stand-in for S3.
-    pub files_dir: PathBuf,
+    /// Where the file generator writes (`NEDLIA_FILES_URL`): a directory (the local stand-in
+    /// for S3, `placement-files` by default) or `s3://bucket/prefix`, its client configured from
+    /// the `AWS_*` pairs of the environment map (`AWS_REGION`, `AWS_ENDPOINT_URL_S3`/
+    /// `AWS_ENDPOINT_URL`, credentials, `AWS_ALLOW_HTTP`, `AWS_MAX_ATTEMPTS`).
+    pub files: ObjectStoreLocation,
     /// The notifier's webhook (`NEDLIA_WEBHOOK_URL`).
     pub webhook_url: Option<reqwest::Url>,
     /// The bound on the flush before each invocation returns (`NEDLIA_FLUSH_TIMEOUT_MS`).
@@ -91,9 +98,13 @@ impl WorkerConfig {
             queue_name: get("NEDLIA_QUEUE_NAME")
                 .unwrap_or(kind.default_queue())
                 .to_owned(),
-            database: events_db::path_from_env(env)?,
+            database: events_db::Location::from_env(env)?,
             failure_rate,
-            files_dir: PathBuf::from(get("NEDLIA_FILES_DIR").unwrap_or("placement-files")),
+            files: ObjectStoreLocation::parse(
+                "NEDLIA_FILES_URL",
+                get("NEDLIA_FILES_URL").unwrap_or("placement-files"),
+                env,
+            )?,
             webhook_url,
             flush_timeout,
         })
@@ -123,6 +134,22 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "NEDLIA_FAILURE_RATE: \"2\" is not a number between 0 and 1"
+        );
+        let e = WorkerConfig::from_env(Kind::FileGenerator, &env(&[("NEDLIA_FILES_URL", "s3://")]))
+            .unwrap_err();
+        assert_eq!(e.to_string(), "NEDLIA_FILES_URL: \"s3://\" names no bucket");
+        let c = WorkerConfig::from_env(
+            Kind::FileGenerator,
+            &env(&[
+                ("NEDLIA_FILES_URL", "s3://files/placements"),
+                ("AWS_REGION", "eu-west-1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.files.to_string(), "s3://files/placements");
+        assert_eq!(
+            c.files.s3_settings().unwrap().get("AWS_REGION"),
+            Some("eu-west-1")
         );
         let e = WorkerConfig::from_env(Kind::Notifier, &env(&[])).unwrap_err();
         assert_eq!(

@@ -25,8 +25,6 @@ pub enum RunError {
 pub enum ServiceError {
     #[error(transparent)]
     Open(#[from] OpenError),
-    #[error("the worker's set-up task stopped")]
-    SetUp(#[source] tokio::task::JoinError),
     #[error("lambda runtime")]
     Lambda(#[source] lambda_runtime::Error),
 }
@@ -52,9 +50,7 @@ pub fn run_main(kind: Kind, env: HashMap<String, String>) -> Result<(), RunError
                 Box::pin(async move { telemetry.flush_async(timeout).await.is_exported() })
             })),
         };
-        let worker = tokio::task::spawn_blocking(move || Worker::new(config, telemetry))
-            .await
-            .map_err(ServiceError::SetUp)??;
+        let worker = Worker::new(config, telemetry).await?;
         crate::run(worker).await.map_err(ServiceError::Lambda)
     })?;
     Ok(())

@@ -95,10 +95,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Opens the worker's database and output. Blocking (files): call it before invocations.
-    pub fn new(config: WorkerConfig, telemetry: WorkerTelemetry) -> Result<Self, OpenError> {
+    /// Opens the worker's database (one connection: records are processed one at a time) and
+    /// output; call it before invocations.
+    pub async fn new(config: WorkerConfig, telemetry: WorkerTelemetry) -> Result<Self, OpenError> {
         let tracer = telemetry.tracer;
-        let db = events_db::Database::open(&config.database, Arc::clone(&tracer), true)?;
+        let db = events_db::Database::open(&config.database, Arc::clone(&tracer), true, 1).await?;
         let http = HttpClient::shared(
             reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(5))

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use events_db::{DbError, PLACEMENT_COLUMNS, Placement};
+use events_db::{Arg, DbError, PLACEMENT_COLUMNS, Placement};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry::KeyValue;
@@ -11,6 +11,7 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 use throughline_instrument::{HttpClient, RecordError, Spans};
 use throughline_service_kit::ErrorChain;
+use throughline_service_kit::objects::{ObjectStoreError, S3Settings, open_object_store};
 
 use crate::{Kind, WorkerConfig, failed};
 
@@ -22,14 +23,12 @@ const PLACEMENT_ID: &str = "placement.id";
 pub enum OpenError {
     #[error(transparent)]
     Database(#[from] events_db::OpenError),
-    #[error("cannot create the placement files directory {}", path.display())]
+    #[error("NEDLIA_FILES_URL {location}: cannot open the placement file store")]
     Files {
-        path: std::path::PathBuf,
+        location: String,
         #[source]
-        source: std::io::Error,
+        source: ObjectStoreError,
     },
-    #[error("cannot open the placement file store")]
-    Store(#[from] object_store::Error),
     #[error("cannot build the webhook's HTTP client")]
     HttpClient(#[source] reqwest::Error),
 }
@@ -42,6 +41,8 @@ pub(crate) struct Work {
     spans: Spans,
     http: HttpClient,
     files: Option<Arc<dyn ObjectStore>>,
+    /// Masks credentials in the file store's errors (empty for a directory).
+    files_settings: S3Settings,
     webhook: Option<reqwest::Url>,
     failure_rate: f64,
 }
@@ -53,25 +54,23 @@ impl Work {
         spans: Spans,
         http: HttpClient,
     ) -> Result<Self, OpenError> {
-        let files: Option<Arc<dyn ObjectStore>> = match config.kind {
-            Kind::FileGenerator => {
-                let dir = &config.files_dir;
-                std::fs::create_dir_all(dir).map_err(|source| OpenError::Files {
-                    path: dir.clone(),
-                    source,
-                })?;
-                Some(Arc::new(
-                    object_store::local::LocalFileSystem::new_with_prefix(dir)?,
-                ))
-            }
-            _ => None,
-        };
+        let files =
+            match config.kind {
+                Kind::FileGenerator => Some(open_object_store(&config.files).map_err(
+                    |source| OpenError::Files {
+                        location: config.files.to_string(),
+                        source,
+                    },
+                )?),
+                _ => None,
+            };
         Ok(Self {
             kind: config.kind,
             db,
             spans,
             http,
             files,
+            files_settings: config.files.s3_settings().cloned().unwrap_or_default(),
             webhook: config.webhook_url.clone(),
             failure_rate: config.failure_rate,
         })
@@ -99,33 +98,7 @@ impl Work {
     async fn generate_file(&self, id: String) -> Result<(), RecordError> {
         let attrs = [KeyValue::new(PLACEMENT_ID, id.clone())];
         let generate = self.spans.start("file_generator.generate", attrs.clone());
-        let key = id.clone();
-        let rendered = generate
-            .run(self.db.run(move |s| {
-                let Some(placement) = placement(s, &key)? else {
-                    return Ok(None);
-                };
-                let product = s.rows(
-                    "SELECT",
-                    "products",
-                    "SELECT id, name, price_cents FROM products WHERE id = ?1",
-                    [&placement.product_id],
-                    |r| {
-                        Ok(
-                            json!({"id": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?,
-                                  "price_cents": r.get::<_, i64>(2)?}),
-                        )
-                    },
-                )?;
-                Ok(Some(json!({
-                    "placement_id": placement.id,
-                    "video_id": placement.video_id,
-                    "start_time": placement.start_time,
-                    "end_time": placement.end_time,
-                    "product": product.into_iter().next(),
-                })))
-            }))
-            .await;
+        let rendered = generate.run(self.render(&id)).await;
         let file = match rendered {
             Ok(Some(file)) => file,
             Ok(None) => return Err(step_failed(&generate, "not_found", "no such placement")),
@@ -140,18 +113,17 @@ impl Work {
         };
         let bytes = bytes::Bytes::from(file.to_string());
         if let Err(e) = upload.run(files.put(&path, bytes.into())).await {
-            return Err(step_failed(&upload, "object_store", ErrorChain(&e)));
+            let message = self.files_settings.redact(&ErrorChain(&e).to_string());
+            return Err(step_failed(&upload, "object_store", message));
         }
         let file_key = path.to_string();
         let updated = upload
-            .run(self.db.run(move |s| {
-                s.execute(
-                    "UPDATE",
-                    "placements",
-                    "UPDATE placements SET file_key = ?2 WHERE id = ?1",
-                    (&id, &file_key),
-                )
-            }))
+            .run(self.db.execute(
+                "UPDATE",
+                "placements",
+                "UPDATE placements SET file_key = ?2 WHERE id = ?1",
+                vec![Arg::from(&id), Arg::from(file_key)],
+            ))
             .await;
         finish(&upload, updated)
     }
@@ -161,36 +133,7 @@ impl Work {
             "validator.validate",
             [KeyValue::new(PLACEMENT_ID, id.clone())],
         );
-        let outcome = span
-            .run(self.db.run(move |s| {
-                let Some(p) = placement(s, &id)? else {
-                    return Ok(None);
-                };
-                let video = s.rows(
-                    "SELECT",
-                    "videos",
-                    "SELECT id FROM videos WHERE id = ?1",
-                    [&p.video_id],
-                    |_| Ok(()),
-                )?;
-                let overlaps = s.rows(
-                    "SELECT",
-                    "placements",
-                    "SELECT id FROM placements WHERE video_id = ?1 AND id <> ?2 AND start_time < ?4 AND end_time > ?3 LIMIT 1",
-                    (&p.video_id, &p.id, p.start_time, p.end_time),
-                    |r| r.get::<_, String>(0),
-                )?;
-                let valid = !video.is_empty() && overlaps.is_empty();
-                let status = if valid { "valid" } else { "invalid" };
-                s.execute(
-                    "UPDATE",
-                    "placements",
-                    "UPDATE placements SET status = ?2 WHERE id = ?1",
-                    (&p.id, status),
-                )?;
-                Ok(Some(status))
-            }))
-            .await;
+        let outcome = span.run(self.check(&id)).await;
         match outcome {
             Ok(Some(status)) => {
                 span.set_attribute(KeyValue::new("placement.status", status));
@@ -233,29 +176,102 @@ impl Work {
             Err(e) => return Err(step_failed(&span, "webhook", ErrorChain(&e))),
         }
         let updated = span
-            .run(self.db.run(move |s| {
-                s.execute(
-                    "UPDATE",
-                    "placements",
-                    "UPDATE placements SET notified_at = ?2 WHERE id = ?1",
-                    (&id, now()),
-                )
-            }))
+            .run(self.db.execute(
+                "UPDATE",
+                "placements",
+                "UPDATE placements SET notified_at = ?2 WHERE id = ?1",
+                vec![Arg::from(&id), Arg::from(now())],
+            ))
             .await;
         finish(&span, updated)
     }
 }
 
-fn placement(s: &events_db::Session<'_>, id: &str) -> rusqlite::Result<Option<Placement>> {
-    Ok(s.rows(
-        "SELECT",
-        "placements",
-        &format!("SELECT {PLACEMENT_COLUMNS} FROM placements WHERE id = ?1"),
-        [id],
-        Placement::from_row,
-    )?
-    .into_iter()
-    .next())
+impl Work {
+    async fn placement(&self, id: &str) -> Result<Option<Placement>, DbError> {
+        Ok(self
+            .db
+            .rows(
+                "SELECT",
+                "placements",
+                &format!("SELECT {PLACEMENT_COLUMNS} FROM placements WHERE id = ?1"),
+                vec![Arg::from(id)],
+                Placement::from_row,
+            )
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The placement file: the placement and its product.
+    async fn render(&self, id: &str) -> Result<Option<Value>, DbError> {
+        let Some(placement) = self.placement(id).await? else {
+            return Ok(None);
+        };
+        let product = self
+            .db
+            .rows(
+                "SELECT",
+                "products",
+                "SELECT id, name, price_cents FROM products WHERE id = ?1",
+                vec![Arg::from(&placement.product_id)],
+                |r| Ok(json!({"id": r.text(0)?, "name": r.text(1)?, "price_cents": r.int(2)?})),
+            )
+            .await?;
+        Ok(Some(json!({
+            "placement_id": placement.id,
+            "video_id": placement.video_id,
+            "start_time": placement.start_time,
+            "end_time": placement.end_time,
+            "product": product.into_iter().next(),
+        })))
+    }
+
+    /// The validator's check: the video exists and nothing else overlaps; the status it set.
+    async fn check(&self, id: &str) -> Result<Option<&'static str>, DbError> {
+        let Some(p) = self.placement(id).await? else {
+            return Ok(None);
+        };
+        let video = self
+            .db
+            .rows(
+                "SELECT",
+                "videos",
+                "SELECT id FROM videos WHERE id = ?1",
+                vec![Arg::from(&p.video_id)],
+                |_| Ok(()),
+            )
+            .await?;
+        let overlaps = self
+            .db
+            .rows(
+                "SELECT",
+                "placements",
+                "SELECT id FROM placements WHERE video_id = ?1 AND id <> ?2 AND start_time < ?3 AND end_time > ?4 LIMIT 1",
+                vec![
+                    Arg::from(&p.video_id),
+                    Arg::from(&p.id),
+                    Arg::from(p.end_time),
+                    Arg::from(p.start_time),
+                ],
+                |r| r.text(0),
+            )
+            .await?;
+        let status = if !video.is_empty() && overlaps.is_empty() {
+            "valid"
+        } else {
+            "invalid"
+        };
+        self.db
+            .execute(
+                "UPDATE",
+                "placements",
+                "UPDATE placements SET status = ?2 WHERE id = ?1",
+                vec![Arg::from(&p.id), Arg::from(status)],
+            )
+            .await?;
+        Ok(Some(status))
+    }
 }
 
 /// `detail.placement_id` of an EventBridge envelope.
@@ -283,7 +299,7 @@ fn step_failed(
 
 fn finish(
     span: &throughline_instrument::ActiveSpan,
-    updated: Result<usize, DbError>,
+    updated: Result<u64, DbError>,
 ) -> Result<(), RecordError> {
     match updated {
         Ok(_) => Ok(()),

@@ -13,6 +13,7 @@ use serde_json::json;
 use throughline_instrument::{EventBridgeProducer, Invocation, SharedTracer};
 use throughline_propagation::{PropagatorName, Propagators, format_xray_header};
 use throughline_telemetry::testing::TestTracing;
+use throughline_testkit::{MOTO_CREDENTIALS, MotoS3};
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -40,14 +41,14 @@ fn setup() -> Setup {
     }
 }
 
-fn worker(s: &Setup, kind: Kind, extra: &[(&str, &str)]) -> Worker {
+async fn worker(s: &Setup, kind: Kind, extra: &[(&str, &str)]) -> Worker {
     let mut env: HashMap<String, String> = HashMap::from([
         (
             "DATABASE_URL".into(),
             s.dir.path().join("events.sqlite3").display().to_string(),
         ),
         (
-            "NEDLIA_FILES_DIR".into(),
+            "NEDLIA_FILES_URL".into(),
             s.dir.path().join("files").display().to_string(),
         ),
         ("NEDLIA_WEBHOOK_URL".into(), "http://127.0.0.1:9/".into()),
@@ -66,6 +67,7 @@ fn worker(s: &Setup, kind: Kind, extra: &[(&str, &str)]) -> Worker {
             flush: None,
         },
     )
+    .await
     .unwrap()
 }
 
@@ -106,7 +108,7 @@ fn column(s: &Setup, name: &str) -> Option<String> {
 #[tokio::test]
 async fn the_file_generator_continues_the_trace_from_detail_and_writes_the_file() {
     let s = setup();
-    let w = worker(&s, Kind::FileGenerator, &[]);
+    let w = worker(&s, Kind::FileGenerator, &[]).await;
     let (event, producer) = record(&s, true);
     let response = w.handle(event, Invocation::default()).await;
     assert!(response.batch_item_failures.is_empty());
@@ -129,9 +131,77 @@ async fn the_file_generator_continues_the_trace_from_detail_and_writes_the_file(
 }
 
 #[tokio::test]
+async fn the_file_generator_uploads_to_s3_when_configured_moto_as_the_peer() {
+    let moto = tokio::task::spawn_blocking(|| MotoS3::start("nedlia-files"))
+        .await
+        .unwrap();
+    let s = setup();
+    let endpoint = moto.endpoint();
+    let mut env = vec![
+        ("NEDLIA_FILES_URL", "s3://nedlia-files/generated"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_MAX_ATTEMPTS", "2"),
+    ];
+    env.extend(MOTO_CREDENTIALS);
+    let w = worker(&s, Kind::FileGenerator, &env).await;
+    let (event, producer) = record(&s, true);
+    let response = w.handle(event, Invocation::default()).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let spans = s.tracing.spans();
+    assert_eq!(
+        spans.find("process file-generator-queue").parent_span_id,
+        producer.span_id()
+    );
+    spans.assert_parent("file_generator.upload_s3", "process file-generator-queue");
+    // The object is in the bucket under the URL's prefix, as another S3 client reads it.
+    let objects = tokio::task::spawn_blocking(move || {
+        let objects = moto.json_objects("nedlia-files", "generated/");
+        (objects, moto)
+    })
+    .await
+    .unwrap()
+    .0;
+    let file = &objects["generated/placements/p-1.json"];
+    assert_eq!(file["placement_id"], "p-1");
+    assert_eq!(file["product"]["name"], "Chef Knife");
+    assert!(
+        !s.dir.path().join("files").exists(),
+        "nothing written locally"
+    );
+    assert_eq!(
+        column(&s, "file_key").as_deref(),
+        Some("placements/p-1.json")
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_s3_endpoint_fails_the_record_not_the_batch() {
+    let s = setup();
+    let endpoint = format!("http://{}", throughline_testkit::free_loopback_addr());
+    let mut env = vec![
+        ("NEDLIA_FILES_URL", "s3://nedlia-files"),
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_MAX_ATTEMPTS", "1"),
+    ];
+    env.extend(MOTO_CREDENTIALS);
+    let w = worker(&s, Kind::FileGenerator, &env).await;
+    let (event, _) = record(&s, true);
+    let response = w.handle(event, Invocation::default()).await;
+    assert_eq!(response.batch_item_failures.len(), 1);
+    s.tracing
+        .spans()
+        .assert_attribute("file_generator.upload_s3", "error.type", "object_store");
+    assert_eq!(column(&s, "file_key"), None);
+}
+
+#[tokio::test]
 async fn without_detail_trace_the_xray_header_alone_joins_the_trace() {
     let s = setup();
-    let w = worker(&s, Kind::Validator, &[]);
+    let w = worker(&s, Kind::Validator, &[]).await;
     let (event, producer) = record(&s, false);
     let response = w.handle(event, Invocation::default()).await;
     assert!(response.batch_item_failures.is_empty());
@@ -168,7 +238,7 @@ async fn the_notifier_calls_the_webhook_under_its_client_span() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let w = worker(&s, Kind::Notifier, &[("NEDLIA_WEBHOOK_URL", &url)]);
+    let w = worker(&s, Kind::Notifier, &[("NEDLIA_WEBHOOK_URL", &url)]).await;
     let (event, _) = record(&s, true);
     let response = w.handle(event, Invocation::default()).await;
     assert!(response.batch_item_failures.is_empty());
@@ -187,7 +257,7 @@ async fn the_notifier_calls_the_webhook_under_its_client_span() {
 #[tokio::test]
 async fn an_injected_failure_is_a_batch_item_failure_and_the_record_is_left_alone() {
     let s = setup();
-    let w = worker(&s, Kind::Validator, &[("NEDLIA_FAILURE_RATE", "1")]);
+    let w = worker(&s, Kind::Validator, &[("NEDLIA_FAILURE_RATE", "1")]).await;
     let (event, _) = record(&s, true);
     let response = w.handle(event, Invocation::default()).await;
     assert_eq!(response.batch_item_failures[0].item_identifier, "m-1");
@@ -207,7 +277,7 @@ async fn a_webhook_that_answers_an_error_fails_the_record() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let w = worker(&s, Kind::Notifier, &[("NEDLIA_WEBHOOK_URL", &url)]);
+    let w = worker(&s, Kind::Notifier, &[("NEDLIA_WEBHOOK_URL", &url)]).await;
     let (event, _) = record(&s, true);
     let response = w.handle(event, Invocation::default()).await;
     assert_eq!(response.batch_item_failures[0].item_identifier, "m-1");

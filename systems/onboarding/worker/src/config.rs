@@ -1,6 +1,6 @@
 //! The worker's configuration, read from an environment map and validated once at cold start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,102 +12,11 @@ use throughline_instrument::DbSemconv;
 
 use crate::step::Step;
 
-/// Where documents go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DocumentsLocation {
-    Local(PathBuf),
-    /// `s3://bucket/prefix`; needs the `s3` feature.
-    S3 {
-        bucket: String,
-        prefix: String,
-        /// The `AWS_*` variables of the environment map: credentials, region, endpoint.
-        settings: S3Settings,
-    },
-}
-
-/// The `AWS_*` pairs of the worker's environment map, kept for the S3 client of the document
-/// store: credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, the
-/// `AWS_CONTAINER_*` variables), `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL_S3`/
-/// `AWS_ENDPOINT_URL`/`AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, `AWS_MAX_ATTEMPTS` and the rest that
-/// `object_store` knows (the document store skips the others, such as `AWS_LAMBDA_*`).
-///
-/// Values hold secrets: `Debug` shows the keys only, and [`Self::redact`] masks secret values in
-/// any text before it is shown.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct S3Settings(BTreeMap<String, String>);
-
-impl S3Settings {
-    /// The non-empty `AWS_*` pairs of `env`, values trimmed. `AWS_MAX_ATTEMPTS`, when given,
-    /// must be a number of at least 1 (attempts per request, the first included, as in the AWS
-    /// SDKs).
-    pub fn from_env(env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let vars: BTreeMap<String, String> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("AWS_"))
-            .map(|(k, v)| (k.clone(), v.trim().to_owned()))
-            .filter(|(_, v)| !v.is_empty())
-            .collect();
-        if let Some(v) = vars.get(MAX_ATTEMPTS)
-            && v.parse::<u32>().ok().filter(|n| *n > 0).is_none()
-        {
-            return Err(ConfigError {
-                name: MAX_ATTEMPTS,
-                value: v.clone(),
-                problem: "is not a number of at least 1".to_owned(),
-            });
-        }
-        Ok(Self(vars))
-    }
-
-    /// The kept pairs, in the order of their names.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// The value of one variable.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    /// `AWS_MAX_ATTEMPTS`: attempts per request, the first included (checked by
-    /// [`Self::from_env`]).
-    pub fn max_attempts(&self) -> Option<u32> {
-        self.get(MAX_ATTEMPTS)?.parse().ok().filter(|n| *n > 0)
-    }
-
-    /// `text` with the value of every secret variable (a key, token, secret or password; not a
-    /// `…_FILE` path) replaced by `***`.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for (name, value) in &self.0 {
-            if is_secret(name) {
-                out = out.replace(value.as_str(), "***");
-            }
-        }
-        out
-    }
-}
-
-/// `AWS_MAX_ATTEMPTS`, the AWS SDKs' name for attempts per request.
-const MAX_ATTEMPTS: &str = "AWS_MAX_ATTEMPTS";
-
-/// Whether an `AWS_*` variable holds a credential (`AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
-/// `AWS_ACCESS_KEY_ID`, `AWS_SSE_CUSTOMER_KEY_BASE64`, …) rather than a path to one.
-fn is_secret(name: &str) -> bool {
-    !name.ends_with("_FILE")
-        && ["SECRET", "TOKEN", "KEY", "PASSWORD"]
-            .iter()
-            .any(|word| name.contains(word))
-}
-
-impl std::fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The keys only: the values hold credentials.
-        f.debug_tuple("S3Settings")
-            .field(&self.0.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
+/// Where documents go: a directory or `s3://bucket/prefix` (the service kit's object store
+/// location; S3 needs the `s3` feature).
+pub use throughline_service_kit::objects::ObjectStoreLocation as DocumentsLocation;
+/// The `AWS_*` pairs kept for the S3 client of the document store (see the service kit).
+pub use throughline_service_kit::objects::S3Settings;
 
 /// The default PostgreSQL pool size (`DATABASE_MAX_CONNECTIONS`): records are processed one at a
 /// time, so one connection per execution environment is enough. (With two, sqlx opens the
@@ -155,6 +64,16 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+impl From<throughline_service_kit::objects::SettingError> for ConfigError {
+    fn from(e: throughline_service_kit::objects::SettingError) -> Self {
+        Self {
+            name: e.name,
+            value: e.value,
+            problem: e.problem,
+        }
+    }
+}
+
 impl From<onboarding_db::DatabaseConfigError> for ConfigError {
     fn from(e: onboarding_db::DatabaseConfigError) -> Self {
         Self {
@@ -176,22 +95,7 @@ impl WorkerConfig {
         let database = DatabaseConfig::from_env(env, &DATABASE_DEFAULTS)?;
         let documents = match get("ONBOARDING_DOCUMENTS_URL") {
             None => DocumentsLocation::Local(PathBuf::from("data/documents")),
-            Some(url) => match url.strip_prefix("s3://") {
-                Some(rest) => {
-                    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                    if bucket.is_empty() {
-                        return Err(err("ONBOARDING_DOCUMENTS_URL", url, "names no bucket"));
-                    }
-                    DocumentsLocation::S3 {
-                        bucket: bucket.to_owned(),
-                        prefix: prefix.trim_matches('/').to_owned(),
-                        settings: S3Settings::from_env(env)?,
-                    }
-                }
-                None => DocumentsLocation::Local(PathBuf::from(
-                    url.strip_prefix("file://").unwrap_or(url),
-                )),
-            },
+            Some(url) => DocumentsLocation::parse("ONBOARDING_DOCUMENTS_URL", url, env)?,
         };
         let consumer_context = match get("ONBOARDING_CONSUMER_CONTEXT").unwrap_or("parent") {
             "parent" => ConsumerContext::Parent,

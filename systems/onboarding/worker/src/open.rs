@@ -36,6 +36,18 @@ pub enum OpenError {
     S3NotBuilt,
 }
 
+impl From<throughline_service_kit::objects::ObjectStoreError> for OpenError {
+    fn from(e: throughline_service_kit::objects::ObjectStoreError) -> Self {
+        use throughline_service_kit::objects::ObjectStoreError as E;
+        match e {
+            E::Directory { path, source } => Self::Directory { path, source },
+            E::Local(e) => Self::Documents(e),
+            E::S3 { bucket, message } => Self::S3 { bucket, message },
+            E::S3NotBuilt => Self::S3NotBuilt,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,6 @@
 //! they touch: the shared database (see [`crate::database`]), the document store, the outbox.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use object_store::path::Path as ObjectPath;
@@ -13,8 +12,9 @@ use opentelemetry::{Context, KeyValue};
 use serde::Deserialize;
 use throughline_instrument::{DbClient, DbOperation, SharedTracer, Spans};
 use throughline_service_kit::ErrorChain;
+use throughline_service_kit::objects::open_object_store;
 
-use crate::config::{DocumentsLocation, S3Settings, WorkerConfig};
+use crate::config::{S3Settings, WorkerConfig};
 use crate::database::{StatusUpdate, WorkerDatabase};
 use crate::names;
 pub use crate::open::OpenError;
@@ -61,16 +61,8 @@ impl Processor {
     pub fn open(config: &WorkerConfig, tracer: SharedTracer) -> Result<Self, OpenError> {
         let db = WorkerDatabase::open(&config.database)?;
         let db_spans = DbClient::shared(tracer.clone(), db.target()).semconv(config.db_semconv);
-        let (documents, documents_settings): (Arc<dyn ObjectStore>, S3Settings) = match &config
-            .documents
-        {
-            DocumentsLocation::Local(dir) => (Arc::new(local_store(dir)?), S3Settings::default()),
-            DocumentsLocation::S3 {
-                bucket,
-                prefix,
-                settings,
-            } => (s3_store(bucket, prefix, settings)?, settings.clone()),
-        };
+        let documents = open_object_store(&config.documents).map_err(OpenError::from)?;
+        let documents_settings = config.documents.s3_settings().cloned().unwrap_or_default();
         let outbox = Outbox::open(&config.outbox_dir)?;
         Ok(Self {
             spans: Spans::shared(tracer),
@@ -324,123 +316,9 @@ fn follow_up(record: &CustomerRecord) {
     ));
 }
 
-fn local_store(dir: &Path) -> Result<object_store::local::LocalFileSystem, OpenError> {
-    std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
-        path: dir.to_owned(),
-        source,
-    })?;
-    Ok(object_store::local::LocalFileSystem::new_with_prefix(dir)?)
-}
-
-/// The S3 document store, configured from the `AWS_*` pairs of the environment map only (never
-/// the process environment). Names are lower-cased as `AmazonS3Builder::from_env` does, so
-/// `AWS_ENDPOINT_URL`/`AWS_ENDPOINT` set the endpoint, `AWS_ENDPOINT_URL_S3` one that wins over
-/// it, `AWS_REGION` the region (`AWS_DEFAULT_REGION` when it is absent); names `object_store`
-/// does not know (`AWS_LAMBDA_*`, `AWS_PROFILE`, …) are skipped. `AWS_MAX_ATTEMPTS` bounds the
-/// attempts per request (`object_store` otherwise retries for up to three minutes).
-#[cfg(feature = "s3")]
-fn s3_store(
-    bucket: &str,
-    prefix: &str,
-    settings: &S3Settings,
-) -> Result<Arc<dyn ObjectStore>, OpenError> {
-    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-
-    let mut builder = AmazonS3Builder::new();
-    for (name, value) in settings.iter() {
-        if let Ok(key) = name.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
-            builder = builder.with_config(key, value);
-        }
-    }
-    if let Some(attempts) = settings.max_attempts() {
-        builder = builder.with_retry(object_store::RetryConfig {
-            max_retries: attempts.saturating_sub(1) as usize,
-            ..Default::default()
-        });
-    }
-    let s3 = builder
-        .with_bucket_name(bucket)
-        .build()
-        .map_err(|e| OpenError::S3 {
-            bucket: bucket.to_owned(),
-            message: settings.redact(&e.to_string()),
-        })?;
-    if prefix.is_empty() {
-        Ok(Arc::new(s3))
-    } else {
-        Ok(Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)))
-    }
-}
-
-#[cfg(not(feature = "s3"))]
-fn s3_store(
-    _bucket: &str,
-    _prefix: &str,
-    _settings: &S3Settings,
-) -> Result<Arc<dyn ObjectStore>, OpenError> {
-    Err(OpenError::S3NotBuilt)
-}
-
 pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         // Formatting the current UTC time as RFC 3339 cannot fail (the year is in range).
         .unwrap_or_default()
-}
-
-#[cfg(all(test, feature = "s3"))]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn settings(pairs: &[(&str, &str)]) -> S3Settings {
-        let env: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        S3Settings::from_env(&env).unwrap()
-    }
-
-    #[test]
-    fn s3_store_is_built_from_the_settings_skipping_unknown_names() {
-        let store = s3_store(
-            "docs",
-            "",
-            &settings(&[
-                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
-                ("AWS_ALLOW_HTTP", "true"),
-                ("AWS_REGION", "eu-west-1"),
-                ("AWS_LAMBDA_FUNCTION_NAME", "onboarding-lambda"),
-                ("AWS_PROFILE", "default"),
-                ("AWS_MAX_ATTEMPTS", "2"),
-            ]),
-        )
-        .unwrap();
-        // Names object_store does not know (and AWS_MAX_ATTEMPTS, taken apart) are no error.
-        assert_eq!(store.to_string(), "AmazonS3(docs)");
-    }
-
-    #[test]
-    fn s3_build_errors_name_the_url_and_hide_secrets() {
-        let Err(e) = s3_store(
-            "docs",
-            "",
-            &settings(&[
-                ("AWS_ACCESS_KEY_ID", "AKIDNEVERSHOWN"),
-                ("AWS_SESSION_TOKEN", "token-never-shown"),
-            ]),
-        ) else {
-            panic!("an access key without its secret was accepted");
-        };
-        let message = e.to_string();
-        assert!(
-            message.starts_with("ONBOARDING_DOCUMENTS_URL s3://docs: cannot build the S3 client"),
-            "{message}"
-        );
-        assert!(
-            !message.contains("NEVERSHOWN") && !message.contains("never-shown"),
-            "{message}"
-        );
-    }
 }

@@ -2,99 +2,13 @@
 //! interop venv): the worker is configured from its environment map only, stores one profile per
 //! customer under the URL's prefix, and an unreachable endpoint fails the record, not the batch.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 mod common;
 
 use common::{attr, event, record, setup};
 use onboarding_lambda::{Invocation, names};
 use opentelemetry::trace::Status;
 use opentelemetry_sdk::trace::SpanData;
-use throughline_testkit::{ChildGuard, free_loopback_addr, python, wait_for_port};
-
-/// The access key pair moto accepts; any value works, these are what the task's peers use.
-const TEST_CREDENTIALS: [(&str, &str); 2] = [
-    ("AWS_ACCESS_KEY_ID", "test"),
-    ("AWS_SECRET_ACCESS_KEY", "test"),
-];
-
-/// A moto S3 server on a free loopback port, killed when dropped.
-struct Moto {
-    addr: SocketAddr,
-    _child: ChildGuard,
-}
-
-impl Moto {
-    /// Starts the server and creates `bucket` with boto3.
-    fn start(bucket: &str) -> Moto {
-        let python = python();
-        let addr = free_loopback_addr();
-        let child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-            .arg(addr.port().to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start moto.server with {}: {e}", python.display()));
-        let moto = Moto {
-            addr,
-            _child: ChildGuard(child),
-        };
-        assert!(
-            wait_for_port(addr, Duration::from_secs(30)),
-            "moto.server did not listen on {addr} within 30 s (is moto[server] in the venv?)"
-        );
-        moto.boto3(
-            "s3.create_bucket(Bucket=sys.argv[2])",
-            &[bucket],
-            "create the bucket",
-        );
-        moto
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Runs `code` with `s3`, a boto3 client of this server, and `sys.argv[2..]` = `args`;
-    /// returns its standard output.
-    fn boto3(&self, code: &str, args: &[&str], what: &str) -> String {
-        let script = format!(
-            "import boto3, json, sys\n\
-             s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', \
-             aws_access_key_id='test', aws_secret_access_key='test')\n\
-             {code}\n"
-        );
-        let out = Command::new(python())
-            .arg("-c")
-            .arg(script)
-            .arg(self.endpoint())
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("boto3 could not {what}: {e}"));
-        assert!(
-            out.status.success(),
-            "boto3 could not {what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Every object under `prefix` in `bucket`, parsed as JSON, by key.
-    fn documents(&self, bucket: &str, prefix: &str) -> HashMap<String, serde_json::Value> {
-        let out = self.boto3(
-            "listed = s3.list_objects_v2(Bucket=sys.argv[2], Prefix=sys.argv[3])\n\
-             print(json.dumps({o['Key']: json.loads(s3.get_object(Bucket=sys.argv[2], \
-             Key=o['Key'])['Body'].read()) for o in listed.get('Contents', [])}))",
-            &[bucket, prefix],
-            "read the documents back",
-        );
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-    }
-}
+use throughline_testkit::{MOTO_CREDENTIALS, MotoS3, free_loopback_addr};
 
 fn status_text(s: &SpanData) -> String {
     match &s.status {
@@ -105,7 +19,7 @@ fn status_text(s: &SpanData) -> String {
 
 #[tokio::test]
 async fn profiles_are_stored_in_s3_configured_from_the_environment_map() {
-    let moto = tokio::task::spawn_blocking(|| Moto::start("docs"))
+    let moto = tokio::task::spawn_blocking(|| MotoS3::start("docs"))
         .await
         .unwrap();
     let endpoint = moto.endpoint();
@@ -115,7 +29,7 @@ async fn profiles_are_stored_in_s3_configured_from_the_environment_map() {
         ("AWS_ALLOW_HTTP", "true"),
         ("AWS_REGION", "us-east-1"),
     ];
-    env.extend(TEST_CREDENTIALS);
+    env.extend(MOTO_CREDENTIALS);
     let (_dir, worker, exporter, _provider) = setup(&env);
 
     let out = worker
@@ -133,7 +47,7 @@ async fn profiles_are_stored_in_s3_configured_from_the_environment_map() {
         out.batch_item_failures
     );
 
-    let documents = tokio::task::spawn_blocking(move || moto.documents("docs", "onboarding/"))
+    let documents = tokio::task::spawn_blocking(move || moto.json_objects("docs", "onboarding/"))
         .await
         .unwrap();
     let mut keys: Vec<_> = documents.keys().map(String::as_str).collect();
