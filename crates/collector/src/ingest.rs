@@ -10,6 +10,9 @@ use throughline_store::{
     StoreError, WriteReport,
 };
 
+use prost::Message;
+
+use crate::export::{AppendError, Exporter, QueueFull};
 use crate::self_metrics::{CollectorMetrics, RefusalReason, Signal};
 
 /// Limits applied to every export, whatever the transport.
@@ -50,6 +53,13 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("the store writer stopped")]
     WriterGone,
+    #[error("{full}; retry later")]
+    QueueFull {
+        full: QueueFull,
+        retry_after: Duration,
+    },
+    #[error("the export queue could not keep the data")]
+    Queue(#[source] std::io::Error),
 }
 
 /// Admits, writes and counts exports. Cheap to clone.
@@ -60,6 +70,7 @@ pub struct Ingest {
     inflight_bytes: Arc<AtomicU64>,
     shutting_down: Arc<AtomicBool>,
     metrics: Arc<CollectorMetrics>,
+    exporter: Option<Arc<Exporter>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -98,7 +109,19 @@ impl Ingest {
             inflight_bytes: Arc::new(AtomicU64::new(0)),
             shutting_down: Arc::new(AtomicBool::new(false)),
             metrics,
+            exporter: None,
         }
+    }
+
+    /// Forwards every admitted export through `exporter`: an export is acknowledged once it is
+    /// in the store *and* in every destination's queue.
+    pub fn with_exporter(mut self, exporter: Arc<Exporter>) -> Self {
+        self.exporter = Some(exporter);
+        self
+    }
+
+    pub fn exporter(&self) -> Option<&Arc<Exporter>> {
+        self.exporter.as_ref()
     }
 
     pub fn limits(&self) -> &IngestLimits {
@@ -174,8 +197,13 @@ impl Ingest {
             .sum();
         self.metrics.count_received(Signal::Traces, spans);
         let sink = Arc::clone(&self.sink);
+        let forward = self.forward(Signal::Traces, spans, &request)?;
         let report = self
-            .blocking(Signal::Traces, spans, move || sink.write_traces(request))
+            .blocking(Signal::Traces, spans, move || {
+                let report = sink.write_traces(request)?;
+                forward.enqueue()?;
+                Ok(report)
+            })
             .await?;
         self.metrics
             .count_stored(Signal::Traces, report.accepted_spans);
@@ -200,8 +228,13 @@ impl Ingest {
             .sum();
         self.metrics.count_received(Signal::Logs, records);
         let sink = Arc::clone(&self.sink);
+        let forward = self.forward(Signal::Logs, records, &request)?;
         let kept = self
-            .blocking(Signal::Logs, records, move || sink.write_logs(request))
+            .blocking(Signal::Logs, records, move || {
+                let kept = sink.write_logs(request)?;
+                forward.enqueue()?;
+                Ok(kept)
+            })
             .await?;
         self.metrics.count_stored(Signal::Logs, kept);
         Ok(kept)
@@ -221,31 +254,67 @@ impl Ingest {
             .sum();
         self.metrics.count_received(Signal::Metrics, metrics);
         let sink = Arc::clone(&self.sink);
+        let forward = self.forward(Signal::Metrics, metrics, &request)?;
         let kept = self
             .blocking(Signal::Metrics, metrics, move || {
-                sink.write_metrics(request)
+                let kept = sink.write_metrics(request)?;
+                forward.enqueue()?;
+                Ok(kept)
             })
             .await?;
         self.metrics.count_stored(Signal::Metrics, kept);
         Ok(kept)
     }
 
+    /// Encodes the request for the export queues after checking they have room (refusing
+    /// with retry info when one is full, before anything is written).
+    fn forward(
+        &self,
+        signal: Signal,
+        items: u64,
+        request: &impl Message,
+    ) -> Result<Forward, IngestError> {
+        let Some(exporter) = &self.exporter else {
+            return Ok(Forward(None));
+        };
+        let body = request.encode_to_vec();
+        if let Err(full) = exporter.check_room(body.len() as u64) {
+            self.metrics.count_refusal(signal, RefusalReason::QueueFull);
+            return Err(IngestError::QueueFull {
+                full,
+                retry_after: self.limits.retry_after,
+            });
+        }
+        Ok(Forward(Some((
+            Arc::clone(exporter),
+            signal,
+            body,
+            items,
+            self.limits.retry_after,
+        ))))
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         signal: Signal,
         items: u64,
-        write: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+        write: impl FnOnce() -> Result<T, IngestError> + Send + 'static,
     ) -> Result<T, IngestError> {
         // The store call blocks on disk (fsync): it runs on the blocking pool, never on a worker.
         let outcome = tokio::task::spawn_blocking(write).await;
         match outcome {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(err @ IngestError::QueueFull { .. })) => {
+                self.metrics.count_refusal(signal, RefusalReason::QueueFull);
+                self.metrics.count_rejected_items(signal, items);
+                Err(err)
+            }
             Ok(Err(err)) => {
-                tracing::warn!(error = %err, ?signal, "store write failed");
+                tracing::warn!(error = %err, ?signal, "store or export queue write failed");
                 self.metrics
                     .count_refusal(signal, RefusalReason::StoreError);
                 self.metrics.count_rejected_items(signal, items);
-                Err(IngestError::Store(err))
+                Err(err)
             }
             Err(_) => {
                 self.metrics
@@ -254,6 +323,24 @@ impl Ingest {
                 Err(IngestError::WriterGone)
             }
         }
+    }
+}
+
+/// An export's encoded body on its way into the export queues (nothing when not forwarding).
+struct Forward(Option<(Arc<Exporter>, Signal, Vec<u8>, u64, Duration)>);
+
+impl Forward {
+    /// Blocking (disk).
+    fn enqueue(self) -> Result<(), IngestError> {
+        let Some((exporter, signal, body, items, retry_after)) = self.0 else {
+            return Ok(());
+        };
+        exporter
+            .enqueue(signal, &body, items)
+            .map_err(|err| match err {
+                AppendError::Full(full) => IngestError::QueueFull { full, retry_after },
+                AppendError::Io(err) => IngestError::Queue(err),
+            })
     }
 }
 

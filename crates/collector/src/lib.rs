@@ -4,6 +4,7 @@
 //! [`SpanSink`](throughline_store::SpanSink) / [`TraceReader`](throughline_store::TraceReader);
 //! [`QueryServer`] is the query API alone, for embedding.
 
+pub mod export;
 pub mod ingest;
 pub mod otlp_grpc;
 pub mod otlp_http;
@@ -12,6 +13,7 @@ pub mod query;
 pub mod self_metrics;
 pub mod server;
 
+pub use export::{Destination, ExportDefaults, ExportSettings, Exporter};
 pub use ingest::{Ingest, IngestError, IngestLimits};
 pub use query::{QueryServer, SEARCH_DEFAULTS};
 pub use self_metrics::{CollectorMetrics, RefusalReason, Signal};

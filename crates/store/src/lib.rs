@@ -73,7 +73,7 @@ pub mod limits;
 mod metrics;
 mod query;
 mod sealed;
-mod segment;
+pub mod segment;
 pub mod statement;
 mod store;
 #[cfg(any(test, feature = "testdata"))]
