@@ -5,6 +5,7 @@
 //! [`QueryServer`] is the query API alone, for embedding.
 
 pub mod export;
+pub mod forward_only;
 pub mod ingest;
 pub mod otlp_grpc;
 pub mod otlp_http;
@@ -14,6 +15,7 @@ pub mod self_metrics;
 pub mod server;
 
 pub use export::{Destination, ExportDefaults, ExportSettings, Exporter};
+pub use forward_only::ForwardOnly;
 pub use ingest::{Ingest, IngestError, IngestLimits};
 pub use query::{QueryServer, SEARCH_DEFAULTS};
 pub use self_metrics::{CollectorMetrics, RefusalReason, Signal};
