@@ -11,6 +11,7 @@ Control (on the HTTP port):
   GET  /stats    {"spans": unique, "duplicates", "requests", "refused", "logs", "metrics",
                   "headers": the last request's headers}
   GET  /strings  every string value (attributes, events, bodies, names) received while recording
+  POST /missing  ["<trace id hex><span id hex>", ...] -> the ones never received
 """
 import gzip
 import json
@@ -176,6 +177,11 @@ class Http(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
+        if self.path == "/missing":
+            wanted = json.loads(body)
+            with lock:
+                missing = [k for k in wanted if (bytes.fromhex(k[:32]), bytes.fromhex(k[32:])) not in seen]
+            return self.reply(200, json.dumps(missing).encode(), "application/json")
         if self.path == "/control":
             with lock:
                 state.update(json.loads(body))

@@ -87,6 +87,19 @@ impl Upstream {
             .expect("stats are JSON")
     }
 
+    /// The spans of `keys` (trace id hex followed by span id hex) never received.
+    pub async fn missing(&self, keys: &[String]) -> Vec<String> {
+        self.client
+            .post(format!("http://127.0.0.1:{}/missing", self.http_port))
+            .body(serde_json::to_string(keys).expect("JSON"))
+            .send()
+            .await
+            .expect("missing answers")
+            .json()
+            .await
+            .expect("missing is JSON")
+    }
+
     /// Every string value received while recording.
     pub async fn strings(&self) -> Vec<String> {
         self.client
