@@ -13,6 +13,7 @@ use throughline_store::{
 use prost::Message;
 
 use crate::export::{AppendError, Exporter, QueueFull};
+use crate::processors::Processors;
 use crate::self_metrics::{CollectorMetrics, RefusalReason, Signal};
 
 /// Limits applied to every export, whatever the transport.
@@ -71,6 +72,7 @@ pub struct Ingest {
     shutting_down: Arc<AtomicBool>,
     metrics: Arc<CollectorMetrics>,
     exporter: Option<Arc<Exporter>>,
+    processors: Arc<Processors>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -110,7 +112,19 @@ impl Ingest {
             shutting_down: Arc::new(AtomicBool::new(false)),
             metrics,
             exporter: None,
+            processors: Arc::default(),
         }
+    }
+
+    /// Runs every admitted export through `processors` (redaction, resource attributes) before
+    /// it is stored or queued.
+    pub fn with_processors(mut self, processors: Arc<Processors>) -> Self {
+        self.processors = processors;
+        self
+    }
+
+    pub fn processors(&self) -> &Arc<Processors> {
+        &self.processors
     }
 
     /// Forwards every admitted export through `exporter`: an export is acknowledged once it is
@@ -186,7 +200,7 @@ impl Ingest {
     /// Writes spans durably (on a blocking thread) and counts what happened.
     pub async fn export_traces(
         &self,
-        request: ExportTraceServiceRequest,
+        mut request: ExportTraceServiceRequest,
         _reservation: Reservation,
     ) -> Result<WriteReport, IngestError> {
         let spans: u64 = request
@@ -196,6 +210,9 @@ impl Ingest {
             .map(|s| s.spans.len() as u64)
             .sum();
         self.metrics.count_received(Signal::Traces, spans);
+        if !self.processors.is_noop() {
+            self.processors.traces(&mut request);
+        }
         let sink = Arc::clone(&self.sink);
         let forward = self.forward(Signal::Traces, spans, &request)?;
         let report = self
@@ -217,7 +234,7 @@ impl Ingest {
     /// Keeps log records; returns how many were kept.
     pub async fn export_logs(
         &self,
-        request: ExportLogsServiceRequest,
+        mut request: ExportLogsServiceRequest,
         _reservation: Reservation,
     ) -> Result<u64, IngestError> {
         let records: u64 = request
@@ -227,6 +244,9 @@ impl Ingest {
             .map(|s| s.log_records.len() as u64)
             .sum();
         self.metrics.count_received(Signal::Logs, records);
+        if !self.processors.is_noop() {
+            self.processors.logs(&mut request);
+        }
         let sink = Arc::clone(&self.sink);
         let forward = self.forward(Signal::Logs, records, &request)?;
         let kept = self
@@ -243,7 +263,7 @@ impl Ingest {
     /// Keeps metric data points; returns how many were kept.
     pub async fn export_metrics(
         &self,
-        request: ExportMetricsServiceRequest,
+        mut request: ExportMetricsServiceRequest,
         _reservation: Reservation,
     ) -> Result<u64, IngestError> {
         let metrics: u64 = request
@@ -253,6 +273,9 @@ impl Ingest {
             .map(|s| s.metrics.len() as u64)
             .sum();
         self.metrics.count_received(Signal::Metrics, metrics);
+        if !self.processors.is_noop() {
+            self.processors.metrics(&mut request);
+        }
         let sink = Arc::clone(&self.sink);
         let forward = self.forward(Signal::Metrics, metrics, &request)?;
         let kept = self

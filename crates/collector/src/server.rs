@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use crate::export::Exporter;
 use crate::ingest::{Ingest, IngestLimits};
 use crate::otlp_grpc::OtlpGrpc;
+use crate::processors::Processors;
 use crate::query::QueryServer;
 use crate::self_metrics::CollectorMetrics;
 
@@ -54,6 +55,13 @@ impl Default for CollectorConfig {
             serve: default_serve_config(),
         }
     }
+}
+
+/// What happens to exports between admission and the store: processors, then forwarding.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    pub processors: Arc<Processors>,
+    pub exporter: Option<Arc<Exporter>>,
 }
 
 /// Why the collector could not start.
@@ -113,9 +121,26 @@ impl Collector {
         pages: Option<Router>,
         exporter: Option<Arc<Exporter>>,
     ) -> Result<RunningCollector, StartError> {
+        let pipeline = Pipeline {
+            exporter,
+            ..Pipeline::default()
+        };
+        Self::start_pipeline(config, sink, reader, pages, pipeline).await
+    }
+
+    /// As [`Collector::start_forwarding`], with the processors of `pipeline` applied to every
+    /// export before it is stored or queued.
+    pub async fn start_pipeline(
+        config: CollectorConfig,
+        sink: Arc<dyn SpanSink>,
+        reader: Arc<dyn TraceReader>,
+        pages: Option<Router>,
+        pipeline: Pipeline,
+    ) -> Result<RunningCollector, StartError> {
         let metrics = Arc::new(CollectorMetrics::default());
-        let mut ingest = Ingest::new(sink, config.limits.clone(), metrics);
-        if let Some(exporter) = exporter {
+        let mut ingest =
+            Ingest::new(sink, config.limits.clone(), metrics).with_processors(pipeline.processors);
+        if let Some(exporter) = pipeline.exporter {
             exporter.start();
             ingest = ingest.with_exporter(exporter);
         }

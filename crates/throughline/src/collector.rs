@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use throughline_collector::config_file::PipelineFile;
 use throughline_collector::export::{
     Destination, ExportDefaults, ExportSettings, Exporter, QueueConfig, RetryPolicy, config,
 };
-use throughline_collector::{Collector, CollectorConfig, ForwardOnly, IngestLimits};
+use throughline_collector::processors::{Processors, Redaction};
+use throughline_collector::{Collector, CollectorConfig, ForwardOnly, IngestLimits, Pipeline};
 use throughline_store::{Store, StoreConfig};
 
 /// How often the store's time-driven upkeep runs (integrity verdicts, retention).
@@ -104,6 +106,91 @@ pub struct CollectorArgs {
     /// Keep nothing here: forward only (needs --export-otlp). The query API answers empty.
     #[arg(long)]
     no_store: bool,
+    /// The pipeline in YAML (destinations, queue, retry, processors), validated at start-up;
+    /// flags add to it (destinations) or override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Redact with the default rules: secret-like keys, e-mail addresses, card numbers, bearer
+    /// tokens (in attributes, events and log bodies), before storing or forwarding.
+    #[arg(long)]
+    redact: bool,
+    /// A resource attribute to set (overwrite), `key=value` (repeat it).
+    #[arg(long = "resource-set")]
+    resource_set: Vec<String>,
+    /// A resource attribute to insert when absent, `key=value` (repeat it).
+    #[arg(long = "resource-insert")]
+    resource_insert: Vec<String>,
+}
+
+/// The processors and exporter settings from the config file, the flags and the environment.
+struct PipelineSettings {
+    export: Option<ExportSettings>,
+    processors: Processors,
+    store: bool,
+}
+
+fn pipeline_settings(
+    args: &CollectorArgs,
+    var: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<PipelineSettings> {
+    let env_defaults = ExportDefaults::from_env(&var)?;
+    let file = match &args.config {
+        Some(path) => PipelineFile::load(path, &env_defaults)?,
+        None => PipelineFile::default(),
+    };
+    let mut export = export_settings(
+        args,
+        &var,
+        !file.destinations.is_empty() || file.store == Some(false),
+    )?;
+    let store = !args.no_store && file.store != Some(false);
+    if !file.destinations.is_empty() {
+        let settings = export.get_or_insert_with(|| {
+            let mut s = ExportSettings::new(Vec::new(), args.data_dir.join("export"));
+            s.queue.sync_writes = args.sync_writes;
+            s
+        });
+        let mut all = file.destinations.clone();
+        all.append(&mut settings.destinations);
+        settings.destinations = all;
+        settings.queue = file.queue_config(settings.queue.clone());
+        settings.retry = file.retry_policy(settings.retry);
+    }
+    anyhow::ensure!(
+        store || export.is_some(),
+        "--no-store (or store: false) needs at least one export destination"
+    );
+    let mut resource = file.resource.clone();
+    for (flag, list, target) in [
+        ("--resource-set", &args.resource_set, &mut resource.set),
+        (
+            "--resource-insert",
+            &args.resource_insert,
+            &mut resource.insert,
+        ),
+    ] {
+        for pair in list {
+            let (k, v) = pair
+                .split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .ok_or_else(|| anyhow::anyhow!("{flag}: {pair:?} is not key=value"))?;
+            target.retain(|(key, _)| key != k.trim());
+            target.push((k.trim().to_owned(), v.to_owned()));
+        }
+    }
+    let redaction = file
+        .redaction
+        .clone()
+        .or_else(|| args.redact.then(Redaction::default));
+    Ok(PipelineSettings {
+        export,
+        processors: Processors {
+            redaction,
+            resource,
+            ..Processors::default()
+        },
+        store,
+    })
 }
 
 /// The exporter settings from the flags and the OTEL_EXPORTER_OTLP_* variables; errors name
@@ -111,10 +198,11 @@ pub struct CollectorArgs {
 fn export_settings(
     args: &CollectorArgs,
     var: impl Fn(&str) -> Option<String>,
+    file_has_destinations: bool,
 ) -> anyhow::Result<Option<ExportSettings>> {
     if args.export_otlp.is_empty() {
         anyhow::ensure!(
-            !args.no_store,
+            !args.no_store || file_has_destinations,
             "--no-store needs at least one --export-otlp destination"
         );
         return Ok(None);
@@ -198,7 +286,9 @@ pub fn run(args: CollectorArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
-    let exporter = match export_settings(&args, |k| std::env::var(k).ok())? {
+    let settings = pipeline_settings(&args, |k| std::env::var(k).ok())?;
+    let processors = Arc::new(settings.processors);
+    let exporter = match settings.export {
         Some(settings) => Some(
             tokio::task::spawn_blocking(move || Exporter::open(settings))
                 .await?
@@ -206,8 +296,12 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    if args.no_store {
-        return serve_forward_only(args, exporter).await;
+    let pipeline = Pipeline {
+        processors,
+        exporter,
+    };
+    if !settings.store {
+        return serve_forward_only(args, pipeline).await;
     }
     let mut store_config = StoreConfig::new(&args.data_dir);
     store_config.retention_secs = args.retention_secs;
@@ -226,7 +320,7 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
     let endpoints = throughline_apm::OtlpEndpoints::from_addrs(args.grpc_addr, args.http_addr);
     let pages = throughline_apm::router_with(store.clone(), endpoints);
     let running =
-        Collector::start_forwarding(config, store.clone(), store.clone(), Some(pages), exporter)
+        Collector::start_pipeline(config, store.clone(), store.clone(), Some(pages), pipeline)
             .await?;
     println!(
         "collector: OTLP/gRPC {} · OTLP/HTTP {} · APM and query API http://{}",
@@ -254,17 +348,14 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
 }
 
 /// The sidecar: receivers and `/metrics`, forwarding only.
-async fn serve_forward_only(
-    args: CollectorArgs,
-    exporter: Option<Arc<Exporter>>,
-) -> anyhow::Result<()> {
+async fn serve_forward_only(args: CollectorArgs, pipeline: Pipeline) -> anyhow::Result<()> {
     let config = collector_config(&args)?;
-    let running = Collector::start_forwarding(
+    let running = Collector::start_pipeline(
         config,
         Arc::new(ForwardOnly),
         Arc::new(ForwardOnly),
         None,
-        exporter,
+        pipeline,
     )
     .await?;
     println!(
