@@ -397,3 +397,115 @@ async fn a_second_throughline_collector_as_upstream_stores_what_the_first_forwar
             >= 4 * 8 * 4
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_email_or_bearer_token_reaches_the_store_or_the_upstream() {
+    use opentelemetry_proto::tonic::trace::v1::span::Event;
+    use throughline_collector::processors::{Processors, Redaction};
+    let up = upstream().await;
+    up.control(json!({"record": true})).await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (sink, reader) = common::open_store(dir.path());
+    let destination =
+        Destination::parse("--export-otlp", &up.grpc_url(), &ExportDefaults::default())
+            .expect("url");
+    let mut settings = ExportSettings::new(vec![destination], dir.path().join("export"));
+    settings.retry = fast_retries();
+    let exporter = Exporter::open(settings).expect("opens");
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = CollectorConfig {
+        grpc_addr: loopback,
+        http_addr: loopback,
+        query_addr: loopback,
+        ..CollectorConfig::default()
+    };
+    let pipeline = throughline_collector::Pipeline {
+        processors: Arc::new(Processors {
+            redaction: Some(Redaction::default()),
+            ..Processors::default()
+        }),
+        exporter: Some(Arc::clone(&exporter)),
+    };
+    let running = Collector::start_pipeline(config, sink, Arc::clone(&reader), None, pipeline)
+        .await
+        .expect("starts");
+    let url = format!("http://{}", running.grpc_addr);
+    let mut request = common::two_service_trace(7, common::now_nanos());
+    let span = &mut request.resource_spans[0].scope_spans[0].spans[0];
+    span.attributes
+        .push(common::kv("user.email", "jane.doe@example.com"));
+    span.attributes.push(common::kv(
+        "http.request.header.authorization",
+        "Bearer s3cr3t-token",
+    ));
+    span.attributes.push(common::kv(
+        "note",
+        "paid with 4111 1111 1111 1111 by bob@corp.io",
+    ));
+    span.events.push(Event {
+        name: "login".into(),
+        attributes: vec![common::kv("who", "mail me at eve@example.org")],
+        ..Event::default()
+    });
+    let trace_id = throughline_store::TraceId::from_slice(&span.trace_id).expect("16 bytes");
+    TraceServiceClient::connect(url.clone())
+        .await
+        .expect("connects")
+        .export(request)
+        .await
+        .expect("acknowledged");
+    let mut logs = log_request(1);
+    logs.resource_logs[0].scope_logs[0].log_records[0].body = Some(throughline_store::AnyValue {
+        value: Some(
+            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                "sent receipt to jane.doe@example.com with header Authorization: Bearer abc.def"
+                    .into(),
+            ),
+        ),
+    });
+    LogsServiceClient::connect(url)
+        .await
+        .expect("connects")
+        .export(logs)
+        .await
+        .expect("acknowledged");
+    assert!(exporter.flush(ARRIVAL).await, "forwarded");
+    let secrets = [
+        "@example.com",
+        "@corp.io",
+        "@example.org",
+        "s3cr3t-token",
+        "abc.def",
+        "4111 1111",
+    ];
+    let upstream_strings = up.strings().await;
+    assert!(
+        upstream_strings.iter().any(|s| s.contains("[REDACTED]")),
+        "the upstream got the masked values"
+    );
+    for s in &upstream_strings {
+        assert!(
+            !secrets.iter().any(|secret| s.contains(secret)),
+            "upstream received {s:?}"
+        );
+    }
+    let stored = format!("{:?}", reader.trace(trace_id).expect("read"));
+    assert!(
+        stored.contains("[REDACTED]"),
+        "the store holds the masked values"
+    );
+    for secret in secrets {
+        assert!(!stored.contains(secret), "the store kept {secret}");
+    }
+    let metrics = reqwest::get(format!("http://{}/metrics", running.query_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("throughline_collector_redacted_values_total{rule=\"email\"} 4"),
+        "{metrics}"
+    );
+    running.shutdown().await;
+}

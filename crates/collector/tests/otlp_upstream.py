@@ -39,13 +39,16 @@ strings = []
 def collect_strings(message):
     """Every string field and string AnyValue in a protobuf message, recursively."""
     for field, value in message.ListFields():
+        repeated = getattr(field, "is_repeated", None)
+        if repeated is None:
+            repeated = field.label == field.LABEL_REPEATED
         if field.type == field.TYPE_MESSAGE:
-            values = value if field.label == field.LABEL_REPEATED else [value]
+            values = value if repeated else [value]
             for v in values:
                 if hasattr(v, "ListFields"):
                     collect_strings(v)
         elif field.type == field.TYPE_STRING:
-            if field.label == field.LABEL_REPEATED:
+            if repeated:
                 strings.extend(value)
             else:
                 strings.append(value)
