@@ -350,7 +350,10 @@ impl Ingest {
 }
 
 /// An export's encoded body on its way into the export queues (nothing when not forwarding).
-struct Forward(Option<(Arc<Exporter>, Signal, Vec<u8>, u64, Duration)>);
+/// (exporter, signal, encoded body, items, retry-after when a queue is full)
+type Forwarded = (Arc<Exporter>, Signal, Vec<u8>, u64, Duration);
+
+struct Forward(Option<Forwarded>);
 
 impl Forward {
     /// Blocking (disk).

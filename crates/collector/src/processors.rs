@@ -333,7 +333,7 @@ fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Masks every Luhn-valid run of 13–19 digits (spaces or dashes between them allowed); returns
