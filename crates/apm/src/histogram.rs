@@ -2,47 +2,14 @@
 
 use throughline_store::{LATENCY_BUCKETS_MS, LatencyHistogram};
 
-/// The `q` quantile (0..=1) in milliseconds, interpolated linearly inside its bucket, as
-/// Prometheus' `histogram_quantile` does; `None` for an empty histogram.
+/// The `q` quantile (0..=1) in milliseconds ([`LatencyHistogram::quantile_ms`]).
 pub fn quantile_ms(h: &LatencyHistogram, q: f64) -> Option<f64> {
-    let total: u64 = h.bucket_counts.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let rank = q.clamp(0.0, 1.0) * total as f64;
-    let mut seen = 0u64;
-    for (i, &count) in h.bucket_counts.iter().enumerate() {
-        if count == 0 {
-            continue;
-        }
-        if (seen + count) as f64 >= rank {
-            let lower = if i == 0 {
-                0.0
-            } else {
-                LATENCY_BUCKETS_MS.get(i - 1).copied().unwrap_or(0.0)
-            };
-            let Some(&upper) = LATENCY_BUCKETS_MS.get(i) else {
-                // The overflow bucket has no upper bound: report its lower bound.
-                return Some(lower);
-            };
-            let within = (rank - seen as f64) / count as f64;
-            return Some(lower + (upper - lower) * within.clamp(0.0, 1.0));
-        }
-        seen += count;
-    }
-    LATENCY_BUCKETS_MS.last().copied()
+    h.quantile_ms(q)
 }
 
-/// Adds `other` into `into`, bucket by bucket.
+/// Adds `other` into `into`, bucket by bucket ([`LatencyHistogram::merge`]).
 pub fn merge(into: &mut LatencyHistogram, other: &LatencyHistogram) {
-    if into.bucket_counts.len() < other.bucket_counts.len() {
-        into.bucket_counts.resize(other.bucket_counts.len(), 0);
-    }
-    for (a, b) in into.bucket_counts.iter_mut().zip(&other.bucket_counts) {
-        *a += b;
-    }
-    into.count += other.count;
-    into.sum_ms += other.sum_ms;
+    into.merge(other);
 }
 
 /// An empty histogram over the shared buckets.

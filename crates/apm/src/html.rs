@@ -53,6 +53,7 @@ pub enum Nav {
     Database,
     Errors,
     Integrity,
+    Alerts,
     None,
 }
 
@@ -76,6 +77,7 @@ pub fn page(title: &str, nav: Nav, body: &str) -> String {
         (Nav::Database, "/database", "Database"),
         (Nav::Errors, "/errors", "Errors"),
         (Nav::Integrity, "/integrity", "Integrity"),
+        (Nav::Alerts, "/alerts", "Alerts"),
     ] {
         let current = if target == nav {
             " aria-current=\"page\""

@@ -24,6 +24,7 @@ use axum::routing::get;
 use throughline_store::TraceReader;
 
 pub use error::PageError;
+pub use pages::dashboards::Dashboard;
 
 use params::Params;
 
@@ -70,8 +71,10 @@ impl Default for OtlpEndpoints {
 #[derive(Clone)]
 struct Apm {
     reader: Arc<dyn TraceReader>,
+    alerts: Option<Arc<throughline_alerts::Alerts>>,
     map_memory: Arc<pages::queue_hops::MapMemory>,
     endpoints: Arc<OtlpEndpoints>,
+    dashboards: Arc<Vec<Dashboard>>,
 }
 
 /// The APM pages over `reader`, telling a newcomer the default OTLP ports; see [`router_with`].
@@ -80,12 +83,44 @@ pub fn router(reader: Arc<dyn TraceReader>) -> Router {
 }
 
 /// The APM pages over `reader`: `/`, `/search`, `/trace/{traceId}`, `/map`, `/services`,
-/// `/services/{service}`, `/database`, `/errors`, `/integrity` and `/static/*`, with `endpoints` named on the empty
+/// `/services/{service}`, `/database`, `/errors`, `/integrity`, `/alerts` and `/static/*`, with `endpoints` named on the empty
 /// state. Routes are disjoint from the Jaeger API's `/api/*`, so the query server can merge this
 /// router into its own. Every answer carries [`CONTENT_SECURITY_POLICY`] and
 /// `X-Content-Type-Options: nosniff`.
 pub fn router_with(reader: Arc<dyn TraceReader>, endpoints: OtlpEndpoints) -> Router {
+    router_full(reader, endpoints, Vec::new(), None)
+}
+
+/// [`router_with`] plus `/dashboards` and `/dashboards/{system}` for `dashboards` (an unknown
+/// system is a 404 page).
+pub fn router_with_dashboards(
+    reader: Arc<dyn TraceReader>,
+    endpoints: OtlpEndpoints,
+    dashboards: Vec<Dashboard>,
+) -> Router {
+    router_full(reader, endpoints, dashboards, None)
+}
+
+/// [`router_with`] plus `/alerts`, the page of the running alert rules (`None`: it says how to
+/// load some).
+pub fn router_with_alerts(
+    reader: Arc<dyn TraceReader>,
+    endpoints: OtlpEndpoints,
+    alerts: Option<Arc<throughline_alerts::Alerts>>,
+) -> Router {
+    router_full(reader, endpoints, Vec::new(), alerts)
+}
+
+/// Every page: [`router_with`], the `dashboards` and the running `alerts`.
+pub fn router_full(
+    reader: Arc<dyn TraceReader>,
+    endpoints: OtlpEndpoints,
+    dashboards: Vec<Dashboard>,
+    alerts: Option<Arc<throughline_alerts::Alerts>>,
+) -> Router {
     Router::new()
+        .route("/dashboards", get(dashboard_list))
+        .route("/dashboards/{system}", get(dashboard))
         .route("/", get(|| async { Redirect::to("/search") }))
         .route("/search", get(search))
         .route("/trace", get(trace_box))
@@ -96,6 +131,7 @@ pub fn router_with(reader: Arc<dyn TraceReader>, endpoints: OtlpEndpoints) -> Ro
         .route("/integrity", get(integrity))
         .route("/database", get(database))
         .route("/errors", get(errors))
+        .route("/alerts", get(alerts_page))
         .route(
             "/static/apm.css",
             get(|| async { asset(STYLESHEET, "text/css; charset=utf-8") }),
@@ -107,8 +143,10 @@ pub fn router_with(reader: Arc<dyn TraceReader>, endpoints: OtlpEndpoints) -> Ro
         .fallback(|| async { PageError::NotFound("page".to_owned()) })
         .with_state(Apm {
             reader,
+            alerts,
             map_memory: Arc::default(),
             endpoints: Arc::new(endpoints),
+            dashboards: Arc::new(dashboards),
         })
         .layer(axum::middleware::map_response(secure_headers))
 }
@@ -277,6 +315,35 @@ async fn errors(
     render(apm, move |r| {
         pages::errors::page(
             r,
+            &Params::parse(query.as_deref().unwrap_or_default()),
+            now_unix_nanos(),
+        )
+    })
+    .await
+}
+
+async fn alerts_page(State(apm): State<Apm>) -> Result<Html<String>, PageError> {
+    render(apm.clone(), move |_| {
+        Ok(pages::alerts::page(apm.alerts.as_deref()))
+    })
+    .await
+}
+
+async fn dashboard_list(State(apm): State<Apm>) -> Html<String> {
+    Html(pages::dashboards::list(&apm.dashboards))
+}
+
+async fn dashboard(
+    State(apm): State<Apm>,
+    Path(system): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Html<String>, PageError> {
+    let dashboards = Arc::clone(&apm.dashboards);
+    render(apm, move |r| {
+        pages::dashboards::page(
+            r,
+            &dashboards,
+            &system,
             &Params::parse(query.as_deref().unwrap_or_default()),
             now_unix_nanos(),
         )

@@ -198,6 +198,47 @@ impl Broker {
     }
 }
 
+/// One queue's depth and counters at one instant (what CloudWatch's `AWS/SQS` reports).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueSnapshot {
+    pub queue: String,
+    pub visible: u64,
+    pub not_visible: u64,
+    pub delayed: u64,
+    pub oldest_age_secs: u64,
+    /// Counters since the broker started (they restart at zero with it).
+    pub sent: u64,
+    pub received: u64,
+    pub deleted: u64,
+    pub moved_to_dead_letter: u64,
+}
+
+impl Broker {
+    /// Every queue's depth and counters now, by queue name.
+    pub fn queue_snapshots(&self) -> Vec<QueueSnapshot> {
+        let now = now_ms();
+        let state = self.shared.lock();
+        state
+            .queues
+            .iter()
+            .map(|(name, q)| {
+                let depth = q.depth(now);
+                QueueSnapshot {
+                    queue: name.clone(),
+                    visible: depth.visible,
+                    not_visible: depth.in_flight,
+                    delayed: depth.delayed,
+                    oldest_age_secs: depth.oldest_age_secs,
+                    sent: q.counters.sent,
+                    received: q.counters.received,
+                    deleted: q.counters.deleted,
+                    moved_to_dead_letter: q.counters.moved_to_dead_letter,
+                }
+            })
+            .collect()
+    }
+}
+
 /// A running broker: its address, and a graceful stop.
 #[derive(Debug)]
 pub struct BrokerHandle {

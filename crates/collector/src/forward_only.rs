@@ -88,4 +88,13 @@ impl TraceReader for ForwardOnly {
     fn errors(&self, _: &ErrorQuery) -> Result<Vec<ErrorGroup>, StoreError> {
         Ok(Vec::new())
     }
+    fn metric_series(
+        &self,
+        _: &throughline_store::MetricQuery,
+    ) -> Result<Vec<throughline_store::MetricSeries>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn metric_names(&self, _: Option<&str>) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
 }

@@ -1,6 +1,6 @@
 //! The Jaeger-compatible query API (the endpoints Grafana's Jaeger data source and the Jaeger UI
 //! call), `/metrics`, and throughline's own `/api/throughline/integrity`, `/findings`,
-//! `/database` and `/errors`.
+//! `/database`, `/errors` and `/metrics` (stored OTLP metric series, `/metrics/names`).
 //!
 //! Every answer uses Jaeger's envelope `{"data", "total", "limit", "offset", "errors"}`; errors
 //! carry `{"code", "msg"}` and the matching HTTP status.
@@ -104,6 +104,8 @@ impl QueryServer {
             .route("/api/throughline/findings", get(findings))
             .route("/api/throughline/database", get(database))
             .route("/api/throughline/errors", get(errors))
+            .route("/api/throughline/metrics", get(metric_series))
+            .route("/api/throughline/metrics/names", get(metric_names))
             .route("/metrics", get(metrics))
             .with_state(state);
         match self.pages {
@@ -466,6 +468,29 @@ async fn errors(
     let query = analysis::error_query(&q, now_nanos(), SEARCH_DEFAULTS.lookback_nanos)?;
     let groups = read(&state.reader, move |r| r.errors(&query)).await?;
     Ok(ok(groups.iter().map(ErrorGroupRow::from).collect()))
+}
+
+/// `/api/throughline/metrics?name=&service=&attr.K=V&lookback=&step=`: data are the store's
+/// [`throughline_store::MetricSeries`] of that metric, one per service and attribute set.
+async fn metric_series(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
+    let query = analysis::metric_query(&q, now_nanos(), SEARCH_DEFAULTS.lookback_nanos)?;
+    let series = read(&state.reader, move |r| r.metric_series(&query)).await?;
+    Ok(ok(series))
+}
+
+/// `/api/throughline/metrics/names?service=`: data are the stored metric names, sorted.
+async fn metric_names(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = Params::parse(raw.as_deref().unwrap_or_default());
+    let service = q.get("service").map(str::to_owned);
+    let names = read(&state.reader, move |r| r.metric_names(service.as_deref())).await?;
+    Ok(ok(names))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -171,7 +171,8 @@ impl Platform {
                 "--config".into(),
                 path_arg(&path),
             ],
-            env: vec![("NO_COLOR".into(), "1".into())],
+            // OTLP to the collector for its AWS/SQS metrics (the SQS endpoint it names is itself).
+            env: self.service_env("throughline-broker"),
             ready: Some(self.broker_addr),
         })
     }

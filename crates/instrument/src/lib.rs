@@ -13,6 +13,8 @@
 //!   `batchItemFailures`, and the bounded flush before the invocation returns.
 //! - [`db`]: the CLIENT span of a database call with the current conventions, the opt-in SQL
 //!   commenter, and `OTEL_SEMCONV_STABILITY_OPT_IN=database/dup`.
+//! - [`aws_metrics`]: the `AWS/Lambda` and `AWS/SQS` metrics CloudWatch reports, as OpenTelemetry
+//!   instruments the Lambda host and the broker record (names, units and the mapping in one place).
 //! - [`span`]: [`ActiveSpan`], the handle every helper returns (ends its span when dropped), and
 //!   [`Spans`] for a service's own INTERNAL spans.
 //!
@@ -20,6 +22,7 @@
 //! in tests) and the propagator from the global one (`opentelemetry::global`), which
 //! `throughline-telemetry` installs from `OTEL_PROPAGATORS`.
 
+pub mod aws_metrics;
 pub mod db;
 pub mod http_client;
 pub mod http_server;

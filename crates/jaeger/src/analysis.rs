@@ -14,6 +14,7 @@ use throughline_store::database::{
 };
 use throughline_store::{
     DatabaseQuery, DatabaseReport, ErrorGroup, ErrorQuery, Finding, FindingKind, FindingQuery,
+    MetricQuery,
 };
 
 use crate::params::{self, ParamError, Params};
@@ -337,12 +338,98 @@ pub fn error_query(
     })
 }
 
+/// The most buckets a metric query may ask for (the store's own cap).
+pub const MAX_METRIC_STEPS: u64 = throughline_store::otlp_metrics::MAX_STEPS;
+/// Buckets of a metric query without `step`.
+pub const DEFAULT_METRIC_STEPS: u64 = 60;
+
+/// `/api/throughline/metrics?name=&service=&attr.K=V&lookback=&step=` (or `start`/`end`):
+/// `name` is required; each `attr.K=V` must hold on the point or its resource; `step` a Go
+/// duration (default: the window in [`DEFAULT_METRIC_STEPS`] buckets, at least one second),
+/// at most [`MAX_METRIC_STEPS`] buckets.
+pub fn metric_query(
+    q: &Params,
+    now_unix_nanos: u64,
+    default_lookback_nanos: u64,
+) -> Result<MetricQuery, ParamError> {
+    let name = q
+        .get("name")
+        .ok_or_else(|| ParamError::new("name", "is required (the metric's name)"))?;
+    let (start, end) = params::window(q, now_unix_nanos, default_lookback_nanos)?;
+    let span = end - start;
+    let step_nanos = match q.get("step") {
+        Some(v) => {
+            let step = params::go_duration_nanos("step", v)?;
+            if step == 0 {
+                return Err(ParamError::new("step", "must be more than 0"));
+            }
+            if span / step > MAX_METRIC_STEPS {
+                return Err(ParamError::new(
+                    "step",
+                    format!("{v:?} makes more than {MAX_METRIC_STEPS} buckets of the window"),
+                ));
+            }
+            step
+        }
+        None => (span / DEFAULT_METRIC_STEPS).max(1_000_000_000),
+    };
+    let mut attributes = Vec::new();
+    for (key, value) in q.prefixed("attr.") {
+        if key.is_empty() {
+            return Err(ParamError::new(
+                "attr.",
+                "needs an attribute key after attr.",
+            ));
+        }
+        attributes.push((key.to_owned(), value.to_owned()));
+    }
+    Ok(MetricQuery {
+        name: name.to_owned(),
+        service: service(q),
+        attributes,
+        start_unix_nanos: start,
+        end_unix_nanos: end,
+        step_nanos,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const NOW: u64 = 10_000_000_000_000;
     const HOUR: u64 = 3_600_000_000_000;
+
+    #[test]
+    fn metric_parameters_parse_attributes_and_steps_and_name_the_bad_one() {
+        let q = metric_query(
+            &Params::parse("name=onboarding.requests&service=api&attr.customer.type=premium&lookback=1h&step=1m"),
+            NOW,
+            HOUR,
+        )
+        .unwrap();
+        assert_eq!(q.name, "onboarding.requests");
+        assert_eq!(q.service.as_deref(), Some("api"));
+        assert_eq!(
+            q.attributes,
+            vec![("customer.type".to_owned(), "premium".to_owned())]
+        );
+        assert_eq!((q.start_unix_nanos, q.end_unix_nanos), (NOW - HOUR, NOW));
+        assert_eq!(q.step_nanos, 60_000_000_000);
+        let default_step = metric_query(&Params::parse("name=m&lookback=1h"), NOW, HOUR).unwrap();
+        assert_eq!(default_step.step_nanos, HOUR / DEFAULT_METRIC_STEPS);
+        for (query, param) in [
+            ("service=api", "name"),
+            ("name=m&step=fast", "step"),
+            ("name=m&step=0s", "step"),
+            ("name=m&lookback=1h&step=1s", "step"),
+            ("name=m&lookback=soon", "lookback"),
+            ("name=m&attr.=x", "attr."),
+        ] {
+            let err = metric_query(&Params::parse(query), NOW, HOUR).unwrap_err();
+            assert_eq!(err.param, param, "{query}: {err}");
+        }
+    }
 
     #[test]
     fn finding_parameters_name_the_bad_one() {

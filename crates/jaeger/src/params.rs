@@ -64,6 +64,17 @@ impl Params {
             .map(|(_, v)| v)
     }
 
+    /// Every pair whose key starts with `prefix`, the prefix cut off, with its trimmed value,
+    /// in order (`attr.customer.type=premium` under `attr.` is `("customer.type", "premium")`).
+    pub fn prefixed<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.0
+            .iter()
+            .filter_map(move |(k, v)| Some((k.strip_prefix(prefix)?, v.trim())))
+    }
+
     /// Every non-blank value of `key`, trimmed, in order.
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0

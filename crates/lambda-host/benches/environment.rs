@@ -70,6 +70,7 @@ fn spec(command: Vec<std::ffi::OsString>) -> EnvironmentSpec {
         ]
         .into(),
         log: Arc::new(Discard),
+        metrics: None,
     }
 }
 

@@ -14,6 +14,8 @@ use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use throughline_instrument::aws_metrics::{FunctionMetrics, InvocationResult};
+
 use crate::platform_log::{self, InvocationReport, PlatformLog};
 use crate::runtime_api::{Invocation, RuntimeApi, RuntimeEvent};
 
@@ -32,6 +34,8 @@ pub struct EnvironmentSpec {
     /// The function's environment variables, set over the host's own and the Lambda ones.
     pub environment: BTreeMap<String, String>,
     pub log: Arc<dyn PlatformLog>,
+    /// Where each invocation's `AWS/Lambda` figures go (the same facts as its `REPORT` line).
+    pub metrics: Option<FunctionMetrics>,
 }
 
 /// An environment that could not be started.
@@ -281,12 +285,23 @@ impl Environment {
     /// anything else it is killed and must be dropped.
     pub async fn invoke(&mut self, request_id: &str, payload: Bytes) -> InvocationOutcome {
         let log = self.spec.log.clone();
+        let metrics = self.spec.metrics.clone();
+        if let Some(m) = &metrics {
+            m.started();
+        }
         let init_duration = if self.initialised {
             None
         } else {
             match self.initialise().await {
                 Ok(init) => Some(init),
                 Err(failed) => {
+                    if let Some(m) = &metrics {
+                        let result = match failed {
+                            InvocationOutcome::Timeout => InvocationResult::Timeout,
+                            _ => InvocationResult::Failed,
+                        };
+                        m.finished(result, Duration::ZERO, None);
+                    }
                     self.kill().await;
                     if let InvocationOutcome::Failed(reason) = &failed {
                         log.line(&format!("RequestId: {request_id} Error: {reason}"));
@@ -369,6 +384,15 @@ impl Environment {
             self.kill().await;
         }
         log.line(&platform_log::end_line(request_id));
+        if let Some(m) = &metrics {
+            let result = match &outcome {
+                InvocationOutcome::Response(_) => InvocationResult::Success,
+                InvocationOutcome::FunctionError { .. } => InvocationResult::FunctionError,
+                InvocationOutcome::Timeout => InvocationResult::Timeout,
+                InvocationOutcome::Failed(_) => InvocationResult::Failed,
+            };
+            m.finished(result, finished_at - invoked_at, report_init);
+        }
         log.line(&platform_log::report_line(&InvocationReport {
             request_id: request_id.to_owned(),
             duration: finished_at - invoked_at,

@@ -11,6 +11,8 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
 };
 use axum::body::Bytes;
+use opentelemetry::metrics::Meter;
+use throughline_instrument::aws_metrics::FunctionMetrics;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HostConfig;
@@ -44,6 +46,7 @@ pub struct EventSourceMapping {
     config: HostConfig,
     sqs: Client,
     log: Arc<dyn PlatformLog>,
+    meter: Option<Meter>,
 }
 
 #[derive(Debug)]
@@ -60,7 +63,19 @@ impl EventSourceMapping {
     /// A mapping for `config`, polling through `sqs` (built by the caller, pointed at
     /// `AWS_ENDPOINT_URL_SQS` or AWS), writing platform lines to `log`.
     pub fn new(config: HostConfig, sqs: Client, log: Arc<dyn PlatformLog>) -> Self {
-        Self { config, sqs, log }
+        Self {
+            config,
+            sqs,
+            log,
+            meter: None,
+        }
+    }
+
+    /// Records the function's `AWS/Lambda` metrics (`faas.*`, `aws.lambda.*` by `faas.name`)
+    /// on `meter`.
+    pub fn with_meter(mut self, meter: Meter) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// Polls and invokes until `shutdown` is cancelled, then stops every environment. Fails at
@@ -127,6 +142,10 @@ impl EventSourceMapping {
             shutdown_grace: self.config.shutdown_grace,
             environment: self.config.environment.clone(),
             log: self.log.clone(),
+            metrics: self
+                .meter
+                .as_ref()
+                .map(|m| FunctionMetrics::new(m, &self.config.function_name)),
         };
         let poller = Arc::new(Poller {
             sqs: self.sqs.clone(),

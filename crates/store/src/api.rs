@@ -199,6 +199,51 @@ pub struct LatencyHistogram {
     pub sum_ms: f64,
 }
 
+impl LatencyHistogram {
+    /// The `q` quantile (0..=1) in milliseconds, interpolated linearly inside its bucket, as
+    /// Prometheus' `histogram_quantile` does; `None` for an empty histogram.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.bucket_counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut seen = 0u64;
+        for (i, &count) in self.bucket_counts.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            if (seen + count) as f64 >= rank {
+                let lower = if i == 0 {
+                    0.0
+                } else {
+                    LATENCY_BUCKETS_MS.get(i - 1).copied().unwrap_or(0.0)
+                };
+                let Some(&upper) = LATENCY_BUCKETS_MS.get(i) else {
+                    // The overflow bucket has no upper bound: report its lower bound.
+                    return Some(lower);
+                };
+                let within = (rank - seen as f64) / count as f64;
+                return Some(lower + (upper - lower) * within.clamp(0.0, 1.0));
+            }
+            seen += count;
+        }
+        LATENCY_BUCKETS_MS.last().copied()
+    }
+
+    /// Adds `other` into this one, bucket by bucket.
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        if self.bucket_counts.len() < other.bucket_counts.len() {
+            self.bucket_counts.resize(other.bucket_counts.len(), 0);
+        }
+        for (a, b) in self.bucket_counts.iter_mut().zip(&other.bucket_counts) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum_ms += other.sum_ms;
+    }
+}
+
 /// Span metrics for one series (RED: rate, errors, duration), cumulative over a window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanMetricsSeries {
@@ -418,6 +463,13 @@ pub trait TraceReader: Send + Sync {
     fn database(&self, query: &crate::DatabaseQuery) -> Result<crate::DatabaseReport, StoreError>;
     /// Error spans of a window grouped by service, exception type and message, most first.
     fn errors(&self, query: &crate::ErrorQuery) -> Result<Vec<crate::ErrorGroup>, StoreError>;
+    /// Stored OTLP metric series of one name (see [`crate::Store::metric_series`]).
+    fn metric_series(
+        &self,
+        query: &crate::MetricQuery,
+    ) -> Result<Vec<crate::MetricSeries>, StoreError>;
+    /// The names of the stored OTLP metrics, of one service when given, sorted.
+    fn metric_names(&self, service: Option<&str>) -> Result<Vec<String>, StoreError>;
 }
 
 #[cfg(test)]

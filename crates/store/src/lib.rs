@@ -31,7 +31,9 @@
 //!   [`StoreConfig::max_disk_bytes`]. Per-minute series older than the retention are pruned;
 //!   cumulative span metrics never shrink.
 //! - **Logs and metrics** exports are kept raw (compressed) with their arrival time in the same
-//!   log; [`Store::logs`] reads logs back.
+//!   log; [`Store::logs`] reads logs back. Metrics are also decoded into an in-memory series
+//!   index ([`otlp_metrics`]), rebuilt from the log at open: [`Store::metric_series`] answers a
+//!   [`MetricQuery`] with rates for counters and percentiles for histograms.
 //!
 //! # Query semantics
 //!
@@ -71,6 +73,7 @@ mod graph;
 mod integrity;
 pub mod limits;
 mod metrics;
+pub mod otlp_metrics;
 mod query;
 mod sealed;
 pub mod segment;
@@ -82,8 +85,9 @@ pub mod testdata;
 pub use api::*;
 pub use database::{DatabaseQuery, DatabaseReport};
 pub use errors::{ErrorGroup, ErrorQuery, ErrorSpan, SpanError, error_spans, span_error};
-pub use facts::UNKNOWN_SERVICE;
+pub use facts::{UNKNOWN_SERVICE, service_name_of, value_string};
 pub use findings::FindingsConfig;
+pub use otlp_metrics::{MetricKind, MetricPoint, MetricQuery, MetricSeries};
 pub use query::{DEFAULT_LIMIT, summarize_trace};
 pub use store::{Store, StoreConfig};
 

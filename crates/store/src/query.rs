@@ -217,6 +217,18 @@ impl TraceReader for Store {
         self.error_groups(query)
     }
 
+    fn metric_series(
+        &self,
+        query: &crate::MetricQuery,
+    ) -> Result<Vec<crate::MetricSeries>, StoreError> {
+        check_range(query.start_unix_nanos, query.end_unix_nanos)?;
+        Store::metric_series(self, query)
+    }
+
+    fn metric_names(&self, service: Option<&str>) -> Result<Vec<String>, StoreError> {
+        Ok(Store::metric_names(self, service))
+    }
+
     fn find_traces(&self, query: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
         check_range(query.start_unix_nanos, query.end_unix_nanos)?;
         let limit = if query.limit == 0 {

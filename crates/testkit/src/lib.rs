@@ -3,10 +3,12 @@
 //! are killed when the test ends.
 //!
 //! Integration tests only; nothing here is used by shipped code. [`PostgresServer`] starts a
-//! throwaway PostgreSQL from the Debian packages.
+//! throwaway PostgreSQL from the Debian packages, [`AlertmanagerServer`] a Prometheus Alertmanager.
 
+mod alertmanager;
 mod postgres;
 
+pub use alertmanager::{ALERTMANAGER_BIN, AlertmanagerServer};
 pub use postgres::{POSTGRES_DATABASE, POSTGRES_USER, PostgresServer};
 
 use std::net::{SocketAddr, TcpListener};

@@ -69,7 +69,11 @@ pub fn run(args: ApmArgs) -> anyhow::Result<()> {
         });
         // The Jaeger `/api/*` beside the pages, so `throughline verify` can read a stopped store.
         let store: Arc<dyn throughline_store::TraceReader> = store;
-        let pages = throughline_apm::router(Arc::clone(&store));
+        let pages = throughline_apm::router_with_dashboards(
+            Arc::clone(&store),
+            throughline_apm::OtlpEndpoints::default(),
+            crate::systems::dashboards(),
+        );
         let app = QueryServer::new(store).with_pages(pages).router();
         println!(
             "throughline apm: http://{}/ (pages and /api/*) over {}",

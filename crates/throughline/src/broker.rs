@@ -1,8 +1,10 @@
 //! `throughline broker`: runs the durable SQS and EventBridge broker until Ctrl-C or SIGTERM.
 
 use anyhow::Context as _;
+use opentelemetry::metrics::MeterProvider as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use throughline_broker::{Broker, BrokerConfig, Declarations, QueueDeclaration};
 
 /// Flags of `throughline broker`.
@@ -82,11 +84,22 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         // Colour codes only on a terminal, not in a file the output is redirected to.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    let telemetry = broker_metrics(std::env::vars().collect())?;
+    let meter = telemetry
+        .meter_provider()
+        .map(|p| p.meter("throughline-broker"));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let broker = Broker::open(config)
             .await
             .with_context(|| format!("--data-dir {}", args.data_dir.display()))?;
+        let _instruments = meter.map(|meter| {
+            let observed = broker.clone();
+            throughline_instrument::aws_metrics::observe_queues(
+                &meter,
+                Arc::new(move || observed.queue_snapshots().into_iter().map(figures).collect()),
+            )
+        });
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("--listen {}: cannot listen", args.listen))?;
@@ -96,5 +109,45 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
         tracing::info!("broker stopping");
         handle.shutdown().await;
         Ok(())
-    })
+    });
+    let flushed = telemetry.shutdown(std::time::Duration::from_secs(2));
+    if !flushed.is_exported() {
+        tracing::warn!(?flushed, "the last AWS/SQS metrics were not exported");
+    }
+    result
+}
+
+fn figures(
+    s: throughline_broker::QueueSnapshot,
+) -> throughline_instrument::aws_metrics::QueueFigures {
+    throughline_instrument::aws_metrics::QueueFigures {
+        queue: s.queue,
+        visible: s.visible,
+        not_visible: s.not_visible,
+        delayed: s.delayed,
+        oldest_age_secs: s.oldest_age_secs,
+        sent: s.sent,
+        received: s.received,
+        deleted: s.deleted,
+        moved_to_dead_letter: s.moved_to_dead_letter,
+    }
+}
+
+/// The broker's `AWS/SQS` metrics pipeline from the `OTEL_*` variables (service
+/// `throughline-broker` unless `OTEL_SERVICE_NAME` says otherwise; no spans of its own). Off
+/// unless an OTLP endpoint is set (`throughline up` sets it): a broker started by hand does not
+/// send to whatever listens on the default port. `OTEL_METRICS_EXPORTER=none` turns them off.
+fn broker_metrics(
+    mut env: std::collections::HashMap<String, String>,
+) -> anyhow::Result<throughline_telemetry::Telemetry> {
+    if !crate::lambda::otlp_endpoint_set(&env) {
+        env.insert("OTEL_METRICS_EXPORTER".into(), "none".into());
+    }
+    env.insert("OTEL_TRACES_EXPORTER".into(), "none".into());
+    env.insert("OTEL_LOGS_EXPORTER".into(), "none".into());
+    let config = throughline_telemetry::TelemetryConfig::from_env(env)?;
+    Ok(throughline_telemetry::Telemetry::builder(config)
+        .default_service_name("throughline-broker")
+        .default_metric_export_interval(std::time::Duration::from_secs(10))
+        .build()?)
 }

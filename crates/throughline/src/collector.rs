@@ -120,6 +120,17 @@ pub struct CollectorArgs {
     /// A resource attribute to insert when absent, `key=value` (repeat it).
     #[arg(long = "resource-insert")]
     resource_insert: Vec<String>,
+    /// An alert rules file (YAML groups of span, metric and flow rules; repeat for more). Check
+    /// one with `throughline alerts check FILE`.
+    #[arg(long = "alert-rules", value_name = "FILE")]
+    pub alert_rules: Vec<PathBuf>,
+    /// Where to POST Alertmanager's webhook payload (version 4) when an alert fires or
+    /// resolves (repeatable).
+    #[arg(long = "alert-webhook", value_name = "URL")]
+    pub alert_webhooks: Vec<String>,
+    /// An Alertmanager to send alerts to (its `POST /api/v2/alerts`; repeatable).
+    #[arg(long = "alertmanager-url", value_name = "URL")]
+    pub alertmanager_urls: Vec<String>,
 }
 
 /// The processors and exporter settings from the config file, the flags and the environment.
@@ -261,6 +272,52 @@ fn export_settings(
     Ok(Some(settings))
 }
 
+/// The rules of every `--alert-rules` file, checked; an error names the file, group, rule and
+/// field.
+pub fn load_rules(files: &[PathBuf]) -> anyhow::Result<throughline_alerts::RuleSet> {
+    let mut texts = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("--alert-rules: reading {}", f.display()))?;
+        texts.push((f.display().to_string(), text));
+    }
+    let refs: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    throughline_alerts::parse_files(&refs).map_err(|e| {
+        let names: Vec<&str> = texts.iter().map(|(n, _)| n.as_str()).collect();
+        anyhow::anyhow!("--alert-rules {}:\n{e}", names.join(", "))
+    })
+}
+
+fn delivery_targets(args: &CollectorArgs) -> anyhow::Result<Vec<throughline_alerts::Target>> {
+    let mut out = Vec::new();
+    for (flag, urls, make) in [
+        (
+            "--alert-webhook",
+            &args.alert_webhooks,
+            throughline_alerts::Target::Webhook as fn(String) -> _,
+        ),
+        (
+            "--alertmanager-url",
+            &args.alertmanager_urls,
+            throughline_alerts::Target::Alertmanager,
+        ),
+    ] {
+        for u in urls {
+            let parsed: http::Uri = u
+                .parse()
+                .with_context(|| format!("{flag} {u:?} is not a URL"))?;
+            if !matches!(parsed.scheme_str(), Some("http" | "https")) || parsed.host().is_none() {
+                anyhow::bail!("{flag} {u:?} is not an http:// or https:// URL");
+            }
+            out.push(make(u.clone()));
+        }
+    }
+    Ok(out)
+}
+
 /// Threads for store writes and queries; tokio's default is 512.
 const COLLECTOR_BLOCKING_THREADS: usize = 8;
 
@@ -286,6 +343,9 @@ pub fn run(args: CollectorArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
+    // Settings first: a bad rules file or URL stops start-up before anything is opened.
+    let rules = load_rules(&args.alert_rules)?;
+    let targets = delivery_targets(&args)?;
     let settings = pipeline_settings(&args, |k| std::env::var(k).ok())?;
     let processors = Arc::new(settings.processors);
     let exporter = match settings.export {
@@ -318,10 +378,34 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
     // The APM pages share the query address with the Jaeger API (`/api/*`, `/metrics`); their
     // empty state names the OTLP addresses this collector listens on.
     let endpoints = throughline_apm::OtlpEndpoints::from_addrs(args.grpc_addr, args.http_addr);
-    let pages = throughline_apm::router_with(store.clone(), endpoints);
+    let alerts = Arc::new(throughline_alerts::Alerts::over_store(
+        rules,
+        store.clone(),
+        throughline_alerts::Delivery {
+            targets,
+            external_url: format!("http://{}", args.query_addr),
+            ..throughline_alerts::Delivery::default()
+        },
+    ));
+    let pages = throughline_apm::router_full(
+        store.clone(),
+        endpoints,
+        crate::systems::dashboards(),
+        Some(alerts.clone()),
+    )
+    .merge(throughline_alerts::api_router(alerts.clone()));
+    let sink = alerts.sink(store.clone());
     let running =
-        Collector::start_pipeline(config, store.clone(), store.clone(), Some(pages), pipeline)
-            .await?;
+        Collector::start_pipeline(config, sink, store.clone(), Some(pages), pipeline).await?;
+    alerts.set_external_url(format!("http://{}", running.query_addr));
+    let alert_tasks = alerts.spawn();
+    if !alerts.engine().rules().rules.is_empty() {
+        tracing::info!(
+            rules = alerts.engine().rules().rules.len(),
+            groups = alerts.engine().rules().groups.len(),
+            "alert rules loaded"
+        );
+    }
     println!(
         "collector: OTLP/gRPC {} · OTLP/HTTP {} · APM and query API http://{}",
         running.grpc_addr, running.http_addr, running.query_addr
@@ -340,6 +424,9 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
 
     throughline_service_kit::shutdown_signal().await;
     upkeep.abort();
+    for task in alert_tasks {
+        task.abort();
+    }
     running.shutdown().await;
     tokio::task::spawn_blocking(move || store.flush())
         .await?

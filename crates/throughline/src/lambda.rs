@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::sync::Arc;
 
 use anyhow::Context;
+use opentelemetry::metrics::MeterProvider as _;
 use throughline_lambda_host::{EventSourceMapping, RawHostConfig, StdoutLog};
 use tokio_util::sync::CancellationToken;
 
@@ -64,17 +65,55 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
+    let telemetry = host_metrics(std::env::vars().collect())?;
     let runtime = tokio::runtime::Runtime::new().context("could not start the tokio runtime")?;
-    runtime.block_on(async move {
+    let meter = telemetry
+        .meter_provider()
+        .map(|p| p.meter("throughline-lambda-host"));
+    let result = runtime.block_on(async move {
         // AWS_ENDPOINT_URL_SQS, AWS_REGION and the usual credentials; none needed on loopback.
         let sqs = throughline_lambda_host::sqs_client::client_from_env().await;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        EventSourceMapping::new(config, sqs, Arc::new(StdoutLog))
-            .run(shutdown)
-            .await?;
+        let mut mapping = EventSourceMapping::new(config, sqs, Arc::new(StdoutLog));
+        if let Some(meter) = meter {
+            mapping = mapping.with_meter(meter);
+        }
+        mapping.run(shutdown).await?;
         Ok(())
-    })
+    });
+    // The last invocations' figures are exported before the host exits.
+    let flushed = telemetry.shutdown(METRICS_FLUSH_TIMEOUT);
+    if !flushed.is_exported() {
+        tracing::warn!(?flushed, "the last AWS/Lambda metrics were not exported");
+    }
+    result
+}
+
+/// How long the host waits at exit for its last metrics export.
+const METRICS_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often the host exports its metrics unless `OTEL_METRIC_EXPORT_INTERVAL` says otherwise
+/// (CloudWatch's standard resolution is a minute; a local dashboard wants fresher figures).
+const METRICS_EXPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The host's `AWS/Lambda` metrics pipeline from the `OTEL_*` variables (`throughline up` points
+/// them at the collector), under the function's `OTEL_SERVICE_NAME` as CloudWatch files them
+/// under the function. The host makes no spans of its own (`OTEL_TRACES_EXPORTER=none` for it;
+/// the function keeps the variable as given) and keeps its own log subscriber.
+fn host_metrics(
+    mut env: std::collections::HashMap<String, String>,
+) -> anyhow::Result<throughline_telemetry::Telemetry> {
+    // Off unless an endpoint is set: a host started by hand does not send to whatever listens
+    // on the default OTLP port.
+    if !otlp_endpoint_set(&env) {
+        env.insert("OTEL_METRICS_EXPORTER".into(), "none".into());
+    }
+    env.insert("OTEL_TRACES_EXPORTER".into(), "none".into());
+    let config = throughline_telemetry::TelemetryConfig::from_env(env)?;
+    Ok(throughline_telemetry::Telemetry::builder(config)
+        .default_service_name("throughline-lambda-host")
+        .default_metric_export_interval(METRICS_EXPORT_INTERVAL)
+        .build()?)
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
@@ -94,4 +133,14 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     eprintln!("stopping: finishing in-flight invocations, then stopping the environments");
     shutdown.cancel();
+}
+
+/// Whether the environment names an OTLP endpoint for metrics.
+pub fn otlp_endpoint_set(env: &std::collections::HashMap<String, String>) -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    ]
+    .iter()
+    .any(|k| env.get(*k).is_some_and(|v| !v.trim().is_empty()))
 }

@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod alerts;
 mod apm;
 mod broker;
 mod collector;
@@ -46,6 +47,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Serve the APM pages over the store folder of a stopped collector.
     Apm(apm::ApmArgs),
+    /// Check alert rules files (`alerts check rules.yaml`).
+    Alerts {
+        #[command(subcommand)]
+        command: alerts::AlertsCommand,
+    },
     /// Serve the protocol of an official conformance test suite.
     Conformance {
         #[command(subcommand)]
@@ -84,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         Command::Lambda(args) => lambda::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Apm(args) => apm::run(args),
+        Command::Alerts { command } => alerts::run(command),
         Command::Conformance { suite } => conformance::run(suite),
     }
 }
@@ -101,6 +108,20 @@ mod tests {
             &["load", "onboarding", "--requests", "1"],
             &["verify", "--expect-hop", "onboarding-api:onboarding-lambda"],
             &["serve", "onboarding-api"],
+            &["alerts", "check", "rules.yaml"],
+            &[
+                "collector",
+                "--data-dir",
+                "d",
+                "--alert-rules",
+                "a.yaml",
+                "--alert-rules",
+                "b.yaml",
+                "--alert-webhook",
+                "http://127.0.0.1:1/hook",
+                "--alertmanager-url",
+                "http://127.0.0.1:2",
+            ],
         ] {
             let argv = std::iter::once("throughline").chain(args.iter().copied());
             if let Err(err) = super::Cli::try_parse_from(argv) {

@@ -111,6 +111,73 @@ pub fn describe(
         .collect()
 }
 
+/// Counters of accepted and completed requests per system, for its dashboard's completion share.
+fn completion(system: &str) -> Option<(String, String)> {
+    (system == onboarding_system::NAME).then(|| {
+        (
+            "onboarding.success".to_owned(),
+            "lambda.processing.success".to_owned(),
+        )
+    })
+}
+
+/// A dashboard per known system, from its description with the default `up` options: the
+/// functions its `throughline lambda` parts run (`--function-name`), its queues and which of
+/// them are dead-letter queues (a queue moved with `--*-queue` flags of `up` is not followed).
+pub fn dashboards() -> Vec<throughline_apm::Dashboard> {
+    #[derive(clap::Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        systems: SystemsOptions,
+    }
+    let opts = <Defaults as clap::Parser>::parse_from(["up"]).systems;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let platform = Platform {
+        exe: "throughline".into(),
+        data_dir: std::env::temp_dir(),
+        broker_addr: addr,
+        otlp_grpc_addr: addr,
+        otlp_http_addr: addr,
+        query_addr: addr,
+        settle_secs: 0,
+        export_delay_ms: 0,
+        database_url: None,
+    };
+    SYSTEMS
+        .iter()
+        .map(|s| {
+            let d = (s.describe)(&platform, &opts);
+            let functions = d
+                .parts
+                .iter()
+                .filter(|p| p.args.first().is_some_and(|a| a == "lambda"))
+                .filter_map(|p| {
+                    let at = p.args.iter().position(|a| a == "--function-name")?;
+                    p.args.get(at + 1).cloned()
+                })
+                .collect();
+            throughline_apm::Dashboard {
+                system: s.name.to_owned(),
+                title: format!("{} system: Lambda and SQS", s.name),
+                functions,
+                queues: d
+                    .declarations
+                    .queues
+                    .iter()
+                    .map(|q| q.name.clone())
+                    .collect(),
+                dead_letter_queues: d
+                    .declarations
+                    .queues
+                    .iter()
+                    .filter_map(|q| q.dead_letter.as_ref().map(|dl| dl.queue.clone()))
+                    .collect(),
+                completion: completion(s.name),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, Parser};
@@ -121,6 +188,25 @@ mod tests {
     struct Up {
         #[command(flatten)]
         systems: SystemsOptions,
+    }
+
+    #[test]
+    fn every_system_has_a_dashboard_of_its_functions_and_queues() {
+        let all = super::dashboards();
+        let onboarding = all
+            .iter()
+            .find(|d| d.system == "onboarding")
+            .expect("onboarding");
+        assert_eq!(onboarding.functions, vec!["onboarding-lambda".to_owned()]);
+        assert!(!onboarding.queues.is_empty(), "{onboarding:?}");
+        assert!(
+            onboarding
+                .dead_letter_queues
+                .iter()
+                .all(|q| onboarding.queues.contains(q)),
+            "{onboarding:?}"
+        );
+        assert_eq!(all.len(), super::SYSTEMS.len());
     }
 
     #[test]

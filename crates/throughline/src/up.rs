@@ -56,6 +56,16 @@ pub struct UpArgs {
     /// The port of `--postgres`'s server on 127.0.0.1.
     #[arg(long, default_value_t = 5432, requires = "postgres")]
     pub postgres_port: u16,
+    /// An alert rules file of your own, loaded beside the built-in rules of the systems started
+    /// (repeatable).
+    #[arg(long = "alert-rules", value_name = "FILE")]
+    pub alert_rules: Vec<PathBuf>,
+    /// Where the collector POSTs Alertmanager's webhook payload (repeatable).
+    #[arg(long = "alert-webhook", value_name = "URL")]
+    pub alert_webhooks: Vec<String>,
+    /// An Alertmanager the collector sends its alerts to (repeatable).
+    #[arg(long = "alertmanager-url", value_name = "URL")]
+    pub alertmanager_urls: Vec<String>,
     /// Exit after this many seconds (for tests and benchmarks); Ctrl-C otherwise.
     #[arg(long)]
     pub exit_after_secs: Option<u64>,
@@ -108,6 +118,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     // Described again over the absolute data directory.
     let descriptions = systems::describe(&args.systems, &platform, &args.systems_options);
     let mut dirs = vec![
+        "alerts".to_owned(),
         "collector".to_owned(),
         "broker".to_owned(),
         "logs".to_owned(),
@@ -136,7 +147,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut supervisor = Supervisor::new(platform.log_dir(), RestartPolicy::default());
     // The collector first, so every span from the start has somewhere to go; then the broker
     // with every system's queues and rules in its --config file; then each system's parts.
-    supervisor.start(platform.collector_part())?;
+    let collector = collector_part(&platform, &args, &descriptions, &data)?;
+    supervisor.start(collector)?;
     let broker = platform
         .broker_part(&merged_declarations(&descriptions))
         .context("writing the broker's declarations")?;
@@ -158,6 +170,51 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     outcome
 }
 
+/// The collector with the built-in alert rules of every system started (written to
+/// `DATA/alerts/SYSTEM.yaml`), the user's rules files and the delivery flags.
+fn collector_part(
+    platform: &Platform,
+    args: &UpArgs,
+    systems: &[SystemDescription],
+    data: &Path,
+) -> anyhow::Result<throughline_harness::PartSpec> {
+    let mut part = platform.collector_part();
+    let mut files = Vec::new();
+    for system in systems {
+        let Some(text) = throughline_alerts::builtin::for_system(
+            &system.name,
+            args.systems_options.shop.minute_secs,
+        ) else {
+            continue;
+        };
+        let path = data.join("alerts").join(format!("{}.yaml", system.name));
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        files.push(path);
+    }
+    for f in &args.alert_rules {
+        files.push(
+            f.canonicalize()
+                .with_context(|| format!("--alert-rules {}", f.display()))?,
+        );
+    }
+    // Checked here too: a mistake stops `up` before anything starts, naming the rule.
+    crate::collector::load_rules(&files)?;
+    for f in files {
+        part.args.push("--alert-rules".into());
+        part.args.push(f.display().to_string());
+    }
+    for (flag, urls) in [
+        ("--alert-webhook", &args.alert_webhooks),
+        ("--alertmanager-url", &args.alertmanager_urls),
+    ] {
+        for u in urls {
+            part.args.push(flag.into());
+            part.args.push(u.into());
+        }
+    }
+    Ok(part)
+}
+
 fn print_banner(platform: &Platform, systems: &[SystemDescription], took: Duration) {
     println!(
         "throughline is up in {:.1} s (data in {})",
@@ -171,6 +228,7 @@ fn print_banner(platform: &Platform, systems: &[SystemDescription], took: Durati
     }
     println!("  APM              {}/", platform.query_url());
     println!("  query API        {}/api/traces", platform.query_url());
+    println!("  alerts           {}/alerts", platform.query_url());
     println!(
         "  OTLP             grpc http://{}   http http://{}",
         platform.otlp_grpc_addr, platform.otlp_http_addr

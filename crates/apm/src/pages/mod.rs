@@ -1,6 +1,8 @@
 //! One module per page; shared pieces (integrity badges, the no-data help) live here, finding
 //! badges and sentences in [`findings`].
 
+pub mod alerts;
+pub mod dashboards;
 pub mod database;
 pub mod errors;
 mod findings;

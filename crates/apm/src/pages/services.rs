@@ -129,7 +129,68 @@ pub fn detail(
         row(&mut body, &name, &points, start, end, None);
     }
     body.push_str("</tbody></table>");
+    service_metrics(&mut body, reader, service, start, end)?;
     Ok(html::page(service, Nav::Services, &body))
+}
+
+/// The most metric series the service page lists.
+const MAX_METRIC_ROWS: usize = 60;
+
+/// The service's own OTLP metrics over the window (its business metrics, such as
+/// `onboarding.requests` by `customer.type`): counters with their increase and rate, histograms
+/// with their count and percentiles, gauges with their last value; one row per series.
+fn service_metrics(
+    body: &mut String,
+    reader: &dyn TraceReader,
+    service: &str,
+    start: u64,
+    end: u64,
+) -> Result<(), PageError> {
+    let names = reader.metric_names(Some(service))?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    body.push_str(
+        "<h2>Metrics</h2><table class=\"grid\" data-testid=\"service-metrics\"><thead><tr><th>Metric</th><th>Attributes</th>\
+<th>Total</th><th>Per second</th><th>p50</th><th>p95</th><th>p99</th></tr></thead><tbody>",
+    );
+    let mut rows = 0;
+    for name in &names {
+        let series = reader.metric_series(&throughline_store::MetricQuery {
+            name: name.clone(),
+            service: Some(service.to_owned()),
+            attributes: vec![],
+            start_unix_nanos: start,
+            end_unix_nanos: end,
+            step_nanos: 0,
+        })?;
+        for s in series {
+            if rows == MAX_METRIC_ROWS {
+                break;
+            }
+            rows += 1;
+            let attrs: Vec<String> = s
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let num = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.3}"));
+            let _ = write!(
+                body,
+                "<tr><td><code>{}</code> <span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                Esc(&s.name),
+                Esc(&s.unit),
+                Esc(&attrs.join(", ")),
+                num(Some(s.total.value)),
+                num(s.total.rate),
+                num(s.total.p50),
+                num(s.total.p95),
+                num(s.total.p99),
+            );
+        }
+    }
+    body.push_str("</tbody></table>");
+    Ok(())
 }
 
 /// The service's time in the database against its time serving requests, with its costliest

@@ -8,6 +8,7 @@
 //! an `fdatasync` per write. Derived state (span metrics, service graph, integrity) is
 //! checkpointed periodically and rebuilt from the log records written after the checkpoint.
 
+mod metric_read;
 mod open;
 mod read;
 mod upkeep;
@@ -98,6 +99,16 @@ pub struct Store {
     dir: PathBuf,
     /// Whether ingest extracts the detector's patterns (read outside the lock).
     detect: bool,
+    /// Decoded metric samples (their own lock: a dashboard's queries do not wait on span
+    /// writes).
+    pub(crate) metric_index: Mutex<MetricIndexState>,
+}
+
+/// The metric index and when it was last pruned to the retention.
+#[derive(Debug, Default)]
+pub(crate) struct MetricIndexState {
+    pub index: crate::otlp_metrics::MetricIndex,
+    pub last_prune: u64,
 }
 
 /// Recently decoded blocks by (segment, offset), oldest first.

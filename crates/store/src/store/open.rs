@@ -199,12 +199,15 @@ impl Store {
         let now = now_nanos();
         inner.upkeep(&dir, now)?;
         let detect = inner.config.findings.enabled;
-        Ok(Store {
+        let store = Store {
             inner: Mutex::new(inner),
             cache: Mutex::new(VecDeque::new()),
             dir,
             detect,
-        })
+            metric_index: Mutex::new(MetricIndexState::default()),
+        };
+        store.rebuild_metric_index()?;
+        Ok(store)
     }
 }
 

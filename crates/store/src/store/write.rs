@@ -91,8 +91,14 @@ impl SpanSink for Store {
             &block::encode_metrics(&request),
             arrival,
         );
-        self.lock()
-            .append_raw(block::KIND_METRICS, payload, arrival)?;
+        {
+            let mut inner = self.lock();
+            inner.append_raw(block::KIND_METRICS, payload, arrival)?;
+            // Rotation and retention run on metrics-only traffic too (a stand-in that only
+            // reports metrics would otherwise grow one segment for ever).
+            inner.upkeep(&self.dir, arrival)?;
+        }
+        self.index_metrics(&request, arrival);
         Ok(count as u64)
     }
 }

@@ -1,0 +1,304 @@
+//! Span rules counted at ingest: [`TappedSink`] wraps the store's [`SpanSink`] and, for every
+//! export the store accepted, adds each span that matches a span rule's filter to that rule's
+//! per-second counts (by the span's end time). A round of evaluation then reads sums of a few
+//! hundred integers per rule instead of scanning stored spans.
+//!
+//! Counts live in memory and cover each rule's window: after a restart a span rule sees only
+//! spans that arrived since (the store's own span metrics, which metric rules read, persist).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
+use throughline_store::{
+    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest, KeyValue,
+    SpanSink, StoreError, TraceId, WriteReport, service_name_of,
+};
+
+use crate::rules::{Condition, Literal, Op, Predicate, RuleSet, SECOND_NANOS, SpanFilter};
+
+/// How many recent matching traces a span rule remembers, for the page's links.
+pub const RECENT_TRACES: usize = 10;
+
+#[derive(Debug, Default)]
+struct Counter {
+    /// Span end second → matching spans.
+    seconds: BTreeMap<u64, u64>,
+    keep_secs: u64,
+    /// Most recent last: (trace, span end).
+    recent: VecDeque<(TraceId, u64)>,
+}
+
+/// The span rules' filters and their counts.
+#[derive(Debug)]
+pub struct SpanTap {
+    /// (rule index, filter) of every span rule.
+    filters: Vec<(usize, SpanFilter)>,
+    /// Filter positions by the service they name; `any_service` for those that name none.
+    by_service: HashMap<String, Vec<usize>>,
+    any_service: Vec<usize>,
+    /// Rule index → filter position.
+    of_rule: HashMap<usize, usize>,
+    counters: Mutex<Vec<Counter>>,
+}
+
+/// What one export matched: (filter position, span end in nanoseconds, trace).
+#[derive(Debug, Default)]
+pub struct Hits(Vec<(usize, u64, TraceId)>);
+
+impl Hits {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl SpanTap {
+    /// A tap for every span rule of `rules`.
+    pub fn new(rules: &RuleSet) -> Self {
+        let mut filters = Vec::new();
+        let mut counters = Vec::new();
+        for (i, rule) in rules.rules.iter().enumerate() {
+            if let Condition::Spans {
+                filter,
+                window_nanos,
+            } = &rule.condition
+            {
+                filters.push((i, filter.clone()));
+                counters.push(Counter {
+                    keep_secs: window_nanos.div_ceil(SECOND_NANOS) + 2,
+                    ..Counter::default()
+                });
+            }
+        }
+        let mut by_service: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut any_service = Vec::new();
+        let mut of_rule = HashMap::new();
+        for (pos, (rule, f)) in filters.iter().enumerate() {
+            of_rule.insert(*rule, pos);
+            match &f.service {
+                Some(s) => by_service.entry(s.clone()).or_default().push(pos),
+                None => any_service.push(pos),
+            }
+        }
+        Self {
+            filters,
+            by_service,
+            any_service,
+            of_rule,
+            counters: Mutex::new(counters),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Counter>> {
+        self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The spans of `request` that match a span rule (nothing is counted yet).
+    pub fn observe(&self, request: &ExportTraceServiceRequest) -> Hits {
+        let mut hits = Vec::new();
+        if self.filters.is_empty() {
+            return Hits(hits);
+        }
+        for rs in &request.resource_spans {
+            let empty = Vec::new();
+            let resource_attrs = rs.resource.as_ref().map_or(&empty, |r| &r.attributes);
+            let service = rs
+                .resource
+                .as_ref()
+                .map_or(throughline_store::UNKNOWN_SERVICE, |r| service_name_of(r));
+            let named = self.by_service.get(service).map_or(&[][..], Vec::as_slice);
+            if named.is_empty() && self.any_service.is_empty() {
+                continue;
+            }
+            for ss in &rs.scope_spans {
+                for span in &ss.spans {
+                    for &pos in named.iter().chain(&self.any_service) {
+                        let filter = &self.filters[pos].1;
+                        if matches(filter, span, resource_attrs) {
+                            let mut id = [0u8; 16];
+                            if span.trace_id.len() == 16 {
+                                id.copy_from_slice(&span.trace_id);
+                            }
+                            hits.push((pos, span.end_time_unix_nano, TraceId(id)));
+                        }
+                    }
+                }
+            }
+        }
+        Hits(hits)
+    }
+
+    /// Counts what [`observe`](Self::observe) found, once the store has kept it; spans that end
+    /// after `now` count as ending now, those older than their rule's window are dropped.
+    pub fn commit(&self, hits: Hits, now_unix_nanos: u64) {
+        if hits.0.is_empty() {
+            return;
+        }
+        let now_sec = now_unix_nanos / SECOND_NANOS;
+        let mut counters = self.lock();
+        for (pos, end, trace) in hits.0 {
+            let Some(c) = counters.get_mut(pos) else {
+                continue;
+            };
+            let end = end.min(now_unix_nanos);
+            let sec = end / SECOND_NANOS;
+            if sec + c.keep_secs < now_sec {
+                continue;
+            }
+            *c.seconds.entry(sec).or_default() += 1;
+            if !c.recent.iter().any(|(t, _)| *t == trace) {
+                if c.recent.len() == RECENT_TRACES {
+                    c.recent.pop_front();
+                }
+                c.recent.push_back((trace, end));
+            }
+        }
+        for c in counters.iter_mut() {
+            let cutoff = now_sec.saturating_sub(c.keep_secs);
+            if c.seconds
+                .first_key_value()
+                .is_some_and(|(s, _)| *s < cutoff)
+            {
+                c.seconds = c.seconds.split_off(&cutoff);
+            }
+        }
+    }
+
+    /// Matching spans of `rule` that ended in `[start, end)` (to the second).
+    pub fn count(&self, rule: usize, start_unix_nanos: u64, end_unix_nanos: u64) -> u64 {
+        let Some(&pos) = self.of_rule.get(&rule) else {
+            return 0;
+        };
+        let counters = self.lock();
+        let (from, to) = (
+            start_unix_nanos.div_ceil(SECOND_NANOS),
+            end_unix_nanos.div_ceil(SECOND_NANOS),
+        );
+        if from >= to {
+            return 0;
+        }
+        counters[pos].seconds.range(from..to).map(|(_, n)| n).sum()
+    }
+
+    /// The most recent traces with a span matching `rule`, newest first.
+    pub fn recent(&self, rule: usize) -> Vec<(TraceId, u64)> {
+        let Some(&pos) = self.of_rule.get(&rule) else {
+            return Vec::new();
+        };
+        self.lock()[pos].recent.iter().rev().copied().collect()
+    }
+}
+
+fn now_unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Whether `span` (under a resource with `resource_attrs`) passes `filter`.
+pub fn matches(
+    filter: &SpanFilter,
+    span: &throughline_store::Span,
+    resource_attrs: &[KeyValue],
+) -> bool {
+    if filter.operation.as_deref().is_some_and(|o| o != span.name) {
+        return false;
+    }
+    if filter.kind.is_some_and(|k| k != span.kind) {
+        return false;
+    }
+    if let Some(want) = filter.status {
+        let code = span.status.as_ref().map_or(0, |s| s.code);
+        if code != want {
+            return false;
+        }
+    }
+    filter.predicates.iter().all(|p| {
+        let value = span
+            .attributes
+            .iter()
+            .chain(resource_attrs)
+            .find(|kv| kv.key == p.key)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| v.value.as_ref());
+        predicate_holds(p, value)
+    })
+}
+
+fn predicate_holds(p: &Predicate, value: Option<&AnyValueKind>) -> bool {
+    let Some(value) = value else {
+        // A missing attribute differs from every value and compares with none.
+        return p.op == Op::Ne;
+    };
+    let number = match value {
+        AnyValueKind::IntValue(i) => Some(*i as f64),
+        AnyValueKind::DoubleValue(d) => Some(*d),
+        AnyValueKind::StringValue(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let equal = match (&p.value, value) {
+        (Literal::Bool(b), AnyValueKind::BoolValue(v)) => b == v,
+        (Literal::Bool(b), AnyValueKind::StringValue(s)) => s == if *b { "true" } else { "false" },
+        (Literal::Number(n), _) => number == Some(*n),
+        (Literal::Str(s), AnyValueKind::StringValue(v)) => s == v,
+        (Literal::Str(s), AnyValueKind::BoolValue(v)) => s == if *v { "true" } else { "false" },
+        (Literal::Str(s), AnyValueKind::IntValue(v)) => *s == v.to_string(),
+        _ => false,
+    };
+    let ordered = |f: fn(f64, f64) -> bool| match (&p.value, number) {
+        (Literal::Number(n), Some(v)) => f(v, *n),
+        _ => false,
+    };
+    match p.op {
+        Op::Eq => equal,
+        Op::Ne => !equal,
+        Op::Gt => ordered(|v, n| v > n),
+        Op::Ge => ordered(|v, n| v >= n),
+        Op::Lt => ordered(|v, n| v < n),
+        Op::Le => ordered(|v, n| v <= n),
+    }
+}
+
+/// The store's sink with the span rules' tap in front: what the store accepted is counted.
+pub struct TappedSink {
+    inner: Arc<dyn SpanSink>,
+    tap: Arc<SpanTap>,
+}
+
+impl std::fmt::Debug for TappedSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TappedSink")
+            .field("tap", &self.tap)
+            .finish()
+    }
+}
+
+impl TappedSink {
+    pub fn new(inner: Arc<dyn SpanSink>, tap: Arc<SpanTap>) -> Self {
+        Self { inner, tap }
+    }
+}
+
+impl SpanSink for TappedSink {
+    fn write_traces(&self, request: ExportTraceServiceRequest) -> Result<WriteReport, StoreError> {
+        let hits = self.tap.observe(&request);
+        let report = self.inner.write_traces(request)?;
+        // Counted only once the store kept the export (a refused one is retried by the client
+        // and would count twice); on a partial success the few spans the store refused by its
+        // limits may still be counted.
+        self.tap.commit(hits, now_unix_nanos());
+        Ok(report)
+    }
+
+    fn write_logs(&self, request: ExportLogsServiceRequest) -> Result<u64, StoreError> {
+        self.inner.write_logs(request)
+    }
+
+    fn write_metrics(&self, request: ExportMetricsServiceRequest) -> Result<u64, StoreError> {
+        self.inner.write_metrics(request)
+    }
+}
