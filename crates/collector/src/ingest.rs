@@ -10,6 +10,10 @@ use throughline_store::{
     StoreError, WriteReport,
 };
 
+use prost::Message;
+
+use crate::export::{AppendError, Exporter, QueueFull};
+use crate::processors::Processors;
 use crate::self_metrics::{CollectorMetrics, RefusalReason, Signal};
 
 /// Limits applied to every export, whatever the transport.
@@ -50,6 +54,13 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error("the store writer stopped")]
     WriterGone,
+    #[error("{full}; retry later")]
+    QueueFull {
+        full: QueueFull,
+        retry_after: Duration,
+    },
+    #[error("the export queue could not keep the data")]
+    Queue(#[source] std::io::Error),
 }
 
 /// Admits, writes and counts exports. Cheap to clone.
@@ -60,6 +71,8 @@ pub struct Ingest {
     inflight_bytes: Arc<AtomicU64>,
     shutting_down: Arc<AtomicBool>,
     metrics: Arc<CollectorMetrics>,
+    exporter: Option<Arc<Exporter>>,
+    processors: Arc<Processors>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -98,7 +111,31 @@ impl Ingest {
             inflight_bytes: Arc::new(AtomicU64::new(0)),
             shutting_down: Arc::new(AtomicBool::new(false)),
             metrics,
+            exporter: None,
+            processors: Arc::default(),
         }
+    }
+
+    /// Runs every admitted export through `processors` (redaction, resource attributes) before
+    /// it is stored or queued.
+    pub fn with_processors(mut self, processors: Arc<Processors>) -> Self {
+        self.processors = processors;
+        self
+    }
+
+    pub fn processors(&self) -> &Arc<Processors> {
+        &self.processors
+    }
+
+    /// Forwards every admitted export through `exporter`: an export is acknowledged once it is
+    /// in the store *and* in every destination's queue.
+    pub fn with_exporter(mut self, exporter: Arc<Exporter>) -> Self {
+        self.exporter = Some(exporter);
+        self
+    }
+
+    pub fn exporter(&self) -> Option<&Arc<Exporter>> {
+        self.exporter.as_ref()
     }
 
     pub fn limits(&self) -> &IngestLimits {
@@ -163,7 +200,7 @@ impl Ingest {
     /// Writes spans durably (on a blocking thread) and counts what happened.
     pub async fn export_traces(
         &self,
-        request: ExportTraceServiceRequest,
+        mut request: ExportTraceServiceRequest,
         _reservation: Reservation,
     ) -> Result<WriteReport, IngestError> {
         let spans: u64 = request
@@ -173,9 +210,17 @@ impl Ingest {
             .map(|s| s.spans.len() as u64)
             .sum();
         self.metrics.count_received(Signal::Traces, spans);
+        if !self.processors.is_noop() {
+            self.processors.traces(&mut request);
+        }
         let sink = Arc::clone(&self.sink);
+        let forward = self.forward(Signal::Traces, spans, &request)?;
         let report = self
-            .blocking(Signal::Traces, spans, move || sink.write_traces(request))
+            .blocking(Signal::Traces, spans, move || {
+                let report = sink.write_traces(request)?;
+                forward.enqueue()?;
+                Ok(report)
+            })
             .await?;
         self.metrics
             .count_stored(Signal::Traces, report.accepted_spans);
@@ -189,7 +234,7 @@ impl Ingest {
     /// Keeps log records; returns how many were kept.
     pub async fn export_logs(
         &self,
-        request: ExportLogsServiceRequest,
+        mut request: ExportLogsServiceRequest,
         _reservation: Reservation,
     ) -> Result<u64, IngestError> {
         let records: u64 = request
@@ -199,9 +244,17 @@ impl Ingest {
             .map(|s| s.log_records.len() as u64)
             .sum();
         self.metrics.count_received(Signal::Logs, records);
+        if !self.processors.is_noop() {
+            self.processors.logs(&mut request);
+        }
         let sink = Arc::clone(&self.sink);
+        let forward = self.forward(Signal::Logs, records, &request)?;
         let kept = self
-            .blocking(Signal::Logs, records, move || sink.write_logs(request))
+            .blocking(Signal::Logs, records, move || {
+                let kept = sink.write_logs(request)?;
+                forward.enqueue()?;
+                Ok(kept)
+            })
             .await?;
         self.metrics.count_stored(Signal::Logs, kept);
         Ok(kept)
@@ -210,7 +263,7 @@ impl Ingest {
     /// Keeps metric data points; returns how many were kept.
     pub async fn export_metrics(
         &self,
-        request: ExportMetricsServiceRequest,
+        mut request: ExportMetricsServiceRequest,
         _reservation: Reservation,
     ) -> Result<u64, IngestError> {
         let metrics: u64 = request
@@ -220,32 +273,71 @@ impl Ingest {
             .map(|s| s.metrics.len() as u64)
             .sum();
         self.metrics.count_received(Signal::Metrics, metrics);
+        if !self.processors.is_noop() {
+            self.processors.metrics(&mut request);
+        }
         let sink = Arc::clone(&self.sink);
+        let forward = self.forward(Signal::Metrics, metrics, &request)?;
         let kept = self
             .blocking(Signal::Metrics, metrics, move || {
-                sink.write_metrics(request)
+                let kept = sink.write_metrics(request)?;
+                forward.enqueue()?;
+                Ok(kept)
             })
             .await?;
         self.metrics.count_stored(Signal::Metrics, kept);
         Ok(kept)
     }
 
+    /// Encodes the request for the export queues after checking they have room (refusing
+    /// with retry info when one is full, before anything is written).
+    fn forward(
+        &self,
+        signal: Signal,
+        items: u64,
+        request: &impl Message,
+    ) -> Result<Forward, IngestError> {
+        let Some(exporter) = &self.exporter else {
+            return Ok(Forward(None));
+        };
+        let body = request.encode_to_vec();
+        if let Err(full) = exporter.check_room(body.len() as u64) {
+            self.metrics.count_refusal(signal, RefusalReason::QueueFull);
+            return Err(IngestError::QueueFull {
+                full,
+                retry_after: self.limits.retry_after,
+            });
+        }
+        Ok(Forward(Some((
+            Arc::clone(exporter),
+            signal,
+            body,
+            items,
+            self.limits.retry_after,
+        ))))
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         signal: Signal,
         items: u64,
-        write: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+        write: impl FnOnce() -> Result<T, IngestError> + Send + 'static,
     ) -> Result<T, IngestError> {
         // The store call blocks on disk (fsync): it runs on the blocking pool, never on a worker.
         let outcome = tokio::task::spawn_blocking(write).await;
         match outcome {
             Ok(Ok(value)) => Ok(value),
+            Ok(Err(err @ IngestError::QueueFull { .. })) => {
+                self.metrics.count_refusal(signal, RefusalReason::QueueFull);
+                self.metrics.count_rejected_items(signal, items);
+                Err(err)
+            }
             Ok(Err(err)) => {
-                tracing::warn!(error = %err, ?signal, "store write failed");
+                tracing::warn!(error = %err, ?signal, "store or export queue write failed");
                 self.metrics
                     .count_refusal(signal, RefusalReason::StoreError);
                 self.metrics.count_rejected_items(signal, items);
-                Err(IngestError::Store(err))
+                Err(err)
             }
             Err(_) => {
                 self.metrics
@@ -254,6 +346,27 @@ impl Ingest {
                 Err(IngestError::WriterGone)
             }
         }
+    }
+}
+
+/// An export's encoded body on its way into the export queues (nothing when not forwarding).
+/// (exporter, signal, encoded body, items, retry-after when a queue is full)
+type Forwarded = (Arc<Exporter>, Signal, Vec<u8>, u64, Duration);
+
+struct Forward(Option<Forwarded>);
+
+impl Forward {
+    /// Blocking (disk).
+    fn enqueue(self) -> Result<(), IngestError> {
+        let Some((exporter, signal, body, items, retry_after)) = self.0 else {
+            return Ok(());
+        };
+        exporter
+            .enqueue(signal, &body, items)
+            .map_err(|err| match err {
+                AppendError::Full(full) => IngestError::QueueFull { full, retry_after },
+                AppendError::Io(err) => IngestError::Queue(err),
+            })
     }
 }
 

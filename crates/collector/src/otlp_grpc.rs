@@ -82,13 +82,16 @@ impl OtlpGrpc {
 /// Maps an ingest failure to the status OTLP prescribes.
 pub fn to_status(err: IngestError) -> Status {
     match err {
-        IngestError::Overloaded { retry_after, .. } => {
+        IngestError::Overloaded { retry_after, .. }
+        | IngestError::QueueFull { retry_after, .. } => {
             // Retryable: RESOURCE_EXHAUSTED *with* RetryInfo (OTLP: without it, it is final).
             let details = ErrorDetails::with_retry_info(Some(retry_after));
             Status::with_error_details(tonic::Code::ResourceExhausted, err.to_string(), details)
         }
         IngestError::ShuttingDown => Status::unavailable(err.to_string()),
-        IngestError::Store(_) | IngestError::WriterGone => Status::unavailable(err.to_string()),
+        IngestError::Store(_) | IngestError::WriterGone | IngestError::Queue(_) => {
+            Status::unavailable(err.to_string())
+        }
     }
 }
 

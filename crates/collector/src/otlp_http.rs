@@ -168,7 +168,8 @@ impl Refusal {
 
 fn ingest_refusal(err: IngestError) -> Refusal {
     match err {
-        IngestError::Overloaded { retry_after, .. } => Refusal {
+        IngestError::Overloaded { retry_after, .. }
+        | IngestError::QueueFull { retry_after, .. } => Refusal {
             retry_after_secs: Some(retry_after.as_secs().max(1)),
             ..Refusal::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -184,7 +185,7 @@ fn ingest_refusal(err: IngestError) -> Refusal {
                 err.to_string(),
             )
         },
-        IngestError::Store(_) | IngestError::WriterGone => Refusal {
+        IngestError::Store(_) | IngestError::WriterGone | IngestError::Queue(_) => Refusal {
             retry_after_secs: Some(1),
             ..Refusal::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -518,6 +518,12 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     prometheus::service_graph(&mut out, &edges);
     if let Some(ingest) = &state.ingest {
         prometheus::own_figures(&mut out, ingest.metrics(), ingest.inflight_bytes(), &stats);
+        if ingest.processors().redaction.is_some() {
+            ingest.processors().render_metrics(&mut out);
+        }
+        if let Some(exporter) = ingest.exporter() {
+            exporter.render_metrics(&mut out);
+        }
     } else {
         prometheus::own_figures(&mut out, &Default::default(), 0, &stats);
     }

@@ -44,10 +44,13 @@ pub enum RefusalReason {
     StoreError,
     /// The body did not arrive in time.
     Timeout,
+    /// An export destination's persistent queue was full (429 / `RESOURCE_EXHAUSTED` with
+    /// retry info: the sender keeps the data).
+    QueueFull,
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 7] = [
+    pub const ALL: [RefusalReason; 8] = [
         RefusalReason::Malformed,
         RefusalReason::TooLarge,
         RefusalReason::MemoryBound,
@@ -55,6 +58,7 @@ impl RefusalReason {
         RefusalReason::UnsupportedMediaType,
         RefusalReason::StoreError,
         RefusalReason::Timeout,
+        RefusalReason::QueueFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +70,7 @@ impl RefusalReason {
             RefusalReason::UnsupportedMediaType => "unsupported_media_type",
             RefusalReason::StoreError => "store_error",
             RefusalReason::Timeout => "timeout",
+            RefusalReason::QueueFull => "export_queue_full",
         }
     }
 
@@ -75,7 +80,7 @@ impl RefusalReason {
 }
 
 const SIGNALS: usize = 3;
-const REASONS: usize = 7;
+const REASONS: usize = 8;
 
 /// Monotonic counters, updated with relaxed atomics (they are figures, not synchronisation).
 #[derive(Debug, Default)]

@@ -17,8 +17,10 @@ use throughline_service_kit::{HttpServer, ServeConfig, spawn_http};
 use throughline_store::{SpanSink, TraceReader};
 use tokio::net::TcpListener;
 
+use crate::export::Exporter;
 use crate::ingest::{Ingest, IngestLimits};
 use crate::otlp_grpc::OtlpGrpc;
+use crate::processors::Processors;
 use crate::query::QueryServer;
 use crate::self_metrics::CollectorMetrics;
 
@@ -53,6 +55,13 @@ impl Default for CollectorConfig {
             serve: default_serve_config(),
         }
     }
+}
+
+/// What happens to exports between admission and the store: processors, then forwarding.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    pub processors: Arc<Processors>,
+    pub exporter: Option<Arc<Exporter>>,
 }
 
 /// Why the collector could not start.
@@ -98,8 +107,43 @@ impl Collector {
         reader: Arc<dyn TraceReader>,
         pages: Option<Router>,
     ) -> Result<RunningCollector, StartError> {
+        Self::start_forwarding(config, sink, reader, pages, None).await
+    }
+
+    /// As [`Collector::start`], and forwards every export upstream through `exporter` (whose
+    /// forwarders start here and stop at shutdown): an export is acknowledged once it is in
+    /// `sink` and in every destination's queue. With [`ForwardOnly`](crate::ForwardOnly) as
+    /// sink and reader, the collector is a sidecar that keeps nothing itself.
+    pub async fn start_forwarding(
+        config: CollectorConfig,
+        sink: Arc<dyn SpanSink>,
+        reader: Arc<dyn TraceReader>,
+        pages: Option<Router>,
+        exporter: Option<Arc<Exporter>>,
+    ) -> Result<RunningCollector, StartError> {
+        let pipeline = Pipeline {
+            exporter,
+            ..Pipeline::default()
+        };
+        Self::start_pipeline(config, sink, reader, pages, pipeline).await
+    }
+
+    /// As [`Collector::start_forwarding`], with the processors of `pipeline` applied to every
+    /// export before it is stored or queued.
+    pub async fn start_pipeline(
+        config: CollectorConfig,
+        sink: Arc<dyn SpanSink>,
+        reader: Arc<dyn TraceReader>,
+        pages: Option<Router>,
+        pipeline: Pipeline,
+    ) -> Result<RunningCollector, StartError> {
         let metrics = Arc::new(CollectorMetrics::default());
-        let ingest = Ingest::new(sink, config.limits.clone(), metrics);
+        let mut ingest =
+            Ingest::new(sink, config.limits.clone(), metrics).with_processors(pipeline.processors);
+        if let Some(exporter) = pipeline.exporter {
+            exporter.start();
+            ingest = ingest.with_exporter(exporter);
+        }
         let grpc_listener = bind("OTLP/gRPC", config.grpc_addr).await?;
         let http_listener = bind("OTLP/HTTP", config.http_addr).await?;
         let query_listener = bind("the query API", config.query_addr).await?;
@@ -150,6 +194,10 @@ impl RunningCollector {
         }
         for server in self.servers {
             server.shutdown().await;
+        }
+        if let Some(exporter) = self.ingest.exporter() {
+            // What is still queued is on disk: the next start forwards it.
+            exporter.stop();
         }
         tracing::info!("collector stopped");
     }

@@ -77,7 +77,7 @@ mod metrics;
 pub mod otlp_metrics;
 mod query;
 mod sealed;
-mod segment;
+pub mod segment;
 pub mod statement;
 mod store;
 #[cfg(any(test, feature = "testdata"))]

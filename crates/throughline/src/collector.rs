@@ -1,5 +1,6 @@
 //! `throughline collector`: the OTLP receivers and the query API over a durable store in a data
-//! directory, until Ctrl-C or SIGTERM.
+//! directory, until Ctrl-C or SIGTERM; with `--export-otlp`, forwarding upstream through a
+//! persistent queue per destination in `<data dir>/export/` (with `--no-store`, only that).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use throughline_collector::{Collector, CollectorConfig, IngestLimits};
+use throughline_collector::config_file::PipelineFile;
+use throughline_collector::export::{
+    Destination, ExportDefaults, ExportSettings, Exporter, QueueConfig, RetryPolicy, config,
+};
+use throughline_collector::processors::{Processors, Redaction};
+use throughline_collector::{Collector, CollectorConfig, ForwardOnly, IngestLimits, Pipeline};
 use throughline_store::{Store, StoreConfig};
 
 /// How often the store's time-driven upkeep runs (integrity verdicts, retention).
@@ -60,6 +66,60 @@ pub struct CollectorArgs {
         value_delimiter = ','
     )]
     allowed_hosts: Vec<String>,
+    /// Forward every export to this OTLP endpoint (repeat for several): `grpc://host:port`,
+    /// `grpcs://host:port` (TLS), `http://host:port[/base]`, `https://…` (OTLP/HTTP protobuf),
+    /// a bare `host:port` (gRPC), or `env` (OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL).
+    /// OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE, _CLIENT_CERTIFICATE
+    /// and _CLIENT_KEY give the defaults the flags below override.
+    #[arg(long = "export-otlp")]
+    export_otlp: Vec<String>,
+    /// A header sent upstream, `key=value` (repeat it), e.g. 'authorization=Bearer …'.
+    #[arg(long = "export-header")]
+    export_headers: Vec<String>,
+    /// A PEM bundle of CA certificates trusted upstream, beyond the system's roots.
+    #[arg(long)]
+    export_ca_file: Option<PathBuf>,
+    /// A PEM client certificate for mutual TLS upstream (with --export-client-key).
+    #[arg(long)]
+    export_client_cert: Option<PathBuf>,
+    #[arg(long)]
+    export_client_key: Option<PathBuf>,
+    /// `gzip` or `none` (default: gzip).
+    #[arg(long)]
+    export_compression: Option<String>,
+    /// Milliseconds an upstream request may take (default: 10000).
+    #[arg(long)]
+    export_timeout_ms: Option<u64>,
+    /// Bytes a destination's queue may hold; beyond it exports are refused with
+    /// RESOURCE_EXHAUSTED / 429 (the sender keeps them).
+    #[arg(long, default_value_t = 1 << 30)]
+    export_queue_max_bytes: u64,
+    /// Queued data older than this many seconds is dropped (counted, logged).
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    export_queue_max_age_secs: u64,
+    /// The first retry delay, in milliseconds (doubled per failure, with jitter).
+    #[arg(long, default_value_t = 1000)]
+    export_retry_initial_ms: u64,
+    /// The longest retry delay, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    export_retry_max_ms: u64,
+    /// Keep nothing here: forward only (needs --export-otlp). The query API answers empty.
+    #[arg(long)]
+    no_store: bool,
+    /// The pipeline in YAML (destinations, queue, retry, processors), validated at start-up;
+    /// flags add to it (destinations) or override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Redact with the default rules: secret-like keys, e-mail addresses, card numbers, bearer
+    /// tokens (in attributes, events and log bodies), before storing or forwarding.
+    #[arg(long)]
+    redact: bool,
+    /// A resource attribute to set (overwrite), `key=value` (repeat it).
+    #[arg(long = "resource-set")]
+    resource_set: Vec<String>,
+    /// A resource attribute to insert when absent, `key=value` (repeat it).
+    #[arg(long = "resource-insert")]
+    resource_insert: Vec<String>,
     /// An alert rules file (YAML groups of span, metric and flow rules; repeat for more). Check
     /// one with `throughline alerts check FILE`.
     #[arg(long = "alert-rules", value_name = "FILE")]
@@ -71,6 +131,145 @@ pub struct CollectorArgs {
     /// An Alertmanager to send alerts to (its `POST /api/v2/alerts`; repeatable).
     #[arg(long = "alertmanager-url", value_name = "URL")]
     pub alertmanager_urls: Vec<String>,
+}
+
+/// The processors and exporter settings from the config file, the flags and the environment.
+struct PipelineSettings {
+    export: Option<ExportSettings>,
+    processors: Processors,
+    store: bool,
+}
+
+fn pipeline_settings(
+    args: &CollectorArgs,
+    var: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<PipelineSettings> {
+    let env_defaults = ExportDefaults::from_env(&var)?;
+    let file = match &args.config {
+        Some(path) => PipelineFile::load(path, &env_defaults)?,
+        None => PipelineFile::default(),
+    };
+    let mut export = export_settings(
+        args,
+        &var,
+        !file.destinations.is_empty() || file.store == Some(false),
+    )?;
+    let store = !args.no_store && file.store != Some(false);
+    if !file.destinations.is_empty() {
+        let settings = export.get_or_insert_with(|| {
+            let mut s = ExportSettings::new(Vec::new(), args.data_dir.join("export"));
+            s.queue.sync_writes = args.sync_writes;
+            s
+        });
+        let mut all = file.destinations.clone();
+        all.append(&mut settings.destinations);
+        settings.destinations = all;
+        settings.queue = file.queue_config(settings.queue.clone());
+        settings.retry = file.retry_policy(settings.retry);
+    }
+    anyhow::ensure!(
+        store || export.is_some(),
+        "--no-store (or store: false) needs at least one export destination"
+    );
+    let mut resource = file.resource.clone();
+    for (flag, list, target) in [
+        ("--resource-set", &args.resource_set, &mut resource.set),
+        (
+            "--resource-insert",
+            &args.resource_insert,
+            &mut resource.insert,
+        ),
+    ] {
+        for pair in list {
+            let (k, v) = pair
+                .split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .ok_or_else(|| anyhow::anyhow!("{flag}: {pair:?} is not key=value"))?;
+            target.retain(|(key, _)| key != k.trim());
+            target.push((k.trim().to_owned(), v.to_owned()));
+        }
+    }
+    let redaction = file
+        .redaction
+        .clone()
+        .or_else(|| args.redact.then(Redaction::default));
+    Ok(PipelineSettings {
+        export,
+        processors: Processors {
+            redaction,
+            resource,
+            ..Processors::default()
+        },
+        store,
+    })
+}
+
+/// The exporter settings from the flags and the OTEL_EXPORTER_OTLP_* variables; errors name
+/// the flag or variable.
+fn export_settings(
+    args: &CollectorArgs,
+    var: impl Fn(&str) -> Option<String>,
+    file_has_destinations: bool,
+) -> anyhow::Result<Option<ExportSettings>> {
+    if args.export_otlp.is_empty() {
+        anyhow::ensure!(
+            !args.no_store || file_has_destinations,
+            "--no-store needs at least one --export-otlp destination"
+        );
+        return Ok(None);
+    }
+    let mut defaults = ExportDefaults::from_env(&var)?;
+    for header in &args.export_headers {
+        let (k, v) = config::parse_header_flag(header)?;
+        defaults
+            .headers
+            .retain(|(key, _)| !key.eq_ignore_ascii_case(&k));
+        defaults.headers.push((k, v));
+    }
+    if let Some(path) = &args.export_ca_file {
+        defaults.tls.ca_file = Some(path.clone());
+    }
+    if let Some(path) = &args.export_client_cert {
+        defaults.tls.client_cert = Some(path.clone());
+    }
+    if let Some(path) = &args.export_client_key {
+        defaults.tls.client_key = Some(path.clone());
+    }
+    if let Some(compression) = &args.export_compression {
+        defaults.gzip = config::parse_compression("--export-compression", compression)?;
+    }
+    if let Some(ms) = args.export_timeout_ms {
+        anyhow::ensure!(ms > 0, "--export-timeout-ms: must be above 0");
+        defaults.timeout = Duration::from_millis(ms);
+    }
+    let mut destinations = Vec::new();
+    for url in &args.export_otlp {
+        if url == "env" {
+            let destination = Destination::from_env(&var, &defaults)?.ok_or_else(|| {
+                anyhow::anyhow!("--export-otlp env: OTEL_EXPORTER_OTLP_ENDPOINT is not set")
+            })?;
+            destinations.push(destination);
+        } else {
+            destinations.push(Destination::parse("--export-otlp", url, &defaults)?);
+        }
+    }
+    anyhow::ensure!(
+        args.export_retry_initial_ms > 0
+            && args.export_retry_initial_ms <= args.export_retry_max_ms,
+        "--export-retry-initial-ms: must be above 0 and at most --export-retry-max-ms"
+    );
+    let mut settings = ExportSettings::new(destinations, args.data_dir.join("export"));
+    settings.queue = QueueConfig {
+        max_bytes: args.export_queue_max_bytes,
+        max_age: Duration::from_secs(args.export_queue_max_age_secs),
+        sync_writes: args.sync_writes,
+        ..QueueConfig::default()
+    };
+    settings.retry = RetryPolicy {
+        initial: Duration::from_millis(args.export_retry_initial_ms),
+        max: Duration::from_millis(args.export_retry_max_ms),
+    };
+    Ok(Some(settings))
 }
 
 /// The rules of every `--alert-rules` file, checked; an error names the file, group, rule and
@@ -147,6 +346,23 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
     // Settings first: a bad rules file or URL stops start-up before anything is opened.
     let rules = load_rules(&args.alert_rules)?;
     let targets = delivery_targets(&args)?;
+    let settings = pipeline_settings(&args, |k| std::env::var(k).ok())?;
+    let processors = Arc::new(settings.processors);
+    let exporter = match settings.export {
+        Some(settings) => Some(
+            tokio::task::spawn_blocking(move || Exporter::open(settings))
+                .await?
+                .context("could not start exporting upstream")?,
+        ),
+        None => None,
+    };
+    let pipeline = Pipeline {
+        processors,
+        exporter,
+    };
+    if !settings.store {
+        return serve_forward_only(args, pipeline).await;
+    }
     let mut store_config = StoreConfig::new(&args.data_dir);
     store_config.retention_secs = args.retention_secs;
     store_config.max_disk_bytes = args.max_disk_bytes;
@@ -158,23 +374,7 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("could not open the store in {}", args.data_dir.display()))?;
     let store = Arc::new(store);
-    let config = CollectorConfig {
-        grpc_addr: args.grpc_addr,
-        http_addr: args.http_addr,
-        query_addr: args.query_addr,
-        limits: IngestLimits {
-            max_body_bytes: args.max_body_bytes,
-            max_inflight_bytes: args.max_inflight_bytes,
-            ..IngestLimits::default()
-        },
-        serve: throughline_service_kit::ServeConfig {
-            allowed_hosts: throughline_service_kit::AllowedHosts::parse(
-                "--allowed-host",
-                &args.allowed_hosts,
-            )?,
-            ..throughline_collector::default_serve_config()
-        },
-    };
+    let config = collector_config(&args)?;
     // The APM pages share the query address with the Jaeger API (`/api/*`, `/metrics`); their
     // empty state names the OTLP addresses this collector listens on.
     let endpoints = throughline_apm::OtlpEndpoints::from_addrs(args.grpc_addr, args.http_addr);
@@ -195,7 +395,8 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
     )
     .merge(throughline_alerts::api_router(alerts.clone()));
     let sink = alerts.sink(store.clone());
-    let running = Collector::start(config, sink, store.clone(), Some(pages)).await?;
+    let running =
+        Collector::start_pipeline(config, sink, store.clone(), Some(pages), pipeline).await?;
     alerts.set_external_url(format!("http://{}", running.query_addr));
     let alert_tasks = alerts.spawn();
     if !alerts.engine().rules().rules.is_empty() {
@@ -209,7 +410,6 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
         "collector: OTLP/gRPC {} · OTLP/HTTP {} · APM and query API http://{}",
         running.grpc_addr, running.http_addr, running.query_addr
     );
-
     let upkeep_store = Arc::clone(&store);
     let upkeep = tokio::spawn(async move {
         let mut tick = tokio::time::interval(MAINTAIN_INTERVAL);
@@ -232,4 +432,44 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
         .await?
         .context("could not flush the store")?;
     Ok(())
+}
+
+/// The sidecar: receivers and `/metrics`, forwarding only.
+async fn serve_forward_only(args: CollectorArgs, pipeline: Pipeline) -> anyhow::Result<()> {
+    let config = collector_config(&args)?;
+    let running = Collector::start_pipeline(
+        config,
+        Arc::new(ForwardOnly),
+        Arc::new(ForwardOnly),
+        None,
+        pipeline,
+    )
+    .await?;
+    println!(
+        "collector (forward only): OTLP/gRPC {} · OTLP/HTTP {} · metrics http://{}/metrics",
+        running.grpc_addr, running.http_addr, running.query_addr
+    );
+    throughline_service_kit::shutdown_signal().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+fn collector_config(args: &CollectorArgs) -> anyhow::Result<CollectorConfig> {
+    Ok(CollectorConfig {
+        grpc_addr: args.grpc_addr,
+        http_addr: args.http_addr,
+        query_addr: args.query_addr,
+        limits: IngestLimits {
+            max_body_bytes: args.max_body_bytes,
+            max_inflight_bytes: args.max_inflight_bytes,
+            ..IngestLimits::default()
+        },
+        serve: throughline_service_kit::ServeConfig {
+            allowed_hosts: throughline_service_kit::AllowedHosts::parse(
+                "--allowed-host",
+                &args.allowed_hosts,
+            )?,
+            ..throughline_collector::default_serve_config()
+        },
+    })
 }

@@ -2,6 +2,8 @@
 //! temporary directory, the two-service fixture trace, and snapshot normalisation.
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod upstream;
+
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
