@@ -97,4 +97,10 @@ impl TraceReader for ForwardOnly {
     fn metric_names(&self, _: Option<&str>) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
     }
+    fn search_logs(
+        &self,
+        _: &throughline_store::LogQuery,
+    ) -> Result<Vec<throughline_store::StoredLog>, StoreError> {
+        Ok(Vec::new())
+    }
 }

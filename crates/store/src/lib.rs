@@ -88,8 +88,8 @@ pub use database::{DatabaseQuery, DatabaseReport};
 pub use errors::{ErrorGroup, ErrorQuery, ErrorSpan, SpanError, error_spans, span_error};
 pub use facts::{UNKNOWN_SERVICE, service_name_of, value_string};
 pub use findings::FindingsConfig;
-pub use otlp_metrics::{MetricKind, MetricPoint, MetricQuery, MetricSeries};
 pub use logs::{DEFAULT_LOG_LIMIT, LogQuery, Severity, StoredLog};
+pub use otlp_metrics::{MetricKind, MetricPoint, MetricQuery, MetricSeries};
 pub use query::{DEFAULT_LIMIT, summarize_trace};
 pub use store::{Store, StoreConfig};
 

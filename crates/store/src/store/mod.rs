@@ -8,8 +8,8 @@
 //! an `fdatasync` per write. Derived state (span metrics, service graph, integrity) is
 //! checkpointed periodically and rebuilt from the log records written after the checkpoint.
 
-mod metric_read;
 mod logs;
+mod metric_read;
 mod open;
 mod read;
 mod upkeep;
