@@ -8,8 +8,8 @@
 # PACKAGE=events-workers.) The build stage runs on the build machine's own platform and
 # cross-compiles with cargo-lambda and zig (no emulation), linking against glibc 2.17 so the binary
 # runs on al2023's 2.34. `--target function-with-extension` adds the throughline collector as an
-# external Lambda extension (/opt/extensions/throughline-collector): the function then sends its
-# OTLP to localhost and never waits on the network (README, "Deploying to AWS").
+# external Lambda extension (/opt/extensions/throughline-collector); it needs `throughline
+# collector --lambda-extension`, which is not built yet (issue #17): deploy the default target.
 
 ARG RUST_VERSION=1.95
 

@@ -669,19 +669,16 @@ async fn extension_next(State(shared): State<Arc<Shared>>, headers: HeaderMap) -
         notified.as_mut().enable();
         let taken = {
             let mut extensions = lock(&shared.extensions);
-            let Some(slot) = extensions.registered.iter_mut().find(|e| e.name == name) else {
-                return not_found().await;
-            };
-            match slot.pending.pop_front() {
-                Some(event) => {
-                    slot.waiting = false;
-                    Some(event)
-                }
-                None => {
-                    slot.waiting = true;
-                    None
-                }
-            }
+            // Registered extensions are never removed: `identify` found this one.
+            extensions
+                .registered
+                .iter_mut()
+                .find(|e| e.name == name)
+                .and_then(|slot| {
+                    let event = slot.pending.pop_front();
+                    slot.waiting = event.is_none();
+                    event
+                })
         };
         if let Some(event) = taken {
             let mut response = axum::Json(event).into_response();

@@ -546,7 +546,7 @@ fn check(template: &Template, system: &SystemDescription, platform: &Platform) {
         for name in env.keys() {
             let known = own.contains_key(name.as_str())
                 || platform_names.contains(name)
-                || name.starts_with("THROUGHLINE_EXTENSION_");
+                || name.starts_with("OTEL_");
             assert!(known, "{where_}: {what} sets {name}, which {} does not use", part.name);
         }
         // Each queue a part names exists.
