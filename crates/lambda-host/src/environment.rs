@@ -21,8 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::platform_log::{self, InvocationReport, PlatformLog};
 use crate::runtime_api::{
-    ExtensionErrorPhase, ExtensionEventType, FunctionIdentity, Invocation, RuntimeApi,
-    RuntimeEvent,
+    ExtensionErrorPhase, ExtensionEventType, FunctionIdentity, Invocation, RuntimeApi, RuntimeEvent,
 };
 
 /// How often a waiting environment checks whether an extension process ended.
@@ -185,7 +184,13 @@ impl Environment {
         let mut extensions = Vec::new();
         for path in &spec.extensions {
             let mut command = Command::new(path);
-            let child = spawn_in_group(&mut command, &spec, api.addr(), pgid, &[path.clone().into()])?;
+            let child = spawn_in_group(
+                &mut command,
+                &spec,
+                api.addr(),
+                pgid,
+                &[path.clone().into()],
+            )?;
             pgid = pgid.or(Some(child.1));
             extensions.push(ExtensionProcess {
                 name: path
@@ -258,7 +263,9 @@ impl Environment {
                 }
                 Waited::Event(_) => continue,
                 Waited::ExtensionExited(name, status) => {
-                    return Err(format!("extension {name} exited before registering: {status}"));
+                    return Err(format!(
+                        "extension {name} exited before registering: {status}"
+                    ));
                 }
                 Waited::Exited(status) => return Err(exit_reason(status)),
                 Waited::Deadline => {
@@ -291,9 +298,10 @@ impl Environment {
             .child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
-        let extension = self.extensions.iter_mut().any(|e| {
-            e.exited.is_none() && matches!(e.child.try_wait(), Ok(None))
-        });
+        let extension = self
+            .extensions
+            .iter_mut()
+            .any(|e| e.exited.is_none() && matches!(e.child.try_wait(), Ok(None)));
         runtime || extension
     }
 

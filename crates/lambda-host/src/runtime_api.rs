@@ -244,7 +244,11 @@ impl RuntimeApi {
 
     /// Queues `event` (an `INVOKE` or `SHUTDOWN` body) for every extension registered for
     /// `kind`; returns how many will get it.
-    pub fn offer_extension_event(&self, kind: ExtensionEventType, event: serde_json::Value) -> usize {
+    pub fn offer_extension_event(
+        &self,
+        kind: ExtensionEventType,
+        event: serde_json::Value,
+    ) -> usize {
         let mut extensions = lock(&self.shared.extensions);
         let mut offered = 0;
         for extension in &mut extensions.registered {
@@ -304,8 +308,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/2018-06-01/runtime/init/error", post(init_error))
         .route("/2020-01-01/extension/register", post(extension_register))
         .route("/2020-01-01/extension/event/next", get(extension_next))
-        .route("/2020-01-01/extension/init/error", post(extension_init_error))
-        .route("/2020-01-01/extension/exit/error", post(extension_exit_error))
+        .route(
+            "/2020-01-01/extension/init/error",
+            post(extension_init_error),
+        )
+        .route(
+            "/2020-01-01/extension/exit/error",
+            post(extension_exit_error),
+        )
         .fallback(not_found)
         .with_state(shared)
 }
@@ -565,7 +575,9 @@ async fn extension_register(
             return error_response(
                 StatusCode::BAD_REQUEST,
                 "InvalidRequestFormat",
-                &format!("events: the body must be {{\"events\": [\"INVOKE\", \"SHUTDOWN\"]}} ({err})"),
+                &format!(
+                    "events: the body must be {{\"events\": [\"INVOKE\", \"SHUTDOWN\"]}} ({err})"
+                ),
             )
             .into_response();
         }
@@ -621,7 +633,9 @@ async fn extension_register(
         });
         extensions.identity.clone()
     };
-    let _ = shared.events.send(RuntimeEvent::ExtensionRegistered { name });
+    let _ = shared
+        .events
+        .send(RuntimeEvent::ExtensionRegistered { name });
     let mut response = axum::Json(serde_json::json!({
         "functionName": identity.function_name,
         "functionVersion": identity.function_version,

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use throughline_lambda_host::runtime_api::serve_config;
-use throughline_lambda_host::{Environment, EnvironmentSpec, InvocationOutcome, PlatformLog, RuntimeApi};
+use throughline_lambda_host::{
+    Environment, EnvironmentSpec, InvocationOutcome, PlatformLog, RuntimeApi,
+};
 
 #[derive(Debug, Default)]
 struct Discard;
@@ -48,7 +50,10 @@ fn spec(out: &Path, extensions: Vec<PathBuf>, work_ms: u64) -> EnvironmentSpec {
         init_timeout: Duration::from_secs(10),
         shutdown_grace: Duration::from_secs(5),
         environment: [
-            ("PYTHONPATH".to_owned(), functions_dir().display().to_string()),
+            (
+                "PYTHONPATH".to_owned(),
+                functions_dir().display().to_string(),
+            ),
             ("OUT_DIR".to_owned(), out.display().to_string()),
             ("EXTENSION_WORK_MS".to_owned(), work_ms.to_string()),
         ]
@@ -142,11 +147,7 @@ async fn an_extension_that_never_registers_fails_init_and_the_runtime_never_star
     let out = tempfile::tempdir().unwrap();
     let silent = out.path().join("silent");
     std::fs::write(&silent, "#!/bin/sh\nexec sleep 30\n").unwrap();
-    std::fs::set_permissions(
-        &silent,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&silent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut spec = spec(out.path(), vec![silent], 0);
     spec.init_timeout = Duration::from_secs(1);
     let mut env = Environment::start(spec).await.expect("started");
@@ -239,22 +240,61 @@ async fn bad_extension_requests_are_refused_naming_what_is_wrong() {
     let events = r#"{"events": ["INVOKE", "SHUTDOWN"]}"#;
 
     let (status, _, body) = post(&api, register, &[], events).await;
-    assert_eq!((status, body["errorType"].as_str()), (400, Some("Extension.MissingHeader")));
-    assert!(body["errorMessage"].as_str().unwrap().contains("Lambda-Extension-Name"));
+    assert_eq!(
+        (status, body["errorType"].as_str()),
+        (400, Some("Extension.MissingHeader"))
+    );
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Lambda-Extension-Name")
+    );
 
-    let (status, _, body) = post(&api, register, &[("Lambda-Extension-Name", "x")], r#"{"events": ["INVOKE", "LOGS"]}"#).await;
-    assert_eq!((status, body["errorType"].as_str()), (400, Some("Extension.InvalidEventType")));
-    assert!(body["errorMessage"].as_str().unwrap().starts_with("events: \"LOGS\""));
+    let (status, _, body) = post(
+        &api,
+        register,
+        &[("Lambda-Extension-Name", "x")],
+        r#"{"events": ["INVOKE", "LOGS"]}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["errorType"].as_str()),
+        (400, Some("Extension.InvalidEventType"))
+    );
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("events: \"LOGS\"")
+    );
 
-    let (status, _, body) = post(&api, register, &[("Lambda-Extension-Name", "x")], "{not json").await;
-    assert_eq!((status, body["errorType"].as_str()), (400, Some("InvalidRequestFormat")));
-    assert!(body["errorMessage"].as_str().unwrap().starts_with("events:"));
+    let (status, _, body) = post(
+        &api,
+        register,
+        &[("Lambda-Extension-Name", "x")],
+        "{not json",
+    )
+    .await;
+    assert_eq!(
+        (status, body["errorType"].as_str()),
+        (400, Some("InvalidRequestFormat"))
+    );
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("events:")
+    );
 
     let (status, id, _) = post(&api, register, &[("Lambda-Extension-Name", "x")], events).await;
     assert_eq!(status, 200);
     assert!(id.is_some_and(|id| !id.is_empty()));
     let (status, _, body) = post(&api, register, &[("Lambda-Extension-Name", "x")], events).await;
-    assert_eq!((status, body["errorType"].as_str()), (400, Some("Extension.InvalidExtensionName")));
+    assert_eq!(
+        (status, body["errorType"].as_str()),
+        (400, Some("Extension.InvalidExtensionName"))
+    );
 
     let (status, _, body) = request(
         &api,
@@ -264,11 +304,21 @@ async fn bad_extension_requests_are_refused_naming_what_is_wrong() {
         "",
     )
     .await;
-    assert_eq!((status, body["errorType"].as_str()), (403, Some("Extension.UnknownExtensionIdentifier")));
+    assert_eq!(
+        (status, body["errorType"].as_str()),
+        (403, Some("Extension.UnknownExtensionIdentifier"))
+    );
     let (status, _, body) = request(&api, "GET", "/2020-01-01/extension/event/next", &[], "").await;
-    assert_eq!((status, body["errorType"].as_str()), (400, Some("Extension.MissingHeader")));
+    assert_eq!(
+        (status, body["errorType"].as_str()),
+        (400, Some("Extension.MissingHeader"))
+    );
 
     api.close_registration();
-    let (status, _, body) = post(&api, register, &[("Lambda-Extension-Name", "late")], events).await;
-    assert_eq!((status, body["errorType"].as_str()), (403, Some("Extension.RegistrationClosed")));
+    let (status, _, body) =
+        post(&api, register, &[("Lambda-Extension-Name", "late")], events).await;
+    assert_eq!(
+        (status, body["errorType"].as_str()),
+        (403, Some("Extension.RegistrationClosed"))
+    );
 }

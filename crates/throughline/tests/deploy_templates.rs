@@ -103,17 +103,17 @@ fn images_are_multi_stage_with_the_binary_alone_on_the_runtime_base() {
     let (last_image, last_name) = lambda_stages.last().expect("a FROM line");
     assert_eq!(last_image, "public.ecr.aws/lambda/provided:al2023");
     assert_eq!(last_name.as_deref(), Some("function"), "the default target");
-    assert!(
-        lambda_stages
-            .iter()
-            .any(|(image, name)| image == "public.ecr.aws/lambda/provided:al2023"
-                && name.as_deref() == Some("function-with-extension"))
-    );
+    assert!(lambda_stages.iter().any(|(image, name)| image
+        == "public.ecr.aws/lambda/provided:al2023"
+        && name.as_deref() == Some("function-with-extension")));
     // The runtime stages copy the bootstrap (and the extension) and run nothing.
     let runtime_part = &lambda[lambda
         .find("AS function-with-extension")
         .expect("the extension stage")..];
-    assert!(!runtime_part.lines().any(|l| l.starts_with("RUN ")), "{runtime_part}");
+    assert!(
+        !runtime_part.lines().any(|l| l.starts_with("RUN ")),
+        "{runtime_part}"
+    );
     assert!(runtime_part.contains("COPY --from=build /bootstrap ${LAMBDA_RUNTIME_DIR}/bootstrap"));
     assert!(runtime_part.contains("/opt/extensions/throughline-collector"));
     // arm64 and x86_64 both come from the build platform's TARGETARCH.
@@ -125,11 +125,21 @@ fn images_are_multi_stage_with_the_binary_alone_on_the_runtime_base() {
     let service = read("service.Dockerfile");
     let service_stages = stages(&service);
     assert_eq!(service_stages.len(), 2, "{service_stages:?}");
-    assert!(service_stages[1].0.starts_with("gcr.io/distroless/cc-debian12"));
+    assert!(
+        service_stages[1]
+            .0
+            .starts_with("gcr.io/distroless/cc-debian12")
+    );
     let runtime_part = &service[service.rfind("FROM ").expect("FROM")..];
-    assert!(!runtime_part.lines().any(|l| l.starts_with("RUN ")), "{runtime_part}");
+    assert!(
+        !runtime_part.lines().any(|l| l.starts_with("RUN ")),
+        "{runtime_part}"
+    );
     assert_eq!(
-        runtime_part.lines().filter(|l| l.starts_with("COPY ")).count(),
+        runtime_part
+            .lines()
+            .filter(|l| l.starts_with("COPY "))
+            .count(),
         1,
         "the binary alone: {runtime_part}"
     );
@@ -153,8 +163,8 @@ impl Template {
         let path = path.to_path_buf();
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let doc: Value = serde_norway::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let doc: Value =
+            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let resources = doc["Resources"]
             .as_mapping()
             .expect("Resources")
@@ -211,7 +221,10 @@ impl Template {
     fn queues(&self) -> BTreeMap<String, (&str, &Value)> {
         self.of_type("AWS::SQS::Queue")
             .map(|(id, p)| {
-                let name = p["QueueName"].as_str().expect("a literal QueueName").to_owned();
+                let name = p["QueueName"]
+                    .as_str()
+                    .expect("a literal QueueName")
+                    .to_owned();
                 (name, (id, p))
             })
             .collect()
@@ -338,7 +351,12 @@ fn check(template: &Template, system: &SystemDescription, platform: &Platform) {
 
     // Queues and their dead-letter queues.
     let queues = template.queues();
-    let declared: BTreeSet<&str> = system.declarations.queues.iter().map(|q| q.name.as_str()).collect();
+    let declared: BTreeSet<&str> = system
+        .declarations
+        .queues
+        .iter()
+        .map(|q| q.name.as_str())
+        .collect();
     assert_eq!(
         queues.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         declared,
@@ -360,7 +378,10 @@ fn check(template: &Template, system: &SystemDescription, platform: &Platform) {
                     "{where_}: {id}'s maxReceiveCount"
                 );
             }
-            None => assert!(props.get("RedrivePolicy").is_none(), "{where_}: {id} redrives"),
+            None => assert!(
+                props.get("RedrivePolicy").is_none(),
+                "{where_}: {id} redrives"
+            ),
         }
     }
 
@@ -371,7 +392,12 @@ fn check(template: &Template, system: &SystemDescription, platform: &Platform) {
         .collect();
     assert_eq!(
         rules.keys().copied().collect::<BTreeSet<_>>(),
-        system.declarations.rules.iter().map(|r| r.name.as_str()).collect(),
+        system
+            .declarations
+            .rules
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect(),
         "{where_}: the rules"
     );
     for rule in &system.declarations.rules {
@@ -423,7 +449,10 @@ fn check(template: &Template, system: &SystemDescription, platform: &Platform) {
                                 == Some(rule_id)
                     })
             });
-            assert!(admitted, "{where_}: no queue policy admits {rule_id} to {queue}");
+            assert!(
+                admitted,
+                "{where_}: no queue policy admits {rule_id} to {queue}"
+            );
         }
     }
 
@@ -431,14 +460,26 @@ fn check(template: &Template, system: &SystemDescription, platform: &Platform) {
     // container, with every variable of the part's own, and no name the part does not know.
     let functions: BTreeMap<&str, (&str, &Value)> = template
         .of_type("AWS::Lambda::Function")
-        .map(|(id, p)| (p["FunctionName"].as_str().expect("a literal FunctionName"), (id, p)))
+        .map(|(id, p)| {
+            (
+                p["FunctionName"].as_str().expect("a literal FunctionName"),
+                (id, p),
+            )
+        })
         .collect();
     let containers: BTreeMap<&str, &Value> = template
         .of_type("AWS::ECS::TaskDefinition")
-        .flat_map(|(_, p)| p["ContainerDefinitions"].as_sequence().into_iter().flatten())
+        .flat_map(|(_, p)| {
+            p["ContainerDefinitions"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+        })
         .map(|c| (c["Name"].as_str().expect("a container Name"), c))
         .collect();
-    let sidecar = containers.get("collector").unwrap_or_else(|| panic!("{where_}: no collector sidecar"));
+    let sidecar = containers
+        .get("collector")
+        .unwrap_or_else(|| panic!("{where_}: no collector sidecar"));
     let sidecar_args: Vec<String> = sidecar["Command"]
         .as_sequence()
         .expect("the collector's Command")
@@ -480,7 +521,10 @@ fn check(template: &Template, system: &SystemDescription, platform: &Platform) {
                 "{where_}: {id}'s queue"
             );
             assert_eq!(
-                mapping["BatchSize"].as_u64().map(|b| b.to_string()).as_deref(),
+                mapping["BatchSize"]
+                    .as_u64()
+                    .map(|b| b.to_string())
+                    .as_deref(),
                 arg_of(&part.args, "--batch-size"),
                 "{where_}: {id}'s batch size"
             );
@@ -505,7 +549,12 @@ fn check(template: &Template, system: &SystemDescription, platform: &Platform) {
                     .flatten()
                     .filter_map(|m| m["ContainerPort"].as_u64())
                     .collect();
-                assert_eq!(ports, vec![u64::from(ready.port())], "{where_}: {}'s port", part.name);
+                assert_eq!(
+                    ports,
+                    vec![u64::from(ready.port())],
+                    "{where_}: {}'s port",
+                    part.name
+                );
                 for (name, value) in &own {
                     if name.ends_with("_ADDR") {
                         assert_eq!(
@@ -519,7 +568,8 @@ fn check(template: &Template, system: &SystemDescription, platform: &Platform) {
             }
             // The service exports to the sidecar on localhost.
             assert_eq!(
-                env.get("OTEL_EXPORTER_OTLP_ENDPOINT").and_then(Value::as_str),
+                env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .and_then(Value::as_str),
                 Some(format!("http://127.0.0.1:{}", platform.otlp_grpc_addr.port()).as_str()),
                 "{where_}: {} exports to the sidecar",
                 part.name
@@ -547,7 +597,11 @@ fn check(template: &Template, system: &SystemDescription, platform: &Platform) {
             let known = own.contains_key(name.as_str())
                 || platform_names.contains(name)
                 || name.starts_with("OTEL_");
-            assert!(known, "{where_}: {what} sets {name}, which {} does not use", part.name);
+            assert!(
+                known,
+                "{where_}: {what} sets {name}, which {} does not use",
+                part.name
+            );
         }
         // Each queue a part names exists.
         for (name, value) in &own {
@@ -576,13 +630,21 @@ fn describe_events(platform: &Platform) -> SystemDescription {
 #[test]
 fn the_onboarding_template_matches_the_system_description() {
     let platform = platform();
-    check(&Template::read("onboarding.yaml"), &describe_onboarding(&platform), &platform);
+    check(
+        &Template::read("onboarding.yaml"),
+        &describe_onboarding(&platform),
+        &platform,
+    );
 }
 
 #[test]
 fn the_events_template_matches_the_system_description() {
     let platform = platform();
-    check(&Template::read("events.yaml"), &describe_events(&platform), &platform);
+    check(
+        &Template::read("events.yaml"),
+        &describe_events(&platform),
+        &platform,
+    );
 }
 
 /// The check is not vacuous: a template with a renamed queue, a dropped variable or a moved
@@ -594,12 +656,18 @@ fn a_drifted_template_fails_the_check() {
     let original = std::fs::read_to_string(workspace_root().join("deploy/aws/onboarding.yaml"))
         .expect("the template");
     let drifts = [
-        ("QueueName: onboarding-queue\n", "QueueName: onboarding-jobs\n"),
+        (
+            "QueueName: onboarding-queue\n",
+            "QueueName: onboarding-jobs\n",
+        ),
         ("          ONBOARDING_OUTBOX_DIR: /tmp/outbox\n", ""),
         ("ContainerPort: 8000", "ContainerPort: 8080"),
         ("maxReceiveCount: 3", "maxReceiveCount: 5"),
         ("- 127.0.0.1:4318", "- 127.0.0.1:4319"),
-        ("FunctionResponseTypes: [ReportBatchItemFailures]", "FunctionResponseTypes: []"),
+        (
+            "FunctionResponseTypes: [ReportBatchItemFailures]",
+            "FunctionResponseTypes: []",
+        ),
     ];
     for (from, to) in drifts {
         assert!(original.contains(from), "the template holds {from:?}");

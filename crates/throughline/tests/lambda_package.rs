@@ -43,10 +43,9 @@ fn build_bootstraps() -> anyhow::Result<()> {
         "cargo-lambda is missing from {} (it is in tests/python-requirements.txt: rerun scripts/python-venv)",
         venv_bin.display()
     );
-    let path = std::env::join_paths(
-        std::iter::once(venv_bin.to_path_buf())
-            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )?;
+    let path = std::env::join_paths(std::iter::once(venv_bin.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
@@ -62,7 +61,10 @@ fn build_bootstraps() -> anyhow::Result<()> {
     let status = build
         .status()
         .context("running `cargo lambda build` (cargo-lambda from the venv)")?;
-    ensure!(status.success(), "`cargo lambda build --release` failed: {status}");
+    ensure!(
+        status.success(),
+        "`cargo lambda build --release` failed: {status}"
+    );
     Ok(())
 }
 
@@ -73,7 +75,12 @@ fn newest_glibc(binary: &Path) -> anyhow::Result<(u32, u32)> {
         .arg(binary)
         .output()
         .context("running objdump (Debian: binutils)")?;
-    ensure!(out.status.success(), "objdump -T {}: {}", binary.display(), String::from_utf8_lossy(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "objdump -T {}: {}",
+        binary.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let mut newest = None;
     for found in text.split("GLIBC_").skip(1) {
@@ -103,9 +110,16 @@ fn is_x86_64_elf(binary: &Path) -> anyhow::Result<bool> {
 async fn workers_build_as_lambda_bootstraps_that_run_under_the_host() -> anyhow::Result<()> {
     tokio::task::spawn_blocking(build_bootstraps).await??;
     for (_, bin) in WORKERS {
-        let bootstrap = lambda_target_dir().join("lambda").join(bin).join("bootstrap");
+        let bootstrap = lambda_target_dir()
+            .join("lambda")
+            .join(bin)
+            .join("bootstrap");
         ensure!(bootstrap.is_file(), "no {}", bootstrap.display());
-        ensure!(is_x86_64_elf(&bootstrap)?, "{} is not an x86-64 ELF", bootstrap.display());
+        ensure!(
+            is_x86_64_elf(&bootstrap)?,
+            "{} is not an x86-64 ELF",
+            bootstrap.display()
+        );
         let newest = newest_glibc(&bootstrap)?;
         ensure!(
             newest <= LAMBDA_GLIBC,
@@ -140,7 +154,10 @@ async fn workers_build_as_lambda_bootstraps_that_run_under_the_host() -> anyhow:
         .context("queue url")?;
 
     let data = tempfile::tempdir()?;
-    let database_url = format!("sqlite:{}", data.path().join("onboarding.sqlite3").display());
+    let database_url = format!(
+        "sqlite:{}",
+        data.path().join("onboarding.sqlite3").display()
+    );
     let shared_env = [
         ("AWS_ENDPOINT_URL_SQS", broker.endpoint_url()),
         ("AWS_REGION", "us-east-1".to_owned()),
@@ -169,7 +186,13 @@ async fn workers_build_as_lambda_bootstraps_that_run_under_the_host() -> anyhow:
     let bootstrap = lambda_target_dir().join("lambda/onboarding-lambda/bootstrap");
     let _host = ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_throughline"))
-            .args(["lambda", "--queue", queue, "--function-name", "onboarding-lambda"])
+            .args([
+                "lambda",
+                "--queue",
+                queue,
+                "--function-name",
+                "onboarding-lambda",
+            ])
             .args(["--timeout-secs", "10", "--"])
             .arg(&bootstrap)
             .envs(shared_env.iter().map(|(k, v)| (*k, v.as_str())))
@@ -197,7 +220,9 @@ async fn workers_build_as_lambda_bootstraps_that_run_under_the_host() -> anyhow:
         .error_for_status()?
         .json()
         .await?;
-    let customer = answer["customer_id"].as_str().context("customer_id in the answer")?;
+    let customer = answer["customer_id"]
+        .as_str()
+        .context("customer_id in the answer")?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status: Value = client
@@ -237,7 +262,10 @@ async fn in_queue(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> anyhow::Result<
         .await?;
     let attributes = answer.attributes().context("queue attributes")?;
     let mut total = 0;
-    for name in [Name::ApproximateNumberOfMessages, Name::ApproximateNumberOfMessagesNotVisible] {
+    for name in [
+        Name::ApproximateNumberOfMessages,
+        Name::ApproximateNumberOfMessagesNotVisible,
+    ] {
         total += attributes
             .get(&name)
             .with_context(|| format!("{name:?}"))?
