@@ -215,11 +215,11 @@ impl Environment {
             reported_init: false,
             spec,
         };
-        if !environment.extensions.is_empty() {
-            if let Err(reason) = environment.await_registrations().await {
-                environment.init_failure = Some(reason);
-                return Ok(environment);
-            }
+        if !environment.extensions.is_empty()
+            && let Err(reason) = environment.await_registrations().await
+        {
+            environment.init_failure = Some(reason);
+            return Ok(environment);
         }
         let (program, args) = match environment.spec.command.split_first() {
             Some((program, args)) => (program.clone(), args.to_vec()),
@@ -379,13 +379,13 @@ impl Environment {
         let mut runtime_ready: Option<Instant> = None;
         let mut last_extension_wait: Option<Instant> = None;
         loop {
-            if let Some(at) = runtime_ready {
-                if self.api.extensions_idle() {
-                    self.initialised = true;
-                    self.api.close_registration();
-                    let ready = last_extension_wait.map_or(at, |wait| wait.max(at));
-                    return Ok(ready - self.started_at);
-                }
+            if let Some(at) = runtime_ready
+                && self.api.extensions_idle()
+            {
+                self.initialised = true;
+                self.api.close_registration();
+                let ready = last_extension_wait.map_or(at, |wait| wait.max(at));
+                return Ok(ready - self.started_at);
             }
             match self.next_event(deadline).await {
                 Waited::Event(RuntimeEvent::Polling { at }) => runtime_ready = Some(at),
@@ -620,10 +620,10 @@ impl Environment {
         );
         if self.extensions.is_empty() {
             self.signal(Signal::SIGTERM);
-        } else if let Some(pid) = self.child.as_ref().and_then(Child::id) {
-            if let Err(err) = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM) {
-                tracing::debug!(error = %err, "SIGTERM to the runtime failed");
-            }
+        } else if let Some(pid) = self.child.as_ref().and_then(Child::id)
+            && let Err(err) = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM)
+        {
+            tracing::debug!(error = %err, "SIGTERM to the runtime failed");
         }
         loop {
             let runtime_done = match self.child.as_mut() {
