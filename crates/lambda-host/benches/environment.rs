@@ -69,6 +69,7 @@ fn spec(command: Vec<std::ffi::OsString>) -> EnvironmentSpec {
             ),
         ]
         .into(),
+        extensions: Vec::new(),
         log: Arc::new(Discard),
         metrics: None,
     }

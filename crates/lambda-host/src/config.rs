@@ -29,6 +29,8 @@ pub struct RawHostConfig {
     pub function_name: Option<String>,
     pub memory_mb: Option<u32>,
     pub handler: Option<String>,
+    /// External extensions, started before the runtime (`/opt/extensions/*` on AWS).
+    pub extensions: Vec<PathBuf>,
     pub command: Vec<OsString>,
 }
 
@@ -55,6 +57,10 @@ pub enum ConfigError {
     FunctionName(String),
     #[error("COMMAND: give the function's command after `--`")]
     MissingCommand,
+    #[error("--extension: {0:?} is not an executable file")]
+    Extension(PathBuf),
+    #[error("--extension: {0} extensions given; a function has at most {max}", max = crate::runtime_api::MAX_EXTENSIONS)]
+    TooManyExtensions(usize),
 }
 
 /// The validated configuration of one host: one event source mapping feeding one function.
@@ -69,6 +75,8 @@ pub struct HostConfig {
     pub memory_mb: u32,
     pub handler: String,
     pub command: Vec<OsString>,
+    /// External extensions, started in this order before the runtime.
+    pub extensions: Vec<PathBuf>,
     /// The function's own environment variables, set on top of the host's environment and the
     /// standard Lambda variables.
     pub environment: BTreeMap<String, String>,
@@ -123,6 +131,20 @@ impl RawHostConfig {
         if self.command.is_empty() {
             return Err(ConfigError::MissingCommand);
         }
+        if self.extensions.len() > crate::runtime_api::MAX_EXTENSIONS {
+            return Err(ConfigError::TooManyExtensions(self.extensions.len()));
+        }
+        for extension in &self.extensions {
+            // A path as given, never looked up in PATH (as /opt/extensions/* are files).
+            let as_path = if extension.as_os_str().as_encoded_bytes().contains(&b'/') {
+                extension.clone()
+            } else {
+                Path::new(".").join(extension)
+            };
+            if resolve_program(&as_path, None).is_none() {
+                return Err(ConfigError::Extension(extension.clone()));
+            }
+        }
         Ok(HostConfig {
             queue: self.queue,
             batch_size,
@@ -133,6 +155,7 @@ impl RawHostConfig {
             memory_mb,
             handler: self.handler.unwrap_or_else(|| "bootstrap".to_owned()),
             command: self.command,
+            extensions: self.extensions,
             environment: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(2),
             init_timeout: Duration::from_secs(10),
@@ -245,6 +268,20 @@ mod tests {
                     ..raw()
                 },
                 ConfigError::MissingCommand,
+            ),
+            (
+                RawHostConfig {
+                    extensions: vec!["/nonexistent/extension".into()],
+                    ..raw()
+                },
+                ConfigError::Extension("/nonexistent/extension".into()),
+            ),
+            (
+                RawHostConfig {
+                    extensions: vec!["/bin/sh".into(); 11],
+                    ..raw()
+                },
+                ConfigError::TooManyExtensions(11),
             ),
         ];
         for (raw, want) in cases {

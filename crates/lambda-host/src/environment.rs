@@ -1,9 +1,14 @@
-//! One execution environment: the function's process (in its own process group), its Runtime API
-//! server, and the invocation cycle Lambda runs it through: init, invoke, freeze, thaw, and kill
-//! on timeout.
+//! One execution environment: the function's process and its external extensions (in one process
+//! group), its Runtime API server (which speaks the Extensions API too), and the invocation cycle
+//! Lambda runs it through: extensions start and register before the runtime starts; init ends
+//! once the runtime and every extension wait for work; each invocation goes to the runtime and, as
+//! an `INVOKE` event, to every extension registered for it; the environment freezes only once the
+//! runtime and every extension wait again; shutdown sends `SHUTDOWN` and waits for the extensions
+//! (bounded by the grace period) before the kill.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -17,7 +22,12 @@ use tokio::sync::mpsc;
 use throughline_instrument::aws_metrics::{FunctionMetrics, InvocationResult};
 
 use crate::platform_log::{self, InvocationReport, LineContext, PlatformLog};
-use crate::runtime_api::{Invocation, RuntimeApi, RuntimeEvent};
+use crate::runtime_api::{
+    ExtensionErrorPhase, ExtensionEventType, FunctionIdentity, Invocation, RuntimeApi, RuntimeEvent,
+};
+
+/// How often a waiting environment checks whether an extension process ended.
+const EXTENSION_EXIT_POLL: Duration = Duration::from_millis(20);
 
 /// What an environment needs to know to start and run the function.
 #[derive(Debug, Clone)]
@@ -33,6 +43,9 @@ pub struct EnvironmentSpec {
     pub shutdown_grace: Duration,
     /// The function's environment variables, set over the host's own and the Lambda ones.
     pub environment: BTreeMap<String, String>,
+    /// External extensions (`/opt/extensions/*` on AWS): executables started, in this order,
+    /// before the runtime, with the same environment.
+    pub extensions: Vec<PathBuf>,
     pub log: Arc<dyn PlatformLog>,
     /// Where each invocation's `AWS/Lambda` figures go (the same facts as its `REPORT` line).
     pub metrics: Option<FunctionMetrics>,
@@ -74,12 +87,27 @@ impl InvocationOutcome {
     }
 }
 
+/// One started extension process.
+#[derive(Debug)]
+struct ExtensionProcess {
+    /// Its file name: the name it registers under, as AWS requires.
+    name: String,
+    child: Child,
+    exited: Option<ExitStatus>,
+}
+
 /// A running execution environment.
 #[derive(Debug)]
 pub struct Environment {
     spec: EnvironmentSpec,
-    child: Child,
+    /// The runtime; not started when an extension failed to register.
+    child: Option<Child>,
+    extensions: Vec<ExtensionProcess>,
     pgid: Pid,
+    /// Why init failed before the runtime could start (an extension's failure).
+    init_failure: Option<String>,
+    /// Why a warm environment can take no more work (an extension ended after an invocation).
+    broken: Option<String>,
     api: RuntimeApi,
     events: mpsc::UnboundedReceiver<RuntimeEvent>,
     started_at: Instant,
@@ -144,11 +172,61 @@ fn new_trace_header() -> String {
 }
 
 impl Environment {
-    /// Starts the function's process cold, with its own Runtime API on 127.0.0.1.
+    /// Starts the environment cold, with its own Runtime API on 127.0.0.1: the extensions
+    /// first, each waited for until it registers (within the init timeout), then the function's
+    /// process. An extension that exits, reports an init error or does not register in time
+    /// fails the first invocation's init, as on Lambda.
     pub async fn start(spec: EnvironmentSpec) -> Result<Self, StartError> {
         let (api, events) = RuntimeApi::start().await.map_err(StartError::RuntimeApi)?;
-        let (program, args) = match spec.command.split_first() {
-            Some(split) => split,
+        api.set_identity(FunctionIdentity {
+            function_name: spec.function_name.clone(),
+            function_version: "$LATEST".into(),
+            handler: spec.handler.clone(),
+        });
+        let started_at = Instant::now();
+        let mut pgid = None;
+        let mut extensions = Vec::new();
+        for path in &spec.extensions {
+            let mut command = Command::new(path);
+            let child = spawn_in_group(
+                &mut command,
+                &spec,
+                api.addr(),
+                pgid,
+                &[path.clone().into()],
+            )?;
+            pgid = pgid.or(Some(child.1));
+            extensions.push(ExtensionProcess {
+                name: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                child: child.0,
+                exited: None,
+            });
+        }
+        let mut environment = Self {
+            child: None,
+            extensions,
+            pgid: pgid.unwrap_or(Pid::from_raw(0)),
+            init_failure: None,
+            broken: None,
+            api,
+            events,
+            started_at,
+            initialised: false,
+            frozen: false,
+            reported_init: false,
+            spec,
+        };
+        if !environment.extensions.is_empty()
+            && let Err(reason) = environment.await_registrations().await
+        {
+            environment.init_failure = Some(reason);
+            return Ok(environment);
+        }
+        let (program, args) = match environment.spec.command.split_first() {
+            Some((program, args)) => (program.clone(), args.to_vec()),
             None => {
                 return Err(StartError::Spawn {
                     command: String::new(),
@@ -156,51 +234,60 @@ impl Environment {
                 });
             }
         };
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .envs(lambda_environment(&spec, api.addr()))
-            .envs(&spec.environment)
-            .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .kill_on_drop(true);
-        let started_at = Instant::now();
-        let child = command.spawn().map_err(|source| StartError::Spawn {
-            command: spec
-                .command
-                .iter()
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" "),
-            source,
-        })?;
-        // A child has an id until it is reaped, and nothing has waited on it yet. Never default it:
-        // process group 0 would be the host's own.
-        let Some(pid) = child.id() else {
-            return Err(StartError::Spawn {
-                command: spec
-                    .command
-                    .iter()
-                    .map(|a| a.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                source: std::io::Error::other("the process ended before it could be tracked"),
-            });
-        };
-        let pgid = Pid::from_raw(pid as i32);
-        Ok(Self {
-            spec,
-            child,
+        let mut command = Command::new(&program);
+        command.args(&args);
+        let (child, pid) = spawn_in_group(
+            &mut command,
+            &environment.spec,
+            environment.api.addr(),
             pgid,
-            api,
-            events,
-            started_at,
-            initialised: false,
-            frozen: false,
-            reported_init: false,
-        })
+            &environment.spec.command,
+        )?;
+        if pgid.is_none() {
+            environment.pgid = pid;
+        }
+        environment.child = Some(child);
+        Ok(environment)
+    }
+
+    /// Waits until each started extension has registered; the reason when one cannot.
+    async fn await_registrations(&mut self) -> Result<(), String> {
+        let deadline = self.started_at + self.spec.init_timeout;
+        let mut registered = 0;
+        while registered < self.extensions.len() {
+            match self.next_event(deadline).await {
+                Waited::Event(RuntimeEvent::ExtensionRegistered { .. }) => registered += 1,
+                Waited::Event(RuntimeEvent::ExtensionError {
+                    name, error_type, ..
+                }) => {
+                    return Err(format!(
+                        "extension {name} init error {}",
+                        error_type.unwrap_or_default()
+                    ));
+                }
+                Waited::Event(_) => continue,
+                Waited::ExtensionExited(name, status) => {
+                    return Err(format!(
+                        "extension {name} exited before registering: {status}"
+                    ));
+                }
+                Waited::Exited(status) => return Err(exit_reason(status)),
+                Waited::Deadline => {
+                    return Err(format!(
+                        "{} of {} extensions registered within {:.2} seconds",
+                        registered,
+                        self.extensions.len(),
+                        self.spec.init_timeout.as_secs_f64()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The names the extensions registered under, in order.
+    pub fn registered_extensions(&self) -> Vec<String> {
+        self.api.registered_extensions()
     }
 
     /// The function process's id (the leader of its process group).
@@ -208,9 +295,22 @@ impl Environment {
         self.pgid.as_raw() as u32
     }
 
+    /// Whether a process of the group is still unreaped (alive, or a zombie that holds the
+    /// group id): only then may the group be signalled without hitting a reused id.
+    fn group_held(&mut self) -> bool {
+        let runtime = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        let extension = self
+            .extensions
+            .iter_mut()
+            .any(|e| e.exited.is_none() && matches!(e.child.try_wait(), Ok(None)));
+        runtime || extension
+    }
+
     fn signal(&mut self, signal: Signal) {
-        // Once the leader is reaped its pid (and group id) may be reused: signal nothing then.
-        if !matches!(self.child.try_wait(), Ok(None)) {
+        if self.pgid.as_raw() <= 0 || !self.group_held() {
             return;
         }
         if let Err(err) = killpg(self.pgid, signal) {
@@ -238,26 +338,76 @@ impl Environment {
             .unwrap_or(0)
     }
 
-    /// Waits for the next runtime event, the runtime's exit, or the deadline.
+    /// Waits for the next runtime or extension event, the runtime's or an extension's exit, or
+    /// the deadline.
     async fn next_event(&mut self, deadline: Instant) -> Waited {
+        let runtime = async {
+            match self.child.as_mut() {
+                Some(child) => child.wait().await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let extensions = &mut self.extensions;
+        let extension_exit = async {
+            if extensions.iter().all(|e| e.exited.is_some()) {
+                return std::future::pending().await;
+            }
+            loop {
+                for extension in extensions.iter_mut().filter(|e| e.exited.is_none()) {
+                    if let Ok(Some(status)) = extension.child.try_wait() {
+                        extension.exited = Some(status);
+                        return (extension.name.clone(), status);
+                    }
+                }
+                tokio::time::sleep(EXTENSION_EXIT_POLL).await;
+            }
+        };
         tokio::select! {
             event = self.events.recv() => match event {
                 Some(event) => Waited::Event(event),
                 None => Waited::Exited(None),
             },
-            status = self.child.wait() => Waited::Exited(status.ok()),
+            status = runtime => Waited::Exited(status),
+            (name, status) = extension_exit => Waited::ExtensionExited(name, status),
             () = tokio::time::sleep_until(deadline.into()) => Waited::Deadline,
         }
     }
 
-    /// Waits for the end of init (the first `/next`). On failure the outcome to report.
+    /// Waits for the end of init: the runtime's first `/next` and every extension waiting in
+    /// `event/next`. On failure the outcome to report.
     async fn initialise(&mut self) -> Result<Duration, InvocationOutcome> {
+        if let Some(reason) = self.init_failure.take() {
+            return Err(InvocationOutcome::Failed(reason));
+        }
         let deadline = self.started_at + self.spec.init_timeout;
+        let mut runtime_ready: Option<Instant> = None;
+        let mut last_extension_wait: Option<Instant> = None;
         loop {
+            if let Some(at) = runtime_ready
+                && self.api.extensions_idle()
+            {
+                self.initialised = true;
+                self.api.close_registration();
+                let ready = last_extension_wait.map_or(at, |wait| wait.max(at));
+                return Ok(ready - self.started_at);
+            }
             match self.next_event(deadline).await {
-                Waited::Event(RuntimeEvent::Polling { at }) => {
-                    self.initialised = true;
-                    return Ok(at - self.started_at);
+                Waited::Event(RuntimeEvent::Polling { at }) => runtime_ready = Some(at),
+                Waited::Event(RuntimeEvent::ExtensionWaiting { at, .. }) => {
+                    last_extension_wait = last_extension_wait.max(Some(at));
+                }
+                Waited::Event(RuntimeEvent::ExtensionError {
+                    name, error_type, ..
+                }) => {
+                    return Err(InvocationOutcome::Failed(format!(
+                        "extension {name} init error {}",
+                        error_type.unwrap_or_default()
+                    )));
+                }
+                Waited::ExtensionExited(name, status) => {
+                    return Err(InvocationOutcome::Failed(format!(
+                        "extension {name} exited during init: {status}"
+                    )));
                 }
                 Waited::Event(RuntimeEvent::InitError { error_type, body }) => {
                     return Err(InvocationOutcome::Failed(format!(
@@ -296,10 +446,6 @@ impl Environment {
         trace_id: Option<[u8; 16]>,
     ) -> InvocationOutcome {
         let log = self.spec.log.clone();
-        let metrics = self.spec.metrics.clone();
-        if let Some(m) = &metrics {
-            m.started();
-        }
         let info = LineContext {
             trace_id,
             error: false,
@@ -308,6 +454,19 @@ impl Environment {
             trace_id,
             error: true,
         };
+        let metrics = self.spec.metrics.clone();
+        if let Some(reason) = self.broken.take() {
+            self.stop("failure").await;
+            log.invocation_line(&format!("RequestId: {request_id} Error: {reason}"), &error);
+            if let Some(m) = &metrics {
+                m.started();
+                m.finished(InvocationResult::Failed, Duration::ZERO, None);
+            }
+            return InvocationOutcome::Failed(reason);
+        }
+        if let Some(m) = &metrics {
+            m.started();
+        }
         let init_duration = if self.initialised {
             None
         } else {
@@ -321,7 +480,7 @@ impl Environment {
                         };
                         m.finished(result, Duration::ZERO, None);
                     }
-                    self.kill().await;
+                    self.stop("failure").await;
                     if let InvocationOutcome::Failed(reason) = &failed {
                         log.invocation_line(
                             &format!("RequestId: {request_id} Error: {reason}"),
@@ -343,11 +502,23 @@ impl Environment {
         let invoked_at = Instant::now();
         let deadline = invoked_at + self.spec.timeout;
         self.thaw();
+        let deadline_unix_ms = unix_ms(SystemTime::now() + self.spec.timeout);
+        let trace_id = new_trace_header();
+        self.api.offer_extension_event(
+            ExtensionEventType::Invoke,
+            serde_json::json!({
+                "eventType": "INVOKE",
+                "deadlineMs": deadline_unix_ms,
+                "requestId": request_id,
+                "invokedFunctionArn": self.spec.function_arn,
+                "tracing": {"type": "X-Amzn-Trace-Id", "value": trace_id},
+            }),
+        );
         self.api.offer(Invocation {
             request_id: request_id.to_owned(),
-            deadline_unix_ms: unix_ms(SystemTime::now() + self.spec.timeout),
+            deadline_unix_ms,
             function_arn: self.spec.function_arn.clone(),
-            trace_id: new_trace_header(),
+            trace_id,
             payload,
         });
         let (outcome, finished_at) = loop {
@@ -375,10 +546,27 @@ impl Environment {
                     );
                     break (InvocationOutcome::Failed(reason), Instant::now());
                 }
+                Waited::Event(RuntimeEvent::ExtensionError {
+                    name,
+                    phase: ExtensionErrorPhase::Exit,
+                    error_type,
+                }) => {
+                    let reason = format!(
+                        "extension {name} exit error {}",
+                        error_type.unwrap_or_default()
+                    );
+                    break (InvocationOutcome::Failed(reason), Instant::now());
+                }
                 Waited::Event(_) => continue,
                 Waited::Exited(status) => {
                     break (
                         InvocationOutcome::Failed(exit_reason(status)),
+                        Instant::now(),
+                    );
+                }
+                Waited::ExtensionExited(name, status) => {
+                    break (
+                        InvocationOutcome::Failed(format!("extension {name} exited: {status}")),
                         Instant::now(),
                     );
                 }
@@ -404,7 +592,12 @@ impl Environment {
         if outcome.environment_survives() {
             self.freeze_when_idle(deadline).await;
         } else {
-            self.kill().await;
+            let reason = if outcome == InvocationOutcome::Timeout {
+                "timeout"
+            } else {
+                "failure"
+            };
+            self.stop(reason).await;
         }
         log.invocation_line(&platform_log::end_line(request_id), &info);
         if let Some(m) = &metrics {
@@ -431,44 +624,145 @@ impl Environment {
         outcome
     }
 
-    /// Freezes the environment once its runtime is back in `/next`, as Lambda does; a runtime
-    /// that has not asked for more work by the invocation's deadline is frozen where it is.
+    /// Freezes the environment once its runtime is back in `/next` and every extension waits in
+    /// `event/next`, as Lambda does; an environment still busy at the invocation's deadline is
+    /// frozen where it is.
     async fn freeze_when_idle(&mut self, deadline: Instant) {
+        let mut runtime_ready = false;
         loop {
+            if runtime_ready && self.api.extensions_idle() {
+                break;
+            }
             match self.next_event(deadline).await {
-                Waited::Event(RuntimeEvent::Polling { .. }) | Waited::Deadline => break,
+                Waited::Event(RuntimeEvent::Polling { .. }) => runtime_ready = true,
+                Waited::Deadline => break,
                 Waited::Event(_) => continue,
                 // The next invocation's wait sees the exit again and reports it.
                 Waited::Exited(_) => return,
+                Waited::ExtensionExited(name, status) => {
+                    self.broken = Some(format!("extension {name} exited: {status}"));
+                    return;
+                }
             }
         }
         self.freeze();
+    }
+
+    /// Whether each extension is done with `SHUTDOWN`: exited, or back in `event/next`.
+    fn extensions_done(&mut self) -> bool {
+        let api = &self.api;
+        self.extensions.iter_mut().all(|e| {
+            e.exited.is_some()
+                || matches!(e.child.try_wait(), Ok(Some(_)))
+                || api.extension_idle(&e.name)
+        })
+    }
+
+    /// Lambda's shutdown phase: thaw; `SHUTDOWN` (with `reason`: spindown, timeout, failure) to
+    /// every extension registered for it and SIGTERM to the runtime (to the whole group when
+    /// there are no extensions); then, once the runtime has exited and every extension is done
+    /// (or the grace period is over), SIGKILL to the group.
+    async fn stop(&mut self, reason: &str) {
+        self.thaw();
+        let grace_ends = Instant::now() + self.spec.shutdown_grace;
+        let offered = self.api.offer_extension_event(
+            ExtensionEventType::Shutdown,
+            serde_json::json!({
+                "eventType": "SHUTDOWN",
+                "shutdownReason": reason,
+                "deadlineMs": unix_ms(SystemTime::now() + self.spec.shutdown_grace),
+            }),
+        );
+        if self.extensions.is_empty() {
+            self.signal(Signal::SIGTERM);
+        } else if let Some(pid) = self.child.as_ref().and_then(Child::id)
+            && let Err(err) = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM)
+        {
+            tracing::debug!(error = %err, "SIGTERM to the runtime failed");
+        }
+        loop {
+            let runtime_done = match self.child.as_mut() {
+                Some(child) => !matches!(child.try_wait(), Ok(None)),
+                None => true,
+            };
+            if runtime_done {
+                // Reaped: never waited on (or signalled) again.
+                self.child = None;
+            }
+            if runtime_done && (offered == 0 || self.extensions_done()) {
+                break;
+            }
+            if let Waited::Deadline = self.next_event(grace_ends).await {
+                break;
+            }
+        }
+        self.kill().await;
     }
 
     /// Kills the whole process group at once (a timed-out or failed environment) and reaps it.
     pub async fn kill(&mut self) {
         self.signal(Signal::SIGKILL);
         self.thaw();
-        let _ = self.child.wait().await;
-    }
-
-    /// Stops the environment as Lambda's shutdown phase does: thaw, SIGTERM, and SIGKILL after
-    /// the grace period.
-    pub async fn shut_down(mut self) {
-        self.thaw();
-        self.signal(Signal::SIGTERM);
-        if tokio::time::timeout(self.spec.shutdown_grace, self.child.wait())
-            .await
-            .is_err()
-        {
-            self.kill().await;
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.wait().await;
+        }
+        for extension in &mut self.extensions {
+            if extension.exited.is_none() {
+                extension.exited = extension.child.wait().await.ok();
+            }
         }
     }
+
+    /// Stops the environment as Lambda's shutdown phase does: thaw, SIGTERM to the runtime and
+    /// `SHUTDOWN` to the extensions, and SIGKILL after the grace period.
+    pub async fn shut_down(mut self) {
+        self.stop("spindown").await;
+    }
+}
+
+/// Starts `command` with the Lambda environment in the environment's process group (`pgid`; a
+/// new group led by it when `None`), and returns it with its pid.
+fn spawn_in_group(
+    command: &mut Command,
+    spec: &EnvironmentSpec,
+    api_addr: std::net::SocketAddr,
+    pgid: Option<Pid>,
+    shown: &[OsString],
+) -> Result<(Child, Pid), StartError> {
+    let shown = || {
+        shown
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    command
+        .envs(lambda_environment(spec, api_addr))
+        .envs(&spec.environment)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .process_group(pgid.map_or(0, Pid::as_raw))
+        .kill_on_drop(true);
+    let child = command.spawn().map_err(|source| StartError::Spawn {
+        command: shown(),
+        source,
+    })?;
+    // A child has an id until it is reaped, and nothing has waited on it yet. Never default it:
+    // process group 0 would be the host's own.
+    let Some(pid) = child.id() else {
+        return Err(StartError::Spawn {
+            command: shown(),
+            source: std::io::Error::other("the process ended before it could be tracked"),
+        });
+    };
+    Ok((child, Pid::from_raw(pid as i32)))
 }
 
 enum Waited {
     Event(RuntimeEvent),
     Exited(Option<ExitStatus>),
+    ExtensionExited(String, ExitStatus),
     Deadline,
 }
 

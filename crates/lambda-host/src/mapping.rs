@@ -141,6 +141,7 @@ impl EventSourceMapping {
             init_timeout: self.config.init_timeout,
             shutdown_grace: self.config.shutdown_grace,
             environment: self.config.environment.clone(),
+            extensions: self.config.extensions.clone(),
             log: self.log.clone(),
             metrics: self
                 .meter

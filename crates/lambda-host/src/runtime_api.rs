@@ -2,9 +2,16 @@
 //! to: `GET /runtime/invocation/next`, `POST /runtime/invocation/{id}/response` and `…/error`,
 //! `POST /runtime/init/error`, with the status codes and error bodies AWS documents.
 //!
+//! The same server speaks the Extensions API (version 2020-01-01) that external extensions
+//! (`/opt/extensions/*` on AWS) talk to: `POST /extension/register`, `GET /extension/event/next`
+//! (`INVOKE` and `SHUTDOWN` events), `POST /extension/init/error` and `…/exit/error`, with the
+//! error types AWS's runtime interface uses.
+//!
 //! The server only relays: the environment's driver offers an invocation with
-//! [`RuntimeApi::offer`] and learns what the runtime did from [`RuntimeEvent`]s.
+//! [`RuntimeApi::offer`] (and an extension event with [`RuntimeApi::offer_extension_event`]) and
+//! learns what the runtime and the extensions did from [`RuntimeEvent`]s.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +30,14 @@ pub const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024 + 100;
 /// How long the runtime may take to send a posted body.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const ERROR_TYPE_HEADER: &str = "Lambda-Runtime-Function-Error-Type";
+const EXTENSION_NAME_HEADER: &str = "Lambda-Extension-Name";
+const EXTENSION_ID_HEADER: &str = "Lambda-Extension-Identifier";
+const EXTENSION_EVENT_ID_HEADER: &str = "Lambda-Extension-Event-Identifier";
+const EXTENSION_ERROR_TYPE_HEADER: &str = "Lambda-Extension-Function-Error-Type";
+/// Lambda's limit on extensions per function.
+pub const MAX_EXTENSIONS: usize = 10;
+/// The largest register or error body an extension may post.
+const MAX_EXTENSION_BODY_BYTES: usize = 64 * 1024;
 
 /// One invocation as the runtime receives it from `/next`.
 #[derive(Debug, Clone)]
@@ -54,6 +69,66 @@ pub enum RuntimeEvent {
         error_type: Option<String>,
         body: Bytes,
     },
+    /// An extension registered.
+    ExtensionRegistered { name: String },
+    /// An extension called `/extension/event/next` with nothing pending: it waits.
+    ExtensionWaiting { name: String, at: Instant },
+    /// An extension reported an error (`init/error` or `exit/error`).
+    ExtensionError {
+        name: String,
+        phase: ExtensionErrorPhase,
+        error_type: Option<String>,
+    },
+}
+
+/// Where an extension's reported error belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtensionErrorPhase {
+    Init,
+    Exit,
+}
+
+/// The events an extension may register for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtensionEventType {
+    Invoke,
+    Shutdown,
+}
+
+impl ExtensionEventType {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "INVOKE" => Some(Self::Invoke),
+            "SHUTDOWN" => Some(Self::Shutdown),
+            _ => None,
+        }
+    }
+}
+
+/// What `/extension/register` answers with: the function the extension runs beside.
+#[derive(Debug, Clone, Default)]
+pub struct FunctionIdentity {
+    pub function_name: String,
+    pub function_version: String,
+    pub handler: String,
+}
+
+#[derive(Debug)]
+struct ExtensionSlot {
+    id: String,
+    name: String,
+    events: Vec<ExtensionEventType>,
+    pending: VecDeque<serde_json::Value>,
+    /// In `/event/next` with nothing pending.
+    waiting: bool,
+}
+
+#[derive(Debug, Default)]
+struct Extensions {
+    identity: FunctionIdentity,
+    registered: Vec<ExtensionSlot>,
+    /// Init is over: no more registrations.
+    closed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +155,9 @@ struct Shared {
     slot: Mutex<Slot>,
     offered: Notify,
     events: mpsc::UnboundedSender<RuntimeEvent>,
+    extensions: Mutex<Extensions>,
+    /// Woken (every waiter) when an extension event is offered.
+    extension_offered: Notify,
 }
 
 /// One environment's Runtime API server, listening on 127.0.0.1.
@@ -119,6 +197,8 @@ impl RuntimeApi {
             slot: Mutex::default(),
             offered: Notify::new(),
             events,
+            extensions: Mutex::default(),
+            extension_offered: Notify::new(),
         });
         let server = throughline_service_kit::spawn_http(listener, router(shared.clone()), config)?;
         let addr = server.local_addr();
@@ -142,6 +222,63 @@ impl RuntimeApi {
         lock(&self.shared.slot).offered = Some(invocation);
         self.shared.offered.notify_one();
     }
+
+    /// What `/extension/register` tells an extension about the function.
+    pub fn set_identity(&self, identity: FunctionIdentity) {
+        lock(&self.shared.extensions).identity = identity;
+    }
+
+    /// Ends the registration window (init is over): later registrations get 403.
+    pub fn close_registration(&self) {
+        lock(&self.shared.extensions).closed = true;
+    }
+
+    /// The names of the registered extensions, in registration order.
+    pub fn registered_extensions(&self) -> Vec<String> {
+        lock(&self.shared.extensions)
+            .registered
+            .iter()
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
+    /// Queues `event` (an `INVOKE` or `SHUTDOWN` body) for every extension registered for
+    /// `kind`; returns how many will get it.
+    pub fn offer_extension_event(
+        &self,
+        kind: ExtensionEventType,
+        event: serde_json::Value,
+    ) -> usize {
+        let mut extensions = lock(&self.shared.extensions);
+        let mut offered = 0;
+        for extension in &mut extensions.registered {
+            if extension.events.contains(&kind) {
+                extension.pending.push_back(event.clone());
+                offered += 1;
+            }
+        }
+        drop(extensions);
+        self.shared.extension_offered.notify_waiters();
+        offered
+    }
+
+    /// Whether the extension registered as `name` is in `/extension/event/next` with nothing
+    /// pending (false when none registered so).
+    pub fn extension_idle(&self, name: &str) -> bool {
+        lock(&self.shared.extensions)
+            .registered
+            .iter()
+            .any(|e| e.name == name && e.waiting && e.pending.is_empty())
+    }
+
+    /// Whether every registered extension is in `/extension/event/next` with nothing pending
+    /// (true with none registered): the condition, with the runtime in `/next`, for a freeze.
+    pub fn extensions_idle(&self) -> bool {
+        lock(&self.shared.extensions)
+            .registered
+            .iter()
+            .all(|e| e.waiting && e.pending.is_empty())
+    }
 }
 
 impl Drop for RuntimeApi {
@@ -150,8 +287,8 @@ impl Drop for RuntimeApi {
     }
 }
 
-fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
-    // The slot holds plain data and no code panics while holding the lock; a poisoned lock still
+fn lock<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The slots hold plain data and no code panics while holding a lock; a poisoned lock still
     // holds consistent data.
     slot.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -169,6 +306,16 @@ fn router(shared: Arc<Shared>) -> Router {
             post(invocation_error),
         )
         .route("/2018-06-01/runtime/init/error", post(init_error))
+        .route("/2020-01-01/extension/register", post(extension_register))
+        .route("/2020-01-01/extension/event/next", get(extension_next))
+        .route(
+            "/2020-01-01/extension/init/error",
+            post(extension_init_error),
+        )
+        .route(
+            "/2020-01-01/extension/exit/error",
+            post(extension_exit_error),
+        )
         .fallback(not_found)
         .with_state(shared)
 }
@@ -380,4 +527,222 @@ async fn init_error(State(shared): State<Arc<Shared>>, headers: HeaderMap, body:
         body,
     });
     accepted()
+}
+
+// ---- the Extensions API ----
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisterBody {
+    events: Vec<String>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+async fn extension_register(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(name) = header(&headers, EXTENSION_NAME_HEADER).map(str::to_owned) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "Extension.MissingHeader",
+            &format!("the {EXTENSION_NAME_HEADER} header is required"),
+        )
+        .into_response();
+    };
+    let body = match axum::body::to_bytes(body, MAX_EXTENSION_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestFormat",
+                &format!("the body is over {MAX_EXTENSION_BODY_BYTES} bytes"),
+            )
+            .into_response();
+        }
+    };
+    let register: RegisterBody = match serde_json::from_slice(&body) {
+        Ok(register) => register,
+        Err(err) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestFormat",
+                &format!(
+                    "events: the body must be {{\"events\": [\"INVOKE\", \"SHUTDOWN\"]}} ({err})"
+                ),
+            )
+            .into_response();
+        }
+    };
+    let mut events = Vec::new();
+    for event in &register.events {
+        match ExtensionEventType::parse(event) {
+            Some(kind) if !events.contains(&kind) => events.push(kind),
+            Some(_) => {}
+            None => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "Extension.InvalidEventType",
+                    &format!("events: {event:?} is not INVOKE or SHUTDOWN"),
+                )
+                .into_response();
+            }
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let identity = {
+        let mut extensions = lock(&shared.extensions);
+        if extensions.closed {
+            return error_response(
+                StatusCode::FORBIDDEN,
+                "Extension.RegistrationClosed",
+                "extensions register during init only",
+            )
+            .into_response();
+        }
+        if extensions.registered.iter().any(|e| e.name == name) {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "Extension.InvalidExtensionName",
+                &format!("{EXTENSION_NAME_HEADER}: {name:?} is registered already"),
+            )
+            .into_response();
+        }
+        if extensions.registered.len() >= MAX_EXTENSIONS {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "Extension.TooManyExtensions",
+                &format!("a function has at most {MAX_EXTENSIONS} extensions"),
+            )
+            .into_response();
+        }
+        extensions.registered.push(ExtensionSlot {
+            id: id.clone(),
+            name: name.clone(),
+            events,
+            pending: VecDeque::new(),
+            waiting: false,
+        });
+        extensions.identity.clone()
+    };
+    let _ = shared
+        .events
+        .send(RuntimeEvent::ExtensionRegistered { name });
+    let mut response = axum::Json(serde_json::json!({
+        "functionName": identity.function_name,
+        "functionVersion": identity.function_version,
+        "handler": identity.handler,
+    }))
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(EXTENSION_ID_HEADER, value);
+    }
+    response
+}
+
+/// The registered extension that `headers` identify, by name, or the rejection.
+fn identify(shared: &Shared, headers: &HeaderMap) -> Result<String, Rejection> {
+    let Some(id) = header(headers, EXTENSION_ID_HEADER) else {
+        return Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "Extension.MissingHeader",
+            &format!("the {EXTENSION_ID_HEADER} header is required"),
+        ));
+    };
+    lock(&shared.extensions)
+        .registered
+        .iter()
+        .find(|e| e.id == id)
+        .map(|e| e.name.clone())
+        .ok_or_else(|| {
+            error_response(
+                StatusCode::FORBIDDEN,
+                "Extension.UnknownExtensionIdentifier",
+                &format!("{EXTENSION_ID_HEADER}: no extension registered as {id:?}"),
+            )
+        })
+}
+
+async fn extension_next(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let name = match identify(&shared, &headers) {
+        Ok(name) => name,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let mut announced = false;
+    loop {
+        let notified = shared.extension_offered.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let taken = {
+            let mut extensions = lock(&shared.extensions);
+            // Registered extensions are never removed: `identify` found this one.
+            extensions
+                .registered
+                .iter_mut()
+                .find(|e| e.name == name)
+                .and_then(|slot| {
+                    let event = slot.pending.pop_front();
+                    slot.waiting = event.is_none();
+                    event
+                })
+        };
+        if let Some(event) = taken {
+            let mut response = axum::Json(event).into_response();
+            if let Ok(value) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+                response
+                    .headers_mut()
+                    .insert(EXTENSION_EVENT_ID_HEADER, value);
+            }
+            return response;
+        }
+        if !announced {
+            announced = true;
+            let _ = shared.events.send(RuntimeEvent::ExtensionWaiting {
+                name: name.clone(),
+                at: Instant::now(),
+            });
+        }
+        notified.await;
+    }
+}
+
+async fn extension_error(
+    shared: &Shared,
+    headers: &HeaderMap,
+    phase: ExtensionErrorPhase,
+) -> Response {
+    let name = match identify(shared, headers) {
+        Ok(name) => name,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let Some(error_type) = header(headers, EXTENSION_ERROR_TYPE_HEADER).map(str::to_owned) else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "Extension.MissingHeader",
+            &format!("the {EXTENSION_ERROR_TYPE_HEADER} header is required"),
+        )
+        .into_response();
+    };
+    let _ = shared.events.send(RuntimeEvent::ExtensionError {
+        name,
+        phase,
+        error_type: Some(error_type),
+    });
+    accepted()
+}
+
+async fn extension_init_error(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    extension_error(&shared, &headers, ExtensionErrorPhase::Init).await
+}
+
+async fn extension_exit_error(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    extension_error(&shared, &headers, ExtensionErrorPhase::Exit).await
 }

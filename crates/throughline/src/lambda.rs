@@ -38,6 +38,11 @@ pub struct LambdaArgs {
     /// _HANDLER (default "bootstrap").
     #[arg(long)]
     handler: Option<String>,
+    /// An external extension to start before the function, as Lambda starts each file in
+    /// /opt/extensions (repeatable, at most 10): it registers through the Extensions API on
+    /// AWS_LAMBDA_RUNTIME_API and gets every INVOKE and the SHUTDOWN.
+    #[arg(long = "extension", value_name = "PATH")]
+    extensions: Vec<std::path::PathBuf>,
     /// The function's command (a Lambda runtime binary, or e.g. `python -m awslambdaric mod.fn`).
     #[arg(last = true, required = true)]
     command: Vec<OsString>,
@@ -54,6 +59,7 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
         function_name: args.function_name,
         memory_mb: args.memory_mb,
         handler: args.handler,
+        extensions: args.extensions,
         command: args.command,
     }
     .validate()?;
