@@ -467,7 +467,8 @@ async fn a_failing_worker_dead_letters_in_its_own_queue_and_the_other_branches_f
     let client = reqwest::Client::new();
     let mut placements = Vec::new();
     for n in 0..3 {
-        let start = 1000.0 + 20.0 * f64::from(n);
+        // Past the seeded placements (`events_db::FREE_FROM_SECS`) and the other tests' slots.
+        let start = 100_000.0 + 20.0 * f64::from(n);
         let answer = client
             .post(format!("http://{}/v1/placements", events.api))
             .json(&json!({"video_id": "vid-003", "product_id": "prod-004",
