@@ -233,8 +233,17 @@ fn output_redirected_to_a_file_carries_no_colour_codes() {
         wait_for_port(addr, Duration::from_secs(20)),
         "broker did not listen on {addr}"
     );
+    // The socket is bound before the line that says so is written: wait for the line.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = std::fs::read_to_string(dir.path().join("broker.log")).expect("read the log");
+        if text.contains("broker listening") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     guard.kill9();
-    let text = std::fs::read_to_string(dir.path().join("broker.log")).expect("read the log");
     assert!(text.contains("broker listening"), "{text}");
     assert!(!text.contains('\u{1b}'), "colour codes in a file: {text:?}");
 }
