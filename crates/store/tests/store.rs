@@ -413,12 +413,18 @@ fn derived_figures_services_operations_graph_red_integrity() -> anyhow::Result<(
 
     let edges = store.dependencies(base - HOUR, base + HOUR)?;
     let edge = |c: &str, s: &str| edges.iter().find(|e| e.client == c && e.server == s);
-    let queue_hop = edge("onboarding-api", "onboarding-lambda").expect("api → worker edge");
-    assert_eq!(queue_hop.calls, 6, "child and linked consumers both pair");
-    assert_eq!(queue_hop.failed_calls, 1);
+    // The messages go through their queue's node: api → queue → worker.
+    let to_worker = edges
+        .iter()
+        .find(|e| e.server == "onboarding-lambda" && e.client_kind == NodeKind::MessagingSystem)
+        .expect("queue → worker edge");
+    assert_eq!(to_worker.calls, 6, "child and linked consumers both pair");
+    assert_eq!(to_worker.failed_calls, 1);
+    let queue = to_worker.client.clone();
+    let from_api = edge("onboarding-api", &queue).expect("api → queue edge");
     assert_eq!(
-        (queue_hop.client_kind, queue_hop.server_kind),
-        (NodeKind::Service, NodeKind::Service)
+        (from_api.client_kind, from_api.server_kind),
+        (NodeKind::Service, NodeKind::MessagingSystem)
     );
     let db = edge("onboarding-lambda", "postgresql/onboarding").expect("worker → db edge");
     assert_eq!(db.calls, 7);
