@@ -129,7 +129,7 @@ async fn extensions_start_first_see_every_invoke_and_the_environment_waits_for_t
     assert_eq!(order[2], "runtime-start", "{order:?}");
     let mut registered = order[..2].to_vec();
     registered.sort();
-    assert_eq!(registered, ["registered ext-a", "registered ext-b"]);
+    assert_eq!(registered, ["registering ext-a", "registering ext-b"]);
     for name in ["ext-a", "ext-b"] {
         let log = lines(&out.path().join(format!("{name}.log")));
         let mut want = vec!["registered with-extensions handlers.handler".to_owned()];

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An external Lambda extension for the host's tests, written to the Extensions API as AWS
 documents it: it registers under its file name for INVOKE and SHUTDOWN, appends what it sees to
-$OUT_DIR/<name>.log (and its registration to $OUT_DIR/order), works EXTENSION_WORK_MS after each
+$OUT_DIR/<name>.log (and that it registers to $OUT_DIR/order), works EXTENSION_WORK_MS after each
 INVOKE (as a telemetry flush works after the function returned), and on SHUTDOWN works as long
 again, then exits."""
 
@@ -28,6 +28,10 @@ def call(method, path, body=None, headers=None):
         return answer.headers, json.loads(answer.read() or b"null")
 
 
+# Noted before the request: the host can only start the runtime once the request arrived, so
+# this line comes before the runtime's in $OUT_DIR/order on any schedule (a note written after
+# the answer could race the runtime's).
+note("order", "registering " + NAME)
 headers, identity = call(
     "POST",
     "/register",
@@ -35,7 +39,6 @@ headers, identity = call(
     {"Lambda-Extension-Name": NAME, "Content-Type": "application/json"},
 )
 extension_id = headers["Lambda-Extension-Identifier"]
-note("order", "registered " + NAME)
 note(NAME + ".log", "registered %s %s" % (identity["functionName"], identity["handler"]))
 while True:
     _, event = call("GET", "/event/next", headers={"Lambda-Extension-Identifier": extension_id})
