@@ -20,7 +20,7 @@ pub const ALLOWED_HOSTS_ENV: &str = "THROUGHLINE_ALLOWED_HOSTS";
 /// | `header_read_timeout` | 10 s | a connection that has not sent a whole request head is closed |
 /// | `idle_timeout` | 60 s | a connection with no request in flight for this long is closed |
 /// | `body_timeout` | 30 s | a request body that has not arrived whole fails (the handler answers, usually 408) |
-/// | `request_timeout` | 60 s | the request is answered `request_timeout_status` (gRPC: `DEADLINE_EXCEEDED`) |
+/// | `request_timeout` | 60 s | the request is answered `request_timeout_status` (gRPC: `DEADLINE_EXCEEDED`, sooner when the client's `grpc-timeout` is) |
 /// | `body_limit` | 16 MiB | 413 with the server's own error shape |
 /// | `max_connections` | 1,024 | a connection over the limit is closed at once |
 /// | `http2_keep_alive_interval` / `_timeout` | 30 s / 10 s | a peer that does not answer a ping is dropped |

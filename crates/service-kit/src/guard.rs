@@ -1,6 +1,7 @@
 //! The checks `serve_http` makes on every request, as one tower service around the router: the
 //! allowed-hosts check of loopback listeners, the body limit answered in the server's own shape,
-//! the body deadline, and the request deadline (answered in gRPC's terms to gRPC requests).
+//! the body deadline, and the request deadline (answered in gRPC's terms to gRPC requests, and
+//! sooner when a gRPC client's `grpc-timeout` says so).
 //!
 //! One service instead of a middleware per check: each `axum::middleware::from_fn` layer boxes
 //! its future and a copy of the rest of the router for every request, and a timer per deadline
@@ -40,6 +41,8 @@ struct Checks {
     allowed_hosts: Option<AllowedHosts>,
     body_limit: Option<BodyLimit>,
     deadline: Option<RequestDeadline>,
+    /// The status of a request out of a deadline only its gRPC client set (none of the server's).
+    request_timeout_status: http::StatusCode,
     body_timeout: Duration,
 }
 
@@ -61,6 +64,7 @@ impl<S> Guard<S> {
                 timeout,
                 status: config.request_timeout_status,
             }),
+            request_timeout_status: config.request_timeout_status,
             body_timeout: config.body_timeout,
         };
         Self {
@@ -131,11 +135,18 @@ where
             }
             None => request.map(|body| Body::new(DeadlineBody::new(body, body_deadline))),
         };
+        let deadline = layers::deadline_of(
+            &request,
+            grpc,
+            checks.deadline,
+            checks.request_timeout_status,
+        );
         GuardFuture::Running {
             call: self.inner.call(request),
             timer: None,
             taken_in,
             grpc,
+            deadline,
             exceeded,
             checks: Arc::clone(checks),
         }
@@ -156,6 +167,8 @@ pin_project! {
             timer: Option<Sleep>,
             taken_in: Instant,
             grpc: bool,
+            // The server's request deadline, or the gRPC client's `grpc-timeout` when sooner.
+            deadline: Option<RequestDeadline>,
             // Set by the counted body once it passed the limit.
             exceeded: Option<Arc<AtomicBool>>,
             checks: Arc<Checks>,
@@ -188,6 +201,7 @@ where
                 mut timer,
                 taken_in,
                 grpc,
+                deadline,
                 exceeded,
                 checks,
             } => {
@@ -199,7 +213,7 @@ where
                         _ => Poll::Ready(Ok(response)),
                     };
                 }
-                let Some(deadline) = checks.deadline else {
+                let Some(deadline) = *deadline else {
                     return Poll::Pending;
                 };
                 if timer.is_none() {

@@ -113,6 +113,54 @@ pub struct RequestDeadline {
     pub status: StatusCode,
 }
 
+/// The deadline a gRPC client set on its call (`grpc-timeout`: at most 8 digits and a unit,
+/// `H`, `M`, `S`, `m`, `u` or `n`); `None` when there is none or it is malformed (as tonic's own
+/// server, which then serves the call without one).
+pub fn grpc_timeout<B>(request: &http::Request<B>) -> Option<Duration> {
+    parse_grpc_timeout(request.headers().get("grpc-timeout")?.as_bytes())
+}
+
+fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // At most 8 ASCII digits: always valid UTF-8 and within a u64.
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// The deadline of one request: the server's own, or a gRPC client's `grpc-timeout` when that
+/// comes first (a gRPC request is never served past the deadline its client set).
+pub(crate) fn deadline_of<B>(
+    request: &http::Request<B>,
+    grpc: bool,
+    server: Option<RequestDeadline>,
+    default_status: StatusCode,
+) -> Option<RequestDeadline> {
+    let client = grpc.then(|| grpc_timeout(request)).flatten();
+    match (server, client) {
+        (Some(server), Some(client)) if client < server.timeout => Some(RequestDeadline {
+            timeout: client,
+            status: server.status,
+        }),
+        (server @ Some(_), _) => server,
+        (None, Some(client)) => Some(RequestDeadline {
+            timeout: client,
+            status: default_status,
+        }),
+        (None, None) => None,
+    }
+}
+
 /// The answer to a request out of time: `status` over HTTP, `DEADLINE_EXCEEDED` to gRPC.
 pub(crate) fn out_of_time(grpc: bool, status: StatusCode) -> Response {
     if !grpc {
@@ -132,14 +180,16 @@ pub(crate) fn out_of_time(grpc: bool, status: StatusCode) -> Response {
     response
 }
 
-/// Answers a request that is not done within its deadline: `status` over HTTP, and
-/// `DEADLINE_EXCEEDED` (HTTP 200, `grpc-status: 4`) to gRPC, whose clients read only that.
+/// Answers a request that is not done within its deadline (or, for gRPC, the client's
+/// `grpc-timeout` when that is sooner): `status` over HTTP, and `DEADLINE_EXCEEDED` (HTTP 200,
+/// `grpc-status: 4`) to gRPC, whose clients read only that.
 pub async fn bound_request(
     State(deadline): State<RequestDeadline>,
     request: Request,
     next: Next,
 ) -> Response {
     let grpc = is_grpc(&request);
+    let deadline = deadline_of(&request, grpc, Some(deadline), deadline.status).unwrap_or(deadline);
     match tokio::time::timeout(deadline.timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => out_of_time(grpc, deadline.status),
@@ -162,5 +212,69 @@ mod tests {
         assert!(is_grpc(&with("application/grpc+proto")));
         assert!(!is_grpc(&with("application/x-protobuf")));
         assert!(!is_grpc(&with("application/json")));
+    }
+
+    #[test]
+    fn grpc_timeout_follows_the_spec() {
+        for (value, expected) in [
+            ("1H", Some(Duration::from_secs(3600))),
+            ("2M", Some(Duration::from_secs(120))),
+            ("3S", Some(Duration::from_secs(3))),
+            ("250m", Some(Duration::from_millis(250))),
+            ("7u", Some(Duration::from_micros(7))),
+            ("0n", Some(Duration::ZERO)),
+            ("99999999S", Some(Duration::from_secs(99_999_999))),
+            ("123456789S", None),
+            ("S", None),
+            ("10", None),
+            ("10s", None),
+            ("-1S", None),
+            ("1.5S", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_grpc_timeout(value.as_bytes()), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn the_sooner_deadline_wins_and_only_grpc_sets_one() {
+        let request = |ct: &str| {
+            Request::builder()
+                .header(header::CONTENT_TYPE, ct)
+                .header("grpc-timeout", "100m")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let server = |secs| {
+            Some(RequestDeadline {
+                timeout: Duration::from_secs(secs),
+                status: StatusCode::REQUEST_TIMEOUT,
+            })
+        };
+        let grpc = request("application/grpc");
+        let timeout = |d: Option<RequestDeadline>| d.map(|d| d.timeout);
+        let status = StatusCode::REQUEST_TIMEOUT;
+        assert_eq!(
+            timeout(deadline_of(&grpc, true, server(60), status)),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(
+            timeout(deadline_of(&grpc, true, None, status)),
+            Some(Duration::from_millis(100))
+        );
+        let soon = Some(RequestDeadline {
+            timeout: Duration::from_millis(10),
+            status,
+        });
+        assert_eq!(
+            timeout(deadline_of(&grpc, true, soon, status)),
+            Some(Duration::from_millis(10))
+        );
+        let plain = request("application/json");
+        assert_eq!(
+            timeout(deadline_of(&plain, false, server(60), status)),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(timeout(deadline_of(&plain, false, None, status)), None);
     }
 }
