@@ -5,6 +5,23 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// The account of queue URLs and ARNs unless told otherwise (LocalStack's and moto's too).
+pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+
+/// An account id that is not one: AWS's are 12 digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("account id {0:?} is not 12 digits")]
+pub struct AccountIdError(pub String);
+
+/// Checks an account id: 12 ASCII digits, as AWS's.
+pub fn check_account_id(account_id: &str) -> Result<(), AccountIdError> {
+    if account_id.len() == 12 && account_id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(AccountIdError(account_id.to_owned()))
+    }
+}
+
 /// Validated broker configuration.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -12,7 +29,8 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// Region used in ARNs and event envelopes.
     pub region: String,
-    /// Account id used in queue URLs and ARNs.
+    /// Account id used in queue URLs and ARNs (12 digits; [`check_account_id`]): a redrive
+    /// policy or an EventBridge target reaches a queue only by an ARN of this account.
     pub account_id: String,
     /// Queues and rules created (or updated) at start-up.
     pub declarations: Declarations,
@@ -28,7 +46,7 @@ impl BrokerConfig {
         Self {
             data_dir: data_dir.into(),
             region: "us-east-1".to_owned(),
-            account_id: "000000000000".to_owned(),
+            account_id: DEFAULT_ACCOUNT_ID.to_owned(),
             declarations: Declarations::default(),
             sync_writes: false,
         }

@@ -13,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::ApiError;
 use crate::pattern::Pattern;
-use crate::queue::queue_name_from_arn;
+use crate::queue::{Owner, queue_name_from_arn};
 use crate::rule::{Rule, Target, rule_key};
 use crate::sqs::event_message;
 use crate::state::{Shared, State, now_ms};
@@ -126,7 +126,7 @@ fn rule_arn(shared: &Shared, rule: &Rule) -> String {
     };
     format!(
         "arn:aws:events:{}:{}:rule/{path}",
-        shared.region, shared.account_id
+        shared.owner.region, shared.owner.account_id
     )
 }
 
@@ -302,8 +302,9 @@ struct PutTargetsRequest {
     targets: Vec<TargetEntry>,
 }
 
-/// Checks one target; SQS queue ARNs only.
-pub fn check_target(id: &str, arn: &str) -> Result<(), (String, String)> {
+/// Checks one target: SQS queue ARNs only, of the broker's own region and account (the only
+/// queues it could deliver to).
+pub fn check_target(owner: &Owner, id: &str, arn: &str) -> Result<(), (String, String)> {
     if !(1..=64).contains(&id.len())
         || !id
             .bytes()
@@ -318,6 +319,15 @@ pub fn check_target(id: &str, arn: &str) -> Result<(), (String, String)> {
         return Err((
             "ValidationException".into(),
             format!("target arn {arn:?}: only SQS queue targets are supported"),
+        ));
+    }
+    if owner.local_queue(arn).is_none() {
+        return Err((
+            "ValidationException".into(),
+            format!(
+                "target arn {arn:?}: not a queue of this broker, whose queues are arn:aws:sqs:{}:{}:NAME",
+                owner.region, owner.account_id
+            ),
         ));
     }
     Ok(())
@@ -342,7 +352,7 @@ async fn put_targets(shared: &Shared, req: PutTargetsRequest) -> Result<Value, A
             for t in req.targets {
                 let id = t.id.unwrap_or_default();
                 let arn = t.arn.unwrap_or_default();
-                if let Err((code, message)) = check_target(&id, &arn) {
+                if let Err((code, message)) = check_target(&shared.owner, &id, &arn) {
                     failed.push(
                         json!({ "TargetId": id, "ErrorCode": code, "ErrorMessage": message }),
                     );
@@ -485,9 +495,9 @@ fn envelope(
         "id": uuid::Uuid::new_v4().to_string(),
         "detail-type": detail_type,
         "source": source,
-        "account": shared.account_id,
+        "account": shared.owner.account_id,
         "time": event_time(entry.time.as_ref(), now),
-        "region": shared.region,
+        "region": shared.owner.region,
         "resources": entry.resources,
         "detail": detail,
     }))
@@ -549,7 +559,8 @@ async fn put_events(shared: &Shared, req: PutEventsRequest) -> Result<Value, Api
                         continue;
                     }
                     for target in rule.targets.values() {
-                        if let Some(queue) = queue_name_from_arn(&target.arn) {
+                        // Targets were checked against the broker's account when put.
+                        if let Some(queue) = s.owner.local_queue(&target.arn) {
                             deliveries.push((queue.to_owned(), target_body(target, &event)));
                         }
                     }

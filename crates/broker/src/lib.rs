@@ -30,7 +30,8 @@ mod state;
 mod store;
 
 pub use config::{
-    BrokerConfig, DeadLetter, Declarations, QueueDeclaration, RuleDeclaration, TargetDeclaration,
+    AccountIdError, BrokerConfig, DEFAULT_ACCOUNT_ID, DeadLetter, Declarations, QueueDeclaration,
+    RuleDeclaration, TargetDeclaration, check_account_id,
 };
 pub use digest::{md5_of_attributes, md5_of_body};
 pub use error::ApiError;
@@ -61,6 +62,8 @@ pub enum BrokerError {
     Listener(#[source] std::io::Error),
     #[error("the storage could not be opened: the opening task stopped")]
     OpenTask,
+    #[error("the broker's account id is refused")]
+    AccountId(#[source] config::AccountIdError),
 }
 
 /// An opened broker, ready to serve.
@@ -93,7 +96,12 @@ impl Broker {
             .await
             .map_err(|_| BrokerError::OpenTask)??;
         let state = State::restore(loaded)?;
-        let shared = Arc::new(Shared::new(state, writer, config.region, config.account_id));
+        config::check_account_id(&config.account_id).map_err(BrokerError::AccountId)?;
+        let owner = queue::Owner {
+            region: config.region,
+            account_id: config.account_id,
+        };
+        let shared = Arc::new(Shared::new(state, writer, owner));
         let broker = Self { shared };
         broker.declare(&config.declarations).await?;
         Ok(broker)
@@ -147,7 +155,7 @@ impl Broker {
             let mut targets = BTreeMap::new();
             for t in &r.targets {
                 let arn = self.shared.queue_arn(&t.queue);
-                events::check_target(&t.id, &arn)
+                events::check_target(&self.shared.owner, &t.id, &arn)
                     .map_err(|(code, message)| fail(ApiError::events(&code, message)))?;
                 targets.insert(
                     t.id.clone(),

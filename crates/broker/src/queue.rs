@@ -65,10 +65,17 @@ fn ranged(name: &str, value: &str, min: u32, max: u32) -> Result<u32, ApiError> 
         })
 }
 
-/// The queue name in an SQS ARN (`arn:aws:sqs:region:account:name`).
+/// The queue name in an SQS ARN (`arn:aws:sqs:region:account:name`), whatever its region and
+/// account: for telling a queue ARN from another kind; [`Owner::local_queue`] says whether it
+/// names one of this broker's queues.
 pub fn queue_name_from_arn(arn: &str) -> Option<&str> {
+    sqs_arn(arn).map(|(_, _, name)| name)
+}
+
+/// The region, account and queue name of an SQS ARN.
+fn sqs_arn(arn: &str) -> Option<(&str, &str, &str)> {
     let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_), Some("sqs"), Some(_), Some(_), Some(name)) = (
+    let (Some("arn"), Some(_), Some("sqs"), Some(region), Some(account), Some(name)) = (
         parts.next(),
         parts.next(),
         parts.next(),
@@ -78,7 +85,40 @@ pub fn queue_name_from_arn(arn: &str) -> Option<&str> {
     ) else {
         return None;
     };
-    valid_queue_name(name).then_some(name)
+    valid_queue_name(name).then_some((region, account, name))
+}
+
+/// The region and account the broker's queues are in: what their ARNs and URLs name, and what
+/// an ARN must name to reach one of them (a redrive policy's dead-letter queue, an EventBridge
+/// target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub region: String,
+    pub account_id: String,
+}
+
+impl Default for Owner {
+    /// `us-east-1`, `000000000000`: the broker's defaults.
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".to_owned(),
+            account_id: crate::config::DEFAULT_ACCOUNT_ID.to_owned(),
+        }
+    }
+}
+
+impl Owner {
+    /// `arn:aws:sqs:REGION:ACCOUNT:NAME`.
+    pub fn queue_arn(&self, name: &str) -> String {
+        format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account_id)
+    }
+
+    /// The name of the queue `arn` names when it is in this region and account; `None` for an
+    /// ARN that is not an SQS queue's or names another region's or account's queue.
+    pub fn local_queue<'a>(&self, arn: &'a str) -> Option<&'a str> {
+        let (region, account, name) = sqs_arn(arn)?;
+        (region == self.region && account == self.account_id).then_some(name)
+    }
 }
 
 /// Whether `name` is a valid standard queue name: 1 to 80 of `[A-Za-z0-9_-]`.
@@ -391,5 +431,24 @@ mod tests {
             Some("orders")
         );
         assert_eq!(queue_name_from_arn("arn:aws:sns:us-east-1:1:orders"), None);
+    }
+
+    #[test]
+    fn only_the_owners_arns_name_its_queues() {
+        let owner = Owner {
+            region: "eu-west-1".into(),
+            account_id: "123456789012".into(),
+        };
+        let arn = owner.queue_arn("orders");
+        assert_eq!(arn, "arn:aws:sqs:eu-west-1:123456789012:orders");
+        assert_eq!(owner.local_queue(&arn), Some("orders"));
+        for other in [
+            "arn:aws:sqs:eu-west-1:000000000000:orders",
+            "arn:aws:sqs:us-east-1:123456789012:orders",
+            "arn:aws:sns:eu-west-1:123456789012:orders",
+            "arn:aws:sqs:eu-west-1:123456789012:bad name",
+        ] {
+            assert_eq!(owner.local_queue(other), None, "{other}");
+        }
     }
 }

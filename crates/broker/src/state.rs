@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::message::Message;
-use crate::queue::{Queue, Settings, apply_attributes};
+use crate::queue::{Owner, Queue, Settings, apply_attributes};
 use crate::rule::Rule;
 use crate::store::{self, Loaded, StoreError, WriteOp, Writer};
 
@@ -33,6 +33,8 @@ struct StoredQueue {
 pub struct State {
     pub queues: BTreeMap<String, Queue>,
     pub rules: BTreeMap<String, Rule>,
+    /// The region and account of the queues (set by [`Shared::new`]).
+    pub owner: Owner,
     next_seq: u64,
 }
 
@@ -105,7 +107,8 @@ impl State {
     fn check_redrive(&self, name: &str, settings: &Settings) -> Result<(), ApiError> {
         if let Some(redrive) = &settings.redrive
             && (redrive.dead_letter_queue == name
-                || !self.queues.contains_key(&redrive.dead_letter_queue))
+                || !self.queues.contains_key(&redrive.dead_letter_queue)
+                || self.owner.local_queue(&redrive.dead_letter_arn).is_none())
         {
             return Err(ApiError::invalid_attribute_value(format!(
                 "Value for parameter RedrivePolicy is invalid. Reason: Dead letter target does not exist: {}",
@@ -280,17 +283,17 @@ pub fn queue_op(queue: &Queue) -> WriteOp {
 pub struct Shared {
     state: Mutex<State>,
     pub writer: Writer,
-    pub region: String,
-    pub account_id: String,
+    /// The region and account of the queues, in URLs, ARNs and event envelopes.
+    pub owner: Owner,
 }
 
 impl Shared {
-    pub fn new(state: State, writer: Writer, region: String, account_id: String) -> Self {
+    pub fn new(mut state: State, writer: Writer, owner: Owner) -> Self {
+        state.owner = owner.clone();
         Self {
             state: Mutex::new(state),
             writer,
-            region,
-            account_id,
+            owner,
         }
     }
 
@@ -321,7 +324,7 @@ impl Shared {
     }
 
     pub fn queue_arn(&self, name: &str) -> String {
-        format!("arn:aws:sqs:{}:{}:{name}", self.region, self.account_id)
+        self.owner.queue_arn(name)
     }
 }
 

@@ -33,13 +33,23 @@ pub struct BrokerArgs {
     /// Region in ARNs and event envelopes.
     #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
     pub region: String,
-    /// Account id in queue URLs and ARNs.
-    #[arg(long, default_value = "000000000000")]
+    /// Account id in queue URLs and ARNs (12 digits); redrive policies and EventBridge targets
+    /// reach a queue only by an ARN of this account.
+    #[arg(
+        long,
+        default_value = throughline_broker::DEFAULT_ACCOUNT_ID,
+        env = "THROUGHLINE_BROKER_ACCOUNT_ID",
+        value_parser = account_id
+    )]
     pub account_id: String,
     /// Fsync every commit so answered writes also survive power loss (they always survive
     /// `kill -9` of the broker).
     #[arg(long)]
     pub sync_writes: bool,
+}
+
+fn account_id(value: &str) -> Result<String, throughline_broker::AccountIdError> {
+    throughline_broker::check_account_id(value).map(|()| value.to_owned())
 }
 
 /// Turns the flags into the broker's validated configuration (reading the config file).

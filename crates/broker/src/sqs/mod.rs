@@ -71,7 +71,7 @@ fn required<T>(value: Option<T>, name: &str) -> Result<T, ApiError> {
 
 /// The queue name a queue URL of this broker's account names (its last path segment).
 fn queue_name(shared: &Shared, url: &Option<String>) -> Result<String, ApiError> {
-    queue_name_in(&shared.account_id, url)
+    queue_name_in(&shared.owner.account_id, url)
 }
 
 /// The queue `url` names (`…/ACCOUNT/NAME`, or a bare `NAME`). As on AWS, a queue of another
@@ -97,7 +97,7 @@ fn queue_name_in(account: &str, url: &Option<String>) -> Result<String, ApiError
 }
 
 fn queue_url(shared: &Shared, ctx: &RequestContext, name: &str) -> String {
-    format!("{}/{}/{name}", ctx.base_url, shared.account_id)
+    format!("{}/{}/{name}", ctx.base_url, shared.owner.account_id)
 }
 
 #[derive(Debug, Deserialize)]

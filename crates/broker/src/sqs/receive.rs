@@ -104,7 +104,15 @@ pub(super) async fn receive_message(
     system_names.extend(req.message_system_attribute_names);
     let messages: Vec<Value> = received
         .iter()
-        .map(|m| render_received(&name, m, &system_names, &req.message_attribute_names))
+        .map(|m| {
+            render_received(
+                &name,
+                &shared.owner.account_id,
+                m,
+                &system_names,
+                &req.message_attribute_names,
+            )
+        })
         .collect();
     if messages.is_empty() {
         return Ok(json!({}));
@@ -122,7 +130,13 @@ fn wants(names: &[String], name: &str) -> bool {
     })
 }
 
-fn render_received(queue: &str, m: &Message, system: &[String], user: &[String]) -> Value {
+fn render_received(
+    queue: &str,
+    account_id: &str,
+    m: &Message,
+    system: &[String],
+    user: &[String],
+) -> Value {
     let mut out = Map::new();
     out.insert("MessageId".into(), json!(m.id));
     out.insert("ReceiptHandle".into(), json!(receipt_handle(queue, m)));
@@ -134,7 +148,7 @@ fn render_received(queue: &str, m: &Message, system: &[String], user: &[String])
             attrs.insert(k.into(), json!(v));
         }
     };
-    add("SenderId", "000000000000".into());
+    add("SenderId", account_id.to_owned());
     add("SentTimestamp", m.sent_ms.to_string());
     add("ApproximateReceiveCount", m.receive_count.to_string());
     add(
