@@ -1,8 +1,11 @@
 //! The database shared with onboarding-api, in the SQLite file or in PostgreSQL: the worker
 //! appends to `audit_trail` and moves a customer's `status`.
 //!
+//! Both engines' tables are made sure of by the worker too (`customers`, whose contract is
+//! `onboarding_db::schema`, and `audit_trail`), so it runs before the API or alone.
+//!
 //! PostgreSQL is reached through a small pool made at cold start without connecting; the first
-//! use (or [`WorkerDatabase::connect`] at cold start) connects and creates `audit_trail`, and the
+//! use (or [`WorkerDatabase::connect`] at cold start) connects and creates the tables, and the
 //! connection is reused by every later invocation of the environment. Messages carry the URL
 //! with its password redacted.
 
@@ -10,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use onboarding_db::SqliteOpenError;
-use onboarding_db::schema::SCHEMA_LOCK_KEY;
+use onboarding_db::schema::{CUSTOMERS_POSTGRES, CUSTOMERS_SQLITE, SCHEMA_LOCK_KEY};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use throughline_instrument::DbTarget;
 use tokio::sync::OnceCell;
@@ -184,6 +187,7 @@ impl WorkerDatabase {
                 .await
             }
             Self::Postgres(pg) => {
+                pg.ensure_schema().await.map_err(|e| pg.message(e))?;
                 let done = sqlx::query(
                     "UPDATE customers SET status = $1, status_detail = $2,
                             risk_score = COALESCE($3, risk_score),
@@ -246,7 +250,8 @@ impl PostgresDatabase {
         })
     }
 
-    /// Creates `audit_trail` once per environment, under the advisory lock.
+    /// Creates `customers` (the contract with onboarding-api, which may not have started) and
+    /// `audit_trail` once per environment, under the advisory lock the API holds for its own.
     async fn ensure_schema(&self) -> Result<(), sqlx::Error> {
         self.schema
             .get_or_try_init(|| async {
@@ -255,6 +260,7 @@ impl PostgresDatabase {
                     .bind(SCHEMA_LOCK_KEY)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query(CUSTOMERS_POSTGRES).execute(&mut *tx).await?;
                 sqlx::query(POSTGRES_AUDIT_SCHEMA).execute(&mut *tx).await?;
                 tx.commit().await
             })
@@ -267,12 +273,21 @@ impl PostgresDatabase {
     }
 }
 
-/// Opens the shared file with the settings both services use and creates `audit_trail`.
+/// Opens the shared file with the settings both services use and creates `customers` (the
+/// contract with onboarding-api, so a worker started before the API or without it finds the
+/// table, and a record of a customer the API never stored fails as "no customer", not "no such
+/// table") and `audit_trail`.
 fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, OpenError> {
-    onboarding_db::open_sqlite(path, SQLITE_AUDIT_SCHEMA).map_err(|e| match e {
+    let conn = onboarding_db::open_sqlite(path, CUSTOMERS_SQLITE).map_err(|e| match e {
         SqliteOpenError::Directory { path, source } => OpenError::Directory { path, source },
         SqliteOpenError::Database { path, source } => OpenError::Database { path, source },
-    })
+    })?;
+    conn.execute(SQLITE_AUDIT_SCHEMA, [])
+        .map_err(|source| OpenError::Database {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(conn)
 }
 
 async fn blocking(f: impl FnOnce() -> Result<(), String> + Send + 'static) -> Result<(), String> {

@@ -225,3 +225,44 @@ async fn a_bad_database_stops_the_cold_start_naming_database_url() {
     assert!(e.contains("\"nosuchdb\" does not exist"), "{e}");
     assert!(!e.contains(PASSWORD), "{e}");
 }
+
+#[tokio::test]
+async fn a_worker_alone_creates_the_customers_table_in_postgres() {
+    let pg = PostgresServer::start();
+    let (_dir, worker, exporter, _p) = worker(&pg.url_with_password(PASSWORD), &[]);
+    worker
+        .connect_database()
+        .await
+        .expect("cold start connects and creates the tables");
+    assert_eq!(
+        pg.psql(
+            "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables
+             WHERE table_name IN ('customers', 'audit_trail')"
+        ),
+        "audit_trail,customers"
+    );
+    let out = worker
+        .handle(event(vec![record("PG-9", 1)]), Invocation::default())
+        .await;
+    assert_eq!(out.batch_item_failures.len(), 1, "no customer PG-9 yet");
+    let spans = exporter.get_finished_spans().expect("spans");
+    let shown: Vec<String> = spans.iter().map(|s| format!("{:?}", s.status)).collect();
+    assert!(
+        shown.iter().any(|s| s.contains("no customer PG-9")),
+        "{shown:?}"
+    );
+    assert!(
+        !shown.iter().any(|s| s.contains("does not exist")),
+        "{shown:?}"
+    );
+    // The API's own INSERT fits the table the worker made; the redelivery completes.
+    customers_table(&pg, &["PG-9"]);
+    let out = worker
+        .handle(event(vec![record("PG-9", 2)]), Invocation::default())
+        .await;
+    assert!(out.batch_item_failures.is_empty());
+    assert_eq!(
+        pg.psql("SELECT status FROM customers WHERE customer_id = 'PG-9'"),
+        "completed"
+    );
+}
