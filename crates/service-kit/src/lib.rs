@@ -8,6 +8,9 @@
 //! - [`shutdown_signal`] resolves on SIGINT or SIGTERM.
 //! - [`objects`] (feature `objects`; S3 with `s3`): where a service keeps the objects it writes,
 //!   a directory or `s3://bucket/prefix` from the `AWS_*` pairs of its environment map.
+//! - [`database`] (feature `database`): where a service keeps its tables, from `DATABASE_URL`
+//!   (SQLite or PostgreSQL, a system's own schema), the password never shown, and the SQLite
+//!   file opened with the settings every service uses.
 //! - [`run_main`] runs a service as a process: telemetry from the environment map, the runtime,
 //!   the signal, the service's future, the last flush.
 //!
@@ -21,6 +24,8 @@
 //! ```
 
 pub mod config;
+#[cfg(feature = "database")]
+pub mod database;
 mod guard;
 pub mod layers;
 #[cfg(feature = "objects")]

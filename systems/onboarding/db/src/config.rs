@@ -1,10 +1,12 @@
-//! `DATABASE_URL` and its pool settings, read from an environment map: an SQLite file (the
-//! default) or a PostgreSQL URL whose password is shown redacted everywhere.
+//! `DATABASE_URL` (read by the service kit's `database` module, shared by every system) and
+//! onboarding's pool settings, from an environment map: an SQLite file (the default) or a
+//! PostgreSQL URL whose password is shown redacted everywhere.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
+
+use throughline_service_kit::database::{DATABASE_URL, DatabaseUrl, DatabaseUrlError, PostgresUrl};
 
 /// The default SQLite file, relative to the working directory: both services open it unless
 /// `DATABASE_URL` says otherwise.
@@ -45,8 +47,8 @@ impl std::fmt::Display for DatabaseConfig {
 /// A PostgreSQL database. `Debug` and every message show [`Self::redacted_url`] only.
 #[derive(Clone, PartialEq)]
 pub struct PostgresConfig {
-    /// The URL as given, password included: only for connecting.
-    url: String,
+    /// The URL as read by the service kit, password included: only for connecting.
+    url: PostgresUrl,
     /// The URL with its password replaced by `***`.
     pub redacted_url: String,
     /// `DATABASE_MAX_CONNECTIONS`: the pool's size.
@@ -56,18 +58,11 @@ pub struct PostgresConfig {
 }
 
 impl PostgresConfig {
-    /// The connection options; the URL was checked by [`DatabaseConfig::from_env`], so this does
-    /// not fail for a config made there. `PG*` variables of the process fill what the URL
-    /// leaves out, as with libpq.
-    ///
-    /// Also installs rustls's ring crypto provider as the process default if none is: sqlx's
-    /// `sslmode=verify-ca` builds its own certificate verifier from the process default, and
-    /// without one it panics when it connects (with more than one provider compiled in, rustls
-    /// cannot pick).
+    /// The connection options; the URL was checked by [`DatabaseConfig::from_env`]. `PG*`
+    /// variables of the process fill what the URL leaves out, as with libpq; rustls's crypto
+    /// provider is installed for `sslmode=verify-ca` ([`PostgresUrl::connect_options`]).
     pub fn connect_options(&self) -> Result<sqlx::postgres::PgConnectOptions, sqlx::Error> {
-        // An error only means a provider is installed already, which is all that is needed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        sqlx::postgres::PgConnectOptions::from_str(&self.url)
+        Ok(self.url.connect_options())
     }
 }
 
@@ -91,22 +86,30 @@ pub struct DatabaseConfigError {
     pub problem: &'static str,
 }
 
+impl From<DatabaseUrlError> for DatabaseConfigError {
+    fn from(e: DatabaseUrlError) -> Self {
+        Self {
+            name: DATABASE_URL,
+            value: e.value,
+            problem: e.problem,
+        }
+    }
+}
+
 impl DatabaseConfig {
-    /// Reads `DATABASE_URL`, and for PostgreSQL `DATABASE_MAX_CONNECTIONS` and
-    /// `DATABASE_CONNECT_TIMEOUT_MS`, from an environment map (values trimmed, empty as unset).
-    /// A PostgreSQL URL is checked now, so a bad one stops start-up naming `DATABASE_URL`.
+    /// Reads `DATABASE_URL` (the service kit's [`DatabaseUrl`]), and for PostgreSQL
+    /// `DATABASE_MAX_CONNECTIONS` and `DATABASE_CONNECT_TIMEOUT_MS`, from an environment map
+    /// (values trimmed, empty as unset). A PostgreSQL URL is checked now, so a bad one stops
+    /// start-up naming `DATABASE_URL`.
     pub fn from_env(
         env: &HashMap<String, String>,
         defaults: &DatabaseDefaults,
     ) -> Result<Self, DatabaseConfigError> {
+        let url = match DatabaseUrl::from_env(env, defaults.url)? {
+            DatabaseUrl::Sqlite(path) => return Ok(Self::Sqlite(path)),
+            DatabaseUrl::Postgres(url) => url,
+        };
         let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let url = get("DATABASE_URL").unwrap_or(defaults.url);
-        if !is_postgres(url) {
-            return sqlite_path(url).map(Self::Sqlite);
-        }
-        let normalised = libpq_socket_form(url);
-        let redacted_url = checked_postgres_url(&normalised)?;
-        let url = normalised.as_str();
         let invalid = |name, value: &str, problem| DatabaseConfigError {
             name,
             value: value.to_owned(),
@@ -133,106 +136,12 @@ impl DatabaseConfig {
             })?),
         };
         Ok(Self::Postgres(PostgresConfig {
-            url: url.to_owned(),
-            redacted_url,
+            redacted_url: url.redacted().to_owned(),
+            url,
             max_connections,
             connect_timeout,
         }))
     }
-}
-
-/// `postgres:…` and `postgresql:…` name PostgreSQL (and must then be `scheme://…` URLs).
-fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres:") || url.starts_with("postgresql:")
-}
-
-/// libpq's unix-socket form has an empty host (`postgres://user@/db?host=/path/to/socket`),
-/// which sqlx's URL parser refuses; libpq then takes the host from the `host` parameter. Gives
-/// such a URL the placeholder host `localhost`, which sqlx, as libpq, replaces with a `host=`
-/// parameter that is a directory (a socket). Any other URL is returned as it is.
-fn libpq_socket_form(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let socket_param = tail
-        .split_once('?')
-        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("host=/")));
-    if host.is_empty() && socket_param {
-        format!("{scheme}://{authority}localhost{tail}")
-    } else {
-        url.to_owned()
-    }
-}
-
-/// Checks a PostgreSQL URL now, so a bad one stops start-up naming `DATABASE_URL`; returns it
-/// with its password redacted.
-fn checked_postgres_url(url: &str) -> Result<String, DatabaseConfigError> {
-    let redacted_url = redact_password(url);
-    if !url.contains("://") || sqlx::postgres::PgConnectOptions::from_str(url).is_err() {
-        return Err(DatabaseConfigError {
-            name: "DATABASE_URL",
-            value: redacted_url,
-            problem: "is not a PostgreSQL URL (postgres://user:password@host:port/database)",
-        });
-    }
-    Ok(redacted_url)
-}
-
-/// `sqlite:PATH`, `sqlite://PATH` or a plain path.
-fn sqlite_path(url: &str) -> Result<PathBuf, DatabaseConfigError> {
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
-    if path.is_empty() || path.contains("://") {
-        return Err(DatabaseConfigError {
-            name: "DATABASE_URL",
-            value: redact_password(url),
-            problem: "is not sqlite:PATH, a file path, or postgres://…",
-        });
-    }
-    Ok(PathBuf::from(path))
-}
-
-/// The URL with the password of its user info (`user:PASSWORD@`) and of a `password=` query
-/// parameter replaced by `***`. Works on text that does not parse as a URL, too.
-pub fn redact_password(url: &str) -> String {
-    let Some(start) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    // The user info ends at the last `@` before the query: a password may hold `/` or `@`.
-    let query_at = url[start..].find('?').map_or(url.len(), |i| start + i);
-    let mut out = match url[start..query_at].rfind('@') {
-        Some(at) => {
-            let userinfo = &url[start..start + at];
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let masked = if userinfo.contains(':') { ":***" } else { "" };
-            format!(
-                "{}{user}{masked}{}",
-                &url[..start],
-                &url[start + at..query_at]
-            )
-        }
-        None => url[..query_at].to_owned(),
-    };
-    if query_at < url.len() {
-        let query = url[query_at + 1..]
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        out.push('?');
-        out.push_str(&query);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -406,31 +315,5 @@ mod tests {
             config(&[("DATABASE_URL", "x.db"), ("DATABASE_MAX_CONNECTIONS", "0")]).unwrap(),
             DatabaseConfig::Sqlite(PathBuf::from("x.db"))
         );
-    }
-
-    #[test]
-    fn redacts_passwords_wherever_they_are() {
-        for (url, shown) in [
-            ("postgres://u:pw@h:5432/d", "postgres://u:***@h:5432/d"),
-            ("postgres://u@h/d", "postgres://u@h/d"),
-            ("postgres://h/d", "postgres://h/d"),
-            ("postgres://u:p@w/rd@h/d", "postgres://u:***@h/d"),
-            (
-                "postgres://u:pw@h/d?sslmode=disable",
-                "postgres://u:***@h/d?sslmode=disable",
-            ),
-            (
-                "postgres://h/d?user=u&password=pw",
-                "postgres://h/d?user=u&password=***",
-            ),
-            (
-                "postgresql://u:secret@db:6543/x?password=secret",
-                "postgresql://u:***@db:6543/x?password=***",
-            ),
-            ("postgres://h/d?a@b", "postgres://h/d?a@b"),
-            ("not a url u:pw@h", "not a url u:pw@h"),
-        ] {
-            assert_eq!(redact_password(url), shown, "{url}");
-        }
     }
 }

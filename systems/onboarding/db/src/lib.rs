@@ -11,6 +11,7 @@ mod sqlite;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_SQLITE_PATH, DatabaseConfig, DatabaseConfigError,
-    DatabaseDefaults, PostgresConfig, redact_password,
+    DatabaseDefaults, PostgresConfig,
 };
 pub use sqlite::{SqliteOpenError, open_sqlite};
+pub use throughline_service_kit::database::redact_password;

@@ -56,7 +56,10 @@ fn names_the_directory_or_the_file_that_failed() {
         matches!(&e, SqliteOpenError::Directory { path, .. } if path == &file),
         "{e:?}"
     );
-    assert!(e.to_string().starts_with("directory "), "{e}");
+    assert!(
+        e.to_string().starts_with("cannot create the directory "),
+        "{e}"
+    );
 
     let e = open_sqlite(&dir.path().join("db.sqlite3"), "CREATE TABLE (").unwrap_err();
     assert!(matches!(e, SqliteOpenError::Database { .. }), "{e:?}");
