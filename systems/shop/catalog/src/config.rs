@@ -52,7 +52,7 @@ impl CatalogConfig {
             "127.0.0.1:8014",
             "is not an address like 127.0.0.1:8014",
         )?;
-        let database = Database::from_env(env, "sqlite:shop-catalog.sqlite3")?;
+        let database = shop_db::database_from_env(env, "sqlite:shop-catalog.sqlite3")?;
         let products: u64 = parse(env, PRODUCTS_ENV, "100000", "is not a number of products")?;
         if products == 0 {
             return Err(ConfigError::Invalid {

@@ -95,8 +95,7 @@ impl CatalogStore {
         let (backend, products) = match &config.database {
             Database::Sqlite(path) => open_sqlite(path.clone(), count, connections).await?,
             Database::Postgres(pg) => {
-                let pool = pg
-                    .pool(connections as u32, READ_WAIT)
+                let pool = shop_db::postgres_pool(pg, connections as u32, READ_WAIT)
                     .await
                     .map_err(StoreError::Postgres)?;
                 let products = seed_postgres(&pool, count)

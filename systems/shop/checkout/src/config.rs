@@ -56,7 +56,7 @@ impl CheckoutConfig {
             "127.0.0.1:8016",
             "is not an address like 127.0.0.1:8016",
         )?;
-        let database = Database::from_env(env, "sqlite:shop-checkout.sqlite3")?;
+        let database = shop_db::database_from_env(env, "sqlite:shop-checkout.sqlite3")?;
         let catalog_url = env
             .get(CATALOG_URL_ENV)
             .map_or("http://127.0.0.1:8014", String::as_str)

@@ -126,8 +126,7 @@ impl OrderStore {
                 .map_err(StoreError::Task)??
             }
             Database::Postgres(pg) => {
-                let pool = pg
-                    .pool(size as u32, wait)
+                let pool = shop_db::postgres_pool(pg, size as u32, wait)
                     .await
                     .map_err(StoreError::Postgres)?;
                 for ddl in ORDERS_POSTGRES {

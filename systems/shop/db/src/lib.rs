@@ -11,21 +11,7 @@ pub mod pool;
 pub mod process;
 pub mod schema;
 
-pub use database::{Database, DatabaseConfigError, Postgres};
+pub use database::{Database, DatabaseConfigError, Postgres, database_from_env, postgres_pool};
 pub use demo::{DemoClock, DemoConfigError, DemoFieldError, DemoRequest, Phase};
 pub use pool::{Pool, PoolExhausted, PooledConnection};
 pub use schema::{OpenError, open_sqlite, seed_products};
-
-/// `sqlite:PATH` (or a bare path) as a file path; `None` for other schemes.
-pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    if let Some(rest) = url.strip_prefix("sqlite://") {
-        return Some(rest.into());
-    }
-    if let Some(rest) = url.strip_prefix("sqlite:") {
-        return Some(rest.into());
-    }
-    if url.contains("://") {
-        return None;
-    }
-    Some(url.into())
-}

@@ -2,9 +2,6 @@
 //! the index the category page needs), `orders` and `order_lines`; and the catalog's seed,
 //! written in one transaction at first start.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use rusqlite::{Connection, params};
 
 /// The catalog's table and the index its category page reads through.
@@ -106,47 +103,9 @@ pub fn seed_postgres_sql() -> String {
     )
 }
 
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why a database could not be opened or seeded.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("cannot create the directory {path}")]
-    Directory {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("database {path}")]
-    Database {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-}
-
-/// Opens (creating it and its directory) an SQLite file in WAL mode with a busy timeout, and
-/// runs `schema`. Blocking: call it at start-up or from `spawn_blocking`.
-pub fn open_sqlite(path: &Path, schema: &str) -> Result<Connection, OpenError> {
-    let db_err = |source| OpenError::Database {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
-    let conn = Connection::open(path).map_err(db_err)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(db_err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(db_err)?;
-    conn.execute_batch(schema).map_err(db_err)?;
-    Ok(conn)
-}
+/// Why a database could not be opened (the service kit's SQLite opener, which every system's
+/// file goes through: WAL, a 5 s busy timeout, `synchronous = NORMAL`, then the schema).
+pub use throughline_service_kit::database::{SqliteOpenError as OpenError, open_sqlite};
 
 /// Fills an empty `products` table with `count` products spread over [`CATEGORIES`], in one
 /// transaction, then creates the category index. Returns how many rows it wrote (0 when the
