@@ -77,7 +77,7 @@ impl ApiConfig {
         };
         Ok(Self {
             addr,
-            database: events_db::Location::from_env(env)?,
+            database: events_db::location_from_env(env)?,
             event_bus: get("NEDLIA_EVENT_BUS").unwrap_or(DEFAULT_BUS).to_owned(),
             eventbridge_endpoint: get("AWS_ENDPOINT_URL_EVENTBRIDGE")
                 .or_else(|| get("AWS_ENDPOINT_URL"))

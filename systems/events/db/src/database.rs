@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 use rusqlite::types::{ToSql, ToSqlOutput};
-use sqlx::postgres::{PgArguments, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::{Connection as _, Executor as _, PgConnection, Row as _};
 use throughline_instrument::{ActiveSpan, DbClient, DbOperation, DbTarget, SharedTracer};
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -561,7 +561,7 @@ async fn sqlite_execute(
 }
 
 async fn open_postgres(pg: &crate::Postgres, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    let mut first = PgConnection::connect_with(&pg.options).await?;
+    let mut first = PgConnection::connect_with(&pg.url.connect_options()).await?;
     let mut tx = first.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(SCHEMA_LOCK_KEY)
@@ -577,19 +577,7 @@ async fn open_postgres(pg: &crate::Postgres, max_connections: u32) -> Result<PgP
     crate::seed::postgres(&mut tx).await?;
     tx.commit().await?;
     first.close().await?;
-    let set_path = format!("SET search_path TO {}", pg.schema);
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(move |conn, _| {
-            let set_path = set_path.clone();
-            Box::pin(async move {
-                conn.execute(set_path.as_str()).await?;
-                Ok(())
-            })
-        })
-        .connect_with(pg.options.clone())
-        .await
+    pg.pool(max_connections, Duration::from_secs(5)).await
 }
 
 #[cfg(test)]
@@ -673,7 +661,7 @@ mod tests {
     async fn statements_are_traced_and_transactions_roll_back_on_postgresql() {
         let server = throughline_testkit::PostgresServer::start();
         let env = std::collections::HashMap::from([(crate::DATABASE_URL.to_owned(), server.url())]);
-        let location = Location::from_env(&env).unwrap();
+        let location = crate::location_from_env(&env).unwrap();
         each_statement_has_its_span(location.clone(), "postgresql").await;
         // A second open (another service starting) keeps the seed as it is.
         let tracer: SharedTracer = Arc::new(opentelemetry::global::BoxedTracer::new(Box::new(

@@ -11,19 +11,18 @@ mod location;
 mod seed;
 
 pub use database::{Arg, Database, DbError, Row, Tx};
-pub use location::{Location, OpenError, Postgres};
+pub use location::{Location, OpenError, Postgres, SCHEMA_SETTING, location_from_env};
 pub use seed::{
     CATALOGUE_PLACEMENTS_PER_VIDEO, FREE_FROM_SECS, HOUSE_PLACEMENT_END, SEED_PRODUCTS,
     SEED_VIDEO_COUNT, SeedVideo, seed_videos,
 };
 
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::Connection;
 
 /// The setting naming the database.
-pub const DATABASE_URL: &str = "DATABASE_URL";
+pub use throughline_service_kit::database::DATABASE_URL;
 /// The setting naming the PostgreSQL schema of the tables.
 pub const SCHEMA_ENV: &str = "EVENTS_DATABASE_SCHEMA";
 /// The schema unless `EVENTS_DATABASE_SCHEMA` says otherwise.
@@ -91,24 +90,11 @@ pub const SCHEMA_POSTGRES: &[&str] = &[
 /// Opens (creating) the SQLite file: directory, WAL, 5 s busy timeout, `synchronous = NORMAL`,
 /// the schema and the seed (idempotent: rows already there are kept).
 pub fn open(path: &Path) -> Result<Connection, OpenError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
-            path: dir.to_owned(),
-            source,
-        })?;
-    }
-    let failed = |source| OpenError::Open {
+    let conn = throughline_service_kit::database::open_sqlite(path, SCHEMA)?;
+    seed::sqlite(&conn).map_err(|source| OpenError::Open {
         path: path.to_owned(),
         source,
-    };
-    let conn = Connection::open(path).map_err(failed)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(failed)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(failed)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
-        .map_err(failed)?;
-    conn.execute_batch(SCHEMA).map_err(failed)?;
-    seed::sqlite(&conn).map_err(failed)?;
+    })?;
     Ok(conn)
 }
 

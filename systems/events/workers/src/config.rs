@@ -98,7 +98,7 @@ impl WorkerConfig {
             queue_name: get("NEDLIA_QUEUE_NAME")
                 .unwrap_or(kind.default_queue())
                 .to_owned(),
-            database: events_db::Location::from_env(env)?,
+            database: events_db::location_from_env(env)?,
             failure_rate,
             files: ObjectStoreLocation::parse(
                 "NEDLIA_FILES_URL",
