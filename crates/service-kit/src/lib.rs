@@ -38,7 +38,8 @@ pub use config::{
     ALLOWED_HOSTS_ENV, AllowedHosts, AllowedHostsError, BodyLimit, ServeConfig, too_large_message,
 };
 pub use process::{
-    ErrorChain, RunError, RuntimeShape, ServiceContext, ServiceIdentity, ServiceProcess, run_main,
+    ErrorChain, HttpServiceError, MainError, RunError, RuntimeShape, ServiceContext,
+    ServiceIdentity, ServiceProcess, run_main,
 };
 pub use serve::{BindError, HttpServer, bind, serve_http, spawn_http};
 pub use signal::shutdown_signal;

@@ -115,6 +115,26 @@ pub enum RunError<E: std::error::Error + 'static> {
     Service(E),
 }
 
+/// Why a service's own `run_main` stopped with an error: a setting it cannot start with (`C`,
+/// from its configuration's `from_env`), or the process around the service ([`RunError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum MainError<C: std::error::Error + 'static, E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Config(C),
+    #[error(transparent)]
+    Process(#[from] RunError<E>),
+}
+
+/// Why an HTTP service stopped with an error: its listener could not be bound, or serving it
+/// failed (`E`, the service's own).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpServiceError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Bind(#[from] crate::BindError),
+    #[error(transparent)]
+    Serve(E),
+}
+
 /// Runs a service as this process: builds telemetry from `env` (`OTEL_*`) and installs it,
 /// starts the runtime, runs `service` until it returns (it gets the shutdown signal in its
 /// context; after the signal it has the process's shutdown grace to return), then flushes and

@@ -12,27 +12,15 @@ use crate::{ApiConfig, ConfigError, ServeError};
 /// The service's name, as the seed gives it.
 pub const SERVICE_NAME: &str = "nedlia-api";
 
-/// Why the process stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Process(#[from] throughline_service_kit::RunError<ServiceError>),
-}
+/// Why the process stopped with an error: a setting, or the process around the service.
+pub type RunError = throughline_service_kit::MainError<ConfigError, ServiceError>;
 
-/// Why the service itself stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-    #[error(transparent)]
-    Bind(#[from] throughline_service_kit::BindError),
-}
+/// Why the service itself stopped with an error: binding its listener, or serving.
+pub type ServiceError = throughline_service_kit::HttpServiceError<ServeError>;
 
 /// Runs the API as a process until SIGINT or SIGTERM.
 pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
-    let config = ApiConfig::from_env(&env)?;
+    let config = ApiConfig::from_env(&env).map_err(RunError::Config)?;
     let process = ServiceProcess::new(ServiceIdentity {
         name: SERVICE_NAME,
         version: env!("CARGO_PKG_VERSION"),
@@ -41,7 +29,9 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
     throughline_service_kit::run_main(env, process, |cx| async move {
         let listener = throughline_service_kit::bind(config.addr).await?;
         let tracer = Arc::new(opentelemetry::global::tracer(SERVICE_NAME));
-        crate::serve(config, tracer, listener, cx.shutdown_signal()).await?;
+        crate::serve(config, tracer, listener, cx.shutdown_signal())
+            .await
+            .map_err(throughline_service_kit::HttpServiceError::Serve)?;
         Ok(())
     })?;
     Ok(())

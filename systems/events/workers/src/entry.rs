@@ -11,14 +11,8 @@ use throughline_service_kit::{RuntimeShape, ServiceIdentity, ServiceProcess};
 
 use crate::{ConfigError, Kind, OpenError, Worker, WorkerConfig, WorkerTelemetry};
 
-/// Why the process stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Process(#[from] throughline_service_kit::RunError<ServiceError>),
-}
+/// Why the process stopped with an error: a setting, or the process around the service.
+pub type RunError = throughline_service_kit::MainError<ConfigError, ServiceError>;
 
 /// Why the worker itself stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +25,7 @@ pub enum ServiceError {
 
 /// Runs the `kind` worker as a Lambda process.
 pub fn run_main(kind: Kind, env: HashMap<String, String>) -> Result<(), RunError> {
-    let config = WorkerConfig::from_env(kind, &env)?;
+    let config = WorkerConfig::from_env(kind, &env).map_err(RunError::Config)?;
     let process = ServiceProcess::new(ServiceIdentity {
         name: kind.service_name(),
         version: env!("CARGO_PKG_VERSION"),

@@ -12,27 +12,15 @@ use crate::{ApiConfig, ConfigError, ServeError, Telemetry};
 /// How often the business metrics are pushed.
 const METRICS_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Why the process stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Process(#[from] throughline_service_kit::RunError<ServiceError>),
-}
+/// Why the process stopped with an error: a setting, or the process around the service.
+pub type RunError = throughline_service_kit::MainError<ConfigError, ServiceError>;
 
-/// Why the service itself stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-    #[error(transparent)]
-    Bind(#[from] throughline_service_kit::BindError),
-}
+/// Why the service itself stopped with an error: binding its listener, or serving.
+pub type ServiceError = throughline_service_kit::HttpServiceError<ServeError>;
 
 /// Runs the API as a process: blocks until a shutdown signal, then flushes telemetry.
 pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
-    let config = ApiConfig::from_env(&env)?;
+    let config = ApiConfig::from_env(&env).map_err(RunError::Config)?;
     let process = ServiceProcess::new(ServiceIdentity {
         name: "onboarding-api",
         version: env!("CARGO_PKG_VERSION"),
@@ -43,7 +31,9 @@ pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
         let listener = throughline_service_kit::bind(config.addr).await?;
         // The instruments take their meter from the global provider the telemetry builder's
         // `install_global` set; the last metric export happens when the telemetry shuts down.
-        crate::serve(config, Telemetry::global(), listener, cx.shutdown_signal()).await?;
+        crate::serve(config, Telemetry::global(), listener, cx.shutdown_signal())
+            .await
+            .map_err(throughline_service_kit::HttpServiceError::Serve)?;
         Ok(())
     })?;
     Ok(())

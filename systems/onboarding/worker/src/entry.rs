@@ -10,14 +10,8 @@ use throughline_service_kit::{RuntimeShape, ServiceIdentity, ServiceProcess};
 
 use crate::{ConfigError, Worker, WorkerConfig, WorkerTelemetry};
 
-/// Why the process stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Process(#[from] throughline_service_kit::RunError<ServiceError>),
-}
+/// Why the process stopped with an error: a setting, or the process around the service.
+pub type RunError = throughline_service_kit::MainError<ConfigError, ServiceError>;
 
 /// Why the worker itself stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +26,7 @@ pub enum ServiceError {
 
 /// Runs the worker as a Lambda process: cold start, then invocations until the runtime stops.
 pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
-    let config = WorkerConfig::from_env(&env)?;
+    let config = WorkerConfig::from_env(&env).map_err(RunError::Config)?;
     let flush = config.flush;
     let process = ServiceProcess::new(ServiceIdentity {
         name: "onboarding-lambda",

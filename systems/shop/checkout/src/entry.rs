@@ -6,31 +6,21 @@ use std::collections::HashMap;
 
 use crate::{CheckoutConfig, ConfigError, ServeError, Telemetry};
 
-/// Why the process stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Process(#[from] throughline_service_kit::RunError<ServiceError>),
-}
+/// Why the process stopped with an error: a setting, or the process around the service.
+pub type RunError = throughline_service_kit::MainError<ConfigError, ServiceError>;
 
-/// Why the service itself stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    #[error(transparent)]
-    Serve(#[from] ServeError),
-    #[error(transparent)]
-    Bind(#[from] throughline_service_kit::BindError),
-}
+/// Why the service itself stopped with an error: binding its listener, or serving.
+pub type ServiceError = throughline_service_kit::HttpServiceError<ServeError>;
 
 /// Runs the checkout as a process: blocks until a shutdown signal, then flushes telemetry.
 pub fn run_main(env: HashMap<String, String>) -> Result<(), RunError> {
-    let config = CheckoutConfig::from_env(&env)?;
+    let config = CheckoutConfig::from_env(&env).map_err(RunError::Config)?;
     let process = shop_db::process::shop_process(crate::SERVICE_NAME, config.demo.clone());
     throughline_service_kit::run_main(env, process, |cx| async move {
         let listener = throughline_service_kit::bind(config.addr).await?;
-        crate::serve(config, Telemetry::global(), listener, cx.shutdown_signal()).await?;
+        crate::serve(config, Telemetry::global(), listener, cx.shutdown_signal())
+            .await
+            .map_err(throughline_service_kit::HttpServiceError::Serve)?;
         Ok(())
     })?;
     Ok(())
