@@ -1,7 +1,6 @@
-//! The OTLP/gRPC receiver honours the client's `grpc-timeout`: a tonic client that sets a
-//! deadline on its call (tonic sends it as `grpc-timeout` and leaves it to the server) gets
-//! `DEADLINE_EXCEEDED` from the collector once it passes, while the store is still busy, instead
-//! of waiting for the server's own request timeout.
+//! The OTLP/gRPC receiver honours the client's `grpc-timeout`: a call whose deadline passes
+//! while the store is still busy is answered `DEADLINE_EXCEEDED` by the collector itself, instead
+//! of being served until the server's own request timeout (60 s).
 
 mod common;
 
@@ -71,16 +70,57 @@ async fn a_call_past_its_grpc_timeout_ends_with_deadline_exceeded() {
         .await
         .expect("connects");
 
-    let mut request = tonic::Request::new(two_service_trace(0x31, now_nanos()));
-    request.set_timeout(Duration::from_millis(300));
-    let answer = tokio::time::timeout(Duration::from_secs(20), client.export(request))
+    // The call as gRPC puts it on the wire, with a deadline in `grpc-timeout`, from an HTTP/2
+    // client that keeps no timer of its own (tonic's client also stops waiting at its deadline,
+    // so it could not tell whether the server did).
+    let body = prost::Message::encode_to_vec(&two_service_trace(0x31, now_nanos()));
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(body.len()).expect("small").to_be_bytes());
+    framed.extend_from_slice(&body);
+    let http2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("a client");
+    let answer = http2
+        .post(format!(
+            "http://{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            running.grpc_addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", "300m")
+        .body(framed)
+        .send()
         .await
         .expect("the collector answers within the client's deadline, not the store's pace");
-    let status = answer.expect_err("the store is held: the call cannot succeed in time");
-    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
-    // The collector's own answer, not a client-side timer's.
+    assert_eq!(answer.status(), reqwest::StatusCode::OK);
+    let headers = answer.headers();
+    assert_eq!(
+        headers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"4"[..]),
+        "DEADLINE_EXCEEDED: {headers:?}"
+    );
     assert!(
-        status.message().contains("not answered in time"),
+        headers["grpc-message"]
+            .to_str()
+            .unwrap_or_default()
+            .contains("not%20answered%20in%20time"),
+        "{headers:?}"
+    );
+
+    // tonic's client with a deadline gets DEADLINE_EXCEEDED too (from the server or its timer).
+    let mut request = tonic::Request::new(two_service_trace(0x33, now_nanos()));
+    request.set_timeout(Duration::from_millis(300));
+    let status = tokio::time::timeout(Duration::from_secs(20), client.export(request))
+        .await
+        .expect("the call ends at its deadline")
+        .expect_err("the store is held: the call cannot succeed in time");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
         "{status:?}"
     );
 
