@@ -191,28 +191,6 @@ mod tests {
     }
 
     #[test]
-    fn accepts_libpqs_unix_socket_form() {
-        for url in [
-            "postgres://user@/db?host=/run/postgresql",
-            "postgresql://user:secret@/db?host=/run/postgresql&sslmode=disable",
-            "postgres:///db?host=/run/postgresql",
-        ] {
-            let Ok(DatabaseConfig::Postgres(pg)) = config(&[("DATABASE_URL", url)]) else {
-                panic!("{url} is refused");
-            };
-            let options = pg.connect_options().unwrap();
-            assert_eq!(
-                options.get_socket().map(|p| p.display().to_string()),
-                Some("/run/postgresql".to_owned()),
-                "{url}"
-            );
-            assert!(!format!("{pg:?}").contains("secret"));
-        }
-        // An empty host with no socket is still refused.
-        assert!(config(&[("DATABASE_URL", "postgres://user@/db")]).is_err());
-    }
-
-    #[test]
     fn refuses_bad_values_naming_them_without_the_password() {
         for (pairs, name, needle) in [
             (
