@@ -100,7 +100,24 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let descriptions = systems::describe(&args.systems, &platform, &args.systems_options);
     let mut claims = platform.ports();
     claims.extend(descriptions.iter().flat_map(|d| d.ports.iter().cloned()));
+    // A PostgreSQL server an earlier `up` left running in the data directory (its watchdog
+    // killed with it) holds the port: stopped first, under the directory's lock, so a live
+    // `up`'s server is never touched.
+    let mut early_lock = None;
     if args.postgres {
+        let cluster_data = args.data_dir.join("postgres").join("data");
+        if cluster_data.join("postmaster.pid").is_file() {
+            let lock = DataDirLock::acquire(&absolute(&args.data_dir)?)?;
+            if let Some(pid) = throughline_pgcluster::stop_stale(&cluster_data)
+                .context("--postgres: stopping the server an earlier up left running")?
+            {
+                eprintln!(
+                    "stopped PostgreSQL (pid {pid}) left running in {} by an earlier up",
+                    cluster_data.display()
+                );
+            }
+            early_lock = Some(lock);
+        }
         claims.push(PortClaim::new(
             SocketAddr::from(([127, 0, 0, 1], args.postgres_port)),
             "PostgreSQL (--postgres)",
@@ -110,7 +127,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     check_ports_free(&claims)?;
 
     let data = absolute(&args.data_dir)?;
-    let _lock = DataDirLock::acquire(&data)?;
+    let _lock = match early_lock {
+        Some(lock) => lock,
+        None => DataDirLock::acquire(&data)?,
+    };
     let platform = Platform {
         data_dir: data.clone(),
         ..platform

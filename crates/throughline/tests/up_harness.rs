@@ -424,6 +424,103 @@ async fn parts_and_lambda_environments_die_with_up() {
     assert!(left.is_empty(), "left running after up died: {left:?}");
 }
 
+/// The postmaster's pid, from `DATA/postgres/data/postmaster.pid`.
+fn postmaster_pid(system: &System) -> u32 {
+    let path = system.dir.path().join("postgres/data/postmaster.pid");
+    let text = std::fs::read_to_string(&path).expect("postmaster.pid of the running server");
+    text.lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a pid on postmaster.pid's first line")
+}
+
+fn wait_gone(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// `kill -9` of `up --postgres` takes the PostgreSQL server with it (its watchdog stops it),
+/// and the next `up` starts on the same data; a server still left running (its watchdog killed
+/// as well) is stopped by the next `up`, which takes the data directory over with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dies_with_up_and_a_left_over_server_is_taken_over() {
+    let port = free_loopback_addr().port().to_string();
+    let flags = ["--postgres", "--postgres-port", port.as_str()];
+    let client = reqwest::Client::new();
+    let mut system = System::up(&flags, &[]);
+    let (status, answer) = onboard(&client, system.api, &customer("PG-KILL-1")).await;
+    assert_eq!(status, 200, "{answer}; logs:\n{}", system.logs());
+    let postmaster = postmaster_pid(&system);
+    assert!(alive(postmaster), "the postmaster {postmaster} runs");
+
+    let mut up = system.child.take().expect("up runs");
+    up.kill().expect("kill -9 up");
+    up.wait().expect("reap up");
+    assert!(
+        wait_gone(postmaster, Duration::from_secs(15)),
+        "PostgreSQL (pid {postmaster}) outlived a kill -9 of up"
+    );
+
+    let mut system = System::up_in(system.into_dir(), &flags, &[]);
+    assert!(
+        customer_status(&client, system.api, "PG-KILL-1")
+            .await
+            .is_some_and(|s| s != "error"),
+        "the customer acknowledged before the kill is in the restarted database"
+    );
+    let postmaster = postmaster_pid(&system);
+    let watchdog = system
+        .descendants()
+        .into_iter()
+        .find(|(_, cmd)| cmd.contains("throughline-pgcluster-watchdog"))
+        .map(|(pid, _)| pid)
+        .expect("the server's watchdog runs under up");
+    for pid in [watchdog, system.pid()] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill -9");
+    }
+    let mut up = system.child.take().expect("up runs");
+    let _ = up.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        alive(postmaster),
+        "without its watchdog the server is left running (what the next up must handle)"
+    );
+
+    let mut system = System::up_in(system.into_dir(), &flags, &[]);
+    assert!(
+        !alive(postmaster),
+        "the next up stopped the server left running"
+    );
+    let (status, answer) = onboard(&client, system.api, &customer("PG-KILL-2")).await;
+    assert_eq!(status, 200, "{answer}; logs:\n{}", system.logs());
+    assert!(
+        customer_status(&client, system.api, "PG-KILL-1")
+            .await
+            .is_some_and(|s| s != "error"),
+        "the first customer survived both kills"
+    );
+    let last = postmaster_pid(&system);
+    let (clean, stderr) = system.stop_with_output();
+    assert!(
+        clean
+            && stderr.contains(&format!(
+                "stopped PostgreSQL (pid {postmaster}) left running"
+            )),
+        "{stderr}"
+    );
+    assert!(!alive(last), "a clean stop of up stops its server");
+}
+
 /// A record the worker fails every time ends in `onboarding-queue-dlq`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_that_keep_failing_reach_the_dead_letter_queue() {
