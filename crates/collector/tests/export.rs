@@ -425,6 +425,7 @@ async fn no_email_or_bearer_token_reaches_the_store_or_the_upstream() {
             ..Processors::default()
         }),
         exporter: Some(Arc::clone(&exporter)),
+        tail_sampling: None,
     };
     let running = Collector::start_pipeline(config, sink, Arc::clone(&reader), None, pipeline)
         .await
