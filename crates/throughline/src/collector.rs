@@ -13,6 +13,7 @@ use throughline_collector::export::{
     Destination, ExportDefaults, ExportSettings, Exporter, QueueConfig, RetryPolicy, config,
 };
 use throughline_collector::processors::{Processors, Redaction};
+use throughline_collector::tail_sampling::{TailSampler, TailSamplingConfig};
 use throughline_collector::{Collector, CollectorConfig, ForwardOnly, IngestLimits, Pipeline};
 use throughline_store::{Store, StoreConfig};
 
@@ -120,6 +121,20 @@ pub struct CollectorArgs {
     /// A resource attribute to insert when absent, `key=value` (repeat it).
     #[arg(long = "resource-insert")]
     resource_insert: Vec<String>,
+    /// Tail sampling: keep this share (0 to 1) of the traces that are neither errors nor slow;
+    /// every trace with an error span or a slow span is kept. Traces wait in a durable spool
+    /// (`<data dir>/sampling/`) until decided; sampled-out spans are neither stored nor
+    /// forwarded. Overrides the config file's processors.tail_sampling.ratio.
+    #[arg(long)]
+    tail_sampling_ratio: Option<f64>,
+    /// With tail sampling, a span at least this many milliseconds long keeps its trace (default
+    /// 1000; 0 turns the rule off).
+    #[arg(long)]
+    tail_sampling_slow_ms: Option<u64>,
+    /// With tail sampling, a trace is decided once no span of it arrived for this many
+    /// milliseconds (default 5000).
+    #[arg(long)]
+    tail_sampling_wait_ms: Option<u64>,
     /// An alert rules file (YAML groups of span, metric and flow rules; repeat for more). Check
     /// one with `throughline alerts check FILE`.
     #[arg(long = "alert-rules", value_name = "FILE")]
@@ -138,6 +153,7 @@ struct PipelineSettings {
     export: Option<ExportSettings>,
     processors: Processors,
     store: bool,
+    tail_sampling: Option<TailSamplingConfig>,
 }
 
 fn pipeline_settings(
@@ -193,7 +209,9 @@ fn pipeline_settings(
         .redaction
         .clone()
         .or_else(|| args.redact.then(Redaction::default));
+    let tail_sampling = tail_sampling_settings(args, file.tail_sampling.clone())?;
     Ok(PipelineSettings {
+        tail_sampling,
         export,
         processors: Processors {
             redaction,
@@ -202,6 +220,43 @@ fn pipeline_settings(
         },
         store,
     })
+}
+
+/// Tail sampling from the config file with the flags over it; errors name the flag.
+fn tail_sampling_settings(
+    args: &CollectorArgs,
+    file: Option<TailSamplingConfig>,
+) -> anyhow::Result<Option<TailSamplingConfig>> {
+    let flags_given = args.tail_sampling_ratio.is_some()
+        || args.tail_sampling_slow_ms.is_some()
+        || args.tail_sampling_wait_ms.is_some();
+    let mut config = match (file, args.tail_sampling_ratio) {
+        (Some(config), _) => config,
+        (None, Some(_)) => TailSamplingConfig::default(),
+        (None, None) => {
+            anyhow::ensure!(
+                !flags_given,
+                "--tail-sampling-slow-ms and --tail-sampling-wait-ms need --tail-sampling-ratio \
+                 (or processors.tail_sampling in --config)"
+            );
+            return Ok(None);
+        }
+    };
+    if let Some(ratio) = args.tail_sampling_ratio {
+        config.ratio = ratio;
+    }
+    if let Some(ms) = args.tail_sampling_slow_ms {
+        config.slow = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    if let Some(ms) = args.tail_sampling_wait_ms {
+        config.decision_wait = Duration::from_millis(ms);
+        config.max_trace_wait = config.max_trace_wait.max(config.decision_wait);
+    }
+    config.spool.sync_writes = args.sync_writes;
+    config
+        .validate("--tail-sampling-")
+        .map_err(|e| anyhow::anyhow!(e.replace("decision_wait_ms", "wait-ms")))?;
+    Ok(Some(config))
 }
 
 /// The exporter settings from the flags and the OTEL_EXPORTER_OTLP_* variables; errors name
@@ -356,9 +411,21 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let tail_sampling = match settings.tail_sampling {
+        Some(config) => {
+            let dir = args.data_dir.join("sampling");
+            Some(
+                tokio::task::spawn_blocking(move || TailSampler::open(config, &dir))
+                    .await?
+                    .context("could not open the tail-sampling spool")?,
+            )
+        }
+        None => None,
+    };
     let pipeline = Pipeline {
         processors,
         exporter,
+        tail_sampling,
     };
     if !settings.store {
         return serve_forward_only(args, pipeline).await;
