@@ -372,7 +372,10 @@ processors:
             file.resource.insert,
             vec![("cx.application.name".to_owned(), "shop".to_owned())]
         );
-        let sampling = file.tail_sampling.as_ref().expect("tail sampling configured");
+        let sampling = file
+            .tail_sampling
+            .as_ref()
+            .expect("tail sampling configured");
         assert_eq!(sampling.ratio, 0.25);
         assert_eq!(sampling.slow, None, "slow_ms: null turns the slow rule off");
         assert_eq!(sampling.decision_wait, Duration::from_millis(700));
@@ -422,11 +425,9 @@ processors:
             wait.starts_with("processors.tail_sampling.decision_wait_ms"),
             "{wait}"
         );
-        let unknown = PipelineFile::parse(
-            "processors: { tail_sampling: { ratio: 0.1, slow: 5 } }",
-            &d,
-        )
-        .expect_err("unknown field");
+        let unknown =
+            PipelineFile::parse("processors: { tail_sampling: { ratio: 0.1, slow: 5 } }", &d)
+                .expect_err("unknown field");
         assert!(unknown.contains("slow"), "{unknown}");
     }
 }

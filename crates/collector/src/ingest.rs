@@ -350,11 +350,11 @@ impl Ingest {
         items: u64,
         request: &impl Message,
     ) -> Result<Forward, IngestError> {
-        let Some(exporter) = &self.exporter else {
+        let Some(exporter) = self.exporter.as_ref().filter(|e| e.forwards(signal)) else {
             return Ok(Forward(None));
         };
         let body = request.encode_to_vec();
-        if let Err(full) = exporter.check_room(body.len() as u64) {
+        if let Err(full) = exporter.check_room(signal, body.len() as u64) {
             self.metrics.count_refusal(signal, RefusalReason::QueueFull);
             return Err(IngestError::QueueFull {
                 full,

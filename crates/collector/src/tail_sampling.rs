@@ -91,7 +91,10 @@ impl TailSamplingConfig {
     /// Checks the bounds; the error names the setting (`prefix` + field).
     pub fn validate(&self, prefix: &str) -> Result<(), String> {
         if !(0.0..=1.0).contains(&self.ratio) || self.ratio.is_nan() {
-            return Err(format!("{prefix}ratio: {} is not between 0 and 1", self.ratio));
+            return Err(format!(
+                "{prefix}ratio: {} is not between 0 and 1",
+                self.ratio
+            ));
         }
         if self.decision_wait.is_zero() {
             return Err(format!("{prefix}decision_wait_ms: must be above 0"));
@@ -264,7 +267,9 @@ impl Decider {
                 .as_ref()
                 .is_some_and(|s| s.code == StatusCode::Error as i32);
             let slow = slow_nanos.is_some_and(|limit| {
-                span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) >= limit
+                span.end_time_unix_nano
+                    .saturating_sub(span.start_time_unix_nano)
+                    >= limit
             });
             let entry = self.pending.entry(k).or_insert_with(|| {
                 self.arrival.push_back(k);
@@ -339,8 +344,8 @@ impl Decider {
                 }
                 match self.pending.get(k).copied() {
                     Some(p) => {
-                        let quiet = now.saturating_duration_since(p.last_seen)
-                            >= self.config.decision_wait;
+                        let quiet =
+                            now.saturating_duration_since(p.last_seen) >= self.config.decision_wait;
                         let old = now.saturating_duration_since(p.first_seen)
                             >= self.config.max_trace_wait;
                         if !(quiet || old) {
@@ -403,7 +408,9 @@ impl Decider {
             }
             rs.scope_spans.retain(|ss| !ss.spans.is_empty());
         }
-        request.resource_spans.retain(|rs| !rs.scope_spans.is_empty());
+        request
+            .resource_spans
+            .retain(|rs| !rs.scope_spans.is_empty());
         (kept, dropped)
     }
 
@@ -529,7 +536,11 @@ impl TailSampler {
         );
         let _ = writeln!(out, "# TYPE {name} counter");
         let _ = writeln!(out, "{name}{{decision=\"keep\"}} {}", load(&f.kept_spans));
-        let _ = writeln!(out, "{name}{{decision=\"drop\"}} {}", load(&f.dropped_spans));
+        let _ = writeln!(
+            out,
+            "{name}{{decision=\"drop\"}} {}",
+            load(&f.dropped_spans)
+        );
         let name = "throughline_tail_sampling_late_spans_total";
         let _ = writeln!(
             out,
@@ -828,7 +839,11 @@ mod tests {
             t0 + Duration::from_secs(9),
         );
         assert_eq!(figures.late_kept.load(Ordering::Relaxed), 1);
-        assert_eq!(d.ready(t0 + Duration::from_secs(9)), 1, "nothing to wait for");
+        assert_eq!(
+            d.ready(t0 + Duration::from_secs(9)),
+            1,
+            "nothing to wait for"
+        );
         d.released(1);
         // Trace 2: slow. Trace 3: ordinary, outside the ratio (0).
         d.observe(
@@ -838,7 +853,10 @@ mod tests {
         assert_eq!(d.ready(t0 + Duration::from_secs(15)), 1);
         let mut mixed = request(vec![span(2, 1, false, 600), span(3, 1, false, 10)]);
         assert_eq!(d.filter(&mut mixed), (1, 1));
-        assert_eq!(mixed.resource_spans[0].scope_spans[0].spans[0].trace_id[0], 2);
+        assert_eq!(
+            mixed.resource_spans[0].scope_spans[0].spans[0].trace_id[0],
+            2
+        );
         assert_eq!(figures.decisions(Reason::Slow), 1);
         assert_eq!(figures.decisions(Reason::SampledOut), 1);
         d.released(1);
@@ -851,7 +869,10 @@ mod tests {
         );
         assert_eq!(d.ready(t0 + Duration::from_secs(16)), 1);
         assert_eq!(d.filter(&mut dropped), (0, 1));
-        assert!(dropped.resource_spans.is_empty(), "empty groups are removed");
+        assert!(
+            dropped.resource_spans.is_empty(),
+            "empty groups are removed"
+        );
     }
 
     #[test]

@@ -69,9 +69,11 @@ pub struct CollectorArgs {
     allowed_hosts: Vec<String>,
     /// Forward every export to this OTLP endpoint (repeat for several): `grpc://host:port`,
     /// `grpcs://host:port` (TLS), `http://host:port[/base]`, `https://…` (OTLP/HTTP protobuf),
-    /// a bare `host:port` (gRPC), or `env` (OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL).
+    /// a bare `host:port` (gRPC), or `env` (OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL, and the
+    /// per-signal OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_ENDPOINT, used as-is over HTTP).
     /// OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE, _CLIENT_CERTIFICATE
-    /// and _CLIENT_KEY give the defaults the flags below override.
+    /// and _CLIENT_KEY (and their per-signal variables) give the defaults the flags below
+    /// override.
     #[arg(long = "export-otlp")]
     export_otlp: Vec<String>,
     /// A header sent upstream, `key=value` (repeat it), e.g. 'authorization=Bearer …'.
@@ -273,37 +275,50 @@ fn export_settings(
         );
         return Ok(None);
     }
+    // The flags override the environment's settings (generic and per-signal alike).
+    let flags = |defaults: &mut ExportDefaults| -> Result<(), config::SettingError> {
+        for header in &args.export_headers {
+            let (k, v) = config::parse_header_flag(header)?;
+            defaults
+                .headers
+                .retain(|(key, _)| !key.eq_ignore_ascii_case(&k));
+            defaults.headers.push((k, v));
+        }
+        if let Some(path) = &args.export_ca_file {
+            defaults.tls.ca_file = Some(path.clone());
+        }
+        if let Some(path) = &args.export_client_cert {
+            defaults.tls.client_cert = Some(path.clone());
+        }
+        if let Some(path) = &args.export_client_key {
+            defaults.tls.client_key = Some(path.clone());
+        }
+        if let Some(compression) = &args.export_compression {
+            defaults.gzip = config::parse_compression("--export-compression", compression)?;
+        }
+        if let Some(ms) = args.export_timeout_ms {
+            if ms == 0 {
+                return Err(config::SettingError {
+                    setting: "--export-timeout-ms".into(),
+                    message: "must be above 0".into(),
+                });
+            }
+            defaults.timeout = Duration::from_millis(ms);
+        }
+        Ok(())
+    };
     let mut defaults = ExportDefaults::from_env(&var)?;
-    for header in &args.export_headers {
-        let (k, v) = config::parse_header_flag(header)?;
-        defaults
-            .headers
-            .retain(|(key, _)| !key.eq_ignore_ascii_case(&k));
-        defaults.headers.push((k, v));
-    }
-    if let Some(path) = &args.export_ca_file {
-        defaults.tls.ca_file = Some(path.clone());
-    }
-    if let Some(path) = &args.export_client_cert {
-        defaults.tls.client_cert = Some(path.clone());
-    }
-    if let Some(path) = &args.export_client_key {
-        defaults.tls.client_key = Some(path.clone());
-    }
-    if let Some(compression) = &args.export_compression {
-        defaults.gzip = config::parse_compression("--export-compression", compression)?;
-    }
-    if let Some(ms) = args.export_timeout_ms {
-        anyhow::ensure!(ms > 0, "--export-timeout-ms: must be above 0");
-        defaults.timeout = Duration::from_millis(ms);
-    }
+    flags(&mut defaults)?;
     let mut destinations = Vec::new();
     for url in &args.export_otlp {
         if url == "env" {
-            let destination = Destination::from_env(&var, &defaults)?.ok_or_else(|| {
-                anyhow::anyhow!("--export-otlp env: OTEL_EXPORTER_OTLP_ENDPOINT is not set")
-            })?;
-            destinations.push(destination);
+            let from_env = Destination::all_from_env(&var, flags)?;
+            anyhow::ensure!(
+                !from_env.is_empty(),
+                "--export-otlp env: neither OTEL_EXPORTER_OTLP_ENDPOINT nor a per-signal \
+                 OTEL_EXPORTER_OTLP_{{TRACES,LOGS,METRICS}}_ENDPOINT is set"
+            );
+            destinations.extend(from_env);
         } else {
             destinations.push(Destination::parse("--export-otlp", url, &defaults)?);
         }
