@@ -469,11 +469,15 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
             ..throughline_alerts::Delivery::default()
         },
     ));
-    let pages = throughline_apm::router_full(
+    let figures = (pipeline.exporter.clone(), pipeline.tail_sampling.clone());
+    let pipeline_source: throughline_apm::PipelineSource =
+        Arc::new(move || pipeline_view(figures.0.as_deref(), figures.1.as_deref()));
+    let pages = throughline_apm::router_with_pipeline(
         store.clone(),
         endpoints,
         crate::systems::dashboards(),
         Some(alerts.clone()),
+        Some(pipeline_source),
     )
     .merge(throughline_alerts::api_router(alerts.clone()));
     let sink = alerts.sink(store.clone());
@@ -514,6 +518,69 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
         .await?
         .context("could not flush the store")?;
     Ok(())
+}
+
+/// The export queues' and tail sampling's figures for the APM's `/pipeline` page (the same
+/// counters `/metrics` shows).
+fn pipeline_view(
+    exporter: Option<&Exporter>,
+    sampler: Option<&TailSampler>,
+) -> throughline_apm::PipelineView {
+    use std::sync::atomic::Ordering::Relaxed;
+    use throughline_collector::tail_sampling::Reason;
+    let destinations = exporter
+        .map(|e| {
+            e.outputs()
+                .iter()
+                .map(|o| {
+                    let depth = o.queue.depth();
+                    let f = &o.figures;
+                    throughline_apm::DestinationView {
+                        name: o.destination.name.clone(),
+                        signals: o.destination.signals.names(),
+                        queue_records: depth.records,
+                        queue_items: depth.items,
+                        queue_bytes: depth.bytes,
+                        oldest_age_ms: depth.oldest_age_ms,
+                        sent_requests: f.sent_requests.load(Relaxed),
+                        sent_items: f.sent_items.load(Relaxed),
+                        retries: f.retries.load(Relaxed),
+                        failed_items: f.failed_items.load(Relaxed),
+                        rejected_items: f.rejected_items.load(Relaxed),
+                        expired_items: depth.expired_items,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let sampling = sampler.map(|s| {
+        let f = s.figures();
+        let depth = s.spool().depth();
+        throughline_apm::SamplingView {
+            ratio: s.config().ratio.to_string(),
+            decisions: [
+                ("keep", "error", Reason::Error),
+                ("keep", "slow", Reason::Slow),
+                ("keep", "ratio", Reason::Ratio),
+                ("drop", "ratio", Reason::SampledOut),
+            ]
+            .into_iter()
+            .map(|(d, r, reason)| (d.to_owned(), r.to_owned(), f.decisions(reason)))
+            .collect(),
+            pending_traces: f.pending_traces.load(Relaxed),
+            spool_items: depth.items,
+            spool_bytes: depth.bytes,
+            late_kept: f.late_kept.load(Relaxed),
+            late_dropped: f.late_dropped.load(Relaxed),
+            forced: f.forced.load(Relaxed),
+            kept_spans: f.kept_spans.load(Relaxed),
+            dropped_spans: f.dropped_spans.load(Relaxed),
+        }
+    });
+    throughline_apm::PipelineView {
+        destinations,
+        sampling,
+    }
 }
 
 /// The sidecar: receivers and `/metrics`, forwarding only.
