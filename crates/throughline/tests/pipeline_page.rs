@@ -98,9 +98,8 @@ fn the_pipeline_page_shows_the_queue_backing_up_and_draining() {
     };
 
     // Decided (ratio 1: all kept), queued, refused upstream: the queue holds every span.
-    let backed_up = wait_for(&|p| {
-        field(p, &url, "queue_items") == spans && field(p, &url, "retries") >= 2
-    });
+    let backed_up =
+        wait_for(&|p| field(p, &url, "queue_items") == spans && field(p, &url, "retries") >= 2);
     assert_eq!(field(&backed_up, &url, "queue_items"), spans, "{backed_up}");
     assert!(field(&backed_up, &url, "retries") >= 2);
     assert_eq!(field(&backed_up, &url, "sent_items"), 0);

@@ -152,3 +152,43 @@ trace's decision: {} kept, {} dropped; decided early (too many pending): {}.</p>
     }
     html::page("Pipeline", Nav::Pipeline, &body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_are_escaped_and_the_empty_states_say_how_to_start() {
+        let empty = page(None);
+        assert!(empty.contains("data-testid=\"no-destinations\""));
+        assert!(empty.contains("data-testid=\"no-sampling\""));
+        let view = PipelineView {
+            destinations: vec![DestinationView {
+                name: "http://h:1/<x>\"".into(),
+                signals: "traces".into(),
+                queue_records: 2,
+                queue_items: 7,
+                queue_bytes: 2048,
+                oldest_age_ms: 1500,
+                retries: 3,
+                ..DestinationView::default()
+            }],
+            sampling: Some(SamplingView {
+                ratio: "0.1".into(),
+                decisions: vec![("keep".into(), "error".into(), 4)],
+                ..SamplingView::default()
+            }),
+        };
+        let html = page(Some(&view));
+        assert!(html.contains("http://h:1/&lt;x&gt;&quot;"), "{html}");
+        assert!(!html.contains("<x>"));
+        assert!(html.contains("data-field=\"queue_items\">7<"));
+        assert!(html.contains("data-field=\"queue_bytes\">2.0 KiB<"));
+        assert!(
+            html.contains("data-field=\"oldest\">1.50 s<")
+                || html.contains("data-field=\"oldest\">1.5 s<"),
+            "{html}"
+        );
+        assert!(html.contains("data-decision=\"keep\" data-reason=\"error\"><td>keep</td><td>error</td><td class=\"num\">4<"));
+    }
+}
