@@ -120,7 +120,11 @@ async fn main() {
     let shm = tempfile::tempdir_in("/dev/shm").ok();
     let mut runs = vec![
         ("persistent queue on disk", disk.path().to_owned(), false),
-        ("persistent queue, --sync-writes", disk.path().join("sync"), true),
+        (
+            "persistent queue, --sync-writes",
+            disk.path().join("sync"),
+            true,
+        ),
     ];
     match &shm {
         Some(dir) => runs.push(("queue in memory (tmpfs)", dir.path().to_owned(), false)),
