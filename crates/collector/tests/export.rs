@@ -61,11 +61,19 @@ async fn forwarder(
     defaults: ExportDefaults,
     tune: impl FnOnce(&mut ExportSettings),
 ) -> Forwarder {
-    let dir = tempfile::tempdir().expect("a temporary directory");
     let destinations = urls
         .iter()
         .map(|u| Destination::parse("--export-otlp", u, &defaults).expect("a valid URL"))
         .collect();
+    forwarder_to(destinations, tune).await
+}
+
+/// A forward-only collector exporting to `destinations`, with `tune` applied to the settings.
+async fn forwarder_to(
+    destinations: Vec<Destination>,
+    tune: impl FnOnce(&mut ExportSettings),
+) -> Forwarder {
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let mut settings = ExportSettings::new(destinations, dir.path().join("export"));
     settings.retry = fast_retries();
     tune(&mut settings);
@@ -531,27 +539,9 @@ async fn per_signal_variables_route_each_signal_to_its_own_endpoint() {
     };
     let destinations = Destination::all_from_env(var, |_| Ok(())).expect("valid variables");
     assert_eq!(destinations.len(), 2, "{destinations:#?}");
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut settings = ExportSettings::new(destinations, dir.path().join("export"));
-    settings.retry = fast_retries();
-    let exporter = Exporter::open(settings).expect("opens");
-    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let config = CollectorConfig {
-        grpc_addr: loopback,
-        http_addr: loopback,
-        query_addr: loopback,
-        ..CollectorConfig::default()
-    };
-    let running = Collector::start_forwarding(
-        config,
-        Arc::new(ForwardOnly),
-        Arc::new(ForwardOnly),
-        None,
-        Some(Arc::clone(&exporter)),
-    )
-    .await
-    .expect("starts");
-    let url = format!("http://{}", running.grpc_addr);
+    let fwd = forwarder_to(destinations, |_| {}).await;
+    let exporter = Arc::clone(&fwd.exporter);
+    let url = fwd.grpc();
     let spans = send_batches(url.clone(), 0..3, common::now_nanos()).await;
     LogsServiceClient::connect(url.clone())
         .await
@@ -583,5 +573,5 @@ async fn per_signal_variables_route_each_signal_to_its_own_endpoint() {
             output.destination.name
         );
     }
-    running.shutdown().await;
+    fwd.running.shutdown().await;
 }

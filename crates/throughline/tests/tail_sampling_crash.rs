@@ -10,22 +10,12 @@ use std::time::Duration;
 #[path = "../../collector/tests/common/upstream.rs"]
 mod upstream;
 
-use collector_common::{now_nanos, start_collector_with};
+use collector_common::{now_nanos, span_keys, start_collector_with};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use throughline_store::testdata::seeds_like_batch;
 
 const BATCHES: u64 = 40;
 const TRACES_PER_BATCH: usize = 16;
-
-fn span_keys(batch: u64, start: u64) -> Vec<String> {
-    seeds_like_batch(batch, TRACES_PER_BATCH, start)
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .flat_map(|s| &s.spans)
-        .map(|s| format!("{}{}", hex::encode(&s.trace_id), hex::encode(&s.span_id)))
-        .collect()
-}
 
 #[test]
 fn spans_acknowledged_before_their_decision_survive_kill_9() {
@@ -63,7 +53,9 @@ fn spans_acknowledged_before_their_decision_survive_kill_9() {
                 .expect("the collector acknowledges");
         }
     });
-    let keys: Vec<String> = (0..BATCHES).flat_map(|b| span_keys(b, start)).collect();
+    let keys: Vec<String> = (0..BATCHES)
+        .flat_map(|b| span_keys(b, TRACES_PER_BATCH, start))
+        .collect();
     let before = runtime.block_on(up.stats());
     assert_eq!(
         before.spans, 0,
