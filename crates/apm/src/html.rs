@@ -56,6 +56,7 @@ pub enum Nav {
     Integrity,
     Dashboards,
     Alerts,
+    Pipeline,
     None,
 }
 
@@ -82,6 +83,7 @@ pub fn page(title: &str, nav: Nav, body: &str) -> String {
         (Nav::Integrity, "/integrity", "Integrity"),
         (Nav::Dashboards, "/dashboards", "Dashboards"),
         (Nav::Alerts, "/alerts", "Alerts"),
+        (Nav::Pipeline, "/pipeline", "Pipeline"),
     ] {
         let current = if target == nav {
             " aria-current=\"page\""

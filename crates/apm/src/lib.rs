@@ -25,6 +25,10 @@ use throughline_store::TraceReader;
 
 pub use error::PageError;
 pub use pages::dashboards::Dashboard;
+pub use pages::pipeline::{DestinationView, PipelineView, SamplingView};
+
+/// Reads the collector's forwarding figures when `/pipeline` is requested.
+pub type PipelineSource = Arc<dyn Fn() -> PipelineView + Send + Sync>;
 
 use params::Params;
 
@@ -75,6 +79,7 @@ struct Apm {
     map_memory: Arc<pages::queue_hops::MapMemory>,
     endpoints: Arc<OtlpEndpoints>,
     dashboards: Arc<Vec<Dashboard>>,
+    pipeline: Option<PipelineSource>,
 }
 
 /// The APM pages over `reader`, telling a newcomer the default OTLP ports; see [`router_with`].
@@ -83,7 +88,7 @@ pub fn router(reader: Arc<dyn TraceReader>) -> Router {
 }
 
 /// The APM pages over `reader`: `/`, `/search`, `/trace/{traceId}`, `/map`, `/services`,
-/// `/services/{service}`, `/database`, `/errors`, `/logs`, `/integrity`, `/alerts`, `/dashboards` and `/static/*`, with `endpoints` named on the empty
+/// `/services/{service}`, `/database`, `/errors`, `/logs`, `/integrity`, `/alerts`, `/dashboards`, `/pipeline` and `/static/*`, with `endpoints` named on the empty
 /// state. Routes are disjoint from the Jaeger API's `/api/*`, so the query server can merge this
 /// router into its own. Every answer carries [`CONTENT_SECURITY_POLICY`] and
 /// `X-Content-Type-Options: nosniff`.
@@ -118,7 +123,20 @@ pub fn router_full(
     dashboards: Vec<Dashboard>,
     alerts: Option<Arc<throughline_alerts::Alerts>>,
 ) -> Router {
+    router_with_pipeline(reader, endpoints, dashboards, alerts, None)
+}
+
+/// [`router_full`] with `/pipeline` showing the collector's export queues and tail sampling
+/// from `pipeline` (`None`: the page says the collector forwards nothing).
+pub fn router_with_pipeline(
+    reader: Arc<dyn TraceReader>,
+    endpoints: OtlpEndpoints,
+    dashboards: Vec<Dashboard>,
+    alerts: Option<Arc<throughline_alerts::Alerts>>,
+    pipeline: Option<PipelineSource>,
+) -> Router {
     Router::new()
+        .route("/pipeline", get(pipeline_page))
         .route("/dashboards", get(dashboard_list))
         .route("/dashboards/{system}", get(dashboard))
         .route("/", get(|| async { Redirect::to("/search") }))
@@ -148,6 +166,7 @@ pub fn router_full(
             map_memory: Arc::default(),
             endpoints: Arc::new(endpoints),
             dashboards: Arc::new(dashboards),
+            pipeline,
         })
         .layer(axum::middleware::map_response(secure_headers))
 }
@@ -326,6 +345,15 @@ async fn errors(
 async fn alerts_page(State(apm): State<Apm>) -> Result<Html<String>, PageError> {
     render(apm.clone(), move |_| {
         Ok(pages::alerts::page(apm.alerts.as_deref()))
+    })
+    .await
+}
+
+async fn pipeline_page(State(apm): State<Apm>) -> Result<Html<String>, PageError> {
+    // The figures take locks the forwarders also take: off the runtime's workers.
+    render(apm.clone(), move |_| {
+        let view = apm.pipeline.as_ref().map(|read| read());
+        Ok(pages::pipeline::page(view.as_ref()))
     })
     .await
 }

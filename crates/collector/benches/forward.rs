@@ -2,8 +2,10 @@
 //! forward-only collector whose exporter queues them persistently and forwards them to a second
 //! collector (forward-only, keeps nothing); reports spans/s from the first send until the
 //! upstream has received every span. The baseline, in the same run: the same batches sent
-//! straight to the upstream collector (no forwarder, no queue). Then the backlog recovery: the
-//! queue is filled while no forwarder runs, and the time to drain it is measured.
+//! straight to the upstream collector (no forwarder, no queue), and the forwarder with its queue
+//! on disk, on disk with `--sync-writes`, and on tmpfs (in memory). Then the backlog recovery:
+//! the queue is filled while no forwarder runs (an outage), and the time to drain it is
+//! measured.
 //!
 //! `cargo bench -p throughline-collector --bench forward` (env: `FORWARD_BENCH_BATCHES`,
 //! default 400 = 204,800 spans; `FORWARD_BENCH_BACKLOG_SPANS`, default 1,000,000).
@@ -69,6 +71,29 @@ async fn wait_until(c: &RunningCollector, spans: u64) {
     }
 }
 
+/// Sends `batches` through a forwarder whose queues live under `root` to an upstream
+/// collector; spans/s from the first send until the upstream received the last span.
+async fn through_forwarder(root: &std::path::Path, sync: bool, batches: u64, now: u64) -> f64 {
+    let upstream = start(None).await;
+    let destination = Destination::parse(
+        "bench",
+        &format!("grpc://{}", upstream.grpc_addr),
+        &ExportDefaults::default(),
+    )
+    .expect("url");
+    let mut settings = ExportSettings::new(vec![destination], root.join("export"));
+    settings.queue.sync_writes = sync;
+    let exporter = Exporter::open(settings).expect("opens");
+    let forwarder = start(Some(Arc::clone(&exporter))).await;
+    let began = Instant::now();
+    let spans = send(format!("http://{}", forwarder.grpc_addr), batches, now).await;
+    wait_until(&upstream, spans).await;
+    let rate = spans as f64 / began.elapsed().as_secs_f64();
+    forwarder.shutdown().await;
+    upstream.shutdown().await;
+    rate
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let batches = env("FORWARD_BENCH_BATCHES", 400);
@@ -83,30 +108,35 @@ async fn main() {
     let spans = send(format!("http://{}", direct.grpc_addr), batches, now).await;
     wait_until(&direct, spans).await;
     let base = spans as f64 / began.elapsed().as_secs_f64();
-    println!("direct to upstream (no forwarder):        {base:>10.0} spans/s ({spans} spans)");
-
-    // Through a forwarder with a persistent queue.
-    let upstream = start(None).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let destination = Destination::parse(
-        "bench",
-        &format!("grpc://{}", upstream.grpc_addr),
-        &ExportDefaults::default(),
-    )
-    .expect("url");
-    let settings = ExportSettings::new(vec![destination.clone()], dir.path().join("export"));
-    let exporter = Exporter::open(settings.clone()).expect("opens");
-    let forwarder = start(Some(Arc::clone(&exporter))).await;
-    let began = Instant::now();
-    let spans = send(format!("http://{}", forwarder.grpc_addr), batches, now).await;
-    wait_until(&upstream, spans).await;
-    let queued = spans as f64 / began.elapsed().as_secs_f64();
     println!(
-        "through the forwarder's persistent queue: {queued:>10.0} spans/s ({:.0} % of direct)",
-        100.0 * queued / base
+        "direct to the upstream (no forwarder):                   {base:>10.0} spans/s ({spans} spans)"
     );
-    forwarder.shutdown().await;
-    drop(exporter);
+    direct.shutdown().await;
+
+    // Through a forwarder, its queue on disk (the default), on disk with fdatasync per append
+    // (--sync-writes), and on tmpfs (/dev/shm: the same code with the disk taken out, i.e.
+    // an in-memory queue).
+    let disk = tempfile::tempdir().expect("tempdir");
+    let shm = tempfile::tempdir_in("/dev/shm").ok();
+    let mut runs = vec![
+        ("persistent queue on disk", disk.path().to_owned(), false),
+        (
+            "persistent queue, --sync-writes",
+            disk.path().join("sync"),
+            true,
+        ),
+    ];
+    match &shm {
+        Some(dir) => runs.push(("queue in memory (tmpfs)", dir.path().to_owned(), false)),
+        None => println!("(no /dev/shm: the in-memory run is skipped)"),
+    }
+    for (label, root, sync) in runs {
+        let queued = through_forwarder(&root, sync, batches, now).await;
+        println!(
+            "through the forwarder, {label:<32} {queued:>10.0} spans/s ({:.0} % of direct)",
+            100.0 * queued / base
+        );
+    }
 
     // Backlog recovery: fill a queue with no forwarder running, then drain it.
     let upstream = start(None).await;

@@ -23,6 +23,14 @@
 //!   resource:
 //!     set: { deployment.environment: production }
 //!     insert: { cx.application.name: shop }
+//!   tail_sampling:                 # absent: every span kept
+//!     ratio: 0.1                   # of traces neither errors nor slow
+//!     slow_ms: 1000                # a span this long keeps its trace; null: no slow rule
+//!     decision_wait_ms: 5000       # decided once no span arrived for this long
+//!     max_trace_wait_ms: 60000
+//!     max_pending_traces: 100000   # beyond: the oldest is decided at once
+//!     decision_cache: 500000       # decisions remembered for late spans
+//!     spool_max_bytes: 1073741824  # beyond: exports refused with 429 / RESOURCE_EXHAUSTED
 //! ```
 
 use std::collections::BTreeMap;
@@ -34,6 +42,7 @@ use serde::Deserialize;
 use crate::export::config::{self, Destination, ExportDefaults, SettingError};
 use crate::export::{QueueConfig, RetryPolicy};
 use crate::processors::{DEFAULT_SECRET_KEYS, Redaction, ResourceEdits};
+use crate::tail_sampling::TailSamplingConfig;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +90,58 @@ pub struct ProcessorsEntry {
     pub redaction: Option<RedactionEntry>,
     #[serde(default)]
     pub resource: ResourceEntry,
+    pub tail_sampling: Option<TailSamplingEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailSamplingEntry {
+    pub ratio: f64,
+    #[serde(default = "default_slow_ms")]
+    pub slow_ms: Option<u64>,
+    pub decision_wait_ms: Option<u64>,
+    pub max_trace_wait_ms: Option<u64>,
+    pub max_pending_traces: Option<usize>,
+    pub decision_cache: Option<usize>,
+    pub spool_max_bytes: Option<u64>,
+}
+
+#[allow(clippy::unnecessary_wraps)] // serde's default must return the field's type
+fn default_slow_ms() -> Option<u64> {
+    Some(1000)
+}
+
+impl TailSamplingEntry {
+    /// The sampler's settings, validated; errors name the field under `processors.tail_sampling`.
+    pub fn config(&self) -> Result<TailSamplingConfig, String> {
+        let mut config = TailSamplingConfig {
+            ratio: self.ratio,
+            slow: self.slow_ms.map(Duration::from_millis),
+            ..TailSamplingConfig::default()
+        };
+        if let Some(ms) = self.decision_wait_ms {
+            config.decision_wait = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.max_trace_wait_ms {
+            config.max_trace_wait = Duration::from_millis(ms);
+        } else {
+            config.max_trace_wait = config.max_trace_wait.max(config.decision_wait);
+        }
+        if let Some(n) = self.max_pending_traces {
+            config.max_pending_traces = n;
+            if self.decision_cache.is_none() {
+                config.decision_cache = config.decision_cache.max(n);
+            }
+        }
+        if let Some(n) = self.decision_cache {
+            config.decision_cache = n;
+        }
+        if let Some(bytes) = self.spool_max_bytes {
+            config.spool.max_bytes = bytes;
+        }
+        config.validate("processors.tail_sampling.")?;
+        Ok(config)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +193,7 @@ pub struct PipelineFile {
     pub retry: Option<RetryEntry>,
     pub redaction: Option<Redaction>,
     pub resource: ResourceEdits,
+    pub tail_sampling: Option<TailSamplingConfig>,
 }
 
 impl PipelineFile {
@@ -230,7 +292,14 @@ impl PipelineFile {
                 ));
             }
         }
+        let tail_sampling = file
+            .processors
+            .tail_sampling
+            .as_ref()
+            .map(TailSamplingEntry::config)
+            .transpose()?;
         Ok(Self {
+            tail_sampling,
             store: file.store,
             destinations,
             queue: file.queue,
@@ -284,6 +353,7 @@ processors:
   resource:
     set: { deployment.environment: prod }
     insert: { cx.application.name: shop }
+  tail_sampling: { ratio: 0.25, slow_ms: null, decision_wait_ms: 700 }
 "#;
         let file = PipelineFile::parse(text, &ExportDefaults::default()).expect("valid");
         assert_eq!(file.store, Some(false));
@@ -302,6 +372,13 @@ processors:
             file.resource.insert,
             vec![("cx.application.name".to_owned(), "shop".to_owned())]
         );
+        let sampling = file
+            .tail_sampling
+            .as_ref()
+            .expect("tail sampling configured");
+        assert_eq!(sampling.ratio, 0.25);
+        assert_eq!(sampling.slow, None, "slow_ms: null turns the slow rule off");
+        assert_eq!(sampling.decision_wait, Duration::from_millis(700));
         let queue = file.queue_config(QueueConfig::default());
         assert_eq!((queue.max_bytes, queue.sync_writes), (1000, true));
         assert_eq!(
@@ -333,5 +410,24 @@ processors:
         );
         let retry = PipelineFile::parse("retry: { initial_ms: 0 }", &d).expect_err("zero");
         assert!(retry.starts_with("retry.initial_ms"), "{retry}");
+        let ratio = PipelineFile::parse("processors: { tail_sampling: { ratio: 1.5 } }", &d)
+            .expect_err("ratio");
+        assert!(
+            ratio.starts_with("processors.tail_sampling.ratio"),
+            "{ratio}"
+        );
+        let wait = PipelineFile::parse(
+            "processors: { tail_sampling: { ratio: 0.1, decision_wait_ms: 0 } }",
+            &d,
+        )
+        .expect_err("wait");
+        assert!(
+            wait.starts_with("processors.tail_sampling.decision_wait_ms"),
+            "{wait}"
+        );
+        let unknown =
+            PipelineFile::parse("processors: { tail_sampling: { ratio: 0.1, slow: 5 } }", &d)
+                .expect_err("unknown field");
+        assert!(unknown.contains("slow"), "{unknown}");
     }
 }

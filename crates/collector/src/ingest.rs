@@ -15,6 +15,7 @@ use prost::Message;
 use crate::export::{AppendError, Exporter, QueueFull};
 use crate::processors::Processors;
 use crate::self_metrics::{CollectorMetrics, RefusalReason, Signal};
+use crate::tail_sampling::TailSampler;
 
 /// Limits applied to every export, whatever the transport.
 #[derive(Debug, Clone)]
@@ -73,6 +74,7 @@ pub struct Ingest {
     metrics: Arc<CollectorMetrics>,
     exporter: Option<Arc<Exporter>>,
     processors: Arc<Processors>,
+    tail_sampling: Option<Arc<TailSampler>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -113,6 +115,7 @@ impl Ingest {
             metrics,
             exporter: None,
             processors: Arc::default(),
+            tail_sampling: None,
         }
     }
 
@@ -136,6 +139,22 @@ impl Ingest {
 
     pub fn exporter(&self) -> Option<&Arc<Exporter>> {
         self.exporter.as_ref()
+    }
+
+    /// Holds spans in `sampler`'s durable spool until their trace is decided: a trace export is
+    /// acknowledged once it is in the spool; the sampler's decider (started by the caller)
+    /// writes kept spans to the store and the export queues. Logs and metrics are not sampled.
+    pub fn with_tail_sampling(mut self, sampler: Arc<TailSampler>) -> Self {
+        self.tail_sampling = Some(sampler);
+        self
+    }
+
+    pub fn tail_sampling(&self) -> Option<&Arc<TailSampler>> {
+        self.tail_sampling.as_ref()
+    }
+
+    pub(crate) fn sink(&self) -> &Arc<dyn SpanSink> {
+        &self.sink
     }
 
     pub fn limits(&self) -> &IngestLimits {
@@ -213,6 +232,9 @@ impl Ingest {
         if !self.processors.is_noop() {
             self.processors.traces(&mut request);
         }
+        if let Some(sampler) = &self.tail_sampling {
+            return self.spool(sampler, spans, &request).await;
+        }
         let sink = Arc::clone(&self.sink);
         let forward = self.forward(Signal::Traces, spans, &request)?;
         let report = self
@@ -289,6 +311,37 @@ impl Ingest {
         Ok(kept)
     }
 
+    /// Makes a trace export durable in the tail-sampling spool (refusing with retry info when
+    /// it is full).
+    async fn spool(
+        &self,
+        sampler: &Arc<TailSampler>,
+        spans: u64,
+        request: &ExportTraceServiceRequest,
+    ) -> Result<WriteReport, IngestError> {
+        let body = request.encode_to_vec();
+        let spool = Arc::clone(sampler.spool());
+        let retry_after = self.limits.retry_after;
+        if let Err(full) = spool.check_room(body.len() as u64) {
+            self.metrics
+                .count_refusal(Signal::Traces, RefusalReason::QueueFull);
+            return Err(IngestError::QueueFull { full, retry_after });
+        }
+        self.blocking(Signal::Traces, spans, move || {
+            spool
+                .append(Signal::Traces, &body, spans)
+                .map_err(|err| match err {
+                    AppendError::Full(full) => IngestError::QueueFull { full, retry_after },
+                    AppendError::Io(err) => IngestError::Queue(err),
+                })
+        })
+        .await?;
+        Ok(WriteReport {
+            accepted_spans: spans,
+            ..WriteReport::default()
+        })
+    }
+
     /// Encodes the request for the export queues after checking they have room (refusing
     /// with retry info when one is full, before anything is written).
     fn forward(
@@ -297,11 +350,11 @@ impl Ingest {
         items: u64,
         request: &impl Message,
     ) -> Result<Forward, IngestError> {
-        let Some(exporter) = &self.exporter else {
+        let Some(exporter) = self.exporter.as_ref().filter(|e| e.forwards(signal)) else {
             return Ok(Forward(None));
         };
         let body = request.encode_to_vec();
-        if let Err(full) = exporter.check_room(body.len() as u64) {
+        if let Err(full) = exporter.check_room(signal, body.len() as u64) {
             self.metrics.count_refusal(signal, RefusalReason::QueueFull);
             return Err(IngestError::QueueFull {
                 full,

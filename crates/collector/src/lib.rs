@@ -15,6 +15,7 @@ pub mod prometheus;
 pub mod query;
 pub mod self_metrics;
 pub mod server;
+pub mod tail_sampling;
 
 pub use export::{Destination, ExportDefaults, ExportSettings, Exporter};
 pub use forward_only::ForwardOnly;

@@ -11,7 +11,10 @@
 //!    attributes. Every replacement is counted by rule.
 //! 3. **Resource attributes** ([`ResourceEdits`]) — `set` overwrites, `insert` adds when absent
 //!    (`cx.application.name`, `deployment.environment`, as the seeds' collectors do).
-//! 4. **Batching toward upstream** happens in the export queue (consecutive requests sent as
+//! 4. **Tail sampling** ([`TailSampler`](crate::tail_sampling::TailSampler), when configured)
+//!    — trace exports wait in a durable spool until their trace settles; kept spans go on to
+//!    the store and the export queues, sampled-out spans nowhere.
+//! 5. **Batching toward upstream** happens in the export queue (consecutive requests sent as
 //!    one).
 
 use std::sync::atomic::{AtomicU64, Ordering};

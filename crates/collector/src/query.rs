@@ -524,6 +524,9 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         if let Some(exporter) = ingest.exporter() {
             exporter.render_metrics(&mut out);
         }
+        if let Some(sampler) = ingest.tail_sampling() {
+            sampler.render_metrics(&mut out);
+        }
     } else {
         prometheus::own_figures(&mut out, &Default::default(), 0, &stats);
     }

@@ -23,6 +23,7 @@ use crate::otlp_grpc::OtlpGrpc;
 use crate::processors::Processors;
 use crate::query::QueryServer;
 use crate::self_metrics::CollectorMetrics;
+use crate::tail_sampling::{Outlets, TailSampler};
 
 /// Where the collector listens and what it accepts.
 #[derive(Debug, Clone)]
@@ -62,6 +63,8 @@ impl Default for CollectorConfig {
 pub struct Pipeline {
     pub processors: Arc<Processors>,
     pub exporter: Option<Arc<Exporter>>,
+    /// Tail sampling: traces held in its spool until decided, then stored and forwarded.
+    pub tail_sampling: Option<Arc<TailSampler>>,
 }
 
 /// Why the collector could not start.
@@ -144,6 +147,14 @@ impl Collector {
             exporter.start();
             ingest = ingest.with_exporter(exporter);
         }
+        if let Some(sampler) = pipeline.tail_sampling {
+            sampler.start(Outlets {
+                sink: Arc::clone(ingest.sink()),
+                exporter: ingest.exporter().cloned(),
+                metrics: Arc::clone(ingest.metrics()),
+            });
+            ingest = ingest.with_tail_sampling(sampler);
+        }
         let grpc_listener = bind("OTLP/gRPC", config.grpc_addr).await?;
         let http_listener = bind("OTLP/HTTP", config.http_addr).await?;
         let query_listener = bind("the query API", config.query_addr).await?;
@@ -194,6 +205,10 @@ impl RunningCollector {
         }
         for server in self.servers {
             server.shutdown().await;
+        }
+        if let Some(sampler) = self.ingest.tail_sampling() {
+            // What the spool holds is decided at the next start.
+            sampler.stop();
         }
         if let Some(exporter) = self.ingest.exporter() {
             // What is still queued is on disk: the next start forwards it.

@@ -61,11 +61,19 @@ async fn forwarder(
     defaults: ExportDefaults,
     tune: impl FnOnce(&mut ExportSettings),
 ) -> Forwarder {
-    let dir = tempfile::tempdir().expect("a temporary directory");
     let destinations = urls
         .iter()
         .map(|u| Destination::parse("--export-otlp", u, &defaults).expect("a valid URL"))
         .collect();
+    forwarder_to(destinations, tune).await
+}
+
+/// A forward-only collector exporting to `destinations`, with `tune` applied to the settings.
+async fn forwarder_to(
+    destinations: Vec<Destination>,
+    tune: impl FnOnce(&mut ExportSettings),
+) -> Forwarder {
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let mut settings = ExportSettings::new(destinations, dir.path().join("export"));
     settings.retry = fast_retries();
     tune(&mut settings);
@@ -425,6 +433,7 @@ async fn no_email_or_bearer_token_reaches_the_store_or_the_upstream() {
             ..Processors::default()
         }),
         exporter: Some(Arc::clone(&exporter)),
+        tail_sampling: None,
     };
     let running = Collector::start_pipeline(config, sink, Arc::clone(&reader), None, pipeline)
         .await
@@ -508,4 +517,61 @@ async fn no_email_or_bearer_token_reaches_the_store_or_the_upstream() {
         "{metrics}"
     );
     running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_signal_variables_route_each_signal_to_its_own_endpoint() {
+    let up = upstream().await;
+    let traces = format!("{}/v1/traces", up.http_url());
+    let logs = format!("http://127.0.0.1:{}", up.grpc_port);
+    let vars = [
+        // Used as-is over HTTP: the path is not appended to.
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces.as_str()),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs.as_str()),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_LOGS_INSECURE", "true"),
+        // No metrics endpoint: metrics are not forwarded.
+    ];
+    let var = |k: &str| {
+        vars.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    let destinations = Destination::all_from_env(var, |_| Ok(())).expect("valid variables");
+    assert_eq!(destinations.len(), 2, "{destinations:#?}");
+    let fwd = forwarder_to(destinations, |_| {}).await;
+    let exporter = Arc::clone(&fwd.exporter);
+    let url = fwd.grpc();
+    let spans = send_batches(url.clone(), 0..3, common::now_nanos()).await;
+    LogsServiceClient::connect(url.clone())
+        .await
+        .expect("connects")
+        .export(log_request(4))
+        .await
+        .expect("logs acknowledged");
+    MetricsServiceClient::connect(url)
+        .await
+        .expect("connects")
+        .export(metric_request(3))
+        .await
+        .expect("metrics acknowledged (kept nowhere: no destination takes them)");
+    assert!(exporter.flush(ARRIVAL).await, "the queues empty");
+    let stats = up.stats().await;
+    assert_eq!(
+        (stats.spans, stats.logs, stats.metrics),
+        (spans, 4, 0),
+        "{stats:?}"
+    );
+    for output in exporter.outputs() {
+        assert_eq!(
+            output
+                .figures
+                .failed_items
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "{} took every request it was sent",
+            output.destination.name
+        );
+    }
+    fwd.running.shutdown().await;
 }

@@ -11,6 +11,7 @@ Control (on the HTTP port):
   GET  /stats    {"spans": unique, "duplicates", "requests", "refused", "logs", "metrics",
                   "headers": the last request's headers}
   GET  /strings  every string value (attributes, events, bodies, names) received while recording
+  GET  /traces   {"<trace id hex>": distinct spans received of it, ...}
   POST /missing  ["<trace id hex><span id hex>", ...] -> the ones never received
 """
 import gzip
@@ -173,6 +174,12 @@ class Http(BaseHTTPRequestHandler):
                 body = json.dumps(stats).encode()
             elif self.path == "/strings":
                 body = json.dumps(strings).encode()
+            elif self.path == "/traces":
+                per_trace = {}
+                for trace_id, _ in seen:
+                    key = trace_id.hex()
+                    per_trace[key] = per_trace.get(key, 0) + 1
+                body = json.dumps(per_trace).encode()
             else:
                 return self.reply(404, b"no such path", "text/plain")
         self.reply(200, body, "application/json")

@@ -13,6 +13,7 @@ use throughline_collector::export::{
     Destination, ExportDefaults, ExportSettings, Exporter, QueueConfig, RetryPolicy, config,
 };
 use throughline_collector::processors::{Processors, Redaction};
+use throughline_collector::tail_sampling::{TailSampler, TailSamplingConfig};
 use throughline_collector::{Collector, CollectorConfig, ForwardOnly, IngestLimits, Pipeline};
 use throughline_store::{Store, StoreConfig};
 
@@ -68,9 +69,11 @@ pub struct CollectorArgs {
     allowed_hosts: Vec<String>,
     /// Forward every export to this OTLP endpoint (repeat for several): `grpc://host:port`,
     /// `grpcs://host:port` (TLS), `http://host:port[/base]`, `https://…` (OTLP/HTTP protobuf),
-    /// a bare `host:port` (gRPC), or `env` (OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL).
+    /// a bare `host:port` (gRPC), or `env` (OTEL_EXPORTER_OTLP_ENDPOINT and _PROTOCOL, and the
+    /// per-signal OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_ENDPOINT, used as-is over HTTP).
     /// OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE, _CLIENT_CERTIFICATE
-    /// and _CLIENT_KEY give the defaults the flags below override.
+    /// and _CLIENT_KEY (and their per-signal variables) give the defaults the flags below
+    /// override.
     #[arg(long = "export-otlp")]
     export_otlp: Vec<String>,
     /// A header sent upstream, `key=value` (repeat it), e.g. 'authorization=Bearer …'.
@@ -120,6 +123,20 @@ pub struct CollectorArgs {
     /// A resource attribute to insert when absent, `key=value` (repeat it).
     #[arg(long = "resource-insert")]
     resource_insert: Vec<String>,
+    /// Tail sampling: keep this share (0 to 1) of the traces that are neither errors nor slow;
+    /// every trace with an error span or a slow span is kept. Traces wait in a durable spool
+    /// (`<data dir>/sampling/`) until decided; sampled-out spans are neither stored nor
+    /// forwarded. Overrides the config file's processors.tail_sampling.ratio.
+    #[arg(long)]
+    tail_sampling_ratio: Option<f64>,
+    /// With tail sampling, a span at least this many milliseconds long keeps its trace (default
+    /// 1000; 0 turns the rule off).
+    #[arg(long)]
+    tail_sampling_slow_ms: Option<u64>,
+    /// With tail sampling, a trace is decided once no span of it arrived for this many
+    /// milliseconds (default 5000).
+    #[arg(long)]
+    tail_sampling_wait_ms: Option<u64>,
     /// An alert rules file (YAML groups of span, metric and flow rules; repeat for more). Check
     /// one with `throughline alerts check FILE`.
     #[arg(long = "alert-rules", value_name = "FILE")]
@@ -138,6 +155,7 @@ struct PipelineSettings {
     export: Option<ExportSettings>,
     processors: Processors,
     store: bool,
+    tail_sampling: Option<TailSamplingConfig>,
 }
 
 fn pipeline_settings(
@@ -193,7 +211,9 @@ fn pipeline_settings(
         .redaction
         .clone()
         .or_else(|| args.redact.then(Redaction::default));
+    let tail_sampling = tail_sampling_settings(args, file.tail_sampling.clone())?;
     Ok(PipelineSettings {
+        tail_sampling,
         export,
         processors: Processors {
             redaction,
@@ -202,6 +222,43 @@ fn pipeline_settings(
         },
         store,
     })
+}
+
+/// Tail sampling from the config file with the flags over it; errors name the flag.
+fn tail_sampling_settings(
+    args: &CollectorArgs,
+    file: Option<TailSamplingConfig>,
+) -> anyhow::Result<Option<TailSamplingConfig>> {
+    let flags_given = args.tail_sampling_ratio.is_some()
+        || args.tail_sampling_slow_ms.is_some()
+        || args.tail_sampling_wait_ms.is_some();
+    let mut config = match (file, args.tail_sampling_ratio) {
+        (Some(config), _) => config,
+        (None, Some(_)) => TailSamplingConfig::default(),
+        (None, None) => {
+            anyhow::ensure!(
+                !flags_given,
+                "--tail-sampling-slow-ms and --tail-sampling-wait-ms need --tail-sampling-ratio \
+                 (or processors.tail_sampling in --config)"
+            );
+            return Ok(None);
+        }
+    };
+    if let Some(ratio) = args.tail_sampling_ratio {
+        config.ratio = ratio;
+    }
+    if let Some(ms) = args.tail_sampling_slow_ms {
+        config.slow = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    if let Some(ms) = args.tail_sampling_wait_ms {
+        config.decision_wait = Duration::from_millis(ms);
+        config.max_trace_wait = config.max_trace_wait.max(config.decision_wait);
+    }
+    config.spool.sync_writes = args.sync_writes;
+    config
+        .validate("--tail-sampling-")
+        .map_err(|e| anyhow::anyhow!(e.replace("decision_wait_ms", "wait-ms")))?;
+    Ok(Some(config))
 }
 
 /// The exporter settings from the flags and the OTEL_EXPORTER_OTLP_* variables; errors name
@@ -218,37 +275,50 @@ fn export_settings(
         );
         return Ok(None);
     }
+    // The flags override the environment's settings (generic and per-signal alike).
+    let flags = |defaults: &mut ExportDefaults| -> Result<(), config::SettingError> {
+        for header in &args.export_headers {
+            let (k, v) = config::parse_header_flag(header)?;
+            defaults
+                .headers
+                .retain(|(key, _)| !key.eq_ignore_ascii_case(&k));
+            defaults.headers.push((k, v));
+        }
+        if let Some(path) = &args.export_ca_file {
+            defaults.tls.ca_file = Some(path.clone());
+        }
+        if let Some(path) = &args.export_client_cert {
+            defaults.tls.client_cert = Some(path.clone());
+        }
+        if let Some(path) = &args.export_client_key {
+            defaults.tls.client_key = Some(path.clone());
+        }
+        if let Some(compression) = &args.export_compression {
+            defaults.gzip = config::parse_compression("--export-compression", compression)?;
+        }
+        if let Some(ms) = args.export_timeout_ms {
+            if ms == 0 {
+                return Err(config::SettingError {
+                    setting: "--export-timeout-ms".into(),
+                    message: "must be above 0".into(),
+                });
+            }
+            defaults.timeout = Duration::from_millis(ms);
+        }
+        Ok(())
+    };
     let mut defaults = ExportDefaults::from_env(&var)?;
-    for header in &args.export_headers {
-        let (k, v) = config::parse_header_flag(header)?;
-        defaults
-            .headers
-            .retain(|(key, _)| !key.eq_ignore_ascii_case(&k));
-        defaults.headers.push((k, v));
-    }
-    if let Some(path) = &args.export_ca_file {
-        defaults.tls.ca_file = Some(path.clone());
-    }
-    if let Some(path) = &args.export_client_cert {
-        defaults.tls.client_cert = Some(path.clone());
-    }
-    if let Some(path) = &args.export_client_key {
-        defaults.tls.client_key = Some(path.clone());
-    }
-    if let Some(compression) = &args.export_compression {
-        defaults.gzip = config::parse_compression("--export-compression", compression)?;
-    }
-    if let Some(ms) = args.export_timeout_ms {
-        anyhow::ensure!(ms > 0, "--export-timeout-ms: must be above 0");
-        defaults.timeout = Duration::from_millis(ms);
-    }
+    flags(&mut defaults)?;
     let mut destinations = Vec::new();
     for url in &args.export_otlp {
         if url == "env" {
-            let destination = Destination::from_env(&var, &defaults)?.ok_or_else(|| {
-                anyhow::anyhow!("--export-otlp env: OTEL_EXPORTER_OTLP_ENDPOINT is not set")
-            })?;
-            destinations.push(destination);
+            let from_env = Destination::all_from_env(&var, flags)?;
+            anyhow::ensure!(
+                !from_env.is_empty(),
+                "--export-otlp env: neither OTEL_EXPORTER_OTLP_ENDPOINT nor a per-signal \
+                 OTEL_EXPORTER_OTLP_{{TRACES,LOGS,METRICS}}_ENDPOINT is set"
+            );
+            destinations.extend(from_env);
         } else {
             destinations.push(Destination::parse("--export-otlp", url, &defaults)?);
         }
@@ -356,9 +426,21 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let tail_sampling = match settings.tail_sampling {
+        Some(config) => {
+            let dir = args.data_dir.join("sampling");
+            Some(
+                tokio::task::spawn_blocking(move || TailSampler::open(config, &dir))
+                    .await?
+                    .context("could not open the tail-sampling spool")?,
+            )
+        }
+        None => None,
+    };
     let pipeline = Pipeline {
         processors,
         exporter,
+        tail_sampling,
     };
     if !settings.store {
         return serve_forward_only(args, pipeline).await;
@@ -387,11 +469,15 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
             ..throughline_alerts::Delivery::default()
         },
     ));
-    let pages = throughline_apm::router_full(
+    let figures = (pipeline.exporter.clone(), pipeline.tail_sampling.clone());
+    let pipeline_source: throughline_apm::PipelineSource =
+        Arc::new(move || pipeline_view(figures.0.as_deref(), figures.1.as_deref()));
+    let pages = throughline_apm::router_with_pipeline(
         store.clone(),
         endpoints,
         crate::systems::dashboards(),
         Some(alerts.clone()),
+        Some(pipeline_source),
     )
     .merge(throughline_alerts::api_router(alerts.clone()));
     let sink = alerts.sink(store.clone());
@@ -432,6 +518,69 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
         .await?
         .context("could not flush the store")?;
     Ok(())
+}
+
+/// The export queues' and tail sampling's figures for the APM's `/pipeline` page (the same
+/// counters `/metrics` shows).
+fn pipeline_view(
+    exporter: Option<&Exporter>,
+    sampler: Option<&TailSampler>,
+) -> throughline_apm::PipelineView {
+    use std::sync::atomic::Ordering::Relaxed;
+    use throughline_collector::tail_sampling::Reason;
+    let destinations = exporter
+        .map(|e| {
+            e.outputs()
+                .iter()
+                .map(|o| {
+                    let depth = o.queue.depth();
+                    let f = &o.figures;
+                    throughline_apm::DestinationView {
+                        name: o.destination.name.clone(),
+                        signals: o.destination.signals.names(),
+                        queue_records: depth.records,
+                        queue_items: depth.items,
+                        queue_bytes: depth.bytes,
+                        oldest_age_ms: depth.oldest_age_ms,
+                        sent_requests: f.sent_requests.load(Relaxed),
+                        sent_items: f.sent_items.load(Relaxed),
+                        retries: f.retries.load(Relaxed),
+                        failed_items: f.failed_items.load(Relaxed),
+                        rejected_items: f.rejected_items.load(Relaxed),
+                        expired_items: depth.expired_items,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let sampling = sampler.map(|s| {
+        let f = s.figures();
+        let depth = s.spool().depth();
+        throughline_apm::SamplingView {
+            ratio: s.config().ratio.to_string(),
+            decisions: [
+                ("keep", "error", Reason::Error),
+                ("keep", "slow", Reason::Slow),
+                ("keep", "ratio", Reason::Ratio),
+                ("drop", "ratio", Reason::SampledOut),
+            ]
+            .into_iter()
+            .map(|(d, r, reason)| (d.to_owned(), r.to_owned(), f.decisions(reason)))
+            .collect(),
+            pending_traces: f.pending_traces.load(Relaxed),
+            spool_items: depth.items,
+            spool_bytes: depth.bytes,
+            late_kept: f.late_kept.load(Relaxed),
+            late_dropped: f.late_dropped.load(Relaxed),
+            forced: f.forced.load(Relaxed),
+            kept_spans: f.kept_spans.load(Relaxed),
+            dropped_spans: f.dropped_spans.load(Relaxed),
+        }
+    });
+    throughline_apm::PipelineView {
+        destinations,
+        sampling,
+    }
 }
 
 /// The sidecar: receivers and `/metrics`, forwarding only.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 #[path = "../../collector/tests/common/upstream.rs"]
 mod upstream;
 
-use collector_common::{now_nanos, start_collector_with};
+use collector_common::{now_nanos, span_keys, start_collector_with};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use serde_json::json;
 use throughline_store::testdata::seeds_like_batch;
@@ -23,17 +23,6 @@ const TARGET_SPANS: u64 = 30_000;
 const LOAD_TIME: Duration = Duration::from_secs(8);
 /// How long the upstream stays down after the restart.
 const OUTAGE_AFTER_RESTART: Duration = Duration::from_secs(3);
-
-fn span_keys(batch: u64, start: u64) -> Vec<String> {
-    let request = seeds_like_batch(batch, TRACES_PER_BATCH, start);
-    request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .flat_map(|s| &s.spans)
-        .map(|s| format!("{}{}", hex::encode(&s.trace_id), hex::encode(&s.span_id)))
-        .collect()
-}
 
 #[test]
 fn every_acknowledged_span_reaches_the_upstream_across_kill_9_and_an_outage() {
@@ -75,7 +64,7 @@ fn every_acknowledged_span_reaches_the_upstream_across_kill_9_and_an_outage() {
             })
         })
         .collect();
-    let spans_per_batch = span_keys(0, start).len() as u64;
+    let spans_per_batch = span_keys(0, TRACES_PER_BATCH, start).len() as u64;
     let began = Instant::now();
     let mut upstream_down = false;
     loop {
@@ -97,7 +86,7 @@ fn every_acknowledged_span_reaches_the_upstream_across_kill_9_and_an_outage() {
     let acknowledged = acknowledged.lock().expect("not poisoned").clone();
     let keys: Vec<String> = acknowledged
         .iter()
-        .flat_map(|&b| span_keys(b, start))
+        .flat_map(|&b| span_keys(b, TRACES_PER_BATCH, start))
         .collect();
     let before = runtime.block_on(up.stats());
     eprintln!(

@@ -9,6 +9,7 @@ mod findings;
 pub mod integrity;
 pub mod logs;
 pub mod map;
+pub mod pipeline;
 pub mod queue_hops;
 pub mod search;
 pub mod services;

@@ -64,7 +64,8 @@ enum Kind {
     },
     Http {
         client: reqwest::Client,
-        base: String,
+        /// The URL of each signal: traces, logs, metrics.
+        urls: [String; 3],
         gzip: bool,
     },
 }
@@ -138,7 +139,7 @@ impl UpstreamClient {
                     gzip: destination.gzip,
                 }
             }
-            Protocol::Http { tls } => {
+            Protocol::Http { .. } => {
                 let mut builder = reqwest::Client::builder()
                     .timeout(destination.timeout)
                     .connect_timeout(destination.timeout)
@@ -166,14 +167,10 @@ impl UpstreamClient {
                     .default_headers(headers)
                     .build()
                     .map_err(|err| invalid(format!("HTTP client: {err}")))?;
-                let scheme = if tls { "https" } else { "http" };
+                let url = |signal| destination.http_url(signal).unwrap_or_default();
                 Kind::Http {
                     client,
-                    base: format!(
-                        "{scheme}://{}{}",
-                        destination.authority,
-                        destination.path.trim_end_matches('/')
-                    ),
+                    urls: [url(Signal::Traces), url(Signal::Logs), url(Signal::Metrics)],
                     gzip: destination.gzip,
                 }
             }
@@ -196,7 +193,14 @@ impl UpstreamClient {
                 headers,
                 gzip,
             } => send_grpc(channel.clone(), headers, *gzip, signal, body).await,
-            Kind::Http { client, base, gzip } => send_http(client, base, *gzip, signal, body).await,
+            Kind::Http { client, urls, gzip } => {
+                let url = match signal {
+                    Signal::Traces => &urls[0],
+                    Signal::Logs => &urls[1],
+                    Signal::Metrics => &urls[2],
+                };
+                send_http(client, url, *gzip, signal, body).await
+            }
         }
     }
 }
@@ -384,14 +388,13 @@ pub(crate) fn classify_status(status: &tonic::Status) -> SendOutcome {
 
 async fn send_http(
     client: &reqwest::Client,
-    base: &str,
+    url: &str,
     gzip: bool,
     signal: Signal,
     body: Vec<u8>,
 ) -> SendOutcome {
-    let url = format!("{base}/v1/{}", signal.as_str());
     let mut request = client
-        .post(&url)
+        .post(url)
         .header(http::header::CONTENT_TYPE, "application/x-protobuf");
     let body = if gzip {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

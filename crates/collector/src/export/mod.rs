@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use client::{ClientError, SendOutcome, UpstreamClient};
-pub use config::{Destination, ExportDefaults, Protocol, SettingError, TlsFiles};
+pub use config::{Destination, ExportDefaults, Protocol, SettingError, SignalSet, TlsFiles};
 pub use queue::{AppendError, Batch, PersistentQueue, QueueConfig, QueueDepth, QueueFull};
 
 use crate::self_metrics::Signal;
@@ -183,11 +183,19 @@ impl Exporter {
         &self.outputs
     }
 
-    /// Whether every queue has room for `bytes` more.
-    pub fn check_room(&self, bytes: u64) -> Result<(), QueueFull> {
+    /// Whether every queue that takes `signal` has room for `bytes` more.
+    pub fn check_room(&self, signal: Signal, bytes: u64) -> Result<(), QueueFull> {
         self.outputs
             .iter()
+            .filter(|o| o.destination.signals.contains(signal))
             .try_for_each(|o| o.queue.check_room(bytes))
+    }
+
+    /// Whether any destination takes `signal`.
+    pub fn forwards(&self, signal: Signal) -> bool {
+        self.outputs
+            .iter()
+            .any(|o| o.destination.signals.contains(signal))
     }
 
     /// Makes one encoded OTLP request durable in every destination's queue. Blocking (disk).
@@ -195,7 +203,9 @@ impl Exporter {
     /// never a loss.
     pub fn enqueue(&self, signal: Signal, body: &[u8], items: u64) -> Result<(), AppendError> {
         for output in &self.outputs {
-            output.queue.append(signal, body, items)?;
+            if output.destination.signals.contains(signal) {
+                output.queue.append(signal, body, items)?;
+            }
         }
         Ok(())
     }

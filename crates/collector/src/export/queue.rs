@@ -37,7 +37,7 @@ const PAYLOAD_HEADER_BYTES: usize = 1 + 8 + 4;
 const CURSOR_FILE: &str = "cursor";
 
 /// The queue's bounds and write discipline.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
     /// Pending bytes beyond which new data is refused.
     pub max_bytes: u64,
@@ -437,6 +437,32 @@ impl PersistentQueue {
             records,
             oldest_enqueued_ms: first.enqueued_ms,
         }))
+    }
+
+    /// Records pending now.
+    pub fn len(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `index`-th pending record from the head (0: the head) — its signal and OTLP request
+    /// body — or `None` beyond the last. Reads ahead without moving the cursor. Blocking (disk).
+    pub fn read_pending(&self, index: usize) -> io::Result<Option<(Signal, Vec<u8>)>> {
+        let inner = self.lock();
+        let Some(entry) = inner.pending.get(index).copied() else {
+            return Ok(None);
+        };
+        let file = inner
+            .segments
+            .iter()
+            .find(|s| s.id == entry.segment)
+            .ok_or_else(|| io::Error::other("a pending record's segment is gone"))?;
+        let mut payload = segment::read_record(&file.file, entry.offset, entry.len)?;
+        payload.drain(..PAYLOAD_HEADER_BYTES);
+        Ok(Some((entry.signal, payload)))
     }
 
     /// The first `records` pending records left the queue (accepted, or refused for good).

@@ -100,6 +100,18 @@ impl Upstream {
             .expect("missing is JSON")
     }
 
+    /// Distinct spans received per trace (trace id hex).
+    pub async fn traces(&self) -> std::collections::HashMap<String, u64> {
+        self.client
+            .get(format!("http://127.0.0.1:{}/traces", self.http_port))
+            .send()
+            .await
+            .expect("traces answer")
+            .json()
+            .await
+            .expect("traces are JSON")
+    }
+
     /// Every string value received while recording.
     pub async fn strings(&self) -> Vec<String> {
         self.client

@@ -55,3 +55,14 @@ pub fn now_nanos() -> u64 {
         .expect("clock after 1970")
         .as_nanos() as u64
 }
+
+/// `trace id hex + span id hex` of every span in `seeds_like_batch(batch, traces, start)`.
+pub fn span_keys(batch: u64, traces: usize, start: u64) -> Vec<String> {
+    throughline_store::testdata::seeds_like_batch(batch, traces, start)
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| format!("{}{}", hex::encode(&s.trace_id), hex::encode(&s.span_id)))
+        .collect()
+}
