@@ -50,7 +50,9 @@ pub fn parse_subscription(body: &[u8]) -> Result<Destination, String> {
     if let Some(v) = &sub.schema_version
         && !matches!(v.as_str(), "2022-07-01" | "2022-12-13" | "2025-01-29")
     {
-        return Err(format!("schemaVersion: {v:?} is not a known schema version"));
+        return Err(format!(
+            "schemaVersion: {v:?} is not a known schema version"
+        ));
     }
     if sub.destination.protocol != "HTTP" {
         return Err(format!(
@@ -66,13 +68,16 @@ pub fn parse_subscription(body: &[u8]) -> Result<Destination, String> {
         }
     }
     if !sub.types.iter().any(|t| t == "platform") {
-        return Err("types: the local host delivers platform events only; list \"platform\"".into());
+        return Err(
+            "types: the local host delivers platform events only; list \"platform\"".into(),
+        );
     }
-    let parsed: http::Uri = sub
-        .destination
-        .uri
-        .parse()
-        .map_err(|e| format!("destination.URI: {:?} is not a URI ({e})", sub.destination.uri))?;
+    let parsed: http::Uri = sub.destination.uri.parse().map_err(|e| {
+        format!(
+            "destination.URI: {:?} is not a URI ({e})",
+            sub.destination.uri
+        )
+    })?;
     if parsed.scheme_str() != Some("http") || parsed.host() != Some(SANDBOX_HOST) {
         return Err(format!(
             "destination.URI: {:?} must be http://{SANDBOX_HOST}:PORT/…",

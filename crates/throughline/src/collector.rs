@@ -23,7 +23,11 @@ const MAINTAIN_INTERVAL: Duration = Duration::from_secs(5);
 pub struct CollectorArgs {
     /// Where the store keeps its files (with --lambda-extension, the export queue only;
     /// default there: /tmp/throughline-extension).
-    #[arg(long, env = "THROUGHLINE_DATA_DIR", required_unless_present = "lambda_extension")]
+    #[arg(
+        long,
+        env = "THROUGHLINE_DATA_DIR",
+        required_unless_present = "lambda_extension"
+    )]
     data_dir: Option<PathBuf>,
     /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
     #[arg(long)]
@@ -44,11 +48,19 @@ pub struct CollectorArgs {
     lambda_extension: bool,
     /// The name the extension registers under: on Lambda, its file name in /opt/extensions
     /// [default: this executable's file name].
-    #[arg(long, env = "THROUGHLINE_EXTENSION_NAME", requires = "lambda_extension")]
+    #[arg(
+        long,
+        env = "THROUGHLINE_EXTENSION_NAME",
+        requires = "lambda_extension"
+    )]
     extension_name: Option<String>,
     /// The longest flush after an invocation, in milliseconds (the environment stays thawed
     /// meanwhile); what is not sent by then goes with the next one.
-    #[arg(long, default_value_t = 1000, env = "THROUGHLINE_EXTENSION_FLUSH_TIMEOUT_MS")]
+    #[arg(
+        long,
+        default_value_t = 1000,
+        env = "THROUGHLINE_EXTENSION_FLUSH_TIMEOUT_MS"
+    )]
     extension_flush_timeout_ms: u64,
     /// Delete data older than this many seconds.
     #[arg(long, default_value_t = 7 * 24 * 3600)]
@@ -89,11 +101,19 @@ pub struct CollectorArgs {
     /// OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE, _CLIENT_CERTIFICATE
     /// and _CLIENT_KEY give the defaults the flags below override. The variable lists them
     /// comma-separated.
-    #[arg(long = "export-otlp", env = "THROUGHLINE_EXPORT_OTLP", value_delimiter = ',')]
+    #[arg(
+        long = "export-otlp",
+        env = "THROUGHLINE_EXPORT_OTLP",
+        value_delimiter = ','
+    )]
     export_otlp: Vec<String>,
     /// A header sent upstream, `key=value` (repeat it), e.g. 'authorization=Bearer …'; the
     /// variable lists them comma-separated.
-    #[arg(long = "export-header", env = "THROUGHLINE_EXPORT_HEADERS", value_delimiter = ',')]
+    #[arg(
+        long = "export-header",
+        env = "THROUGHLINE_EXPORT_HEADERS",
+        value_delimiter = ','
+    )]
     export_headers: Vec<String>,
     /// A PEM bundle of CA certificates trusted upstream, beyond the system's roots.
     #[arg(long)]

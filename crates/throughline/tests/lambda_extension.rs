@@ -71,6 +71,7 @@ fn spec(dir: &Path, otlp_http: SocketAddr, upstream: SocketAddr) -> EnvironmentS
         .map(|(k, v)| (k.to_owned(), v))
         .collect(),
         extensions: vec![extension_wrapper(dir, otlp_http, upstream)],
+        sandbox_ports: Vec::new(),
         log: Arc::new(Discard),
         metrics: None,
     }
@@ -176,7 +177,10 @@ async fn shutdown_drains_the_extension_queue() {
         .expect("start the environment");
     let queued = invoke(&mut env, "queued-at-shutdown", dir.path()).await;
     let (collector, store) = upstream(upstream_addr, &dir.path().join("store")).await;
-    assert!(span_names(&store, queued).is_empty(), "sent before SHUTDOWN");
+    assert!(
+        span_names(&store, queued).is_empty(),
+        "sent before SHUTDOWN"
+    );
     // SHUTDOWN (spindown): the extension drains within the 2 s grace, then exits by itself.
     env.shut_down().await;
     assert_eq!(
