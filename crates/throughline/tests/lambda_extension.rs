@@ -225,3 +225,42 @@ async fn an_acknowledged_span_survives_kill_9_of_the_extension() {
     env.shut_down().await;
     collector.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_setting_fails_the_init_through_init_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = spec(dir.path(), free_loopback_addr(), free_loopback_addr());
+    // No upstream at all: the wrapper without --export-otlp.
+    let wrapper = dir.path().join("throughline-collector-extension");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} collector --lambda-extension --extension-name \"${{0##*/}}\" \
+             --data-dir {} --grpc-addr {} --http-addr {} 2>>{}\n",
+            env!("CARGO_BIN_EXE_throughline"),
+            dir.path().join("extension-data").display(),
+            free_loopback_addr(),
+            free_loopback_addr(),
+            dir.path().join("extension.log").display(),
+        ),
+    )
+    .expect("write the wrapper");
+    spec.extensions = vec![wrapper];
+    let mut env = Environment::start(spec).await.expect("start");
+    let outcome = env
+        .invoke(&uuid(), Bytes::from_static(br#"{"name":"never"}"#))
+        .await;
+    let InvocationOutcome::Failed(reason) = &outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        reason.contains("Extension.ConfigInvalid"),
+        "{reason}; extension log:\n{}",
+        log(dir.path())
+    );
+    assert!(
+        log(dir.path()).contains("THROUGHLINE_EXPORT_OTLP"),
+        "{}",
+        log(dir.path())
+    );
+}
