@@ -8,6 +8,7 @@ pub mod config_file;
 pub mod export;
 pub mod forward_only;
 pub mod ingest;
+pub mod lambda_extension;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod processors;

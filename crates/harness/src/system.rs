@@ -41,6 +41,13 @@ pub struct SystemDescription {
     pub try_load: String,
 }
 
+/// The file name the collector extension registers under (its wrapper's name).
+pub const EXTENSION_FILE_NAME: &str = "throughline-collector-extension";
+/// Set by the host, per environment, to the extension's OTLP/gRPC address.
+pub const EXTENSION_GRPC_VAR: &str = "THROUGHLINE_SANDBOX_OTLP_GRPC_ADDR";
+/// Set by the host, per environment, to the extension's OTLP/HTTP address.
+pub const EXTENSION_HTTP_VAR: &str = "THROUGHLINE_SANDBOX_OTLP_HTTP_ADDR";
+
 /// The collector and broker under every system, and where everything keeps its data.
 #[derive(Debug, Clone)]
 pub struct Platform {
@@ -129,6 +136,74 @@ impl Platform {
             ("NO_COLOR", "1".into()),
         ];
         pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// `part`, a Lambda worker (`throughline lambda … -- COMMAND`), with the collector as its
+    /// Lambda extension between the function and this platform's collector (`throughline up
+    /// --worker-telemetry extension`): the host starts the wrapper written to
+    /// `DATA/extensions/PART/throughline-collector-extension` in each environment, gives each
+    /// environment its own pair of loopback ports ([`EXTENSION_GRPC_VAR`],
+    /// [`EXTENSION_HTTP_VAR`]: concurrent environments share this machine's localhost, where on
+    /// Lambda each sandbox has its own), and the function's OTLP endpoint is the extension's
+    /// gRPC port. Each environment keeps its queue in a folder of its own there, as each
+    /// sandbox's `/tmp` is its own.
+    pub fn through_extension(&self, part: &PartSpec) -> std::io::Result<PartSpec> {
+        let split = part
+            .args
+            .iter()
+            .position(|a| a == "--")
+            .filter(|_| part.args.first().is_some_and(|a| a == "lambda"))
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is not a `throughline lambda … -- COMMAND` part",
+                        part.name
+                    ),
+                )
+            })?;
+        let dir = self.data("extensions").join(&part.name);
+        std::fs::create_dir_all(&dir)?;
+        let wrapper = dir.join(EXTENSION_FILE_NAME);
+        let script = format!(
+            "#!/bin/sh\n\
+             # Written by `throughline up --worker-telemetry extension`: the collector as this\n\
+             # worker's Lambda extension (as deploy/docker/{EXTENSION_FILE_NAME} on Lambda).\n\
+             exec '{exe}' collector --lambda-extension --extension-name \"${{0##*/}}\" \\\n  \
+             --data-dir '{dir}/queue-'\"${{{http}##*:}}\" \\\n  \
+             --grpc-addr \"${grpc}\" --http-addr \"${http}\" \\\n  \
+             --export-otlp 'http://{upstream}'\n",
+            exe = path_arg(&self.exe),
+            dir = path_arg(&dir),
+            grpc = EXTENSION_GRPC_VAR,
+            http = EXTENSION_HTTP_VAR,
+            upstream = self.otlp_http_addr,
+        );
+        std::fs::write(&wrapper, script)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+        let mut args: Vec<String> = part.args[..split].to_vec();
+        args.extend([
+            "--extension".into(),
+            path_arg(&wrapper),
+            "--sandbox-port".into(),
+            EXTENSION_GRPC_VAR.into(),
+            "--sandbox-port".into(),
+            EXTENSION_HTTP_VAR.into(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            format!("OTEL_EXPORTER_OTLP_ENDPOINT=http://${EXTENSION_GRPC_VAR} exec \"$0\" \"$@\""),
+        ]);
+        args.extend(part.args[split + 1..].iter().cloned());
+        let mut env = part.env.clone();
+        env.retain(|(k, _)| k != "OTEL_EXPORTER_OTLP_PROTOCOL");
+        env.push(("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "grpc".into()));
+        Ok(PartSpec {
+            args,
+            env,
+            ..part.clone()
+        })
     }
 
     /// The collector, with its store, APM and query API.

@@ -70,6 +70,7 @@ fn spec(command: Vec<std::ffi::OsString>) -> EnvironmentSpec {
         ]
         .into(),
         extensions: Vec::new(),
+        sandbox_ports: Vec::new(),
         log: Arc::new(Discard),
         metrics: None,
     }

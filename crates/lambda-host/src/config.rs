@@ -77,6 +77,9 @@ pub struct HostConfig {
     pub command: Vec<OsString>,
     /// External extensions, started in this order before the runtime.
     pub extensions: Vec<PathBuf>,
+    /// Variables set, in each environment, to a `127.0.0.1:PORT` of its own (see
+    /// [`EnvironmentSpec::sandbox_ports`](crate::EnvironmentSpec::sandbox_ports)).
+    pub sandbox_ports: Vec<String>,
     /// The function's own environment variables, set on top of the host's environment and the
     /// standard Lambda variables.
     pub environment: BTreeMap<String, String>,
@@ -156,6 +159,7 @@ impl RawHostConfig {
             handler: self.handler.unwrap_or_else(|| "bootstrap".to_owned()),
             command: self.command,
             extensions: self.extensions,
+            sandbox_ports: Vec::new(),
             environment: BTreeMap::new(),
             shutdown_grace: Duration::from_secs(2),
             init_timeout: Duration::from_secs(10),

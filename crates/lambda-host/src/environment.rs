@@ -46,6 +46,11 @@ pub struct EnvironmentSpec {
     /// External extensions (`/opt/extensions/*` on AWS): executables started, in this order,
     /// before the runtime, with the same environment.
     pub extensions: Vec<PathBuf>,
+    /// Variables each environment sets, for the runtime and the extensions, to a free
+    /// `127.0.0.1:PORT` of its own: on Lambda every sandbox has its own localhost, so an
+    /// extension's fixed ports (4317/4318) never meet another environment's; here several
+    /// environments share one, so such a listener takes its address from one of these.
+    pub sandbox_ports: Vec<String>,
     pub log: Arc<dyn PlatformLog>,
     /// Where each invocation's `AWS/Lambda` figures go (the same facts as its `REPORT` line).
     pub metrics: Option<FunctionMetrics>,
@@ -176,7 +181,14 @@ impl Environment {
     /// first, each waited for until it registers (within the init timeout), then the function's
     /// process. An extension that exits, reports an init error or does not register in time
     /// fails the first invocation's init, as on Lambda.
-    pub async fn start(spec: EnvironmentSpec) -> Result<Self, StartError> {
+    pub async fn start(mut spec: EnvironmentSpec) -> Result<Self, StartError> {
+        for name in spec.sandbox_ports.clone() {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(StartError::RuntimeApi)?
+                .port();
+            spec.environment.insert(name, format!("127.0.0.1:{port}"));
+        }
         let (api, events) = RuntimeApi::start().await.map_err(StartError::RuntimeApi)?;
         api.set_identity(FunctionIdentity {
             function_name: spec.function_name.clone(),

@@ -13,6 +13,7 @@ pub mod platform_log;
 pub mod runtime_api;
 pub mod sqs_client;
 pub mod sqs_event;
+pub mod telemetry_api;
 
 pub use config::{ConfigError, HostConfig, RawHostConfig};
 pub use environment::{Environment, EnvironmentSpec, InvocationOutcome, StartError};

@@ -142,6 +142,7 @@ impl EventSourceMapping {
             shutdown_grace: self.config.shutdown_grace,
             environment: self.config.environment.clone(),
             extensions: self.config.extensions.clone(),
+            sandbox_ports: self.config.sandbox_ports.clone(),
             log: self.log.clone(),
             metrics: self
                 .meter

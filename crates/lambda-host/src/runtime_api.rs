@@ -21,7 +21,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use throughline_service_kit::{HttpServer, ServeConfig};
 use tokio::sync::{Notify, mpsc};
 
@@ -121,6 +121,8 @@ struct ExtensionSlot {
     pending: VecDeque<serde_json::Value>,
     /// In `/event/next` with nothing pending.
     waiting: bool,
+    /// Where its Telemetry API subscription delivers (`PUT /2022-07-01/telemetry`).
+    telemetry: Option<crate::telemetry_api::Destination>,
 }
 
 #[derive(Debug, Default)]
@@ -158,6 +160,7 @@ struct Shared {
     extensions: Mutex<Extensions>,
     /// Woken (every waiter) when an extension event is offered.
     extension_offered: Notify,
+    telemetry: crate::telemetry_api::Deliverer,
 }
 
 /// One environment's Runtime API server, listening on 127.0.0.1.
@@ -199,6 +202,7 @@ impl RuntimeApi {
             events,
             extensions: Mutex::default(),
             extension_offered: Notify::new(),
+            telemetry: crate::telemetry_api::Deliverer::default(),
         });
         let server = throughline_service_kit::spawn_http(listener, router(shared.clone()), config)?;
         let addr = server.local_addr();
@@ -316,6 +320,7 @@ fn router(shared: Arc<Shared>) -> Router {
             "/2020-01-01/extension/exit/error",
             post(extension_exit_error),
         )
+        .route("/2022-07-01/telemetry", put(telemetry_subscribe))
         .fallback(not_found)
         .with_state(shared)
 }
@@ -461,6 +466,7 @@ async fn response(
     if let Err(rejection) = finish(&shared, &request_id) {
         return rejection.into_response();
     }
+    runtime_done(&shared, &request_id, "success").await;
     let _ = shared.events.send(RuntimeEvent::Response {
         request_id,
         body,
@@ -489,6 +495,7 @@ async fn invocation_error(
     if let Err(rejection) = finish(&shared, &request_id) {
         return rejection.into_response();
     }
+    runtime_done(&shared, &request_id, "error").await;
     let error_type = error_type(&headers);
     let _ = shared.events.send(RuntimeEvent::Error {
         request_id,
@@ -630,6 +637,7 @@ async fn extension_register(
             events,
             pending: VecDeque::new(),
             waiting: false,
+            telemetry: None,
         });
         extensions.identity.clone()
     };
@@ -745,4 +753,62 @@ async fn extension_init_error(State(shared): State<Arc<Shared>>, headers: Header
 
 async fn extension_exit_error(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     extension_error(&shared, &headers, ExtensionErrorPhase::Exit).await
+}
+
+// ---- the Telemetry API (platform.runtimeDone only) ----
+
+/// Delivers `platform.runtimeDone` of `request_id` to every subscribed extension, each in its
+/// own task (a slow listener does not hold the runtime's answer).
+async fn runtime_done(shared: &Shared, request_id: &str, status: &str) {
+    let destinations: Vec<_> = lock(&shared.extensions)
+        .registered
+        .iter()
+        .filter_map(|e| e.telemetry.clone())
+        .collect();
+    if destinations.is_empty() {
+        return;
+    }
+    let events = [crate::telemetry_api::runtime_done(request_id, status)];
+    for destination in destinations {
+        let deliverer = shared.telemetry.clone();
+        let events = events.clone();
+        tokio::spawn(async move { deliverer.deliver(&destination, &events).await });
+    }
+}
+
+async fn telemetry_subscribe(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let name = match identify(&shared, &headers) {
+        Ok(name) => name,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let body = match axum::body::to_bytes(body, MAX_EXTENSION_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestFormat",
+                &format!("the body is over {MAX_EXTENSION_BODY_BYTES} bytes"),
+            )
+            .into_response();
+        }
+    };
+    let destination = match crate::telemetry_api::parse_subscription(&body) {
+        Ok(destination) => destination,
+        Err(message) => {
+            return error_response(StatusCode::BAD_REQUEST, "ValidationError", &message)
+                .into_response();
+        }
+    };
+    if let Some(slot) = lock(&shared.extensions)
+        .registered
+        .iter_mut()
+        .find(|e| e.name == name)
+    {
+        slot.telemetry = Some(destination);
+    }
+    (StatusCode::OK, "OK").into_response()
 }

@@ -59,6 +59,7 @@ fn spec(out: &Path, extensions: Vec<PathBuf>, work_ms: u64) -> EnvironmentSpec {
         ]
         .into(),
         extensions,
+        sandbox_ports: Vec::new(),
         log: Arc::new(Discard),
         metrics: None,
     }

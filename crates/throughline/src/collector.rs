@@ -22,18 +22,47 @@ const MAINTAIN_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
 pub struct CollectorArgs {
-    /// Where the store keeps its files.
-    #[arg(long, env = "THROUGHLINE_DATA_DIR")]
-    data_dir: PathBuf,
-    /// OTLP/gRPC listen address.
-    #[arg(long, default_value = "127.0.0.1:4317")]
-    grpc_addr: SocketAddr,
-    /// OTLP/HTTP listen address.
-    #[arg(long, default_value = "127.0.0.1:4318")]
-    http_addr: SocketAddr,
-    /// Jaeger query API and /metrics listen address.
-    #[arg(long, default_value = "127.0.0.1:16686")]
-    query_addr: SocketAddr,
+    /// Where the store keeps its files (with --lambda-extension, the export queue only;
+    /// default there: /tmp/throughline-extension).
+    #[arg(
+        long,
+        env = "THROUGHLINE_DATA_DIR",
+        required_unless_present = "lambda_extension"
+    )]
+    data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long)]
+    grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// Jaeger query API and /metrics listen address [default: 127.0.0.1:16686; with
+    /// --lambda-extension, an ephemeral port].
+    #[arg(long)]
+    query_addr: Option<SocketAddr>,
+    /// Run as an external Lambda extension: register through the Extensions API at
+    /// $AWS_LAMBDA_RUNTIME_API, receive the function's OTLP on localhost, forward it through the
+    /// persistent queue (--export-otlp or THROUGHLINE_EXPORT_OTLP; the OTEL_EXPORTER_OTLP_*
+    /// variables are the function's own and are ignored), flush after each invocation and drain
+    /// on SHUTDOWN. Implies --no-store.
+    #[arg(long)]
+    lambda_extension: bool,
+    /// The name the extension registers under: on Lambda, its file name in /opt/extensions
+    /// [default: this executable's file name].
+    #[arg(
+        long,
+        env = "THROUGHLINE_EXTENSION_NAME",
+        requires = "lambda_extension"
+    )]
+    extension_name: Option<String>,
+    /// The longest flush after an invocation, in milliseconds (the environment stays thawed
+    /// meanwhile); what is not sent by then goes with the next one.
+    #[arg(
+        long,
+        default_value_t = 1000,
+        env = "THROUGHLINE_EXTENSION_FLUSH_TIMEOUT_MS"
+    )]
+    extension_flush_timeout_ms: u64,
     /// Delete data older than this many seconds.
     #[arg(long, default_value_t = 7 * 24 * 3600)]
     retention_secs: u64,
@@ -73,11 +102,20 @@ pub struct CollectorArgs {
     /// per-signal OTEL_EXPORTER_OTLP_{TRACES,LOGS,METRICS}_ENDPOINT, used as-is over HTTP).
     /// OTEL_EXPORTER_OTLP_HEADERS, _TIMEOUT, _COMPRESSION, _CERTIFICATE, _CLIENT_CERTIFICATE
     /// and _CLIENT_KEY (and their per-signal variables) give the defaults the flags below
-    /// override.
-    #[arg(long = "export-otlp")]
+    /// override. The variable lists them comma-separated.
+    #[arg(
+        long = "export-otlp",
+        env = "THROUGHLINE_EXPORT_OTLP",
+        value_delimiter = ','
+    )]
     export_otlp: Vec<String>,
-    /// A header sent upstream, `key=value` (repeat it), e.g. 'authorization=Bearer …'.
-    #[arg(long = "export-header")]
+    /// A header sent upstream, `key=value` (repeat it), e.g. 'authorization=Bearer …'; the
+    /// variable lists them comma-separated.
+    #[arg(
+        long = "export-header",
+        env = "THROUGHLINE_EXPORT_HEADERS",
+        value_delimiter = ','
+    )]
     export_headers: Vec<String>,
     /// A PEM bundle of CA certificates trusted upstream, beyond the system's roots.
     #[arg(long)]
@@ -150,6 +188,34 @@ pub struct CollectorArgs {
     pub alertmanager_urls: Vec<String>,
 }
 
+/// Where the extension keeps its queue by default: Lambda's only writable directory.
+const EXTENSION_DATA_DIR: &str = "/tmp/throughline-extension";
+
+impl CollectorArgs {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(EXTENSION_DATA_DIR))
+    }
+    fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4317)))
+    }
+    fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 4318)))
+    }
+    fn query_addr(&self) -> SocketAddr {
+        let port = if self.lambda_extension { 0 } else { 16686 };
+        self.query_addr
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+    /// Forward only: `--no-store`, or the extension (which keeps nothing but its queue).
+    fn no_store(&self) -> bool {
+        self.no_store || self.lambda_extension
+    }
+}
+
 /// The processors and exporter settings from the config file, the flags and the environment.
 struct PipelineSettings {
     export: Option<ExportSettings>,
@@ -172,10 +238,10 @@ fn pipeline_settings(
         &var,
         !file.destinations.is_empty() || file.store == Some(false),
     )?;
-    let store = !args.no_store && file.store != Some(false);
+    let store = !args.no_store() && file.store != Some(false);
     if !file.destinations.is_empty() {
         let settings = export.get_or_insert_with(|| {
-            let mut s = ExportSettings::new(Vec::new(), args.data_dir.join("export"));
+            let mut s = ExportSettings::new(Vec::new(), args.data_dir().join("export"));
             s.queue.sync_writes = args.sync_writes;
             s
         });
@@ -270,7 +336,7 @@ fn export_settings(
 ) -> anyhow::Result<Option<ExportSettings>> {
     if args.export_otlp.is_empty() {
         anyhow::ensure!(
-            !args.no_store || file_has_destinations,
+            !args.no_store() || file_has_destinations,
             "--no-store needs at least one --export-otlp destination"
         );
         return Ok(None);
@@ -328,7 +394,7 @@ fn export_settings(
             && args.export_retry_initial_ms <= args.export_retry_max_ms,
         "--export-retry-initial-ms: must be above 0 and at most --export-retry-max-ms"
     );
-    let mut settings = ExportSettings::new(destinations, args.data_dir.join("export"));
+    let mut settings = ExportSettings::new(destinations, args.data_dir().join("export"));
     settings.queue = QueueConfig {
         max_bytes: args.export_queue_max_bytes,
         max_age: Duration::from_secs(args.export_queue_max_age_secs),
@@ -413,6 +479,9 @@ pub fn run(args: CollectorArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
+    if args.lambda_extension {
+        return serve_extension(args).await;
+    }
     // Settings first: a bad rules file or URL stops start-up before anything is opened.
     let rules = load_rules(&args.alert_rules)?;
     let targets = delivery_targets(&args)?;
@@ -428,7 +497,7 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
     };
     let tail_sampling = match settings.tail_sampling {
         Some(config) => {
-            let dir = args.data_dir.join("sampling");
+            let dir = args.data_dir().join("sampling");
             Some(
                 tokio::task::spawn_blocking(move || TailSampler::open(config, &dir))
                     .await?
@@ -445,7 +514,7 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
     if !settings.store {
         return serve_forward_only(args, pipeline).await;
     }
-    let mut store_config = StoreConfig::new(&args.data_dir);
+    let mut store_config = StoreConfig::new(args.data_dir());
     store_config.retention_secs = args.retention_secs;
     store_config.max_disk_bytes = args.max_disk_bytes;
     store_config.settle_secs = args.settle_secs;
@@ -454,18 +523,18 @@ async fn serve(args: CollectorArgs) -> anyhow::Result<()> {
     store_config.findings.min_duration_ms = args.n_plus_one_min_ms;
     let store = tokio::task::spawn_blocking(move || Store::open(store_config))
         .await?
-        .with_context(|| format!("could not open the store in {}", args.data_dir.display()))?;
+        .with_context(|| format!("could not open the store in {}", args.data_dir().display()))?;
     let store = Arc::new(store);
     let config = collector_config(&args)?;
     // The APM pages share the query address with the Jaeger API (`/api/*`, `/metrics`); their
     // empty state names the OTLP addresses this collector listens on.
-    let endpoints = throughline_apm::OtlpEndpoints::from_addrs(args.grpc_addr, args.http_addr);
+    let endpoints = throughline_apm::OtlpEndpoints::from_addrs(args.grpc_addr(), args.http_addr());
     let alerts = Arc::new(throughline_alerts::Alerts::over_store(
         rules,
         store.clone(),
         throughline_alerts::Delivery {
             targets,
-            external_url: format!("http://{}", args.query_addr),
+            external_url: format!("http://{}", args.query_addr()),
             ..throughline_alerts::Delivery::default()
         },
     ));
@@ -583,6 +652,124 @@ fn pipeline_view(
     }
 }
 
+/// The environment the extension reads its settings from: the function's, less the
+/// OTEL_EXPORTER_OTLP_* variables (they point the function at this extension).
+fn extension_var(key: &str) -> Option<String> {
+    if key.starts_with("OTEL_EXPORTER_OTLP_") {
+        return None;
+    }
+    std::env::var(key).ok()
+}
+
+/// The extension's receivers and exporter, listening.
+async fn start_extension_pipeline(
+    args: &CollectorArgs,
+) -> anyhow::Result<(Arc<Exporter>, throughline_collector::RunningCollector)> {
+    anyhow::ensure!(
+        !args.export_otlp.is_empty() || args.config.is_some(),
+        "--lambda-extension needs an upstream: --export-otlp or THROUGHLINE_EXPORT_OTLP"
+    );
+    anyhow::ensure!(
+        !args.export_otlp.iter().any(|u| u == "env"),
+        "--export-otlp env: with --lambda-extension, OTEL_EXPORTER_OTLP_ENDPOINT is the \
+         function's (it points at this extension); name the upstream in THROUGHLINE_EXPORT_OTLP"
+    );
+    let settings = pipeline_settings(args, extension_var)?;
+    // A trace's decision needs its spans from many invocations, and the environment may be
+    // frozen or gone before it settles: sampling belongs in the collector the extension sends to.
+    anyhow::ensure!(
+        settings.tail_sampling.is_none(),
+        "--lambda-extension does not tail-sample (--tail-sampling-* or tail_sampling in --config): \
+         sample in the collector the extension forwards to"
+    );
+    let export = settings
+        .export
+        .context("--lambda-extension needs at least one export destination")?;
+    let own = [args.grpc_addr(), args.http_addr()];
+    for destination in &export.destinations {
+        let loops = own.iter().any(|a| {
+            destination.authority == a.to_string()
+                || destination.authority == format!("localhost:{}", a.port())
+        });
+        anyhow::ensure!(
+            !loops,
+            "--export-otlp {}: that is this extension's own listener",
+            destination.name
+        );
+    }
+    let exporter = tokio::task::spawn_blocking(move || Exporter::open(export))
+        .await?
+        .context("could not open the export queue")?;
+    let pipeline = Pipeline {
+        processors: Arc::new(settings.processors),
+        exporter: Some(exporter.clone()),
+        tail_sampling: None,
+    };
+    let running = Collector::start_pipeline(
+        collector_config(args)?,
+        Arc::new(ForwardOnly),
+        Arc::new(ForwardOnly),
+        None,
+        pipeline,
+    )
+    .await?;
+    Ok((exporter, running))
+}
+
+/// `--lambda-extension`: binds the receivers and opens the queue first (Lambda starts the
+/// runtime once every extension registered, so the function's first export finds them), then
+/// registers; a failure to start is reported through `init/error`, as AWS documents.
+async fn serve_extension(args: CollectorArgs) -> anyhow::Result<()> {
+    use throughline_collector::lambda_extension::{self, ExtensionsApi, FlushBounds};
+    let runtime_api = std::env::var("AWS_LAMBDA_RUNTIME_API").map_err(|_| {
+        anyhow::anyhow!(
+            "--lambda-extension: AWS_LAMBDA_RUNTIME_API is not set (Lambda and `throughline \
+             lambda --extension` set it)"
+        )
+    })?;
+    let name = match &args.extension_name {
+        Some(name) => name.clone(),
+        None => std::env::args_os()
+            .next()
+            .map(PathBuf::from)
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "throughline".into()),
+    };
+    let started = start_extension_pipeline(&args).await;
+    let api = ExtensionsApi::register(&runtime_api, &name)
+        .await
+        .with_context(|| format!("could not register the extension {name:?}"))?;
+    let (exporter, running) = match started {
+        Ok(started) => started,
+        Err(err) => {
+            let message = format!("{err:#}");
+            if let Err(report) = api.init_error("Extension.ConfigInvalid", &message).await {
+                tracing::warn!(error = %report, "could not report the init error");
+            }
+            return Err(err);
+        }
+    };
+    let done = match api.subscribe_runtime_done().await {
+        Ok(done) => done,
+        Err(err) => {
+            let _ = api
+                .init_error("Extension.TelemetrySubscriptionFailed", &err.to_string())
+                .await;
+            running.shutdown().await;
+            return Err(err).context("could not subscribe to the Telemetry API");
+        }
+    };
+    println!(
+        "collector (lambda extension {name} of {}): OTLP/gRPC {} · OTLP/HTTP {} · metrics http://{}/metrics",
+        api.function_name, running.grpc_addr, running.http_addr, running.query_addr
+    );
+    let bounds = FlushBounds {
+        after_invoke: Duration::from_millis(args.extension_flush_timeout_ms),
+    };
+    lambda_extension::run(&api, &done, &exporter, running, bounds).await?;
+    Ok(())
+}
+
 /// The sidecar: receivers and `/metrics`, forwarding only.
 async fn serve_forward_only(args: CollectorArgs, pipeline: Pipeline) -> anyhow::Result<()> {
     let config = collector_config(&args)?;
@@ -605,9 +792,9 @@ async fn serve_forward_only(args: CollectorArgs, pipeline: Pipeline) -> anyhow::
 
 fn collector_config(args: &CollectorArgs) -> anyhow::Result<CollectorConfig> {
     Ok(CollectorConfig {
-        grpc_addr: args.grpc_addr,
-        http_addr: args.http_addr,
-        query_addr: args.query_addr,
+        grpc_addr: args.grpc_addr(),
+        http_addr: args.http_addr(),
+        query_addr: args.query_addr(),
         limits: IngestLimits {
             max_body_bytes: args.max_body_bytes,
             max_inflight_bytes: args.max_inflight_bytes,

@@ -43,6 +43,12 @@ pub struct LambdaArgs {
     /// AWS_LAMBDA_RUNTIME_API and gets every INVOKE and the SHUTDOWN.
     #[arg(long = "extension", value_name = "PATH")]
     extensions: Vec<std::path::PathBuf>,
+    /// A variable each execution environment sets, for the function and its extensions, to a
+    /// free `127.0.0.1:PORT` of its own (repeatable): on Lambda each sandbox has its own
+    /// localhost, here concurrent environments share one, so an extension's listener (and the
+    /// function's endpoint for it) takes its address from this variable.
+    #[arg(long = "sandbox-port", value_name = "VARIABLE", value_parser = parse_variable_name)]
+    sandbox_ports: Vec<String>,
     /// The function's command (a Lambda runtime binary, or e.g. `python -m awslambdaric mod.fn`).
     #[arg(last = true, required = true)]
     command: Vec<OsString>,
@@ -50,7 +56,7 @@ pub struct LambdaArgs {
 
 /// Runs the host until Ctrl-C or SIGTERM.
 pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
-    let config = RawHostConfig {
+    let mut config = RawHostConfig {
         queue: args.queue,
         batch_size: args.batch_size,
         batch_window_ms: args.batch_window_ms,
@@ -63,6 +69,7 @@ pub fn run(args: LambdaArgs) -> anyhow::Result<()> {
         command: args.command,
     }
     .validate()?;
+    config.sandbox_ports = args.sandbox_ports;
     // Host diagnostics go to stderr; stdout carries the platform lines and the function's output.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -178,4 +185,18 @@ pub fn otlp_endpoint_set(env: &std::collections::HashMap<String, String>) -> boo
     ]
     .iter()
     .any(|k| env.get(*k).is_some_and(|v| !v.trim().is_empty()))
+}
+
+/// A variable name for `--sandbox-port`: letters, digits and `_`, not starting with a digit.
+fn parse_variable_name(name: &str) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "{name:?} is not a variable name (letters, digits and _)"
+        ))
+    }
 }

@@ -66,11 +66,25 @@ pub struct UpArgs {
     /// An Alertmanager the collector sends its alerts to (repeatable).
     #[arg(long = "alertmanager-url", value_name = "URL")]
     pub alertmanager_urls: Vec<String>,
+    /// How the Lambda workers' telemetry reaches the collector: `direct` (each function exports
+    /// to the collector and flushes before it answers) or `extension` (each environment runs
+    /// `throughline collector --lambda-extension` beside the function, as a container-image
+    /// Lambda with deploy/docker's extension does: the function flushes to it on localhost and
+    /// it forwards to the collector through its persistent queue).
+    #[arg(long, value_enum, default_value_t = WorkerTelemetry::Direct)]
+    pub worker_telemetry: WorkerTelemetry,
     /// Exit after this many seconds (for tests and benchmarks); Ctrl-C otherwise.
     #[arg(long)]
     pub exit_after_secs: Option<u64>,
     #[command(flatten)]
     pub systems_options: systems::SystemsOptions,
+}
+
+/// See [`UpArgs::worker_telemetry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkerTelemetry {
+    Direct,
+    Extension,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -175,7 +189,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     supervisor.start(broker)?;
     for system in &descriptions {
         for part in &system.parts {
-            supervisor.start(part.clone())?;
+            let is_worker = part.args.first().is_some_and(|a| a == "lambda");
+            if is_worker && args.worker_telemetry == WorkerTelemetry::Extension {
+                let routed = platform
+                    .through_extension(part)
+                    .with_context(|| format!("writing {}'s extension wrapper", part.name))?;
+                supervisor.start(routed)?;
+            } else {
+                supervisor.start(part.clone())?;
+            }
         }
     }
     print_banner(&platform, &descriptions, started.elapsed());

@@ -264,6 +264,12 @@ struct EventsFlags {
     opts: events_system::UpOptions,
 }
 
+#[derive(clap::Parser)]
+struct ShopFlags {
+    #[command(flatten)]
+    opts: shop_system::UpOptions,
+}
+
 /// The platform `throughline up` describes systems on, with its default ports (read from `up
 /// --help`, so the defaults here are the binary's own).
 fn platform() -> Platform {
@@ -643,6 +649,17 @@ fn the_events_template_matches_the_system_description() {
     check(
         &Template::read("events.yaml"),
         &describe_events(&platform),
+        &platform,
+    );
+}
+
+#[test]
+fn the_shop_template_matches_the_system_description() {
+    let platform = platform();
+    let opts = ShopFlags::parse_from(["up"]).opts;
+    check(
+        &Template::read("shop.yaml"),
+        &shop_system::describe(&platform, &opts),
         &platform,
     );
 }
