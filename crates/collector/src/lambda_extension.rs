@@ -114,6 +114,20 @@ async fn checked(
     Err(ExtensionError::Refused { call, status, body })
 }
 
+/// The JSON body of an accepted `call`'s answer.
+async fn json_body(
+    call: &'static str,
+    response: reqwest::Response,
+) -> Result<serde_json::Value, ExtensionError> {
+    response
+        .json()
+        .await
+        .map_err(|e| ExtensionError::Unexpected {
+            call,
+            reason: e.to_string(),
+        })
+}
+
 impl ExtensionsApi {
     /// `POST /2020-01-01/extension/register` for `INVOKE` and `SHUTDOWN` under `name` (on AWS,
     /// the extension's file name in `/opt/extensions`).
@@ -149,14 +163,7 @@ impl ExtensionsApi {
                 call,
                 reason: format!("no {ID_HEADER} header"),
             })?;
-        let body: serde_json::Value =
-            response
-                .json()
-                .await
-                .map_err(|e| ExtensionError::Unexpected {
-                    call,
-                    reason: e.to_string(),
-                })?;
+        let body = json_body(call, response).await?;
         Ok(Self {
             http,
             base,
@@ -177,14 +184,7 @@ impl ExtensionsApi {
                 .await,
         )
         .await?;
-        let body: serde_json::Value =
-            response
-                .json()
-                .await
-                .map_err(|e| ExtensionError::Unexpected {
-                    call,
-                    reason: e.to_string(),
-                })?;
+        let body = json_body(call, response).await?;
         let deadline_ms = body["deadlineMs"].as_u64().unwrap_or_else(unix_ms_now);
         match body["eventType"].as_str() {
             Some("INVOKE") => Ok(ExtensionEvent::Invoke {

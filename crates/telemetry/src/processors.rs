@@ -13,25 +13,45 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{BatchLogProcessor, LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
-/// Hands the provider a reference to a span processor the guard also holds.
+/// Hands the provider a reference to a span processor the guard also holds, with the
+/// [`SpanStamp`] (if any) applied in the same processor.
+///
+/// Invariant: the provider holds exactly one span processor. The SDK hands a single processor
+/// the finished span itself, but with two or more it clones every span's data (attributes,
+/// events, links) once per processor; the stamp is folded in here for that reason.
 #[derive(Debug)]
-pub(crate) struct SharedSpanProcessor<P>(pub(crate) Arc<P>);
+pub(crate) struct SharedSpanProcessor<P> {
+    inner: Arc<P>,
+    stamp: Option<SpanStamp>,
+}
+
+impl<P> SharedSpanProcessor<P> {
+    pub(crate) fn new(inner: Arc<P>, stamp: Option<StampFn>) -> Self {
+        Self {
+            inner,
+            stamp: stamp.map(SpanStamp),
+        }
+    }
+}
 
 impl<P: SpanProcessor> SpanProcessor for SharedSpanProcessor<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
-        self.0.on_start(span, cx);
+        if let Some(stamp) = &self.stamp {
+            stamp.on_start(span, cx);
+        }
+        self.inner.on_start(span, cx);
     }
 
     fn on_end(&self, span: SpanData) {
-        self.0.on_end(span);
+        self.inner.on_end(span);
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.0.force_flush()
+        self.inner.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.0.shutdown_with_timeout(timeout)
+        self.inner.shutdown_with_timeout(timeout)
     }
 
     fn set_resource(&mut self, _resource: &Resource) {

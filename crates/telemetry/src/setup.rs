@@ -275,25 +275,30 @@ impl TelemetryBuilder {
             let mut builder = SdkTracerProvider::builder()
                 .with_resource(resource.clone())
                 .with_sampler(sampler(config.sampler));
-            if let Some(stamp) = self.stamp.clone() {
-                builder = builder.with_span_processor(SpanStamp(stamp));
-            }
             let delivery = self.delivery;
             let pipeline = match self.span_exporter {
                 Some(factory) => Some(factory(&handle, &config.batch, &resource, delivery)),
                 None => traces_pipeline(&config, &handle, &resource, delivery)?,
             };
-            if let Some(pipeline) = pipeline {
-                builder = match &pipeline {
-                    SpanPipeline::Batch(p) => {
-                        builder.with_span_processor(SharedSpanProcessor(Arc::clone(p)))
+            // One processor only (see `SharedSpanProcessor`): the stamp rides in the
+            // pipeline's, or stands alone when nothing is exported.
+            let stamp = self.stamp.clone();
+            match &pipeline {
+                Some(SpanPipeline::Batch(p)) => {
+                    builder =
+                        builder.with_span_processor(SharedSpanProcessor::new(Arc::clone(p), stamp));
+                }
+                Some(SpanPipeline::OnFlush(p)) => {
+                    builder =
+                        builder.with_span_processor(SharedSpanProcessor::new(Arc::clone(p), stamp));
+                }
+                None => {
+                    if let Some(stamp) = stamp {
+                        builder = builder.with_span_processor(SpanStamp(stamp));
                     }
-                    SpanPipeline::OnFlush(p) => {
-                        builder.with_span_processor(SharedSpanProcessor(Arc::clone(p)))
-                    }
-                };
-                span_processor = Some(pipeline);
+                }
             }
+            span_processor = pipeline;
             let logger_provider = match &config.logs_exporter {
                 ExporterKind::Otlp(otlp) => {
                     let mut exporter = otlp_log_exporter(otlp, &handle)?;
