@@ -6,14 +6,17 @@
 //! Counts live in memory and cover each rule's window: after a restart a span rule sees only
 //! spans that arrived since (the store's own span metrics, which metric rules read, persist).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
+use throughline_store::encoded::{LiteSpan, LiteValue, text};
 use throughline_store::{
-    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest, KeyValue,
-    SpanSink, StoreError, TraceId, WriteReport, service_name_of,
+    EncodedTraces, ExportLogsServiceRequest, ExportMetricsServiceRequest,
+    ExportTraceServiceRequest, KeyValue, SpanSink, StoreError, TraceId, WriteReport,
+    service_name_of,
 };
 
 use crate::rules::{Condition, Literal, Op, Predicate, RuleSet, SECOND_NANOS, SpanFilter};
@@ -44,7 +47,7 @@ pub struct SpanTap {
 }
 
 /// What one export matched: (filter position, span end in nanoseconds, trace).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Hits(Vec<(usize, u64, TraceId)>);
 
 impl Hits {
@@ -104,32 +107,55 @@ impl SpanTap {
             return Hits(hits);
         }
         for rs in &request.resource_spans {
-            let empty = Vec::new();
-            let resource_attrs = rs.resource.as_ref().map_or(&empty, |r| &r.attributes);
-            let service = rs
-                .resource
-                .as_ref()
-                .map_or(throughline_store::UNKNOWN_SERVICE, |r| service_name_of(r));
-            let named = self.by_service.get(service).map_or(&[][..], Vec::as_slice);
-            if named.is_empty() && self.any_service.is_empty() {
+            let Some((named, resource_attrs)) = self.filters_of(rs.resource.as_ref()) else {
                 continue;
-            }
-            for ss in &rs.scope_spans {
-                for span in &ss.spans {
-                    for &pos in named.iter().chain(&self.any_service) {
-                        let filter = &self.filters[pos].1;
-                        if matches(filter, span, resource_attrs) {
-                            let mut id = [0u8; 16];
-                            if span.trace_id.len() == 16 {
-                                id.copy_from_slice(&span.trace_id);
-                            }
-                            hits.push((pos, span.end_time_unix_nano, TraceId(id)));
-                        }
+            };
+            for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
+                for &pos in named.iter().chain(&self.any_service) {
+                    if matches(&self.filters[pos].1, span, resource_attrs) {
+                        hits.push((pos, span.end_time_unix_nano, trace_of(&span.trace_id)));
                     }
                 }
             }
         }
         Hits(hits)
+    }
+
+    /// [`observe`](Self::observe) for an export read in place.
+    pub fn observe_encoded(&self, traces: &EncodedTraces) -> Hits {
+        let mut hits = Vec::new();
+        if self.filters.is_empty() {
+            return Hits(hits);
+        }
+        for resource in traces.resources() {
+            let Some((named, resource_attrs)) = self.filters_of(resource.resource.as_ref()) else {
+                continue;
+            };
+            for span in resource.scopes.iter().flat_map(|s| &s.spans) {
+                let span = &span.view;
+                for &pos in named.iter().chain(&self.any_service) {
+                    if matches_lite(&self.filters[pos].1, span, resource_attrs) {
+                        hits.push((pos, span.end_time_unix_nano, trace_of(&span.trace_id)));
+                    }
+                }
+            }
+        }
+        Hits(hits)
+    }
+
+    /// The positions of the filters naming a resource's service, and its attributes; `None`
+    /// when no filter can match its spans.
+    fn filters_of<'a>(
+        &'a self,
+        resource: Option<&'a throughline_store::Resource>,
+    ) -> Option<(&'a [usize], &'a [KeyValue])> {
+        let resource_attrs = resource.map_or(&[][..], |r| &r.attributes[..]);
+        let service = resource.map_or(throughline_store::UNKNOWN_SERVICE, service_name_of);
+        let named = self.by_service.get(service).map_or(&[][..], Vec::as_slice);
+        if named.is_empty() && self.any_service.is_empty() {
+            return None;
+        }
+        Some((named, resource_attrs))
     }
 
     /// Counts what [`observe`](Self::observe) found, once the store has kept it; spans that end
@@ -199,34 +225,85 @@ fn now_unix_nanos() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// The trace id of a span, zero when it is not 16 bytes.
+fn trace_of(bytes: &[u8]) -> TraceId {
+    let mut id = [0u8; 16];
+    if bytes.len() == 16 {
+        id.copy_from_slice(bytes);
+    }
+    TraceId(id)
+}
+
 /// Whether `span` (under a resource with `resource_attrs`) passes `filter`.
 pub fn matches(
     filter: &SpanFilter,
     span: &throughline_store::Span,
     resource_attrs: &[KeyValue],
 ) -> bool {
-    if filter.operation.as_deref().is_some_and(|o| o != span.name) {
-        return false;
-    }
-    if filter.kind.is_some_and(|k| k != span.kind) {
-        return false;
-    }
-    if let Some(want) = filter.status {
-        let code = span.status.as_ref().map_or(0, |s| s.code);
-        if code != want {
-            return false;
-        }
-    }
-    filter.predicates.iter().all(|p| {
-        let value = span
-            .attributes
+    let status = span.status.as_ref().map_or(0, |s| s.code);
+    passes(filter, &span.name, span.kind, status, |key| {
+        span.attributes
             .iter()
             .chain(resource_attrs)
-            .find(|kv| kv.key == p.key)
+            .find(|kv| kv.key == key)
             .and_then(|kv| kv.value.as_ref())
-            .and_then(|v| v.value.as_ref());
-        predicate_holds(p, value)
+            .and_then(|v| v.value.as_ref())
+            .map(Cow::Borrowed)
     })
+}
+
+/// [`matches`] for a span read in place.
+pub fn matches_lite(filter: &SpanFilter, span: &LiteSpan, resource_attrs: &[KeyValue]) -> bool {
+    let status = span.status.as_ref().map_or(0, |s| s.code);
+    passes(filter, span.name(), span.kind, status, |key| {
+        match span
+            .attributes
+            .iter()
+            .find(|kv| &kv.key[..] == key.as_bytes())
+        {
+            Some(kv) => kv.value.as_ref()?.value.as_ref().map(|v| {
+                Cow::Owned(match v {
+                    LiteValue::StringValue(s) => AnyValueKind::StringValue(text(s).to_owned()),
+                    LiteValue::BoolValue(b) => AnyValueKind::BoolValue(*b),
+                    LiteValue::IntValue(i) => AnyValueKind::IntValue(*i),
+                    LiteValue::DoubleValue(d) => AnyValueKind::DoubleValue(*d),
+                    // Arrays, maps and bytes equal no literal and order with none: any of
+                    // them stands for all.
+                    _ => AnyValueKind::BytesValue(Vec::new()),
+                })
+            }),
+            None => resource_attrs
+                .iter()
+                .find(|kv| kv.key == key)
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|v| v.value.as_ref())
+                .map(Cow::Borrowed),
+        }
+    })
+}
+
+/// Whether a span of `name`, `kind` and `status`, whose attribute values `value` finds
+/// (the span's before its resource's), passes `filter`.
+fn passes<'a>(
+    filter: &SpanFilter,
+    name: &str,
+    kind: i32,
+    status: i32,
+    value: impl Fn(&str) -> Option<Cow<'a, AnyValueKind>>,
+) -> bool {
+    if filter.operation.as_deref().is_some_and(|o| o != name) {
+        return false;
+    }
+    if filter.kind.is_some_and(|k| k != kind) {
+        return false;
+    }
+    if filter.status.is_some_and(|want| want != status) {
+        return false;
+    }
+    filter
+        .predicates
+        .iter()
+        .all(|p| predicate_holds(p, value(&p.key).as_deref()))
 }
 
 fn predicate_holds(p: &Predicate, value: Option<&AnyValueKind>) -> bool {
@@ -290,6 +367,13 @@ impl SpanSink for TappedSink {
         // Counted only once the store kept the export (a refused one is retried by the client
         // and would count twice); on a partial success the few spans the store refused by its
         // limits may still be counted.
+        self.tap.commit(hits, now_unix_nanos());
+        Ok(report)
+    }
+
+    fn write_encoded_traces(&self, traces: EncodedTraces) -> Result<WriteReport, StoreError> {
+        let hits = self.tap.observe_encoded(&traces);
+        let report = self.inner.write_encoded_traces(traces)?;
         self.tap.commit(hits, now_unix_nanos());
         Ok(report)
     }

@@ -12,7 +12,7 @@ use throughline_alerts::source::MetricQuery;
 use throughline_alerts::{
     AlertSource, Delivery, Engine, NoticeKind, RedWindow, SpanTap, State, parse,
 };
-use throughline_store::{LATENCY_BUCKETS_MS, LatencyHistogram, TraceId};
+use throughline_store::{EncodedTraces, LATENCY_BUCKETS_MS, LatencyHistogram, TraceId};
 
 const S: u64 = 1_000_000_000;
 /// A fixed "now" for the tests, in whole seconds.
@@ -142,6 +142,60 @@ fn span_rules_count_matching_spans_inside_their_window() {
     );
     assert_eq!(state(&engine, 0), State::Resolved);
     assert_eq!(tap.recent(0)[0].0, TraceId([7; 16]));
+}
+
+#[test]
+fn a_span_rule_matches_an_export_read_in_place_as_its_decoded_form() {
+    use prost::Message;
+    let rules = parse(
+        "groups: [{name: g, interval: 1s, rules: [
+          {alert: Failed, spans: {service: checkout, where: 'checkout.failed = true'}, window: 10s, above: 2},
+          {alert: Waited, spans: {where: 'db.connection.pool.wait_time_ms > 1000 and deployment.environment = prod'}, window: 10s, above: 0},
+          {alert: Missing, spans: {where: 'checkout.reason != full'}, window: 10s, above: 0},
+          {alert: Errors, spans: {status: error, operation: 'POST /orders'}, window: 10s, above: 0}]}]",
+    )
+    .unwrap();
+    let tap = SpanTap::new(&rules);
+    let wait = |ms| {
+        kv(
+            "db.connection.pool.wait_time_ms",
+            any_value::Value::IntValue(ms),
+        )
+    };
+    let request = export(
+        "checkout",
+        vec![
+            span(
+                "POST /orders",
+                T0,
+                vec![kv("checkout.failed", b(true))],
+                true,
+            ),
+            span(
+                "POST /orders",
+                T0,
+                vec![kv("checkout.failed", b(false))],
+                false,
+            ),
+            span("GET /orders", T0, vec![wait(1500)], false),
+            span("GET /orders", T0, vec![wait(900)], true),
+            span(
+                "GET /orders",
+                T0,
+                vec![kv(
+                    "checkout.reason",
+                    any_value::Value::StringValue("full".into()),
+                )],
+                false,
+            ),
+        ],
+    );
+    let decoded = tap.observe(&request);
+    let bytes = request.encode_to_vec();
+    let in_place = tap.observe_encoded(&EncodedTraces::decode(bytes.into()).expect("valid"));
+    // Failed 1, Waited 1 (its environment from the resource), Missing 4, Errors 1.
+    assert_eq!(decoded.len(), 1 + 1 + 4 + 1, "{decoded:?}");
+    assert_eq!(in_place, decoded);
 }
 
 #[test]

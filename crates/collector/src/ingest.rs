@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use throughline_store::{
-    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest, SpanSink,
-    StoreError, WriteReport,
+    EncodedTraces, ExportLogsServiceRequest, ExportMetricsServiceRequest,
+    ExportTraceServiceRequest, SpanSink, StoreError, WriteReport,
 };
 
 use prost::Message;
@@ -235,11 +235,46 @@ impl Ingest {
         if let Some(sampler) = &self.tail_sampling {
             return self.spool(sampler, spans, &request).await;
         }
+        let forward = self.forward(Signal::Traces, spans, || request.encode_to_vec())?;
         let sink = Arc::clone(&self.sink);
-        let forward = self.forward(Signal::Traces, spans, &request)?;
+        self.write_spans(spans, forward, move || sink.write_traces(request))
+            .await
+    }
+
+    /// Whether binary trace exports may be read in place ([`export_encoded_traces`]): nothing
+    /// between the receiver and the sink (processors, tail sampling) needs them decoded.
+    ///
+    /// [`export_encoded_traces`]: Self::export_encoded_traces
+    pub fn reads_traces_in_place(&self) -> bool {
+        self.processors.is_noop() && self.tail_sampling.is_none()
+    }
+
+    /// [`export_traces`](Self::export_traces) for an export read in place (when
+    /// [`reads_traces_in_place`](Self::reads_traces_in_place)): the same outcome, without
+    /// decoding its spans; the export queues get its bytes as they came.
+    pub async fn export_encoded_traces(
+        &self,
+        traces: EncodedTraces,
+        _reservation: Reservation,
+    ) -> Result<WriteReport, IngestError> {
+        let spans = traces.span_count();
+        self.metrics.count_received(Signal::Traces, spans);
+        let forward = self.forward(Signal::Traces, spans, || traces.bytes().to_vec())?;
+        let sink = Arc::clone(&self.sink);
+        self.write_spans(spans, forward, move || sink.write_encoded_traces(traces))
+            .await
+    }
+
+    /// Writes spans (on a blocking thread), queues them for export, and counts what happened.
+    async fn write_spans(
+        &self,
+        spans: u64,
+        forward: Forward,
+        write: impl FnOnce() -> Result<WriteReport, StoreError> + Send + 'static,
+    ) -> Result<WriteReport, IngestError> {
         let report = self
             .blocking(Signal::Traces, spans, move || {
-                let report = sink.write_traces(request)?;
+                let report = write()?;
                 forward.enqueue()?;
                 Ok(report)
             })
@@ -270,7 +305,7 @@ impl Ingest {
             self.processors.logs(&mut request);
         }
         let sink = Arc::clone(&self.sink);
-        let forward = self.forward(Signal::Logs, records, &request)?;
+        let forward = self.forward(Signal::Logs, records, || request.encode_to_vec())?;
         let kept = self
             .blocking(Signal::Logs, records, move || {
                 let kept = sink.write_logs(request)?;
@@ -299,7 +334,7 @@ impl Ingest {
             self.processors.metrics(&mut request);
         }
         let sink = Arc::clone(&self.sink);
-        let forward = self.forward(Signal::Metrics, metrics, &request)?;
+        let forward = self.forward(Signal::Metrics, metrics, || request.encode_to_vec())?;
         let kept = self
             .blocking(Signal::Metrics, metrics, move || {
                 let kept = sink.write_metrics(request)?;
@@ -348,12 +383,12 @@ impl Ingest {
         &self,
         signal: Signal,
         items: u64,
-        request: &impl Message,
+        encode: impl FnOnce() -> Vec<u8>,
     ) -> Result<Forward, IngestError> {
         let Some(exporter) = self.exporter.as_ref().filter(|e| e.forwards(signal)) else {
             return Ok(Forward(None));
         };
-        let body = request.encode_to_vec();
+        let body = encode();
         if let Err(full) = exporter.check_room(signal, body.len() as u64) {
             self.metrics.count_refusal(signal, RefusalReason::QueueFull);
             return Err(IngestError::QueueFull {

@@ -21,7 +21,7 @@ use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use throughline_store::{
-    ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
+    EncodedTraces, ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
 };
 
 use crate::ingest::{Ingest, IngestError, Reservation};
@@ -58,13 +58,28 @@ impl Encoding {
 /// One OTLP signal as the HTTP receiver handles it.
 trait HttpSignal: Send + 'static {
     const SIGNAL: Signal;
-    type Request: Message + Default + DeserializeOwned + Send + 'static;
+    /// What the body becomes before it is exported.
+    type Decoded: Send + 'static;
     type Response: Message + Serialize + Send;
+    /// Decodes a plain (not compressed) body; `in_place` when the ingest takes a binary trace
+    /// export read in place.
+    fn decode(
+        plain: bytes::Bytes,
+        encoding: Encoding,
+        in_place: bool,
+    ) -> Result<Self::Decoded, DecodeError>;
     fn export(
         ingest: &Ingest,
-        request: Self::Request,
+        decoded: Self::Decoded,
         reservation: Reservation,
     ) -> impl Future<Output = Result<Self::Response, IngestError>> + Send;
+}
+
+/// A trace export as the HTTP receiver passes it on.
+enum TraceExport {
+    Decoded(ExportTraceServiceRequest),
+    /// Binary, read in place ([`Ingest::export_encoded_traces`]).
+    InPlace(EncodedTraces),
 }
 
 struct Traces;
@@ -73,14 +88,34 @@ struct Metrics;
 
 impl HttpSignal for Traces {
     const SIGNAL: Signal = Signal::Traces;
-    type Request = ExportTraceServiceRequest;
+    type Decoded = TraceExport;
     type Response = ExportTraceServiceResponse;
+    fn decode(
+        plain: bytes::Bytes,
+        encoding: Encoding,
+        in_place: bool,
+    ) -> Result<TraceExport, DecodeError> {
+        if in_place && encoding == Encoding::Protobuf {
+            return EncodedTraces::decode(plain)
+                .map(TraceExport::InPlace)
+                .map_err(|err| DecodeError::Protobuf {
+                    signal: Self::SIGNAL.as_str(),
+                    message: err.to_string(),
+                });
+        }
+        decode_message(plain, encoding, Self::SIGNAL).map(TraceExport::Decoded)
+    }
     async fn export(
         ingest: &Ingest,
-        request: Self::Request,
+        decoded: TraceExport,
         reservation: Reservation,
     ) -> Result<Self::Response, IngestError> {
-        let report = ingest.export_traces(request, reservation).await?;
+        let report = match decoded {
+            TraceExport::Decoded(request) => ingest.export_traces(request, reservation).await?,
+            TraceExport::InPlace(traces) => {
+                ingest.export_encoded_traces(traces, reservation).await?
+            }
+        };
         let partial_success = (report.rejected_spans > 0).then(|| ExportTracePartialSuccess {
             rejected_spans: i64::try_from(report.rejected_spans).unwrap_or(i64::MAX),
             error_message: report.rejection_reason,
@@ -91,11 +126,18 @@ impl HttpSignal for Traces {
 
 impl HttpSignal for Logs {
     const SIGNAL: Signal = Signal::Logs;
-    type Request = ExportLogsServiceRequest;
+    type Decoded = ExportLogsServiceRequest;
+    fn decode(
+        plain: bytes::Bytes,
+        encoding: Encoding,
+        _in_place: bool,
+    ) -> Result<Self::Decoded, DecodeError> {
+        decode_message(plain, encoding, Self::SIGNAL)
+    }
     type Response = ExportLogsServiceResponse;
     async fn export(
         ingest: &Ingest,
-        request: Self::Request,
+        request: Self::Decoded,
         reservation: Reservation,
     ) -> Result<Self::Response, IngestError> {
         ingest.export_logs(request, reservation).await?;
@@ -107,11 +149,18 @@ impl HttpSignal for Logs {
 
 impl HttpSignal for Metrics {
     const SIGNAL: Signal = Signal::Metrics;
-    type Request = ExportMetricsServiceRequest;
+    type Decoded = ExportMetricsServiceRequest;
+    fn decode(
+        plain: bytes::Bytes,
+        encoding: Encoding,
+        _in_place: bool,
+    ) -> Result<Self::Decoded, DecodeError> {
+        decode_message(plain, encoding, Self::SIGNAL)
+    }
     type Response = ExportMetricsServiceResponse;
     async fn export(
         ingest: &Ingest,
-        request: Self::Request,
+        request: Self::Decoded,
         reservation: Reservation,
     ) -> Result<Self::Response, IngestError> {
         ingest.export_metrics(request, reservation).await?;
@@ -255,13 +304,13 @@ enum DecodeError {
 }
 
 /// Gunzips (bounded by `limit`, so a gzip bomb stops at the limit) and decodes.
-fn decode_body<T: Message + Default + DeserializeOwned>(
+fn decode_body<S: HttpSignal>(
     body: bytes::Bytes,
     gzip: bool,
     encoding: Encoding,
     limit: usize,
-    signal: Signal,
-) -> Result<T, DecodeError> {
+    in_place: bool,
+) -> Result<S::Decoded, DecodeError> {
     let plain: bytes::Bytes = if gzip {
         let mut out = Vec::new();
         let mut reader = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
@@ -276,6 +325,15 @@ fn decode_body<T: Message + Default + DeserializeOwned>(
     } else {
         body
     };
+    S::decode(plain, encoding, in_place)
+}
+
+/// Decodes a plain body into the signal's request.
+fn decode_message<T: Message + Default + DeserializeOwned>(
+    plain: bytes::Bytes,
+    encoding: Encoding,
+    signal: Signal,
+) -> Result<T, DecodeError> {
     match encoding {
         Encoding::Protobuf => T::decode(plain).map_err(|err| DecodeError::Protobuf {
             signal: signal.as_str(),
@@ -389,19 +447,18 @@ async fn handle<S: HttpSignal>(
         .reserve(S::SIGNAL, body.len() as u64)
         .map_err(|e| (None, ingest_refusal(e)))?;
     let signal = S::SIGNAL;
+    let in_place = ingest.reads_traces_in_place();
     let decoded = if body.len() <= INLINE_DECODE_BYTES && !gzip {
-        decode_body::<S::Request>(body, gzip, encoding, limit, signal)
+        decode_body::<S>(body, gzip, encoding, limit, in_place)
     } else {
-        tokio::task::spawn_blocking(move || {
-            decode_body::<S::Request>(body, gzip, encoding, limit, signal)
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(DecodeError::Protobuf {
-                signal: signal.as_str(),
-                message: "decoder stopped".into(),
+        tokio::task::spawn_blocking(move || decode_body::<S>(body, gzip, encoding, limit, in_place))
+            .await
+            .unwrap_or_else(|_| {
+                Err(DecodeError::Protobuf {
+                    signal: signal.as_str(),
+                    message: "decoder stopped".into(),
+                })
             })
-        })
     };
     let request = decoded.map_err(|err| match err {
         DecodeError::TooLarge { after, .. } => too_large(after),

@@ -17,6 +17,7 @@ pub use opentelemetry_proto::tonic::trace::v1::Span;
 pub use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 
 use crate::StoreError;
+pub use crate::encoded::EncodedTraces;
 
 /// A 16-byte W3C trace id. Displays and parses as 32 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,6 +114,11 @@ pub struct WriteReport {
 /// The write side. A call that returns `Ok` has made the data durable: it survives `kill -9`.
 pub trait SpanSink: Send + Sync {
     fn write_traces(&self, request: ExportTraceServiceRequest) -> Result<WriteReport, StoreError>;
+    /// Writes a binary export read in place: what [`write_traces`](Self::write_traces) does
+    /// with it decoded (which is what a sink without a faster way does).
+    fn write_encoded_traces(&self, traces: EncodedTraces) -> Result<WriteReport, StoreError> {
+        self.write_traces(traces.to_request())
+    }
     fn write_logs(&self, request: ExportLogsServiceRequest) -> Result<u64, StoreError>;
     fn write_metrics(&self, request: ExportMetricsServiceRequest) -> Result<u64, StoreError>;
 }

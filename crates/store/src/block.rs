@@ -22,6 +22,7 @@ use crate::api::{
     ExportLogsServiceRequest, ExportMetricsServiceRequest, ExportTraceServiceRequest,
     InstrumentationScope, Resource, Span,
 };
+use crate::encoded::{EncodedSpan, EncodedTraces};
 use crate::facts::{SpanFacts, service_name_of, trace_u128};
 use crate::limits;
 use crate::segment::RECORD_HEADER_BYTES;
@@ -151,118 +152,247 @@ fn invalid_span(span: &Span) -> Option<InvalidSpan> {
     None
 }
 
+/// A span block being built: the body with each span's entry, each group's resource, scope
+/// and service, and the facts of every span kept.
+struct BlockBuilder {
+    body: Vec<u8>,
+    groups: Vec<Vec<u8>>,
+    facts: Vec<SpanFacts>,
+    services: Vec<String>,
+    rejected_spans: u64,
+    rejection_reason: String,
+    min_start: u64,
+    max_start: u64,
+}
+
+impl BlockBuilder {
+    fn new() -> Self {
+        // The body buffer is reused by each thread: a fresh one per write costs a large
+        // allocation and page faults.
+        let mut body = BODY.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        body.clear();
+        Self {
+            body,
+            groups: Vec::new(),
+            facts: Vec::new(),
+            services: Vec::new(),
+            rejected_spans: 0,
+            rejection_reason: String::new(),
+            min_start: u64::MAX,
+            max_start: 0,
+        }
+    }
+
+    /// Caps a resource and gives its service and its bytes as the block keeps them.
+    fn resource(&mut self, resource: Option<Resource>) -> (Arc<str>, Vec<u8>) {
+        let mut resource = resource.unwrap_or_default();
+        limits::cap_resource(&mut resource);
+        let service: Arc<str> = Arc::from(service_name_of(&resource));
+        if !self.services.iter().any(|s| **s == *service) {
+            self.services.push(service.to_string());
+        }
+        (service, resource.encode_to_vec())
+    }
+
+    /// The index the next group will have.
+    fn next_group(&self) -> u32 {
+        (self.groups.len() / 3) as u32
+    }
+
+    /// Records a group whose spans were written (under [`next_group`](Self::next_group)).
+    fn add_group(
+        &mut self,
+        resource_bytes: &[u8],
+        scope: Option<&InstrumentationScope>,
+        service: &str,
+    ) {
+        self.groups.push(resource_bytes.to_vec());
+        self.groups.push(match scope {
+            Some(scope) => {
+                let mut bytes = Vec::with_capacity(scope.encoded_len() + 1);
+                bytes.push(1);
+                // Encoding into a Vec cannot fail.
+                let _ = scope.encode(&mut bytes);
+                bytes
+            }
+            None => vec![0],
+        });
+        self.groups.push(service.as_bytes().to_vec());
+    }
+
+    /// Writes an entry's head: the trace id, the group and the span's length.
+    fn entry_head(&mut self, trace_id: &[u8], group: u32, start: u64, len: usize) {
+        self.min_start = self.min_start.min(start);
+        self.max_start = self.max_start.max(start);
+        self.body.extend_from_slice(trace_id);
+        self.body.extend_from_slice(&group.to_le_bytes());
+        self.body.extend_from_slice(&(len as u32).to_le_bytes());
+    }
+
+    /// Writes a decoded span (capped first); false when it cannot be stored.
+    fn push_decoded(
+        &mut self,
+        service: &Arc<str>,
+        group: u32,
+        mut span: Span,
+        detect: bool,
+    ) -> bool {
+        if let Some(reason) = invalid_span(&span) {
+            self.rejected_spans += 1;
+            if self.rejection_reason.is_empty() {
+                self.rejection_reason = format!("span {:?}: {reason}", span.name);
+            }
+            return false;
+        }
+        limits::cap_span(&mut span);
+        let trace_id = std::mem::take(&mut span.trace_id);
+        self.entry_head(
+            &trace_id,
+            group,
+            span.start_time_unix_nano,
+            span.encoded_len(),
+        );
+        // Encoding into a Vec cannot fail.
+        let _ = span.encode(&mut self.body);
+        self.facts.push(SpanFacts::extract(
+            service,
+            trace_u128(&trace_id),
+            &mut span,
+            detect,
+        ));
+        true
+    }
+
+    /// Writes a span read in place: its bytes as they came, less the trace id.
+    fn push_encoded(
+        &mut self,
+        service: &Arc<str>,
+        group: u32,
+        span: &EncodedSpan,
+        detect: bool,
+    ) -> bool {
+        let view = &span.view;
+        if view.needs_decoding() {
+            return self.push_decoded(service, group, span.decode(), detect);
+        }
+        self.entry_head(
+            &view.trace_id,
+            group,
+            view.start_time_unix_nano,
+            span.len_without_trace_id(),
+        );
+        span.write_without_trace_id(&mut self.body);
+        self.facts.push(SpanFacts::extract_lite(
+            service,
+            trace_u128(&view.trace_id),
+            view,
+            detect,
+        ));
+        true
+    }
+
+    fn finish(self, arrival_unix_nanos: u64) -> PreparedBlock {
+        let Self {
+            mut body,
+            groups,
+            facts,
+            services,
+            rejected_spans,
+            rejection_reason,
+            mut min_start,
+            max_start,
+        } = self;
+        let groups_at = body.len() as u32;
+        body.extend_from_slice(&((groups.len() / 3) as u32).to_le_bytes());
+        for g in &groups {
+            put_bytes32(&mut body, g);
+        }
+        body.extend_from_slice(&groups_at.to_le_bytes());
+        body.extend_from_slice(&(facts.len() as u32).to_le_bytes());
+        if facts.is_empty() {
+            min_start = 0;
+        }
+        let header = SpanBlockHeader {
+            arrival_unix_nanos,
+            min_start_unix_nanos: min_start,
+            max_start_unix_nanos: max_start,
+            span_count: facts.len() as u32,
+            services,
+        };
+        let mut payload = Vec::with_capacity(body.len() / 2 + 64);
+        payload.extend_from_slice(&[0u8; RECORD_HEADER_BYTES as usize]);
+        payload.push(KIND_SPANS);
+        payload.extend_from_slice(&arrival_unix_nanos.to_le_bytes());
+        payload.extend_from_slice(&min_start.to_le_bytes());
+        payload.extend_from_slice(&max_start.to_le_bytes());
+        payload.extend_from_slice(&header.span_count.to_le_bytes());
+        payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        // More than 65,535 services in one export is not a real workload; the list is cut there
+        // rather than written with a count that does not match.
+        let listed = &header.services[..header.services.len().min(u16::MAX as usize)];
+        payload.extend_from_slice(&(listed.len() as u16).to_le_bytes());
+        for s in listed {
+            let name = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+            payload.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            payload.extend_from_slice(name);
+        }
+        let payload = compress_into(payload, &body);
+        BODY.with(|b| *b.borrow_mut() = body);
+        PreparedBlock {
+            payload,
+            header,
+            facts,
+            rejected_spans,
+            rejection_reason,
+        }
+    }
+}
+
 /// Encodes a trace export into a span block, extracting each span's facts on the way.
 pub fn prepare_spans(
     request: ExportTraceServiceRequest,
     arrival_unix_nanos: u64,
     detect: bool,
 ) -> PreparedBlock {
-    // The body buffer is reused by each thread: a fresh one per write costs a large allocation
-    // and page faults.
-    let mut body = BODY.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    body.clear();
-    let mut groups = Vec::new();
-    let mut facts = Vec::new();
-    let spans_out = &mut body;
-    let mut services: Vec<String> = Vec::new();
-    let mut rejected_spans = 0u64;
-    let mut rejection_reason = String::new();
-    let (mut min_start, mut max_start) = (u64::MAX, 0u64);
+    let mut block = BlockBuilder::new();
     for resource_spans in request.resource_spans {
-        let mut resource = resource_spans.resource.unwrap_or_default();
-        limits::cap_resource(&mut resource);
-        let service: Arc<str> = Arc::from(service_name_of(&resource));
-        if !services.iter().any(|s| **s == *service) {
-            services.push(service.to_string());
-        }
-        let resource_bytes = resource.encode_to_vec();
+        let (service, resource_bytes) = block.resource(resource_spans.resource);
         for scope_spans in resource_spans.scope_spans {
-            let group = (groups.len() / 3) as u32;
-            let scope_bytes = scope_spans.scope.as_ref().map(|s| s.encode_to_vec());
+            let group = block.next_group();
             let mut any = false;
-            for mut span in scope_spans.spans {
-                if let Some(reason) = invalid_span(&span) {
-                    rejected_spans += 1;
-                    if rejection_reason.is_empty() {
-                        rejection_reason = format!("span {:?}: {reason}", span.name);
-                    }
-                    continue;
-                }
-                limits::cap_span(&mut span);
-                any = true;
-                min_start = min_start.min(span.start_time_unix_nano);
-                max_start = max_start.max(span.start_time_unix_nano);
-                let trace_id = std::mem::take(&mut span.trace_id);
-                spans_out.extend_from_slice(&trace_id);
-                spans_out.extend_from_slice(&group.to_le_bytes());
-                let len = span.encoded_len();
-                spans_out.extend_from_slice(&(len as u32).to_le_bytes());
-                // Encoding into a Vec cannot fail.
-                let _ = span.encode(spans_out);
-                facts.push(SpanFacts::extract(
-                    &service,
-                    trace_u128(&trace_id),
-                    &mut span,
-                    detect,
-                ));
+            for span in scope_spans.spans {
+                any |= block.push_decoded(&service, group, span, detect);
             }
             if any {
-                groups.push(resource_bytes.clone());
-                groups.push(
-                    scope_bytes
-                        .map(|mut s| {
-                            s.insert(0, 1);
-                            s
-                        })
-                        .unwrap_or_else(|| vec![0]),
-                );
-                groups.push(service.as_bytes().to_vec());
+                block.add_group(&resource_bytes, scope_spans.scope.as_ref(), &service);
             }
         }
     }
-    let groups_at = body.len() as u32;
-    body.extend_from_slice(&((groups.len() / 3) as u32).to_le_bytes());
-    for g in &groups {
-        put_bytes32(&mut body, g);
+    block.finish(arrival_unix_nanos)
+}
+
+/// Encodes a trace export read in place into a span block: the same block
+/// [`prepare_spans`] makes of the decoded export, each span's bytes copied as they came.
+pub fn prepare_encoded(
+    traces: EncodedTraces,
+    arrival_unix_nanos: u64,
+    detect: bool,
+) -> PreparedBlock {
+    let mut block = BlockBuilder::new();
+    for resource in traces.into_resources() {
+        let (service, resource_bytes) = block.resource(resource.resource);
+        for scope in resource.scopes {
+            let group = block.next_group();
+            let mut any = false;
+            for span in &scope.spans {
+                any |= block.push_encoded(&service, group, span, detect);
+            }
+            if any {
+                block.add_group(&resource_bytes, scope.scope.as_ref(), &service);
+            }
+        }
     }
-    body.extend_from_slice(&groups_at.to_le_bytes());
-    body.extend_from_slice(&(facts.len() as u32).to_le_bytes());
-    if facts.is_empty() {
-        min_start = 0;
-    }
-    let header = SpanBlockHeader {
-        arrival_unix_nanos,
-        min_start_unix_nanos: min_start,
-        max_start_unix_nanos: max_start,
-        span_count: facts.len() as u32,
-        services,
-    };
-    let mut payload = Vec::with_capacity(body.len() / 2 + 64);
-    payload.extend_from_slice(&[0u8; RECORD_HEADER_BYTES as usize]);
-    payload.push(KIND_SPANS);
-    payload.extend_from_slice(&arrival_unix_nanos.to_le_bytes());
-    payload.extend_from_slice(&min_start.to_le_bytes());
-    payload.extend_from_slice(&max_start.to_le_bytes());
-    payload.extend_from_slice(&header.span_count.to_le_bytes());
-    payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    // More than 65,535 services in one export is not a real workload; the list is cut there
-    // rather than written with a count that does not match.
-    let listed = &header.services[..header.services.len().min(u16::MAX as usize)];
-    payload.extend_from_slice(&(listed.len() as u16).to_le_bytes());
-    for s in listed {
-        let name = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
-        payload.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        payload.extend_from_slice(name);
-    }
-    let payload = compress_into(payload, &body);
-    BODY.with(|b| *b.borrow_mut() = body);
-    PreparedBlock {
-        payload,
-        header,
-        facts,
-        rejected_spans,
-        rejection_reason,
-    }
+    block.finish(arrival_unix_nanos)
 }
 
 /// Encodes a raw logs or metrics export with its arrival time (frame bytes first, as
@@ -511,6 +641,113 @@ mod tests {
         assert_eq!(
             body.scope(0).expect("scope").map(|s| s.name),
             Some("throughline".into())
+        );
+    }
+
+    /// Every span entry of a prepared block, decoded, with its group's service.
+    fn spans_of(prepared: &PreparedBlock) -> Vec<(String, Span)> {
+        let payload = &prepared.payload[crate::segment::RECORD_HEADER_BYTES as usize..];
+        let body = SpanBlockBody::decode_payload(payload).expect("body");
+        body.entries()
+            .map(|e| {
+                (
+                    body.service(e.group).to_owned(),
+                    decode_span(&e).expect("span"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_export_read_in_place_makes_the_block_its_decoded_form_makes() {
+        use crate::api::{AnyValue, SpanKind};
+        use crate::testdata::kv;
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+        use opentelemetry_semantic_conventions::attribute as semconv;
+        let t = TwoServiceTrace::new(3, 1_000_000_000);
+        let mut spans = t.api_spans();
+        let first = spans[0].clone();
+        let child = |n: u8, kind: SpanKind, attributes| Span {
+            span_id: vec![n; 8],
+            parent_span_id: first.span_id.clone(),
+            name: format!("child {n}"),
+            kind: kind as i32,
+            attributes,
+            ..first.clone()
+        };
+        spans.push(child(
+            7,
+            SpanKind::Client,
+            vec![
+                kv(semconv::DB_SYSTEM_NAME, "sqlite"),
+                kv(semconv::DB_NAMESPACE, "shop"),
+                kv(
+                    semconv::DB_QUERY_TEXT,
+                    "SELECT * FROM products WHERE id = ?",
+                ),
+            ],
+        ));
+        let mut producer = child(
+            8,
+            SpanKind::Producer,
+            vec![
+                kv(semconv::MESSAGING_SYSTEM, "aws_sqs"),
+                kv(semconv::MESSAGING_DESTINATION_NAME, "orders"),
+                kv(semconv::MESSAGING_BATCH_MESSAGE_COUNT, 1i64),
+            ],
+        );
+        producer.events.push(Event {
+            name: "sent".into(),
+            attributes: vec![kv("n", 2i64)],
+            ..Default::default()
+        });
+        producer.links.push(Link {
+            trace_id: vec![9; 16],
+            span_id: vec![9; 8],
+            ..Default::default()
+        });
+        spans.push(producer);
+        // Cut by the store's limits: decoded whole on the in-place path too.
+        let mut oversized = child(10, SpanKind::Internal, Vec::new());
+        oversized.attributes.push(crate::api::KeyValue {
+            key: "big".into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(
+                    "x".repeat(limits::MAX_ATTRIBUTE_VALUE_BYTES + 5),
+                )),
+            }),
+            ..Default::default()
+        });
+        oversized.name = "n".repeat(limits::MAX_SPAN_NAME_BYTES + 1);
+        spans.push(oversized);
+        let mut bad = child(11, SpanKind::Server, Vec::new());
+        bad.parent_span_id = vec![1, 2, 3];
+        spans.push(bad);
+        let mut request = crate::testdata::export("api", spans);
+        request.resource_spans.extend(t.request().resource_spans);
+        let decoded = prepare_spans(request.clone(), 42, true);
+        let traces = EncodedTraces::decode(request.encode_to_vec().into()).expect("valid OTLP");
+        let in_place = prepare_encoded(traces, 42, true);
+        assert_eq!(in_place.facts, decoded.facts);
+        assert_eq!(in_place.header, decoded.header);
+        assert_eq!(
+            (in_place.rejected_spans, &in_place.rejection_reason),
+            (decoded.rejected_spans, &decoded.rejection_reason)
+        );
+        assert_eq!(decoded.rejected_spans, 1);
+        assert!(
+            in_place
+                .facts
+                .iter()
+                .any(|f| f.pattern.is_some() && f.peer.is_some())
+        );
+        let back = spans_of(&in_place);
+        assert_eq!(back, spans_of(&decoded));
+        assert!(
+            back.iter()
+                .any(|(_, s)| s.name.ends_with("bytes truncated]")),
+            "capped"
         );
     }
 

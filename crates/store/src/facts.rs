@@ -9,6 +9,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use opentelemetry_semantic_conventions::resource as semres;
 
 use crate::api::{AnyValue, FindingKind, KeyValue, NodeKind, Resource, Span, SpanKind};
+use crate::encoded::{LiteKeyValue, LiteSpan, LiteValue, text};
 use crate::findings::SpanPattern;
 use crate::statement;
 
@@ -58,40 +59,70 @@ pub struct SpanFacts {
 impl SpanFacts {
     /// The facts of a span that is no longer needed (its name is moved out, not copied).
     pub fn extract(service: &Arc<str>, trace_id: u128, span: &mut Span, detect: bool) -> Self {
-        let calls_out =
-            span.kind == SpanKind::Client as i32 || span.kind == SpanKind::Producer as i32;
-        let peer = if calls_out {
-            virtual_peer(&span.attributes)
-        } else if span.kind == SpanKind::Consumer as i32 {
-            // The queue a CONSUMER span reads: the service graph's node before the consumer.
-            messaging_node(&span.attributes)
-        } else {
-            None
-        };
-        let pattern = if detect {
-            pattern_of(span, peer.as_ref())
-        } else {
-            None
-        };
+        let (peer, pattern) = peer_and_pattern(span.kind, &span.name, &span.attributes, detect);
+        let links = span.links.iter().map(|l| (&l.trace_id[..], &l.span_id[..]));
         Self {
-            trace_id,
-            span_id: span_u64(&span.span_id),
-            parent_span_id: span_u64(&span.parent_span_id),
-            service: Arc::clone(service),
             name: std::mem::take(&mut span.name),
-            kind: span.kind,
             status_code: span.status.as_ref().map_or(0, |s| s.code),
-            start_unix_nanos: span.start_time_unix_nano,
-            end_unix_nanos: span.end_time_unix_nano,
-            links: span
-                .links
-                .iter()
-                .filter(|l| l.trace_id.len() == 16 && l.span_id.len() == 8)
-                .map(|l| (trace_u128(&l.trace_id), span_u64(&l.span_id)))
-                .collect(),
+            links: linked(links),
             peer,
             pattern,
+            ..Self::head(
+                service,
+                trace_id,
+                &span.span_id,
+                &span.parent_span_id,
+                span.kind,
+            )
+            .timed(span.start_time_unix_nano, span.end_time_unix_nano)
         }
+    }
+
+    /// The facts of a span read in place ([`crate::encoded`]): the same as
+    /// [`extract`](Self::extract) gives for that span decoded.
+    pub fn extract_lite(service: &Arc<str>, trace_id: u128, span: &LiteSpan, detect: bool) -> Self {
+        let name = span.name();
+        let (peer, pattern) = peer_and_pattern(span.kind, name, &span.attributes, detect);
+        let links = span.links.iter().map(|l| (&l.trace_id[..], &l.span_id[..]));
+        Self {
+            name: name.to_owned(),
+            status_code: span.status.as_ref().map_or(0, |s| s.code),
+            links: linked(links),
+            peer,
+            pattern,
+            ..Self::head(
+                service,
+                trace_id,
+                &span.span_id,
+                &span.parent_span_id,
+                span.kind,
+            )
+            .timed(span.start_time_unix_nano, span.end_time_unix_nano)
+        }
+    }
+
+    /// The ids, service and kind; everything else empty.
+    fn head(service: &Arc<str>, trace_id: u128, span_id: &[u8], parent: &[u8], kind: i32) -> Self {
+        Self {
+            trace_id,
+            span_id: span_u64(span_id),
+            parent_span_id: span_u64(parent),
+            service: Arc::clone(service),
+            name: String::new(),
+            kind,
+            status_code: 0,
+            start_unix_nanos: 0,
+            end_unix_nanos: 0,
+            links: Vec::new(),
+            peer: None,
+            pattern: None,
+        }
+    }
+
+    fn timed(mut self, start: u64, end: u64) -> Self {
+        self.start_unix_nanos = start;
+        self.end_unix_nanos = end;
+        self
     }
 
     pub fn is_error(&self) -> bool {
@@ -100,6 +131,101 @@ impl SpanFacts {
 
     pub fn duration_nanos(&self) -> u64 {
         self.end_unix_nanos.saturating_sub(self.start_unix_nanos)
+    }
+}
+
+/// The (trace id, span id) pairs of links with well-formed ids.
+fn linked<'a>(links: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<(u128, u64)> {
+    links
+        .filter(|(trace, span)| trace.len() == 16 && span.len() == 8)
+        .map(|(trace, span)| (trace_u128(trace), span_u64(span)))
+        .collect()
+}
+
+/// The virtual peer a span calls and, when the findings detector is on, what it could repeat.
+fn peer_and_pattern<A: Attributes + ?Sized>(
+    kind: i32,
+    name: &str,
+    attributes: &A,
+    detect: bool,
+) -> (Option<(NodeKind, String)>, Option<SpanPattern>) {
+    let calls_out = kind == SpanKind::Client as i32 || kind == SpanKind::Producer as i32;
+    let peer = if calls_out {
+        virtual_peer(attributes)
+    } else if kind == SpanKind::Consumer as i32 {
+        // The queue a CONSUMER span reads: the service graph's node before the consumer.
+        messaging_node(attributes)
+    } else {
+        None
+    };
+    let pattern = if detect {
+        pattern_of(kind, name, attributes, peer.as_ref())
+    } else {
+        None
+    };
+    (peer, pattern)
+}
+
+/// A span's attributes as ingest reads them: decoded ([`KeyValue`]) or in place
+/// ([`LiteKeyValue`]).
+pub trait Attributes {
+    /// The string value of attribute `key`, when present and a string.
+    fn string(&self, key: &str) -> Option<&str>;
+    /// The value of attribute `key` in its string form ([`value_string`]).
+    fn string_form(&self, key: &str) -> Option<String>;
+}
+
+impl Attributes for [KeyValue] {
+    fn string(&self, key: &str) -> Option<&str> {
+        string_attribute(self, key)
+    }
+    fn string_form(&self, key: &str) -> Option<String> {
+        self.iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(value_string)
+    }
+}
+
+impl Attributes for Vec<KeyValue> {
+    fn string(&self, key: &str) -> Option<&str> {
+        self[..].string(key)
+    }
+    fn string_form(&self, key: &str) -> Option<String> {
+        self[..].string_form(key)
+    }
+}
+
+impl Attributes for Vec<LiteKeyValue> {
+    fn string(&self, key: &str) -> Option<&str> {
+        match self
+            .iter()
+            .find(|kv| &kv.key[..] == key.as_bytes())?
+            .value
+            .as_ref()?
+            .value
+            .as_ref()?
+        {
+            LiteValue::StringValue(s) => Some(text(s)),
+            _ => None,
+        }
+    }
+    fn string_form(&self, key: &str) -> Option<String> {
+        match self
+            .iter()
+            .find(|kv| &kv.key[..] == key.as_bytes())?
+            .value
+            .as_ref()?
+            .value
+            .as_ref()?
+        {
+            LiteValue::StringValue(s) => Some(text(s).to_owned()),
+            LiteValue::BoolValue(b) => Some(b.to_string()),
+            LiteValue::IntValue(i) => Some(i.to_string()),
+            LiteValue::DoubleValue(d) => Some(d.to_string()),
+            LiteValue::BytesValue(b) => Some(hex::encode(b)),
+            _ => None,
+        }
     }
 }
 
@@ -137,13 +263,10 @@ pub fn service_name_of(resource: &Resource) -> &str {
 
 /// The virtual node a client or producer span talks to: a database, a messaging destination,
 /// or a peer known only by name.
-pub fn virtual_peer(attributes: &[KeyValue]) -> Option<(NodeKind, String)> {
-    // `db.system` is deprecated in favour of `db.system.name`; SDKs still send either.
-    #[allow(deprecated)]
-    let db = string_attribute(attributes, semconv::DB_SYSTEM_NAME)
-        .or_else(|| string_attribute(attributes, semconv::DB_SYSTEM));
+pub fn virtual_peer<A: Attributes + ?Sized>(attributes: &A) -> Option<(NodeKind, String)> {
+    let db = db_system(attributes);
     if let Some(db) = db {
-        let name = match string_attribute(attributes, semconv::DB_NAMESPACE) {
+        let name = match attributes.string(semconv::DB_NAMESPACE) {
             Some(ns) if !ns.is_empty() => format!("{db}/{ns}"),
             _ => db.to_owned(),
         };
@@ -154,18 +277,18 @@ pub fn virtual_peer(attributes: &[KeyValue]) -> Option<(NodeKind, String)> {
     }
     // `peer.service` is deprecated in favour of `service.peer.name`; SDKs still send it.
     #[allow(deprecated)]
-    let peer = string_attribute(attributes, semconv::PEER_SERVICE);
-    peer.or_else(|| string_attribute(attributes, semconv::SERVICE_PEER_NAME))
-        .or_else(|| string_attribute(attributes, semconv::SERVER_ADDRESS))
+    let peer = attributes.string(semconv::PEER_SERVICE);
+    peer.or_else(|| attributes.string(semconv::SERVICE_PEER_NAME))
+        .or_else(|| attributes.string(semconv::SERVER_ADDRESS))
         .filter(|s| !s.is_empty())
         .map(|s| (NodeKind::External, s.to_owned()))
 }
 
 /// The messaging node a producer or consumer span names: `messaging.system/destination`
 /// (`messaging.destination.name`), or the system alone.
-pub fn messaging_node(attributes: &[KeyValue]) -> Option<(NodeKind, String)> {
-    let system = string_attribute(attributes, semconv::MESSAGING_SYSTEM)?;
-    let name = match string_attribute(attributes, semconv::MESSAGING_DESTINATION_NAME) {
+pub fn messaging_node<A: Attributes + ?Sized>(attributes: &A) -> Option<(NodeKind, String)> {
+    let system = attributes.string(semconv::MESSAGING_SYSTEM)?;
+    let name = match attributes.string(semconv::MESSAGING_DESTINATION_NAME) {
         Some(dest) if !dest.is_empty() => format!("{system}/{dest}"),
         _ => system.to_owned(),
     };
@@ -173,18 +296,21 @@ pub fn messaging_node(attributes: &[KeyValue]) -> Option<(NodeKind, String)> {
 }
 
 /// The system of a database span (`db.system.name`, or the deprecated `db.system`).
-pub fn db_system(attributes: &[KeyValue]) -> Option<&str> {
+pub fn db_system<A: Attributes + ?Sized>(attributes: &A) -> Option<&str> {
+    // `db.system` is deprecated in favour of `db.system.name`; SDKs still send either.
     #[allow(deprecated)]
-    string_attribute(attributes, semconv::DB_SYSTEM_NAME)
-        .or_else(|| string_attribute(attributes, semconv::DB_SYSTEM))
+    attributes
+        .string(semconv::DB_SYSTEM_NAME)
+        .or_else(|| attributes.string(semconv::DB_SYSTEM))
 }
 
 /// The statement of a database span: `db.query.text`, the deprecated `db.statement`, else the
 /// span's name.
-pub fn db_statement<'a>(attributes: &'a [KeyValue], name: &'a str) -> &'a str {
+pub fn db_statement<'a, A: Attributes + ?Sized>(attributes: &'a A, name: &'a str) -> &'a str {
     #[allow(deprecated)]
-    string_attribute(attributes, semconv::DB_QUERY_TEXT)
-        .or_else(|| string_attribute(attributes, semconv::DB_STATEMENT))
+    attributes
+        .string(semconv::DB_QUERY_TEXT)
+        .or_else(|| attributes.string(semconv::DB_STATEMENT))
         .unwrap_or(name)
 }
 
@@ -244,26 +370,27 @@ thread_local! {
 /// A database span is a CLIENT span whose peer is a database (`peer`, already read) or an
 /// INTERNAL span with `db.system.name` (an ORM's own span); SERVER and CONSUMER spans are never
 /// database calls, so their attributes are not searched.
-fn pattern_of(span: &Span, peer: Option<&(NodeKind, String)>) -> Option<SpanPattern> {
-    let attributes = &span.attributes;
+fn pattern_of<A: Attributes + ?Sized>(
+    kind: i32,
+    name: &str,
+    attributes: &A,
+    peer: Option<&(NodeKind, String)>,
+) -> Option<SpanPattern> {
     let database = match peer {
         Some((NodeKind::Database, _)) => true,
         Some(_) => false,
-        None => span.kind == SpanKind::Internal as i32 && db_system(attributes).is_some(),
+        None => kind == SpanKind::Internal as i32 && db_system(attributes).is_some(),
     };
     if database {
-        let text = db_statement(attributes, &span.name);
+        let text = db_statement(attributes, name);
         let class =
             STATEMENT_CLASSES.with(|c| c.borrow_mut().get_or_make(text, statement::normalize));
         return Some(SpanPattern::from_arc(FindingKind::NPlusOneDb, class));
     }
-    if span.kind == SpanKind::Producer as i32 {
-        let destination = string_attribute(attributes, semconv::MESSAGING_DESTINATION_NAME)?;
+    if kind == SpanKind::Producer as i32 {
+        let destination = attributes.string(semconv::MESSAGING_DESTINATION_NAME)?;
         let batch = attributes
-            .iter()
-            .find(|kv| kv.key == semconv::MESSAGING_BATCH_MESSAGE_COUNT)
-            .and_then(|kv| kv.value.as_ref())
-            .and_then(value_string)
+            .string_form(semconv::MESSAGING_BATCH_MESSAGE_COUNT)
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(1);
         return (batch <= 1).then(|| {
@@ -271,24 +398,26 @@ fn pattern_of(span: &Span, peer: Option<&(NodeKind, String)>) -> Option<SpanPatt
             SpanPattern::from_arc(FindingKind::UnbatchedSend, key)
         });
     }
-    if span.kind != SpanKind::Client as i32 {
+    if kind != SpanKind::Client as i32 {
         return None;
     }
     #[allow(deprecated)]
-    let method = string_attribute(attributes, semconv::HTTP_REQUEST_METHOD)
-        .or_else(|| string_attribute(attributes, semconv::HTTP_METHOD))?;
+    let method = attributes
+        .string(semconv::HTTP_REQUEST_METHOD)
+        .or_else(|| attributes.string(semconv::HTTP_METHOD))?;
     #[allow(deprecated)]
-    let target = match string_attribute(attributes, semconv::URL_TEMPLATE) {
+    let target = match attributes.string(semconv::URL_TEMPLATE) {
         Some(template) => template.to_owned(),
         None => {
-            let url = string_attribute(attributes, semconv::URL_FULL)
-                .or_else(|| string_attribute(attributes, semconv::HTTP_URL))
+            let url = attributes
+                .string(semconv::URL_FULL)
+                .or_else(|| attributes.string(semconv::HTTP_URL))
                 .unwrap_or_default();
             let url = url.split(['?', '#']).next().unwrap_or_default();
             let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-            match string_attribute(attributes, semconv::URL_PATH) {
+            match attributes.string(semconv::URL_PATH) {
                 Some(path) if without_scheme.is_empty() => {
-                    let host = string_attribute(attributes, semconv::SERVER_ADDRESS).unwrap_or("");
+                    let host = attributes.string(semconv::SERVER_ADDRESS).unwrap_or("");
                     format!("{host}{}", fold_path(path))
                 }
                 _ => fold_path(without_scheme),

@@ -66,6 +66,7 @@ mod catalog;
 mod checkpoint;
 pub mod database;
 mod derived;
+pub mod encoded;
 pub mod errors;
 mod facts;
 mod findings;

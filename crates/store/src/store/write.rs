@@ -2,6 +2,7 @@
 //! spans indexed and their derived figures updated under the lock.
 
 use super::*;
+
 use crate::logs::LogFacts;
 
 impl Inner {
@@ -37,16 +38,16 @@ fn keys_of(facts: &[SpanFacts]) -> Vec<u64> {
     keys
 }
 
-impl SpanSink for Store {
-    fn write_traces(&self, request: ExportTraceServiceRequest) -> Result<WriteReport, StoreError> {
-        let arrival = now_nanos();
+impl Store {
+    /// Appends a prepared span block and derives from its facts.
+    fn write_block(&self, block: PreparedBlock, arrival: u64) -> Result<WriteReport, StoreError> {
         let PreparedBlock {
             mut payload,
             header,
             facts,
             rejected_spans,
             rejection_reason,
-        } = block::prepare_spans(request, arrival, self.detect);
+        } = block;
         let report = WriteReport {
             accepted_spans: facts.len() as u64,
             rejected_spans,
@@ -64,6 +65,21 @@ impl SpanSink for Store {
         inner.derived.record(&facts, arrival);
         inner.upkeep(&self.dir, arrival)?;
         Ok(report)
+    }
+}
+
+impl SpanSink for Store {
+    fn write_traces(&self, request: ExportTraceServiceRequest) -> Result<WriteReport, StoreError> {
+        let arrival = now_nanos();
+        self.write_block(block::prepare_spans(request, arrival, self.detect), arrival)
+    }
+
+    fn write_encoded_traces(&self, traces: EncodedTraces) -> Result<WriteReport, StoreError> {
+        let arrival = now_nanos();
+        self.write_block(
+            block::prepare_encoded(traces, arrival, self.detect),
+            arrival,
+        )
     }
 
     fn write_logs(&self, request: ExportLogsServiceRequest) -> Result<u64, StoreError> {
