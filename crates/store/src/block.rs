@@ -275,13 +275,11 @@ impl BlockBuilder {
         if view.needs_decoding() {
             return self.push_decoded(service, group, span.decode(), detect);
         }
-        self.entry_head(
-            &view.trace_id,
-            group,
-            view.start_time_unix_nano,
-            span.len_without_trace_id(),
-        );
-        span.write_without_trace_id(&mut self.body);
+        // The length is known once the bytes are written: a placeholder, then the count.
+        self.entry_head(&view.trace_id, group, view.start_time_unix_nano, 0);
+        let len_at = self.body.len() - 4;
+        let len = span.write_without_trace_id(&mut self.body) as u32;
+        self.body[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
         self.facts.push(SpanFacts::extract_lite(
             service,
             trace_u128(&view.trace_id),

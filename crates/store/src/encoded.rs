@@ -309,25 +309,6 @@ impl EncodedSpan {
         out.extend_from_slice(&self.bytes[copied_to..]);
         out.len() - before
     }
-
-    /// The length [`write_without_trace_id`](Self::write_without_trace_id) writes.
-    pub fn len_without_trace_id(&self) -> usize {
-        let mut rest = &self.bytes[..];
-        let mut removed = 0;
-        while !rest.is_empty() {
-            let before = rest.len();
-            let Ok((tag, wire)) = decode_key(&mut rest) else {
-                break;
-            };
-            if skip(wire, &mut rest).is_none() {
-                break;
-            }
-            if tag == 1 {
-                removed += before - rest.len();
-            }
-        }
-        self.bytes.len() - removed
-    }
 }
 
 /// Skips one field's value of wire type `wire`; `None` when the bytes end first.
@@ -488,7 +469,6 @@ mod tests {
         assert!(!one.view.needs_decoding());
         let mut out = Vec::new();
         let n = one.write_without_trace_id(&mut out);
-        assert_eq!(n, one.len_without_trace_id());
         assert_eq!(n, out.len());
         let back = Span::decode(&out[..]).expect("decodes");
         assert_eq!(
