@@ -11,7 +11,10 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 /// The exporters `OTEL_TRACES_EXPORTER` can name.
 #[derive(Debug)]
 pub(crate) enum AnySpanExporter {
+    /// OTLP over gRPC (opentelemetry-otlp's tonic exporter).
     Otlp(opentelemetry_otlp::SpanExporter),
+    /// OTLP over HTTP (ours: batches encoded from the span data directly).
+    OtlpHttp(crate::otlp_http::HttpSpanExporter),
     Console(opentelemetry_stdout::SpanExporter),
 }
 
@@ -19,6 +22,7 @@ impl SpanExporter for AnySpanExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         match self {
             Self::Otlp(e) => e.export(batch).await,
+            Self::OtlpHttp(e) => e.export(batch).await,
             Self::Console(e) => e.export(batch).await,
         }
     }
@@ -26,6 +30,7 @@ impl SpanExporter for AnySpanExporter {
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         match self {
             Self::Otlp(e) => e.shutdown_with_timeout(timeout),
+            Self::OtlpHttp(e) => e.shutdown_with_timeout(timeout),
             Self::Console(e) => e.shutdown_with_timeout(timeout),
         }
     }
@@ -33,6 +38,7 @@ impl SpanExporter for AnySpanExporter {
     fn force_flush(&self) -> OTelSdkResult {
         match self {
             Self::Otlp(e) => e.force_flush(),
+            Self::OtlpHttp(e) => e.force_flush(),
             Self::Console(e) => e.force_flush(),
         }
     }
@@ -40,6 +46,7 @@ impl SpanExporter for AnySpanExporter {
     fn set_resource(&mut self, resource: &Resource) {
         match self {
             Self::Otlp(e) => e.set_resource(resource),
+            Self::OtlpHttp(e) => e.set_resource(resource),
             Self::Console(e) => e.set_resource(resource),
         }
     }

@@ -19,6 +19,8 @@ mod fan_out;
 mod invocation;
 pub mod logs;
 pub mod metrics;
+pub mod otlp_encode;
+mod otlp_http;
 mod processors;
 pub mod propagators;
 pub mod resource;

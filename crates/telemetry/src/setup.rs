@@ -26,6 +26,7 @@ use crate::diagnosis::ExportTarget;
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
 use crate::fan_out::{AnySpanExporter, FanOutSpanExporter};
 use crate::invocation::InvocationSpanProcessor;
+use crate::otlp_http::HttpSpanExporter;
 use crate::processors::{SharedLogProcessor, SharedSpanProcessor, SpanStamp, StampFn};
 use crate::propagators::build_propagator;
 use crate::resource::{ProcessFacts, ServiceDefaults, detect};
@@ -48,6 +49,13 @@ pub enum InitError {
     /// only visible ASCII in text metadata).
     #[error("OTEL_EXPORTER_OTLP_HEADERS: header {name:?} cannot be sent as gRPC metadata")]
     GrpcHeader { name: String },
+    /// A header from `OTEL_EXPORTER_OTLP_*HEADERS` is not a valid HTTP header (a name with
+    /// spaces or separators, a value with control characters).
+    #[error("OTEL_EXPORTER_OTLP_HEADERS: header {name:?} is not a valid HTTP header")]
+    HttpHeader { name: String },
+    /// The OTLP/HTTP span exporter cannot send to its endpoint.
+    #[error("the OTLP traces exporter cannot send to {endpoint}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
     /// The log filter (`RUST_LOG`) does not parse.
     #[error("RUST_LOG: {value:?} is not a valid log filter")]
     LogFilter {
@@ -348,7 +356,7 @@ fn traces_pipeline(
     for kind in &config.traces_exporters {
         match kind {
             ExporterKind::Otlp(otlp) => {
-                exporters.push(AnySpanExporter::Otlp(otlp_span_exporter(otlp, handle)?));
+                exporters.push(otlp_span_exporter(otlp, handle)?);
                 // Export failures are explained for the OTLP endpoint (console cannot fail so).
                 target = Some(ExportTarget::new("traces", otlp));
             }
@@ -491,16 +499,18 @@ macro_rules! otlp_exporter {
     }};
 }
 
-fn otlp_span_exporter(
-    otlp: &OtlpConfig,
-    handle: &Handle,
-) -> Result<opentelemetry_otlp::SpanExporter, InitError> {
-    otlp_exporter!(
-        opentelemetry_otlp::SpanExporter::builder(),
-        otlp,
-        handle,
-        "traces"
-    )
+/// Spans over gRPC go through opentelemetry-otlp's tonic exporter; over OTLP/HTTP through our
+/// own, which encodes each batch from the span data directly ([`HttpSpanExporter`]).
+fn otlp_span_exporter(otlp: &OtlpConfig, handle: &Handle) -> Result<AnySpanExporter, InitError> {
+    match otlp.protocol {
+        OtlpProtocol::Grpc => Ok(AnySpanExporter::Otlp(otlp_exporter!(
+            opentelemetry_otlp::SpanExporter::builder(),
+            otlp,
+            handle,
+            "traces"
+        )?)),
+        OtlpProtocol::HttpProtobuf => Ok(AnySpanExporter::OtlpHttp(HttpSpanExporter::new(otlp)?)),
+    }
 }
 
 /// The OTLP metrics pipeline: a periodic reader every `interval`, its exports run (and bounded
