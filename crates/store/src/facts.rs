@@ -314,17 +314,20 @@ pub fn db_statement<'a, A: Attributes + ?Sized>(attributes: &'a A, name: &'a str
         .unwrap_or(name)
 }
 
-/// A URL's path with the segments that look like ids (numbers, UUIDs, long hex) as `?`.
-fn fold_path(path: &str) -> String {
+/// A URL's path with the segments that look like ids (numbers, UUIDs, long hex) as `?`,
+/// appended to `out`.
+fn push_folded(out: &mut String, path: &str) {
     let looks_like_id = |seg: &str| {
         !seg.is_empty()
             && (seg.bytes().all(|b| b.is_ascii_digit())
                 || (seg.len() >= 8 && seg.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')))
     };
-    path.split('/')
-        .map(|seg| if looks_like_id(seg) { "?" } else { seg })
-        .collect::<Vec<_>>()
-        .join("/")
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if looks_like_id(seg) { "?" } else { seg });
+    }
 }
 
 /// Classes already made on this thread, by the text they were made from: most statements are
@@ -361,6 +364,11 @@ thread_local! {
     static DESTINATIONS: RefCell<ClassCache> = RefCell::new(ClassCache {
         classes: HashMap::default(),
     });
+    static CALLS: RefCell<ClassCache> = RefCell::new(ClassCache {
+        classes: HashMap::default(),
+    });
+    /// The HTTP call pattern being looked up in [`CALLS`], its buffer kept.
+    static CALL_PATTERN: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// What a span could repeat: a database span its statement class, an HTTP client span its call
@@ -406,28 +414,56 @@ fn pattern_of<A: Attributes + ?Sized>(
         .string(semconv::HTTP_REQUEST_METHOD)
         .or_else(|| attributes.string(semconv::HTTP_METHOD))?;
     #[allow(deprecated)]
-    let target = match attributes.string(semconv::URL_TEMPLATE) {
-        Some(template) => template.to_owned(),
-        None => {
-            let url = attributes
-                .string(semconv::URL_FULL)
-                .or_else(|| attributes.string(semconv::HTTP_URL))
-                .unwrap_or_default();
-            let url = url.split(['?', '#']).next().unwrap_or_default();
-            let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-            match attributes.string(semconv::URL_PATH) {
-                Some(path) if without_scheme.is_empty() => {
-                    let host = attributes.string(semconv::SERVER_ADDRESS).unwrap_or("");
-                    format!("{host}{}", fold_path(path))
-                }
-                _ => fold_path(without_scheme),
-            }
-        }
+    let inputs = CallInputs {
+        method,
+        template: attributes.string(semconv::URL_TEMPLATE),
+        url: attributes
+            .string(semconv::URL_FULL)
+            .or_else(|| attributes.string(semconv::HTTP_URL)),
+        path: attributes.string(semconv::URL_PATH),
+        host: attributes.string(semconv::SERVER_ADDRESS),
     };
-    Some(SpanPattern::new(
-        FindingKind::RepeatedHttp,
-        format!("{method} {target}"),
-    ))
+    // Written into a buffer kept for the purpose, then found among the patterns already made
+    // (ids folded, the same few calls come again and again): no allocation for a known one.
+    let key = CALL_PATTERN.with(|pattern| {
+        let mut pattern = pattern.borrow_mut();
+        inputs.write_pattern(&mut pattern);
+        CALLS.with(|c| c.borrow_mut().get_or_make(&pattern, str::to_owned))
+    });
+    Some(SpanPattern::from_arc(FindingKind::RepeatedHttp, key))
+}
+
+/// The attributes an HTTP client span's call pattern is made from.
+struct CallInputs<'a> {
+    method: &'a str,
+    template: Option<&'a str>,
+    url: Option<&'a str>,
+    path: Option<&'a str>,
+    host: Option<&'a str>,
+}
+
+impl CallInputs<'_> {
+    /// `{method} {target}` into `out`: the URL template, else the URL without scheme, query and
+    /// fragment (or the server address and path when there is no URL), ids folded.
+    fn write_pattern(&self, out: &mut String) {
+        out.clear();
+        out.push_str(self.method);
+        out.push(' ');
+        if let Some(template) = self.template {
+            out.push_str(template);
+            return;
+        }
+        let url = self.url.unwrap_or_default();
+        let url = url.split(['?', '#']).next().unwrap_or_default();
+        let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+        match self.path {
+            Some(path) if without_scheme.is_empty() => {
+                out.push_str(self.host.unwrap_or(""));
+                push_folded(out, path);
+            }
+            _ => push_folded(out, without_scheme),
+        }
+    }
 }
 
 /// A hasher for keys that are already random (trace and span ids): one multiply per word.
@@ -456,6 +492,11 @@ impl std::hash::Hasher for IdHasher {
 
 /// `HashMap` state for id keys.
 pub type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+/// `HashMap` state for name keys from outside (services, span names, graph nodes): foldhash,
+/// several times quicker than the standard SipHash on short strings, and seeded per process
+/// (from address-space randomization), so a sender cannot choose names that collide in advance.
+pub type NameHash = foldhash::fast::RandomState;
 
 #[cfg(test)]
 mod tests {
@@ -544,5 +585,54 @@ mod tests {
             vec![kv(semconv::HTTP_REQUEST_METHOD, "GET")],
         );
         assert_eq!(key(&server), None);
+    }
+
+    #[test]
+    fn http_call_patterns_are_the_same_made_fresh_or_found_again() {
+        let call = |attributes: Vec<KeyValue>| key(&span(SpanKind::Client, attributes));
+        let get = |k: &'static str, v: &'static str| {
+            vec![kv(semconv::HTTP_REQUEST_METHOD, "GET"), kv(k, v)]
+        };
+        // Each twice: the second answer comes from the cache.
+        for _ in 0..2 {
+            assert_eq!(
+                call(get(semconv::URL_TEMPLATE, "/orders/{id}")),
+                Some((1, "GET /orders/{id}".into()))
+            );
+            assert_eq!(
+                call(get(semconv::URL_FULL, "http://catalog:8014/products/17")),
+                Some((1, "GET catalog:8014/products/?".into()))
+            );
+            assert_eq!(
+                call(vec![
+                    kv(semconv::HTTP_REQUEST_METHOD, "POST"),
+                    kv(semconv::URL_PATH, "/orders/9"),
+                    kv(semconv::SERVER_ADDRESS, "checkout"),
+                ]),
+                Some((1, "POST checkout/orders/?".into()))
+            );
+            assert_eq!(
+                call(vec![
+                    kv(semconv::HTTP_REQUEST_METHOD, "GET x"),
+                    kv(semconv::URL_FULL, "http://a/b"),
+                ]),
+                Some((1, "GET x a/b".into()))
+            );
+            assert_eq!(
+                call(vec![
+                    kv(semconv::HTTP_REQUEST_METHOD, "GET"),
+                    kv(semconv::URL_FULL, "x http://a/b"),
+                ]),
+                Some((1, "GET a/b".into()))
+            );
+            assert_eq!(
+                call(vec![
+                    kv(semconv::HTTP_REQUEST_METHOD, "GET"),
+                    kv(semconv::URL_TEMPLATE, "/a"),
+                    kv(semconv::URL_FULL, "http://h/b"),
+                ]),
+                Some((1, "GET /a".into()))
+            );
+        }
     }
 }

@@ -65,6 +65,7 @@ pub struct SpanPattern {
 }
 
 impl SpanPattern {
+    #[cfg(test)]
     pub fn new(kind: FindingKind, key: String) -> Self {
         Self::from_arc(kind, Arc::from(key))
     }

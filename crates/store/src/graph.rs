@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ConnectionType, NodeKind, ServiceGraphEdge, SpanKind};
-use crate::facts::{IdHash, SpanFacts};
+use crate::facts::{IdHash, NameHash, SpanFacts};
 use crate::metrics::{Hist, minute_of};
 
 fn node_code(kind: NodeKind) -> u8 {
@@ -122,9 +122,9 @@ pub struct ServiceGraph {
     /// Node names; edges refer to them by position.
     names: Vec<String>,
     #[serde(skip)]
-    name_ids: HashMap<String, u32>,
+    name_ids: HashMap<String, u32, NameHash>,
     #[serde(with = "crate::checkpoint::as_vec")]
-    edges: HashMap<EdgeKey, BTreeMap<u64, EdgeAgg>>,
+    edges: HashMap<EdgeKey, BTreeMap<u64, EdgeAgg>, NameHash>,
     /// Waiting clients by their own id.
     #[serde(with = "crate::checkpoint::as_vec")]
     clients: HashMap<(u128, u64), PendingHalf, IdHash>,
@@ -316,10 +316,9 @@ impl ServiceGraph {
         if is_client(f.kind) {
             if let Some((NodeKind::Database, db)) = &f.peer {
                 // A database never answers with a span of its own: the edge is known now.
-                let db = db.clone();
                 self.add_edge(
                     (&f.service, NodeKind::Service),
-                    (&db, NodeKind::Database),
+                    (db, NodeKind::Database),
                     ConnectionType::Database,
                     f.start_unix_nanos,
                     (f.duration_nanos(), f.duration_nanos()),

@@ -8,7 +8,7 @@ use crate::api::{
     LATENCY_BUCKETS_MS, LatencyHistogram, Operation, RedPoint, RedScope, SpanKind,
     SpanMetricsSeries,
 };
-use crate::facts::SpanFacts;
+use crate::facts::{NameHash, SpanFacts};
 
 /// Nanoseconds in a minute, the resolution of every time series the store keeps.
 pub const MINUTE_NANOS: u64 = 60_000_000_000;
@@ -88,10 +88,13 @@ pub struct SeriesState {
     pub red: BTreeMap<u64, RedAgg>,
 }
 
+/// One service's series: span name → (kind, state).
+pub type OperationSeries = HashMap<String, Vec<(i32, SeriesState)>, NameHash>;
+
 /// Span metrics of every series: service → span name → (kind, state).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpanMetrics {
-    pub series: HashMap<String, HashMap<String, Vec<(i32, SeriesState)>>>,
+    pub series: HashMap<String, OperationSeries, NameHash>,
 }
 
 fn status_label(code: usize) -> &'static str {
