@@ -183,22 +183,7 @@ pub enum NotOtlp {
     NotUtf8,
 }
 
-fn utf8(bytes: &Bytes) -> Result<(), NotOtlp> {
-    std::str::from_utf8(bytes)
-        .map(drop)
-        .map_err(|_| NotOtlp::NotUtf8)
-}
-
 impl LiteAnyValue {
-    fn check(&self) -> Result<(), NotOtlp> {
-        match &self.value {
-            Some(LiteValue::StringValue(s)) => utf8(s),
-            Some(LiteValue::ArrayValue(a)) => a.values.iter().try_for_each(Self::check),
-            Some(LiteValue::KvlistValue(kv)) => check_attributes(&kv.values),
-            _ => Ok(()),
-        }
-    }
-
     /// Whether a string at any depth is longer than `max` (the store would cut it).
     fn over(&self, max: usize) -> bool {
         match &self.value {
@@ -208,13 +193,6 @@ impl LiteAnyValue {
             _ => false,
         }
     }
-}
-
-fn check_attributes(attributes: &[LiteKeyValue]) -> Result<(), NotOtlp> {
-    attributes.iter().try_for_each(|kv| {
-        utf8(&kv.key)?;
-        kv.value.as_ref().map_or(Ok(()), LiteAnyValue::check)
-    })
 }
 
 /// Whether [`crate::limits`] would cut one of these attributes' values.
@@ -231,26 +209,90 @@ fn attributes_over(attributes: &[LiteKeyValue]) -> bool {
     })
 }
 
-impl LiteSpan {
-    /// Checks every string as UTF-8, as prost does when it decodes a `Span`.
-    fn check(&self) -> Result<(), NotOtlp> {
-        utf8(&self.trace_state)?;
-        utf8(&self.name)?;
-        check_attributes(&self.attributes)?;
-        for event in &self.events {
-            utf8(&event.name)?;
-            check_attributes(&event.attributes)?;
-        }
-        for link in &self.links {
-            utf8(&link.trace_state)?;
-            check_attributes(&link.attributes)?;
-        }
-        if let Some(status) = &self.status {
-            utf8(&status.message)?;
-        }
-        Ok(())
-    }
+/// Where a message's strings are, and which of its fields are messages to look into.
+struct Shape {
+    strings: &'static [u32],
+    messages: &'static [(u32, &'static Shape)],
+}
 
+static ANY_VALUE: Shape = Shape {
+    strings: &[1],
+    messages: &[(5, &ARRAY_VALUE), (6, &KV_LIST)],
+};
+static ARRAY_VALUE: Shape = Shape {
+    strings: &[],
+    messages: &[(1, &ANY_VALUE)],
+};
+static KV_LIST: Shape = Shape {
+    strings: &[],
+    messages: &[(1, &KEY_VALUE)],
+};
+static KEY_VALUE: Shape = Shape {
+    strings: &[1],
+    messages: &[(2, &ANY_VALUE)],
+};
+static EVENT: Shape = Shape {
+    strings: &[2],
+    messages: &[(3, &KEY_VALUE)],
+};
+static LINK: Shape = Shape {
+    strings: &[3],
+    messages: &[(4, &KEY_VALUE)],
+};
+static STATUS: Shape = Shape {
+    strings: &[2],
+    messages: &[],
+};
+static SPAN: Shape = Shape {
+    strings: &[3, 5],
+    messages: &[(9, &KEY_VALUE), (11, &EVENT), (13, &LINK), (15, &STATUS)],
+};
+
+/// Checks every occurrence of every string field of `bytes` (a message of `shape` that prost's
+/// derive has already read without error) as UTF-8, as prost does as it decodes. The views keep
+/// only the last occurrence of a field, so an earlier one that prost refuses would otherwise go
+/// unseen and be stored as it came. A field this walk does not know how to skip (a group) has
+/// prost decode the whole span to decide.
+fn check_strings(bytes: &Bytes, shape: &Shape) -> Result<(), NotOtlp> {
+    match walk_strings(bytes, shape) {
+        Some(result) => result,
+        None => Span::decode(bytes.clone()).map(drop).map_err(NotOtlp::from),
+    }
+}
+
+fn walk_strings(mut buf: &[u8], shape: &Shape) -> Option<Result<(), NotOtlp>> {
+    use prost::encoding::decode_varint;
+    while !buf.is_empty() {
+        let key = decode_varint(&mut buf).ok()?;
+        let tag = u32::try_from(key >> 3).ok()?;
+        match key & 7 {
+            0 => {
+                decode_varint(&mut buf).ok()?;
+            }
+            1 => buf = buf.get(8..)?,
+            5 => buf = buf.get(4..)?,
+            2 => {
+                let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+                let field = buf.get(..len)?;
+                buf = &buf[len..];
+                if shape.strings.contains(&tag) {
+                    if std::str::from_utf8(field).is_err() {
+                        return Some(Err(NotOtlp::NotUtf8));
+                    }
+                } else if let Some((_, inner)) = shape.messages.iter().find(|(t, _)| *t == tag) {
+                    match walk_strings(field, inner)? {
+                        Ok(()) => {}
+                        failed => return Some(failed),
+                    }
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(Ok(()))
+}
+
+impl LiteSpan {
     /// Whether this span must be decoded whole before it is stored: its ids are not ones the
     /// store keeps, or a limit would cut its name or one of its values.
     pub fn needs_decoding(&self) -> bool {
@@ -365,7 +407,7 @@ impl EncodedTraces {
                 let mut out = Vec::with_capacity(ss.spans.len());
                 for bytes in ss.spans {
                     let view = LiteSpan::decode(bytes.clone())?;
-                    view.check()?;
+                    check_strings(&bytes, &SPAN)?;
                     out.push(EncodedSpan { bytes, view });
                 }
                 spans += out.len() as u64;
@@ -527,5 +569,55 @@ mod tests {
             .map(|s| s.view.needs_decoding())
             .collect();
         assert_eq!(needs, [true, true, true, false]);
+    }
+
+    /// A string field sent twice: prost checks every occurrence, the views keep the last.
+    #[test]
+    fn a_string_sent_twice_is_refused_when_prost_refuses_either() {
+        let twice = |first: &[u8], second: &[u8], tag: u8| {
+            let mut span = Vec::new();
+            for value in [first, second] {
+                span.push(tag << 3 | 2);
+                span.push(value.len() as u8);
+                span.extend_from_slice(value);
+            }
+            // ExportTraceServiceRequest { resource_spans { scope_spans { spans } } }
+            let wrap = |tag: u8, body: Vec<u8>| {
+                let mut out = vec![tag << 3 | 2, body.len() as u8];
+                out.extend(body);
+                out
+            };
+            Bytes::from(wrap(1, wrap(2, wrap(2, span))))
+        };
+        // The fuzzer's case: a name with a cut UTF-8 sequence, then an empty one.
+        let cases = [
+            (twice(b"ab\xf4", b"", 5), false),
+            (twice(b"", b"ab\xf4", 5), false),
+            (twice(b"ok", b"fine", 5), true),
+            // The same through an attribute key (Span.attributes = 9, KeyValue.key = 1).
+            (
+                {
+                    let kv = [0x0a, 1, 0xff, 0x0a, 1, b'k'];
+                    let mut span = vec![9 << 3 | 2, kv.len() as u8];
+                    span.extend_from_slice(&kv);
+                    let wrap = |tag: u8, body: Vec<u8>| {
+                        let mut out = vec![tag << 3 | 2, body.len() as u8];
+                        out.extend(body);
+                        out
+                    };
+                    Bytes::from(wrap(1, wrap(2, wrap(2, span))))
+                },
+                false,
+            ),
+        ];
+        for (bytes, valid) in cases {
+            let prost = ExportTraceServiceRequest::decode(bytes.clone()).is_ok();
+            assert_eq!(prost, valid, "{bytes:?}");
+            assert_eq!(
+                EncodedTraces::decode(bytes.clone()).is_ok(),
+                valid,
+                "{bytes:?}"
+            );
+        }
     }
 }
