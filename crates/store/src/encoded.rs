@@ -3,9 +3,11 @@
 //! trace id), instead of being decoded into owned strings and encoded again.
 //!
 //! The view types below mirror every field of the OTLP span model that prost would check, with
-//! strings as [`Bytes`] slices of the request and checked as UTF-8 once, so that an export
-//! [`EncodedTraces::decode`] accepts is exactly one that `ExportTraceServiceRequest::decode`
-//! accepts, and every span stored from it decodes again on read. Resources and scopes, small
+//! strings as [`Bytes`] slices of the request; one walk of each span's bytes checks every
+//! occurrence of every string field as UTF-8 (a field sent twice keeps only its last value in a
+//! view, but prost checks both), so that an export [`EncodedTraces::decode`] accepts is exactly
+//! one that `ExportTraceServiceRequest::decode` accepts, and every span stored from it decodes
+//! again on read. Resources and scopes, small
 //! and once per group, are decoded as usual.
 //!
 //! A span that a store limit would change (an oversized name or value) or that cannot be
