@@ -576,39 +576,24 @@ mod tests {
     /// A string field sent twice: prost checks every occurrence, the views keep the last.
     #[test]
     fn a_string_sent_twice_is_refused_when_prost_refuses_either() {
-        let twice = |first: &[u8], second: &[u8], tag: u8| {
-            let mut span = Vec::new();
-            for value in [first, second] {
-                span.push(tag << 3 | 2);
-                span.push(value.len() as u8);
-                span.extend_from_slice(value);
-            }
-            // ExportTraceServiceRequest { resource_spans { scope_spans { spans } } }
-            let wrap = |tag: u8, body: Vec<u8>| {
-                let mut out = vec![tag << 3 | 2, body.len() as u8];
-                out.extend(body);
-                out
-            };
-            Bytes::from(wrap(1, wrap(2, wrap(2, span))))
+        // One length-delimited field (every length here is under 128: one byte).
+        let field = |tag: u8, body: &[u8]| {
+            let mut out = vec![tag << 3 | 2, body.len() as u8];
+            out.extend_from_slice(body);
+            out
         };
-        // The fuzzer's case: a name with a cut UTF-8 sequence, then an empty one.
+        // ExportTraceServiceRequest { resource_spans { scope_spans { spans: [span] } } }
+        let request = |span: Vec<u8>| Bytes::from(field(1, &field(2, &field(2, &span))));
+        let name_twice =
+            |first: &[u8], second: &[u8]| request([field(5, first), field(5, second)].concat());
         let cases = [
-            (twice(b"ab\xf4", b"", 5), false),
-            (twice(b"", b"ab\xf4", 5), false),
-            (twice(b"ok", b"fine", 5), true),
+            // The fuzzer's case: a name with a cut UTF-8 sequence, then an empty one.
+            (name_twice(b"ab\xf4", b""), false),
+            (name_twice(b"", b"ab\xf4"), false),
+            (name_twice(b"ok", b"fine"), true),
             // The same through an attribute key (Span.attributes = 9, KeyValue.key = 1).
             (
-                {
-                    let kv = [0x0a, 1, 0xff, 0x0a, 1, b'k'];
-                    let mut span = vec![9 << 3 | 2, kv.len() as u8];
-                    span.extend_from_slice(&kv);
-                    let wrap = |tag: u8, body: Vec<u8>| {
-                        let mut out = vec![tag << 3 | 2, body.len() as u8];
-                        out.extend(body);
-                        out
-                    };
-                    Bytes::from(wrap(1, wrap(2, wrap(2, span))))
-                },
+                request(field(9, &[field(1, b"\xff"), field(1, b"k")].concat())),
                 false,
             ),
         ];

@@ -199,26 +199,21 @@ fn kind_number(kind: &SpanKind) -> u64 {
     }
 }
 
+/// An `Event` message's body length.
+fn event_len(event: &opentelemetry::trace::Event) -> usize {
+    time_len(1, event.timestamp)
+        + string_len(2, &event.name)
+        + attributes_len(3, &event.attributes)
+        + varint_len(4, event.dropped_attributes_count)
+}
+
 fn events_len(events: &SpanEvents) -> usize {
-    events
-        .iter()
-        .map(|event| {
-            let len = time_len(1, event.timestamp)
-                + string_len(2, &event.name)
-                + attributes_len(3, &event.attributes)
-                + varint_len(4, event.dropped_attributes_count);
-            len_field_len(11, len)
-        })
-        .sum()
+    events.iter().map(|e| len_field_len(11, event_len(e))).sum()
 }
 
 fn put_events(out: &mut Vec<u8>, events: &SpanEvents) {
     for event in events.iter() {
-        let len = time_len(1, event.timestamp)
-            + string_len(2, &event.name)
-            + attributes_len(3, &event.attributes)
-            + varint_len(4, event.dropped_attributes_count);
-        put_len_prefix(out, 11, len);
+        put_len_prefix(out, 11, event_len(event));
         put_time(out, 1, event.timestamp);
         put_string(out, 2, &event.name);
         put_attributes(out, 3, &event.attributes);
