@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
-use throughline_store::encoded::{LiteSpan, LiteValue, text};
+use throughline_store::encoded::{EncodedSpan, LiteValue};
 use throughline_store::{
     EncodedTraces, ExportLogsServiceRequest, ExportMetricsServiceRequest,
     ExportTraceServiceRequest, KeyValue, SpanSink, StoreError, TraceId, WriteReport,
@@ -132,10 +132,10 @@ impl SpanTap {
                 continue;
             };
             for span in resource.scopes.iter().flat_map(|s| &s.spans) {
-                let span = &span.view;
                 for &pos in named.iter().chain(&self.any_service) {
                     if matches_lite(&self.filters[pos].1, span, resource_attrs) {
-                        hits.push((pos, span.end_time_unix_nano, trace_of(&span.trace_id)));
+                        let end = span.view.end_time_unix_nano;
+                        hits.push((pos, end, trace_of(span.trace_id())));
                     }
                 }
             }
@@ -253,17 +253,17 @@ pub fn matches(
 }
 
 /// [`matches`] for a span read in place.
-pub fn matches_lite(filter: &SpanFilter, span: &LiteSpan, resource_attrs: &[KeyValue]) -> bool {
-    let status = span.status.as_ref().map_or(0, |s| s.code);
-    passes(filter, span.name(), span.kind, status, |key| {
-        match span
-            .attributes
-            .iter()
-            .find(|kv| &kv.key[..] == key.as_bytes())
-        {
+pub fn matches_lite(filter: &SpanFilter, span: &EncodedSpan, resource_attrs: &[KeyValue]) -> bool {
+    let view = &span.view;
+    let status = view.status.as_ref().map_or(0, |s| s.code);
+    let attributes = span.attributes();
+    passes(filter, span.name(), view.kind, status, |key| {
+        match attributes.find(key) {
             Some(kv) => kv.value.as_ref()?.value.as_ref().map(|v| {
                 Cow::Owned(match v {
-                    LiteValue::StringValue(s) => AnyValueKind::StringValue(text(s).to_owned()),
+                    LiteValue::StringValue(s) => {
+                        AnyValueKind::StringValue(attributes.text(*s).to_owned())
+                    }
                     LiteValue::BoolValue(b) => AnyValueKind::BoolValue(*b),
                     LiteValue::IntValue(i) => AnyValueKind::IntValue(*i),
                     LiteValue::DoubleValue(d) => AnyValueKind::DoubleValue(*d),

@@ -271,19 +271,19 @@ impl BlockBuilder {
         span: &EncodedSpan,
         detect: bool,
     ) -> bool {
-        let view = &span.view;
-        if view.needs_decoding() {
+        if span.needs_decoding() {
             return self.push_decoded(service, group, span.decode(), detect);
         }
         // The length is known once the bytes are written: a placeholder, then the count.
-        self.entry_head(&view.trace_id, group, view.start_time_unix_nano, 0);
+        let trace_id = span.trace_id();
+        self.entry_head(trace_id, group, span.view.start_time_unix_nano, 0);
         let len_at = self.body.len() - 4;
         let len = span.write_without_trace_id(&mut self.body) as u32;
         self.body[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
         self.facts.push(SpanFacts::extract_lite(
             service,
-            trace_u128(&view.trace_id),
-            view,
+            trace_u128(trace_id),
+            span,
             detect,
         ));
         true

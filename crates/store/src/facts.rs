@@ -9,7 +9,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use opentelemetry_semantic_conventions::resource as semres;
 
 use crate::api::{AnyValue, FindingKind, KeyValue, NodeKind, Resource, Span, SpanKind};
-use crate::encoded::{LiteKeyValue, LiteSpan, LiteValue, text};
+use crate::encoded::{EncodedSpan, LiteAttributes, LiteValue};
 use crate::findings::SpanPattern;
 use crate::statement;
 
@@ -80,24 +80,30 @@ impl SpanFacts {
 
     /// The facts of a span read in place ([`crate::encoded`]): the same as
     /// [`extract`](Self::extract) gives for that span decoded.
-    pub fn extract_lite(service: &Arc<str>, trace_id: u128, span: &LiteSpan, detect: bool) -> Self {
+    pub fn extract_lite(
+        service: &Arc<str>,
+        trace_id: u128,
+        span: &EncodedSpan,
+        detect: bool,
+    ) -> Self {
+        let view = &span.view;
         let name = span.name();
-        let (peer, pattern) = peer_and_pattern(span.kind, name, &span.attributes, detect);
-        let links = span.links.iter().map(|l| (&l.trace_id[..], &l.span_id[..]));
+        let (peer, pattern) = peer_and_pattern(view.kind, name, &span.attributes(), detect);
+        let links = (view.links.iter()).map(|l| (span.get(l.trace_id), span.get(l.span_id)));
         Self {
             name: name.to_owned(),
-            status_code: span.status.as_ref().map_or(0, |s| s.code),
+            status_code: view.status.as_ref().map_or(0, |s| s.code),
             links: linked(links),
             peer,
             pattern,
             ..Self::head(
                 service,
                 trace_id,
-                &span.span_id,
-                &span.parent_span_id,
-                span.kind,
+                span.span_id(),
+                span.parent_span_id(),
+                view.kind,
             )
-            .timed(span.start_time_unix_nano, span.end_time_unix_nano)
+            .timed(view.start_time_unix_nano, view.end_time_unix_nano)
         }
     }
 
@@ -167,7 +173,7 @@ fn peer_and_pattern<A: Attributes + ?Sized>(
 }
 
 /// A span's attributes as ingest reads them: decoded ([`KeyValue`]) or in place
-/// ([`LiteKeyValue`]).
+/// ([`LiteAttributes`]).
 pub trait Attributes {
     /// The string value of attribute `key`, when present and a string.
     fn string(&self, key: &str) -> Option<&str>;
@@ -196,34 +202,20 @@ impl Attributes for Vec<KeyValue> {
     }
 }
 
-impl Attributes for Vec<LiteKeyValue> {
+impl Attributes for LiteAttributes<'_> {
     fn string(&self, key: &str) -> Option<&str> {
-        match self
-            .iter()
-            .find(|kv| &kv.key[..] == key.as_bytes())?
-            .value
-            .as_ref()?
-            .value
-            .as_ref()?
-        {
-            LiteValue::StringValue(s) => Some(text(s)),
+        match self.get(key)? {
+            LiteValue::StringValue(s) => Some(self.text(*s)),
             _ => None,
         }
     }
     fn string_form(&self, key: &str) -> Option<String> {
-        match self
-            .iter()
-            .find(|kv| &kv.key[..] == key.as_bytes())?
-            .value
-            .as_ref()?
-            .value
-            .as_ref()?
-        {
-            LiteValue::StringValue(s) => Some(text(s).to_owned()),
+        match self.get(key)? {
+            LiteValue::StringValue(s) => Some(self.text(*s).to_owned()),
             LiteValue::BoolValue(b) => Some(b.to_string()),
             LiteValue::IntValue(i) => Some(i.to_string()),
             LiteValue::DoubleValue(d) => Some(d.to_string()),
-            LiteValue::BytesValue(b) => Some(hex::encode(b)),
+            LiteValue::BytesValue(b) => Some(hex::encode(self.bytes(*b))),
             _ => None,
         }
     }
