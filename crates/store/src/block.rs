@@ -166,7 +166,8 @@ struct BlockBuilder {
 }
 
 impl BlockBuilder {
-    fn new() -> Self {
+    /// A builder for a block of `spans` spans.
+    fn new(spans: usize) -> Self {
         // The body buffer is reused by each thread: a fresh one per write costs a large
         // allocation and page faults.
         let mut body = BODY.with(|b| std::mem::take(&mut *b.borrow_mut()));
@@ -174,7 +175,7 @@ impl BlockBuilder {
         Self {
             body,
             groups: Vec::new(),
-            facts: Vec::new(),
+            facts: Vec::with_capacity(spans),
             services: Vec::new(),
             rejected_spans: 0,
             rejection_reason: String::new(),
@@ -352,7 +353,11 @@ pub fn prepare_spans(
     arrival_unix_nanos: u64,
     detect: bool,
 ) -> PreparedBlock {
-    let mut block = BlockBuilder::new();
+    let spans = (request.resource_spans.iter())
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum();
+    let mut block = BlockBuilder::new(spans);
     for resource_spans in request.resource_spans {
         let (service, resource_bytes) = block.resource(resource_spans.resource);
         for scope_spans in resource_spans.scope_spans {
@@ -376,7 +381,7 @@ pub fn prepare_encoded(
     arrival_unix_nanos: u64,
     detect: bool,
 ) -> PreparedBlock {
-    let mut block = BlockBuilder::new();
+    let mut block = BlockBuilder::new(usize::try_from(traces.span_count()).unwrap_or(0));
     for resource in traces.into_resources() {
         let (service, resource_bytes) = block.resource(resource.resource);
         for scope in resource.scopes {
