@@ -259,7 +259,7 @@ pub fn virtual_peer<A: Attributes + ?Sized>(attributes: &A) -> Option<(NodeKind,
     let db = db_system(attributes);
     if let Some(db) = db {
         let name = match attributes.string(semconv::DB_NAMESPACE) {
-            Some(ns) if !ns.is_empty() => format!("{db}/{ns}"),
+            Some(ns) if !ns.is_empty() => [db, "/", ns].concat(),
             _ => db.to_owned(),
         };
         return Some((NodeKind::Database, name));
@@ -281,7 +281,7 @@ pub fn virtual_peer<A: Attributes + ?Sized>(attributes: &A) -> Option<(NodeKind,
 pub fn messaging_node<A: Attributes + ?Sized>(attributes: &A) -> Option<(NodeKind, String)> {
     let system = attributes.string(semconv::MESSAGING_SYSTEM)?;
     let name = match attributes.string(semconv::MESSAGING_DESTINATION_NAME) {
-        Some(dest) if !dest.is_empty() => format!("{system}/{dest}"),
+        Some(dest) if !dest.is_empty() => [system, "/", dest].concat(),
         _ => system.to_owned(),
     };
     Some((NodeKind::MessagingSystem, name))
