@@ -73,6 +73,16 @@ impl Slice {
     fn range(self) -> Range<usize> {
         self.start as usize..self.end as usize
     }
+
+    /// The bytes this slice names in `span` (the bytes of the span it was read from).
+    fn of(self, span: &[u8]) -> &[u8] {
+        span.get(self.range()).unwrap_or_default()
+    }
+
+    /// [`of`](Self::of) for a string field, checked as UTF-8 when the span was read.
+    fn text_of(self, span: &[u8]) -> &str {
+        std::str::from_utf8(self.of(span)).unwrap_or_default()
+    }
 }
 
 /// A span read in place: every field of `Span`, strings and ids as [`Slice`]s of its bytes.
@@ -186,12 +196,12 @@ impl<'a> LiteAttributes<'a> {
     }
 
     pub fn bytes(&self, slice: Slice) -> &'a [u8] {
-        self.bytes.get(slice.range()).unwrap_or_default()
+        slice.of(self.bytes)
     }
 
     /// A string field (checked as UTF-8 when the span was read).
     pub fn text(&self, slice: Slice) -> &'a str {
-        std::str::from_utf8(self.bytes(slice)).unwrap_or_default()
+        slice.text_of(self.bytes)
     }
 
     /// Whether [`crate::limits`] would cut one of these attributes' values.
@@ -230,7 +240,7 @@ struct Malformed;
 type Read<T> = Result<T, Malformed>;
 
 /// prost's recursion count for a span's own fields: the request's fields are merged at
-/// `prost::RECURSION_LIMIT` (100), a resource's at 99, a scope's at 98, a span's at 97.
+/// `prost::RECURSION_LIMIT` (100), a `ResourceSpans`' at 99, a `ScopeSpans`' at 98, a span's at 97.
 const SPAN_DEPTH: u32 = 97;
 
 /// A reader of one span's bytes; the message being read ends at `end`.
@@ -562,12 +572,12 @@ pub struct EncodedSpan {
 impl EncodedSpan {
     /// The bytes a [`Slice`] of this span's view points to.
     pub fn get(&self, slice: Slice) -> &[u8] {
-        self.bytes.get(slice.range()).unwrap_or_default()
+        slice.of(&self.bytes)
     }
 
     /// A string field of this span's view (checked as UTF-8 when it was read).
     pub fn text(&self, slice: Slice) -> &str {
-        std::str::from_utf8(self.get(slice)).unwrap_or_default()
+        slice.text_of(&self.bytes)
     }
 
     pub fn name(&self) -> &str {

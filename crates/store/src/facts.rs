@@ -581,50 +581,50 @@ mod tests {
 
     #[test]
     fn http_call_patterns_are_the_same_made_fresh_or_found_again() {
-        let call = |attributes: Vec<KeyValue>| key(&span(SpanKind::Client, attributes));
-        let get = |k: &'static str, v: &'static str| {
-            vec![kv(semconv::HTTP_REQUEST_METHOD, "GET"), kv(k, v)]
-        };
-        // Each twice: the second answer comes from the cache.
-        for _ in 0..2 {
-            assert_eq!(
-                call(get(semconv::URL_TEMPLATE, "/orders/{id}")),
-                Some((1, "GET /orders/{id}".into()))
-            );
-            assert_eq!(
-                call(get(semconv::URL_FULL, "http://catalog:8014/products/17")),
-                Some((1, "GET catalog:8014/products/?".into()))
-            );
-            assert_eq!(
-                call(vec![
-                    kv(semconv::HTTP_REQUEST_METHOD, "POST"),
+        let method = |m: &'static str| kv(semconv::HTTP_REQUEST_METHOD, m);
+        let cases = [
+            (
+                vec![method("GET"), kv(semconv::URL_TEMPLATE, "/orders/{id}")],
+                "GET /orders/{id}",
+            ),
+            (
+                vec![
+                    method("GET"),
+                    kv(semconv::URL_FULL, "http://catalog:8014/products/17"),
+                ],
+                "GET catalog:8014/products/?",
+            ),
+            (
+                vec![
+                    method("POST"),
                     kv(semconv::URL_PATH, "/orders/9"),
                     kv(semconv::SERVER_ADDRESS, "checkout"),
-                ]),
-                Some((1, "POST checkout/orders/?".into()))
-            );
-            assert_eq!(
-                call(vec![
-                    kv(semconv::HTTP_REQUEST_METHOD, "GET x"),
-                    kv(semconv::URL_FULL, "http://a/b"),
-                ]),
-                Some((1, "GET x a/b".into()))
-            );
-            assert_eq!(
-                call(vec![
-                    kv(semconv::HTTP_REQUEST_METHOD, "GET"),
-                    kv(semconv::URL_FULL, "x http://a/b"),
-                ]),
-                Some((1, "GET a/b".into()))
-            );
-            assert_eq!(
-                call(vec![
-                    kv(semconv::HTTP_REQUEST_METHOD, "GET"),
+                ],
+                "POST checkout/orders/?",
+            ),
+            (
+                vec![method("GET x"), kv(semconv::URL_FULL, "http://a/b")],
+                "GET x a/b",
+            ),
+            (
+                vec![method("GET"), kv(semconv::URL_FULL, "x http://a/b")],
+                "GET a/b",
+            ),
+            (
+                vec![
+                    method("GET"),
                     kv(semconv::URL_TEMPLATE, "/a"),
                     kv(semconv::URL_FULL, "http://h/b"),
-                ]),
-                Some((1, "GET /a".into()))
-            );
+                ],
+                "GET /a",
+            ),
+        ];
+        // Each twice: the second answer comes from the cache.
+        for _ in 0..2 {
+            for (attributes, pattern) in &cases {
+                let call = span(SpanKind::Client, attributes.clone());
+                assert_eq!(key(&call), Some((1, (*pattern).into())), "{pattern}");
+            }
         }
     }
 }
