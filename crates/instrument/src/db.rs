@@ -130,7 +130,7 @@ impl DbTarget {
 pub struct DbOperation {
     name: Cow<'static, str>,
     collection: Option<Cow<'static, str>>,
-    query_text: Option<String>,
+    query_text: Option<Cow<'static, str>>,
     attributes: Vec<KeyValue>,
 }
 
@@ -152,8 +152,9 @@ impl DbOperation {
     }
 
     /// `db.query.text`: the statement with its parameters as placeholders (never the values:
-    /// they may be personal data).
-    pub fn query_text(mut self, text: impl Into<String>) -> Self {
+    /// they may be personal data). A `&'static str` (a statement of the code's own) is kept
+    /// without a copy.
+    pub fn query_text(mut self, text: impl Into<Cow<'static, str>>) -> Self {
         self.query_text = Some(text.into());
         self
     }
@@ -226,32 +227,43 @@ impl DbClient {
     #[allow(deprecated)] // the old names are what `database/dup` asks for
     pub fn start(&self, operation: DbOperation) -> ActiveSpan {
         let name = operation.span_name();
+        let DbOperation {
+            name: operation_name,
+            collection,
+            query_text,
+            attributes: callers,
+        } = operation;
         let dup = self.semconv == DbSemconv::Dup;
-        let mut attributes = Vec::with_capacity(self.target_attributes.len() + 8);
+        let mut attributes = Vec::with_capacity(
+            self.target_attributes.len() + 3 * (1 + usize::from(dup)) + callers.len(),
+        );
         attributes.extend(self.target_attributes.iter().cloned());
-        attributes.push(KeyValue::new(
+        // Each value under its current name, then (`database/dup`) under the old one too: moved
+        // into the last of them, copied only for a second name.
+        let mut push = |current: &'static str, old: &'static str, value: Cow<'static, str>| {
+            if dup {
+                attributes.push(KeyValue::new(current, value.clone()));
+                attributes.push(KeyValue::new(old, value));
+            } else {
+                attributes.push(KeyValue::new(current, value));
+            }
+        };
+        push(
             semconv::DB_OPERATION_NAME,
-            operation.name.clone(),
-        ));
-        if dup {
-            attributes.push(KeyValue::new(semconv::DB_OPERATION, operation.name.clone()));
-        }
-        if let Some(collection) = &operation.collection {
-            attributes.push(KeyValue::new(
+            semconv::DB_OPERATION,
+            operation_name,
+        );
+        if let Some(collection) = collection {
+            push(
                 semconv::DB_COLLECTION_NAME,
-                collection.clone(),
-            ));
-            if dup {
-                attributes.push(KeyValue::new(semconv::DB_SQL_TABLE, collection.clone()));
-            }
+                semconv::DB_SQL_TABLE,
+                collection,
+            );
         }
-        if let Some(text) = &operation.query_text {
-            attributes.push(KeyValue::new(semconv::DB_QUERY_TEXT, text.clone()));
-            if dup {
-                attributes.push(KeyValue::new(semconv::DB_STATEMENT, text.clone()));
-            }
+        if let Some(text) = query_text {
+            push(semconv::DB_QUERY_TEXT, semconv::DB_STATEMENT, text);
         }
-        attributes.extend(operation.attributes);
+        attributes.extend(callers);
         let builder = self
             .tracer
             .span_builder(name)

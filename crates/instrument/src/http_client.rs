@@ -25,6 +25,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use throughline_carriers::HeaderInjector;
 
 use crate::SharedTracer;
+use crate::http_server::method_name;
 use crate::span::ActiveSpan;
 
 /// A reqwest client whose calls are traced (see the module docs).
@@ -59,12 +60,11 @@ impl HttpClient {
         &self,
         mut request: reqwest::Request,
     ) -> Result<reqwest::Response, reqwest::Error> {
-        let method = request.method().as_str().to_owned();
+        let method = method_name(request.method());
         let url = request.url();
-        let mut attributes = vec![
-            KeyValue::new(semconv::HTTP_REQUEST_METHOD, method.clone()),
-            KeyValue::new(semconv::URL_FULL, redacted_url(url)),
-        ];
+        let mut attributes = Vec::with_capacity(4);
+        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method.clone()));
+        attributes.push(KeyValue::new(semconv::URL_FULL, redacted_url(url)));
         if let Some(host) = url.host_str() {
             attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, host.to_owned()));
         }
@@ -101,7 +101,7 @@ impl HttpClient {
 /// `url.full` without user name or password, as the conventions require.
 fn redacted_url(url: &reqwest::Url) -> String {
     if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
+        return url.as_str().to_owned();
     }
     let mut url = url.clone();
     // Setting credentials fails only on URLs that cannot have them, which then have none.

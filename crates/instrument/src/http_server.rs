@@ -142,7 +142,7 @@ impl HttpServerLayer {
 }
 
 /// `http.request.method`: the standard methods as static strings (no allocation per request).
-fn method_name(method: &http::Method) -> Cow<'static, str> {
+pub(crate) fn method_name(method: &http::Method) -> Cow<'static, str> {
     use http::Method;
     let name = match *method {
         Method::GET => "GET",
