@@ -17,6 +17,8 @@ pub use postgres::{POSTGRES_DATABASE, POSTGRES_USER, PostgresServer};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The workspace root (the folder holding the root `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -28,8 +30,32 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A loopback address with a port that was free a moment ago.
+/// A loopback address whose port is free now and that no other call in this process returns.
+///
+/// The port is taken below Linux's default ephemeral range (32768–60999), from a walk that
+/// starts at a point of its own for each process. A port of that range can be handed to any
+/// outgoing connection as its source port, on this machine and by any test, in the moment
+/// between this call and the server's bind, or while a test restarts a server on the same port
+/// (a `kill -9` and a restart). Below it, only an explicit bind can take it.
 pub fn free_loopback_addr() -> SocketAddr {
+    const FIRST: u32 = 20_000;
+    const PORTS: u32 = 32_768 - FIRST;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: OnceLock<u32> = OnceLock::new();
+    let start = *START.get_or_init(|| std::process::id().wrapping_mul(7_919) % PORTS);
+    for _ in 0..PORTS {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + (start + n) % PORTS;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener
+                .local_addr()
+                .expect("a bound listener has an address");
+        }
+    }
+    // Every port of the walk is in use: the kernel's choice, as a last resort.
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
     listener
         .local_addr()
