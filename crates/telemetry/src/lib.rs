@@ -14,6 +14,7 @@
 
 pub mod config;
 mod diagnosis;
+mod encoded_batch;
 mod export_runtime;
 mod fan_out;
 mod invocation;
