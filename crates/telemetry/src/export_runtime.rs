@@ -132,21 +132,6 @@ impl Future for InRuntime<'_> {
     }
 }
 
-impl OnExportRuntime<crate::otlp_http::HttpSpanExporter> {
-    /// The exporter itself.
-    pub(crate) fn inner(&self) -> &crate::otlp_http::HttpSpanExporter {
-        &self.inner
-    }
-
-    /// Sends a body of spans already encoded, polled and bounded as every export is.
-    pub(crate) fn export_encoded(
-        &self,
-        plain: Vec<u8>,
-    ) -> impl Future<Output = OTelSdkResult> + Send + '_ {
-        self.bounded(self.inner.export_encoded(plain))
-    }
-}
-
 impl<E: SpanExporter> SpanExporter for OnExportRuntime<E> {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
         self.bounded(self.inner.export(batch))

@@ -14,7 +14,6 @@
 
 pub mod config;
 mod diagnosis;
-mod encoded_batch;
 mod export_runtime;
 mod fan_out;
 mod invocation;

@@ -94,53 +94,6 @@ pub fn encode_export(batch: &[SpanData], resource: &EncodedResource) -> Vec<u8> 
     out
 }
 
-/// Appends `span` to `out` as one entry of a `ScopeSpans`' list (field 2: key, length, the
-/// `Span` message): the bytes [`encode_export`] writes for it.
-pub(crate) fn put_scope_span(out: &mut Vec<u8>, span: &SpanData) {
-    let plan = SpanPlan::new(span);
-    out.reserve(len_field_len(2, plan.len));
-    put_len_prefix(out, 2, plan.len);
-    put_span(out, span, &plan);
-}
-
-/// The protobuf body of a trace export of spans already encoded by [`put_scope_span`], each
-/// group the spans of one scope, in that order: the bytes [`encode_export`] writes for the
-/// same spans when the groups are in the order their scopes first appear.
-pub(crate) fn encode_grouped(
-    resource: &EncodedResource,
-    groups: &[(&InstrumentationScope, &[u8])],
-) -> Vec<u8> {
-    let lens: Vec<(usize, usize)> = groups
-        .iter()
-        .map(|(scope, spans)| {
-            let scope_len = scope_len(scope);
-            let len = len_field_len(1, scope_len)
-                + spans.len()
-                + string_len(3, scope.schema_url().unwrap_or_default());
-            (scope_len, len)
-        })
-        .collect();
-    let mut resource_spans_len =
-        len_field_len(1, resource.body.len()) + string_len(3, &resource.schema_url);
-    for (_, len) in &lens {
-        resource_spans_len += len_field_len(2, *len);
-    }
-    let mut out = Vec::with_capacity(len_field_len(1, resource_spans_len));
-    put_len_prefix(&mut out, 1, resource_spans_len);
-    put_len_prefix(&mut out, 1, resource.body.len());
-    out.extend_from_slice(&resource.body);
-    for ((scope, spans), (scope_len, len)) in groups.iter().zip(&lens) {
-        put_len_prefix(&mut out, 2, *len);
-        put_len_prefix(&mut out, 1, *scope_len);
-        put_scope(&mut out, scope);
-        out.extend_from_slice(spans);
-        put_string(&mut out, 3, scope.schema_url().unwrap_or_default());
-    }
-    put_string(&mut out, 3, &resource.schema_url);
-    debug_assert_eq!(out.len(), out.capacity());
-    out
-}
-
 struct ScopeGroup<'a> {
     scope: &'a InstrumentationScope,
     scope_len: usize,

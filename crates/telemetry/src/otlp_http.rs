@@ -87,31 +87,7 @@ impl HttpSpanExporter {
     }
 
     fn body(&self, batch: &[SpanData]) -> Result<Bytes, OTelSdkError> {
-        self.compressed(encode_export(batch, &self.resource))
-    }
-
-    /// The resource every request carries, encoded.
-    pub(crate) fn resource(&self) -> &EncodedResource {
-        &self.resource
-    }
-
-    /// Sends a request body already encoded (see `encoded_batch`), as [`SpanExporter::export`]
-    /// sends a batch's.
-    pub(crate) async fn export_encoded(&self, plain: Vec<u8>) -> OTelSdkResult {
-        if self.shut_down.load(Ordering::Acquire) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        let body = self.compressed(plain)?;
-        let response = self
-            .send(body)
-            .await
-            .map_err(OTelSdkError::InternalFailure)?;
-        report_partial_success(&response);
-        Ok(())
-    }
-
-    /// `plain`, gzipped when the configuration asks.
-    fn compressed(&self, plain: Vec<u8>) -> Result<Bytes, OTelSdkError> {
+        let plain = encode_export(batch, &self.resource);
         if !self.gzip {
             return Ok(Bytes::from(plain));
         }

@@ -13,7 +13,7 @@ use opentelemetry_sdk::logs::{BatchLogProcessor, LogProcessor as _, SdkLoggerPro
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanExporter,
-    SpanProcessor,
+    SpanProcessor as _,
 };
 use throughline_propagation::Propagators;
 use tokio::runtime::Handle;
@@ -23,7 +23,6 @@ use crate::config::{
     TelemetryConfig,
 };
 use crate::diagnosis::ExportTarget;
-use crate::encoded_batch::EncodedBatchProcessor;
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
 use crate::fan_out::{AnySpanExporter, FanOutSpanExporter};
 use crate::invocation::InvocationSpanProcessor;
@@ -38,9 +37,6 @@ pub enum InitError {
     /// The export runtime's thread could not be started.
     #[error("could not start the telemetry export runtime")]
     Runtime(#[source] std::io::Error),
-    /// The span export thread could not be started.
-    #[error("could not start the span export thread")]
-    ExportThread(#[source] std::io::Error),
     /// The OTLP exporter rejected its settings.
     #[error("the OTLP {signal} exporter for {endpoint} could not be built")]
     Exporter {
@@ -139,8 +135,6 @@ enum SpanDelivery {
 #[derive(Debug, Clone)]
 enum SpanPipeline {
     Batch(Arc<BatchSpanProcessor>),
-    /// Batched, for our OTLP/HTTP exporter alone: spans encoded as they end.
-    Encoded(Arc<EncodedBatchProcessor>),
     OnFlush(Arc<InvocationSpanProcessor>),
 }
 
@@ -148,7 +142,6 @@ impl SpanPipeline {
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         match self {
             SpanPipeline::Batch(p) => p.shutdown_with_timeout(timeout),
-            SpanPipeline::Encoded(p) => p.shutdown_with_timeout(timeout),
             SpanPipeline::OnFlush(p) => p.shutdown_with_timeout(timeout),
         }
     }
@@ -303,10 +296,6 @@ impl TelemetryBuilder {
                     builder =
                         builder.with_span_processor(SharedSpanProcessor::new(Arc::clone(p), stamp));
                 }
-                Some(SpanPipeline::Encoded(p)) => {
-                    builder =
-                        builder.with_span_processor(SharedSpanProcessor::new(Arc::clone(p), stamp));
-                }
                 Some(SpanPipeline::OnFlush(p)) => {
                     builder =
                         builder.with_span_processor(SharedSpanProcessor::new(Arc::clone(p), stamp));
@@ -379,17 +368,6 @@ fn traces_pipeline(
     }
     if exporters.is_empty() {
         return Ok(None);
-    }
-    if delivery == SpanDelivery::Batched
-        && let [AnySpanExporter::OtlpHttp(_)] = exporters.as_slice()
-        && let Some(AnySpanExporter::OtlpHttp(mut exporter)) = exporters.pop()
-    {
-        exporter.set_resource(resource);
-        let exporter = OnExportRuntime::new(exporter, handle.clone(), config.batch.export_timeout)
-            .explained_by(target);
-        let processor = EncodedBatchProcessor::new(exporter, handle.clone(), &config.batch)
-            .map_err(InitError::ExportThread)?;
-        return Ok(Some(SpanPipeline::Encoded(Arc::new(processor))));
     }
     let exporter = FanOutSpanExporter(exporters);
     Ok(Some(span_pipeline(
@@ -708,9 +686,8 @@ impl Telemetry {
     /// nothing for it to flush. The on-flush span pipeline is not its business: the caller
     /// exports it directly.
     fn start_flush(&self) -> Option<mpsc::Receiver<FlushOutcome>> {
-        let tracer: Option<Arc<dyn SpanProcessor>> = match &self.span_processor {
-            Some(SpanPipeline::Batch(p)) => Some(Arc::clone(p) as Arc<dyn SpanProcessor>),
-            Some(SpanPipeline::Encoded(p)) => Some(Arc::clone(p) as Arc<dyn SpanProcessor>),
+        let tracer = match &self.span_processor {
+            Some(SpanPipeline::Batch(p)) => Some(Arc::clone(p)),
             Some(SpanPipeline::OnFlush(_)) | None => None,
         };
         if tracer.is_none() && self.log_processor.is_none() {

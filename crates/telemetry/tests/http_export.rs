@@ -28,8 +28,6 @@ struct Seen {
     authorization: Vec<String>,
     content_encoding: Vec<String>,
     span_names: Vec<String>,
-    /// The spans of each request, in arrival order.
-    batch_sizes: Vec<usize>,
     service_names: Vec<String>,
     /// When each request arrived, answered or not.
     arrivals: Vec<Instant>,
@@ -82,14 +80,6 @@ async fn receive(
     seen.paths.push(uri.path().to_owned());
     seen.authorization.extend(header("authorization"));
     seen.content_encoding.extend(encoding);
-    seen.batch_sizes.push(
-        request
-            .resource_spans
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .map(|ss| ss.spans.len())
-            .sum(),
-    );
     for rs in request.resource_spans {
         for kv in rs.resource.map(|r| r.attributes).unwrap_or_default() {
             if let ("service.name", Some(any_value::Value::StringValue(name))) =
@@ -143,15 +133,6 @@ fn start_receiver(script: &[(StatusCode, Option<&'static str>)]) -> (SocketAddr,
 /// Telemetry exporting over http/protobuf to `addr`, with `extra` settings; one span named
 /// `name` ended, then a flush of up to 10 s.
 fn export_one(addr: SocketAddr, extra: &[(&str, &str)], name: &'static str) -> FlushOutcome {
-    let telemetry = telemetry_to(addr, extra);
-    let tracer = telemetry.tracer("http-test").expect("enabled");
-    tracer.in_span(name, |_| {});
-    telemetry.flush(Duration::from_secs(10))
-}
-
-/// Telemetry exporting over http/protobuf to `addr` (no export before a flush unless `extra`
-/// sets another schedule delay).
-fn telemetry_to(addr: SocketAddr, extra: &[(&str, &str)]) -> Telemetry {
     let endpoint = format!("http://{addr}");
     let mut env = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
@@ -159,13 +140,14 @@ fn telemetry_to(addr: SocketAddr, extra: &[(&str, &str)]) -> Telemetry {
         ("OTEL_METRICS_EXPORTER", "none"),
         ("OTEL_SERVICE_NAME", "checkout"),
     ];
-    // A later setting of the same name wins.
-    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     env.extend_from_slice(extra);
     let config = TelemetryConfig::from_env(env).expect("valid");
-    Telemetry::builder(config)
+    let telemetry = Telemetry::builder(config)
         .build()
-        .expect("telemetry builds")
+        .expect("telemetry builds");
+    let tracer = telemetry.tracer("http-test").expect("enabled");
+    tracer.in_span(name, |_| {});
+    telemetry.flush(Duration::from_secs(10))
 }
 
 fn seen(receiver: &Receiver) -> Seen {
@@ -270,77 +252,4 @@ fn a_header_http_cannot_carry_stops_set_up_naming_it() {
         Err(other) => panic!("expected the header named, got {other}"),
         Ok(_) => panic!("a header name with a space was accepted"),
     }
-}
-
-#[test]
-fn spans_leave_in_batches_of_at_most_the_batch_size_and_all_of_them_on_flush() {
-    let (addr, receiver) = start_receiver(&[]);
-    let telemetry = telemetry_to(addr, &[("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "3")]);
-    // Two scopes, interleaved: each request groups its spans by scope.
-    let shop = telemetry.tracer("shop").expect("enabled");
-    let db = telemetry.tracer("db").expect("enabled");
-    for i in 0..7 {
-        let tracer = if i % 2 == 0 { &shop } else { &db };
-        tracer.in_span(format!("span-{i}"), |_| {});
-    }
-    let outcome = telemetry.flush(Duration::from_secs(10));
-    assert!(outcome.is_exported(), "flush outcome: {outcome:?}");
-    let seen = seen(&receiver);
-    // Full batches may leave before the flush; together they are every span, none twice.
-    assert_eq!(seen.batch_sizes.iter().sum::<usize>(), 7, "{seen:?}");
-    assert!(seen.batch_sizes.iter().all(|n| *n <= 3), "{seen:?}");
-    let mut names = seen.span_names.clone();
-    names.sort();
-    let expected: Vec<String> = (0..7).map(|i| format!("span-{i}")).collect();
-    assert_eq!(names, expected);
-}
-
-#[test]
-fn a_span_past_the_queue_bound_is_dropped_and_the_queued_ones_still_leave() {
-    // The first export is answered 429 with `Retry-After: 1`: the export thread waits a second
-    // before its retry, while more spans end.
-    let (addr, receiver) = start_receiver(&[(StatusCode::TOO_MANY_REQUESTS, Some("1"))]);
-    let telemetry = telemetry_to(
-        addr,
-        &[
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "2"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2"),
-        ],
-    );
-    let tracer = telemetry.tracer("http-test").expect("enabled");
-    for i in 0..2 {
-        tracer.in_span(format!("span-{i}"), |_| {});
-    }
-    // A full batch: the export thread takes it and sends it; wait for its first attempt.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while seen(&receiver).arrivals.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // The queue holds two spans: the third is dropped.
-    for i in 2..5 {
-        tracer.in_span(format!("span-{i}"), |_| {});
-    }
-    let outcome = telemetry.flush(Duration::from_secs(10));
-    assert!(outcome.is_exported(), "flush outcome: {outcome:?}");
-    let seen = seen(&receiver);
-    assert_eq!(
-        seen.span_names,
-        ["span-0", "span-1", "span-2", "span-3"],
-        "{seen:?}"
-    );
-    assert_eq!(seen.batch_sizes, [2, 2], "{seen:?}");
-}
-
-#[test]
-fn without_a_flush_spans_leave_once_the_schedule_delay_has_passed() {
-    let (addr, receiver) = start_receiver(&[]);
-    let telemetry = telemetry_to(addr, &[("OTEL_BSP_SCHEDULE_DELAY", "100")]);
-    let tracer = telemetry.tracer("http-test").expect("enabled");
-    tracer.in_span("on-the-timer", |_| {});
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while seen(&receiver).span_names.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(seen(&receiver).span_names, vec!["on-the-timer".to_owned()]);
-    drop(telemetry);
 }

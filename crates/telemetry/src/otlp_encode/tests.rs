@@ -15,7 +15,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::Message as _;
 
-use super::{EncodedResource, encode_export, encode_grouped, put_scope_span};
+use super::{EncodedResource, encode_export};
 
 /// What opentelemetry-otlp sends for the batch: the transform, then prost.
 fn reference(batch: &[SpanData], resource: &Resource) -> Vec<u8> {
@@ -24,36 +24,8 @@ fn reference(batch: &[SpanData], resource: &Resource) -> Vec<u8> {
     ExportTraceServiceRequest { resource_spans }.encode_to_vec()
 }
 
-/// The body of spans encoded one by one as they end, grouped by scope in first-seen order (as
-/// `encoded_batch` does), which must be `encode_export`'s.
-fn grouped(batch: &[SpanData], resource: &EncodedResource) -> Vec<u8> {
-    let mut groups: Vec<(&InstrumentationScope, Vec<u8>)> = Vec::new();
-    for span in batch {
-        let at = match groups
-            .iter()
-            .position(|(s, _)| **s == span.instrumentation_scope)
-        {
-            Some(at) => at,
-            None => {
-                groups.push((&span.instrumentation_scope, Vec::new()));
-                groups.len() - 1
-            }
-        };
-        put_scope_span(&mut groups[at].1, span);
-    }
-    let groups: Vec<(&InstrumentationScope, &[u8])> =
-        groups.iter().map(|(s, b)| (*s, b.as_slice())).collect();
-    encode_grouped(resource, &groups)
-}
-
 fn assert_same(batch: &[SpanData], resource: &Resource) {
-    let encoded = EncodedResource::new(resource);
-    let ours = encode_export(batch, &encoded);
-    assert_eq!(
-        grouped(batch, &encoded),
-        ours,
-        "spans encoded one by one as they end give other bytes than the batch's encoding"
-    );
+    let ours = encode_export(batch, &EncodedResource::new(resource));
     let theirs = reference(batch, resource);
     if ours != theirs {
         // Decoded, the difference reads as fields rather than bytes.
