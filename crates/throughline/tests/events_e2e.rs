@@ -174,6 +174,38 @@ fn count_consumers(spans: &[Value]) -> usize {
         .count()
 }
 
+/// Whether every CONSUMER span's producer (the span it is a child of, or links to) is in the
+/// trace too. The API's spans leave on its batch processor's timer, the workers' as each
+/// invocation ends, so a branch's consumer can be stored before the send that started it.
+fn consumers_have_their_producers(spans: &[Value]) -> bool {
+    let producers: std::collections::HashSet<&str> = spans
+        .iter()
+        .filter(|s| {
+            s["tags"].as_array().is_some_and(|tags| {
+                tags.iter()
+                    .any(|t| t["key"] == "span.kind" && t["value"] == "producer")
+            })
+        })
+        .filter_map(|s| s["spanID"].as_str())
+        .collect();
+    spans
+        .iter()
+        .filter(|s| {
+            s["operationName"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("process "))
+        })
+        .all(|s| {
+            s["references"].as_array().is_some_and(|refs| {
+                refs.iter().any(|r| {
+                    r["spanID"]
+                        .as_str()
+                        .is_some_and(|id| producers.contains(id))
+                })
+            })
+        })
+}
+
 async fn fetch_spans(query: SocketAddr, trace_id: &str) -> Option<Vec<Value>> {
     let answer = reqwest::get(format!("http://{query}/api/traces/{trace_id}"))
         .await
@@ -405,12 +437,15 @@ async fn assert_trace_view_shows_three_queued_branches(events: &Events) {
     assert_eq!(answer.status(), 201);
     let body: Value = answer.json().await.unwrap();
     let trace_id = body["trace_id"].as_str().unwrap().to_owned();
-    // Every branch's CONSUMER span in, and the webhook's SERVER span.
+    // Every branch's CONSUMER span in with the send it came from, and the webhook's SERVER span.
     let spans = trace_when(events.query, &trace_id, |s| {
-        count_consumers(s) == 3 && count_named(s, "POST /webhook") == 1
+        count_consumers(s) == 3
+            && consumers_have_their_producers(s)
+            && count_named(s, "POST /webhook") == 1
     })
     .await;
     assert_eq!(count_consumers(&spans), 3, "{spans:#?}");
+    assert!(consumers_have_their_producers(&spans), "{spans:#?}");
     let page = reqwest::get(format!("http://{}/trace/{trace_id}", events.query))
         .await
         .expect("the trace page answers")
