@@ -163,15 +163,15 @@ fn count_named(spans: &[Value], name: &str) -> usize {
     spans.iter().filter(|s| s["operationName"] == name).count()
 }
 
+/// A branch's CONSUMER span (`process {queue}`).
+fn is_consumer(span: &Value) -> bool {
+    span["operationName"]
+        .as_str()
+        .is_some_and(|n| n.starts_with("process "))
+}
+
 fn count_consumers(spans: &[Value]) -> usize {
-    spans
-        .iter()
-        .filter(|s| {
-            s["operationName"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("process "))
-        })
-        .count()
+    spans.iter().filter(|s| is_consumer(s)).count()
 }
 
 /// Whether every CONSUMER span's producer (the span it is a child of, or links to) is in the
@@ -188,22 +188,15 @@ fn consumers_have_their_producers(spans: &[Value]) -> bool {
         })
         .filter_map(|s| s["spanID"].as_str())
         .collect();
-    spans
-        .iter()
-        .filter(|s| {
-            s["operationName"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("process "))
-        })
-        .all(|s| {
-            s["references"].as_array().is_some_and(|refs| {
-                refs.iter().any(|r| {
-                    r["spanID"]
-                        .as_str()
-                        .is_some_and(|id| producers.contains(id))
-                })
+    spans.iter().filter(|s| is_consumer(s)).all(|s| {
+        s["references"].as_array().is_some_and(|refs| {
+            refs.iter().any(|r| {
+                r["spanID"]
+                    .as_str()
+                    .is_some_and(|id| producers.contains(id))
             })
         })
+    })
 }
 
 async fn fetch_spans(query: SocketAddr, trace_id: &str) -> Option<Vec<Value>> {
