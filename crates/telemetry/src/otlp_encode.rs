@@ -20,6 +20,8 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
+pub mod logs;
+
 /// The `Resource` part of every request, encoded once when the exporter is given its resource.
 #[derive(Debug, Clone, Default)]
 pub struct EncodedResource {

@@ -1,11 +1,12 @@
-//! The OTLP/HTTP (`http/protobuf`) span exporter: each batch encoded by [`crate::otlp_encode`]
-//! straight from the span data, then `POST`ed to the traces endpoint with reqwest.
+//! The OTLP/HTTP (`http/protobuf`) span and log exporters: each batch encoded by
+//! [`crate::otlp_encode`] straight from the SDK's data, then `POST`ed to the signal's endpoint
+//! with reqwest.
 //!
-//! It does what opentelemetry-otlp's HTTP exporter does around the body: the configured headers,
+//! They do what opentelemetry-otlp's HTTP exporters do around the body: the configured headers,
 //! gzip when asked, a per-request timeout, retries of a refused connection and of HTTP 429, 502,
 //! 503 and 504 with doubling backoff and jitter (a `Retry-After` in seconds is honoured, up to
-//! 30 s), never past the exporter's timeout, and a warning for a partial success. Logs and
-//! metrics, a few records a second, still go through opentelemetry-otlp.
+//! 30 s), never past the exporter's timeout, and a warning for a partial success. Metrics, a few
+//! points a minute, still go through opentelemetry-otlp.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,13 +14,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use prost::Message as _;
 
 use crate::config::{OtlpCompression, OtlpConfig, RetryConfig};
+use crate::otlp_encode::logs::encode_logs_export;
 use crate::otlp_encode::{EncodedResource, encode_export};
 use crate::setup::InitError;
 
@@ -33,6 +37,38 @@ const MAX_JITTER: Duration = Duration::from_millis(100);
 /// Sends span batches to one OTLP/HTTP traces endpoint (see the module docs).
 #[derive(Debug)]
 pub(crate) struct HttpSpanExporter {
+    sender: HttpSender,
+    resource: EncodedResource,
+}
+
+impl HttpSpanExporter {
+    pub(crate) fn new(otlp: &OtlpConfig) -> Result<Self, InitError> {
+        Ok(Self {
+            sender: HttpSender::new(otlp)?,
+            resource: EncodedResource::default(),
+        })
+    }
+}
+
+/// Sends log batches to one OTLP/HTTP logs endpoint (see the module docs).
+#[derive(Debug)]
+pub(crate) struct HttpLogExporter {
+    sender: HttpSender,
+    resource: EncodedResource,
+}
+
+impl HttpLogExporter {
+    pub(crate) fn new(otlp: &OtlpConfig) -> Result<Self, InitError> {
+        Ok(Self {
+            sender: HttpSender::new(otlp)?,
+            resource: EncodedResource::default(),
+        })
+    }
+}
+
+/// One signal's endpoint and what every request to it carries; the exporters' shared half.
+#[derive(Debug)]
+struct HttpSender {
     client: reqwest::Client,
     endpoint: reqwest::Url,
     /// The configured headers and the content type (and encoding).
@@ -40,12 +76,11 @@ pub(crate) struct HttpSpanExporter {
     gzip: bool,
     timeout: Duration,
     retry: RetryConfig,
-    resource: EncodedResource,
     shut_down: AtomicBool,
 }
 
-impl HttpSpanExporter {
-    pub(crate) fn new(otlp: &OtlpConfig) -> Result<Self, InitError> {
+impl HttpSender {
+    fn new(otlp: &OtlpConfig) -> Result<Self, InitError> {
         let endpoint =
             reqwest::Url::parse(&otlp.endpoint).map_err(|error| InitError::Endpoint {
                 endpoint: otlp.endpoint.clone(),
@@ -81,13 +116,12 @@ impl HttpSpanExporter {
             gzip,
             timeout: otlp.timeout,
             retry: otlp.retry,
-            resource: EncodedResource::default(),
             shut_down: AtomicBool::new(false),
         })
     }
 
-    fn body(&self, batch: &[SpanData]) -> Result<Bytes, OTelSdkError> {
-        let plain = encode_export(batch, &self.resource);
+    /// `plain`, gzipped when the configuration asks.
+    fn body(&self, plain: Vec<u8>) -> Result<Bytes, OTelSdkError> {
         if !self.gzip {
             return Ok(Bytes::from(plain));
         }
@@ -102,8 +136,28 @@ impl HttpSpanExporter {
             .map_err(|error| OTelSdkError::InternalFailure(format!("gzip failed: {error}")))
     }
 
+    fn check_running(&self) -> OTelSdkResult {
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self) -> OTelSdkResult {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        Ok(())
+    }
+
     /// Sends `body`, retrying as the module docs say; the response body on success.
-    async fn send(&self, body: Bytes) -> Result<Bytes, String> {
+    async fn send(&self, body: Bytes) -> Result<Bytes, OTelSdkError> {
+        self.send_retrying(body)
+            .await
+            .map_err(OTelSdkError::InternalFailure)
+    }
+
+    async fn send_retrying(&self, body: Bytes) -> Result<Bytes, String> {
         let start = Instant::now();
         let mut delay = self.retry.initial_delay;
         let mut delay_cap = self.retry.max_delay;
@@ -222,7 +276,7 @@ fn jitter() -> Duration {
 }
 
 /// Warns of spans the receiver took but rejected, as opentelemetry-otlp does.
-fn report_partial_success(body: &[u8]) {
+fn report_rejected_spans(body: &[u8]) {
     let Ok(response) = ExportTraceServiceResponse::decode(body) else {
         return;
     };
@@ -239,27 +293,56 @@ fn report_partial_success(body: &[u8]) {
     }
 }
 
+/// Warns of log records the receiver took but rejected, as opentelemetry-otlp does.
+fn report_rejected_logs(body: &[u8]) {
+    let Ok(response) = ExportLogsServiceResponse::decode(body) else {
+        return;
+    };
+    if let Some(partial) = response.partial_success
+        && (partial.rejected_log_records > 0 || !partial.error_message.is_empty())
+    {
+        tracing::warn!(
+            target: "opentelemetry_otlp",
+            rejected_log_records = partial.rejected_log_records,
+            error_message = partial.error_message.as_str(),
+            "the OTLP receiver took the log records but rejected some"
+        );
+    }
+}
+
 impl SpanExporter for HttpSpanExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        if self.shut_down.load(Ordering::Acquire) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        let body = self.body(&batch)?;
+        self.sender.check_running()?;
+        let body = self.sender.body(encode_export(&batch, &self.resource))?;
         // The span data is no longer needed while the request is in flight.
         drop(batch);
-        let response = self
-            .send(body)
-            .await
-            .map_err(OTelSdkError::InternalFailure)?;
-        report_partial_success(&response);
+        let response = self.sender.send(body).await?;
+        report_rejected_spans(&response);
         Ok(())
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        if self.shut_down.swap(true, Ordering::AcqRel) {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
+        self.sender.shutdown()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = EncodedResource::new(resource);
+    }
+}
+
+impl LogExporter for HttpLogExporter {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        self.sender.check_running()?;
+        let body = self
+            .sender
+            .body(encode_logs_export(&batch, &self.resource))?;
+        let response = self.sender.send(body).await?;
+        report_rejected_logs(&response);
         Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        self.sender.shutdown()
     }
 
     fn set_resource(&mut self, resource: &Resource) {

@@ -26,7 +26,7 @@ use crate::diagnosis::ExportTarget;
 use crate::export_runtime::{ExportRuntime, OnExportRuntime};
 use crate::fan_out::{AnySpanExporter, FanOutSpanExporter};
 use crate::invocation::InvocationSpanProcessor;
-use crate::otlp_http::HttpSpanExporter;
+use crate::otlp_http::{HttpLogExporter, HttpSpanExporter};
 use crate::processors::{SharedLogProcessor, SharedSpanProcessor, SpanStamp, StampFn};
 use crate::propagators::build_propagator;
 use crate::resource::{ProcessFacts, ServiceDefaults, detect};
@@ -544,16 +544,48 @@ pub(crate) fn meter_provider(
         .build())
 }
 
-fn otlp_log_exporter(
-    otlp: &OtlpConfig,
-    handle: &Handle,
-) -> Result<opentelemetry_otlp::LogExporter, InitError> {
-    otlp_exporter!(
-        opentelemetry_otlp::LogExporter::builder(),
-        otlp,
-        handle,
-        "logs"
-    )
+/// Logs over gRPC go through opentelemetry-otlp's tonic exporter; over OTLP/HTTP through our
+/// own, which encodes each batch from the records directly ([`HttpLogExporter`]).
+fn otlp_log_exporter(otlp: &OtlpConfig, handle: &Handle) -> Result<AnyLogExporter, InitError> {
+    match otlp.protocol {
+        OtlpProtocol::Grpc => Ok(AnyLogExporter::Otlp(otlp_exporter!(
+            opentelemetry_otlp::LogExporter::builder(),
+            otlp,
+            handle,
+            "logs"
+        )?)),
+        OtlpProtocol::HttpProtobuf => Ok(AnyLogExporter::OtlpHttp(HttpLogExporter::new(otlp)?)),
+    }
+}
+
+/// The log exporters `OTEL_LOGS_EXPORTER=otlp` can mean, by protocol.
+#[derive(Debug)]
+enum AnyLogExporter {
+    Otlp(opentelemetry_otlp::LogExporter),
+    OtlpHttp(HttpLogExporter),
+}
+
+impl opentelemetry_sdk::logs::LogExporter for AnyLogExporter {
+    async fn export(&self, batch: opentelemetry_sdk::logs::LogBatch<'_>) -> OTelSdkResult {
+        match self {
+            Self::Otlp(e) => e.export(batch).await,
+            Self::OtlpHttp(e) => e.export(batch).await,
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match self {
+            Self::Otlp(e) => e.shutdown_with_timeout(timeout),
+            Self::OtlpHttp(e) => e.shutdown_with_timeout(timeout),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        match self {
+            Self::Otlp(e) => e.set_resource(resource),
+            Self::OtlpHttp(e) => e.set_resource(resource),
+        }
+    }
 }
 
 /// The running telemetry set-up. Dropping it flushes and shuts the providers down (bounded by

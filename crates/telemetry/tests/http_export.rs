@@ -2,6 +2,7 @@
 //! loopback: the generic endpoint gets `/v1/traces` appended, the headers from
 //! `OTEL_EXPORTER_OTLP_HEADERS` arrive decoded, gzip is sent when asked, and the receiver's
 //! answers are honoured (429 with `Retry-After` retried after that delay, 400 not retried).
+//! Log records go the same way, to `/v1/logs`, with their trace.
 
 use std::collections::VecDeque;
 use std::io::Read as _;
@@ -16,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use opentelemetry::trace::Tracer as _;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use prost::Message as _;
@@ -29,6 +31,8 @@ struct Seen {
     content_encoding: Vec<String>,
     span_names: Vec<String>,
     service_names: Vec<String>,
+    /// Each log record's body and trace id.
+    logs: Vec<(String, Vec<u8>)>,
     /// When each request arrived, answered or not.
     arrivals: Vec<Instant>,
 }
@@ -74,12 +78,30 @@ async fn receive(
         }
         _ => body,
     };
-    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
     seen.paths.push(uri.path().to_owned());
     seen.authorization.extend(header("authorization"));
     seen.content_encoding.extend(encoding);
+    if uri.path() == "/v1/logs" {
+        let Ok(request) = ExportLogsServiceRequest::decode(body) else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        let records = request
+            .resource_logs
+            .into_iter()
+            .flat_map(|r| r.scope_logs)
+            .flat_map(|s| s.log_records);
+        for record in records {
+            let body = match record.body.and_then(|b| b.value) {
+                Some(any_value::Value::StringValue(body)) => body,
+                other => format!("{other:?}"),
+            };
+            seen.logs.push((body, record.trace_id));
+        }
+        return StatusCode::OK.into_response();
+    }
+    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
     for rs in request.resource_spans {
         for kv in rs.resource.map(|r| r.attributes).unwrap_or_default() {
             if let ("service.name", Some(any_value::Value::StringValue(name))) =
@@ -228,6 +250,50 @@ fn a_400_is_not_retried_and_the_flush_fails_naming_the_status() {
     let seen = seen(&receiver);
     assert_eq!(seen.arrivals.len(), 1, "not retried: {seen:?}");
     assert!(seen.span_names.is_empty());
+}
+
+#[test]
+fn log_records_reach_the_logs_path_gzipped_with_their_trace_id() {
+    let (addr, receiver) = start_receiver(&[(StatusCode::SERVICE_UNAVAILABLE, None)]);
+    let endpoint = format!("http://{addr}");
+    let config = TelemetryConfig::from_env([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20abc"),
+        ("OTEL_TRACES_EXPORTER", "none"),
+        ("OTEL_METRICS_EXPORTER", "none"),
+        ("OTEL_LOGS_EXPORTER", "otlp"),
+        ("OTEL_SERVICE_NAME", "checkout"),
+    ])
+    .expect("valid");
+    let telemetry = Telemetry::builder(config)
+        .build()
+        .expect("telemetry builds");
+    let filter = telemetry.log_filter().expect("default filter");
+    let mut trace_id = None;
+    tracing::subscriber::with_default(telemetry.subscriber(filter, std::io::sink), || {
+        use opentelemetry::trace::TraceContextExt as _;
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let span = tracing::info_span!("checkout");
+        let _entered = span.enter();
+        trace_id = Some(span.context().span().span_context().trace_id());
+        tracing::info!(order.id = "ord-1", "order_created");
+    });
+    let outcome = telemetry.flush(Duration::from_secs(10));
+    assert!(outcome.is_exported(), "flush outcome: {outcome:?}");
+    let seen = seen(&receiver);
+    // One 503, then the retry.
+    assert_eq!(seen.arrivals.len(), 2, "{seen:?}");
+    assert_eq!(seen.paths, vec!["/v1/logs".to_owned()]);
+    assert_eq!(seen.authorization, vec!["Bearer abc".to_owned()]);
+    assert_eq!(seen.content_encoding, vec!["gzip".to_owned()]);
+    let trace_id = trace_id.expect("a span context").to_bytes().to_vec();
+    assert!(
+        seen.logs
+            .iter()
+            .any(|(body, tid)| body.contains("order_created") && *tid == trace_id),
+        "{seen:?}"
+    );
 }
 
 #[test]
