@@ -21,8 +21,8 @@ use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::{
-    EncodedResource, key_value_len, len_field_len, nanos, put_bytes, put_key_value,
-    put_len_bytes, put_len_prefix, put_string, string_len,
+    EncodedResource, key_value_len, len_field_len, nanos, put_bytes, put_key_value, put_len_bytes,
+    put_len_prefix, put_string, string_len,
 };
 
 /// The protobuf body of an OTLP/HTTP (or gRPC) log export of `batch` under `resource`.

@@ -56,8 +56,7 @@ fn emitted(
         emit(i, &mut record);
         logger.emit(record);
     }
-    let kept = keep.0.lock().expect("not poisoned").clone();
-    kept
+    keep.0.lock().expect("not poisoned").clone()
 }
 
 fn resource() -> Resource {
@@ -175,7 +174,7 @@ fn nested_values_lists_maps_and_bytes_are_encoded_as_the_transform_encodes_them(
                 AnyValue::from("a"),
                 AnyValue::Int(-1),
                 AnyValue::Bytes(Box::new(vec![0, 1, 255])),
-                AnyValue::ListAny(Box::new(vec![])),
+                AnyValue::ListAny(Box::default()),
             ])),
         );
         r.add_attribute("bytes", AnyValue::Bytes(Box::new(vec![9; 300])));
@@ -188,14 +187,18 @@ fn nested_values_lists_maps_and_bytes_are_encoded_as_the_transform_encodes_them(
 #[test]
 fn records_of_one_scope_and_target_share_one_scope_logs_in_batch_order() {
     // Three records, one logger: one `ScopeLogs`, records in the order they were emitted.
-    let scopes = [scope("throughline"), scope("throughline"), scope("throughline")];
+    let scopes = [
+        scope("throughline"),
+        scope("throughline"),
+        scope("throughline"),
+    ];
     let records = emitted(&scopes, |i, r| {
         r.set_body(AnyValue::from(format!("record {i}")));
         r.set_target("checkout::orders");
     });
     assert_same(&records, &resource());
-    let decoded = ExportLogsServiceRequest::decode(ours(&records, &resource()).as_slice())
-        .expect("decodes");
+    let decoded =
+        ExportLogsServiceRequest::decode(ours(&records, &resource()).as_slice()).expect("decodes");
     let scope_logs = &decoded.resource_logs[0].scope_logs;
     assert_eq!(scope_logs.len(), 1);
     let scope = scope_logs[0].scope.as_ref().expect("a scope");
