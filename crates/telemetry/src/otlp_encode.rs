@@ -84,7 +84,7 @@ pub fn encode_export(batch: &[SpanData], resource: &EncodedResource) -> Vec<u8> 
     for group in &scopes {
         put_len_prefix(&mut out, 2, group.len);
         put_len_prefix(&mut out, 1, group.scope_len);
-        put_scope(&mut out, group.scope);
+        put_scope(&mut out, group.scope.name(), group.scope);
         for (span, plan) in &group.spans {
             put_len_prefix(&mut out, 2, plan.len);
             put_span(&mut out, span, plan);
@@ -109,7 +109,7 @@ impl<'a> ScopeGroup<'a> {
     fn new(scope: &'a InstrumentationScope) -> Self {
         Self {
             scope,
-            scope_len: scope_len(scope),
+            scope_len: scope_len(scope.name(), scope),
             spans: Vec::new(),
             spans_len: 0,
             len: 0,
@@ -280,8 +280,10 @@ fn put_status(out: &mut Vec<u8>, status: &Status) {
     encode_varint(code, out);
 }
 
-fn scope_len(scope: &InstrumentationScope) -> usize {
-    string_len(1, scope.name())
+/// An `InstrumentationScope` message's body: `scope` exported under `name` (its own, or a log
+/// record's target).
+fn scope_len(name: &str, scope: &InstrumentationScope) -> usize {
+    string_len(1, name)
         + string_len(2, scope.version().unwrap_or_default())
         + scope
             .attributes()
@@ -289,8 +291,8 @@ fn scope_len(scope: &InstrumentationScope) -> usize {
             .sum::<usize>()
 }
 
-fn put_scope(out: &mut Vec<u8>, scope: &InstrumentationScope) {
-    put_string(out, 1, scope.name());
+fn put_scope(out: &mut Vec<u8>, name: &str, scope: &InstrumentationScope) {
+    put_string(out, 1, name);
     put_string(out, 2, scope.version().unwrap_or_default());
     for kv in scope.attributes() {
         put_len_prefix(out, 3, key_value_len(kv.key.as_str(), &kv.value));

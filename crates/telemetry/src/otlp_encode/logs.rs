@@ -21,8 +21,8 @@ use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::{
-    EncodedResource, key_value_len, len_field_len, nanos, put_bytes, put_key_value, put_len_bytes,
-    put_len_prefix, put_string, string_len,
+    EncodedResource, len_field_len, nanos, put_bytes, put_len_bytes, put_len_prefix, put_scope,
+    put_string, scope_len, string_len,
 };
 
 /// The protobuf body of an OTLP/HTTP (or gRPC) log export of `batch` under `resource`.
@@ -99,29 +99,14 @@ struct ScopeGroup<'a> {
 
 impl<'a> ScopeGroup<'a> {
     fn new(name: &'a str, scope: &'a InstrumentationScope) -> Self {
-        let scope_len = string_len(1, name)
-            + string_len(2, scope.version().unwrap_or_default())
-            + scope
-                .attributes()
-                .map(|kv| len_field_len(3, key_value_len(kv.key.as_str(), &kv.value)))
-                .sum::<usize>();
         Self {
             name,
             scope,
-            scope_len,
+            scope_len: scope_len(name, scope),
             records: Vec::new(),
             records_len: 0,
             len: 0,
         }
-    }
-}
-
-fn put_scope(out: &mut Vec<u8>, name: &str, scope: &InstrumentationScope) {
-    put_string(out, 1, name);
-    put_string(out, 2, scope.version().unwrap_or_default());
-    for kv in scope.attributes() {
-        put_len_prefix(out, 3, key_value_len(kv.key.as_str(), &kv.value));
-        put_key_value(out, kv.key.as_str(), &kv.value);
     }
 }
 
